@@ -1,0 +1,71 @@
+//! Command-line interface (clap derive). One variant per subcommand; the
+//! work lives in `cmd::*`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "oddity", version, about = "Find the rare, interesting objects among millions of galaxies", long_about = None)]
+pub struct Cli {
+    /// Project store (a directory, created on first use).
+    #[arg(long, global = true, env = "ODDITY_STORE", default_value = "oddity.db")]
+    pub store: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a synthetic survey (images + spectra + ground truth) in the MultimodalUniverse layout.
+    Synth(SynthArgs),
+    /// Ingest survey files (MultimodalUniverse HDF5; folders are searched).
+    Ingest(IngestArgs),
+    /// Show what the store holds.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SynthArgs {
+    /// Output folder.
+    pub out: PathBuf,
+    /// Number of galaxies with images.
+    #[arg(long, default_value_t = 20_000)]
+    pub galaxies: usize,
+    /// Cutout size in pixels.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Fraction of galaxies with an SDSS-like spectrum.
+    #[arg(long, default_value_t = 0.15)]
+    pub spectra: f64,
+    /// Fraction of galaxies that are anomalies.
+    #[arg(long, default_value_t = 0.01)]
+    pub anomalies: f64,
+    /// HEALPix nside of the file partitions.
+    #[arg(long, default_value_t = 64)]
+    pub nside: u32,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Files or folders (walked for .hdf5/.h5).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Survey name for files outside the `<survey>/<sample>/healpix=N/` layout
+    /// (default: the parent folder's name).
+    #[arg(long)]
+    pub survey: Option<String>,
+    /// Stop after this many batches (testing interrupted runs).
+    #[arg(long, hide = true)]
+    pub max_batches: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print one file per line as well.
+    #[arg(long)]
+    pub files: bool,
+}

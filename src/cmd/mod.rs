@@ -1,0 +1,54 @@
+//! One function per subcommand. Each opens what it needs, does the work
+//! through the library modules, and prints for people on stdout/stderr.
+
+mod ingest;
+mod status;
+#[cfg(any())]
+mod synth;
+
+use color_eyre::Result;
+
+use crate::cli::{Cli, Command};
+
+/// Runs a parsed command line; the exit code for `main`.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Synth(_args) => unimplemented!(),
+        Command::Ingest(args) => ingest::run(&cli.store, &args),
+        Command::Status(args) => status::run(&cli.store, &args),
+    }
+}
+
+/// Logs to `<store>/logs/oddity.log`, never to the terminal (the TUI owns it).
+pub(crate) fn log_to(dir: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::EnvFilter;
+    std::fs::create_dir_all(dir).ok()?;
+    let appender = tracing_appender::rolling::never(dir, "oddity.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_env("ODDITY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_writer(writer).with_ansi(false).with_env_filter(filter).try_init().ok()?;
+    Some(guard)
+}
+
+/// A progress bar on stderr; indicatif hides it when stderr is not a terminal.
+pub(crate) fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Writes to stdout; a closed pipe (`oddity status | head`) ends quietly.
+pub(crate) fn print(text: &str) -> Result<i32> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,111 @@
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use color_eyre::Result;
+
+use crate::cli::StatusArgs;
+use crate::store::{SourceKind, Store};
+
+#[derive(Default)]
+struct SurveyCount {
+    kind: Option<SourceKind>,
+    files: usize,
+    partial: usize,
+    objects: u64,
+    rejected: u64,
+    bands: Vec<String>,
+    shape: (u32, u32),
+}
+
+/// Summarises the store from its per-file records: fast on millions of
+/// objects because it never walks the object trees.
+pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
+    let store = Store::open(store_path)?;
+    let sources = store.sources()?;
+    let mut by_survey: BTreeMap<String, SurveyCount> = BTreeMap::new();
+    for (_, s) in &sources {
+        let c = by_survey.entry(s.survey.clone()).or_default();
+        c.kind = Some(s.kind);
+        c.files += 1;
+        c.partial += usize::from(!s.complete);
+        c.objects += s.n_objects;
+        c.rejected += s.n_rejected;
+        if c.bands.is_empty() {
+            c.bands = s.bands.clone();
+            c.shape = s.shape;
+        }
+    }
+    let mut out = String::new();
+    writeln!(out, "store     {} (schema {})", store.path().display(), crate::store::SCHEMA_VERSION)?;
+    if let Some(created) = store.created()? {
+        writeln!(out, "created   {created}")?;
+    }
+    let n_files = sources.len();
+    let partial: usize = by_survey.values().map(|c| c.partial).sum();
+    writeln!(out, "files     {n_files} ({} complete, {partial} partial)", n_files - partial)?;
+    if by_survey.is_empty() {
+        writeln!(out, "objects   none yet: run `oddity ingest PATHS…`")?;
+    }
+    for (survey, c) in &by_survey {
+        let what = match c.kind {
+            Some(SourceKind::Images) => format!(
+                "images  {} bands ({}), {}x{} px",
+                c.bands.len(),
+                c.bands.join(","),
+                c.shape.0,
+                c.shape.1
+            ),
+            Some(SourceKind::Spectra) => format!("spectra {} pixels", c.shape.0),
+            None => String::new(),
+        };
+        write!(out, "  {survey:<14} {:>10} {what}", thousands(c.objects))?;
+        if c.rejected > 0 {
+            write!(out, "  ({} rejected)", thousands(c.rejected))?;
+        }
+        writeln!(out)?;
+    }
+    let images: u64 = by_survey.values().filter(|c| c.kind == Some(SourceKind::Images)).map(|c| c.objects).sum();
+    let spectra: u64 = by_survey.values().filter(|c| c.kind == Some(SourceKind::Spectra)).map(|c| c.objects).sum();
+    writeln!(out, "totals    {} images, {} spectra", thousands(images), thousands(spectra))?;
+    writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
+    if args.files {
+        writeln!(out, "\nfiles:")?;
+        for (id, s) in &sources {
+            writeln!(
+                out,
+                "  {id:>5} {:<8} {:>8}/{:<8} rows {} {}",
+                s.kind.to_string(),
+                s.rows_done,
+                s.n_rows,
+                if s.complete { "complete" } else { "PARTIAL " },
+                s.path
+            )?;
+        }
+    }
+    super::print(&out)
+}
+
+/// 1234567 → "1,234,567".
+pub(crate) fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+        assert_eq!(super::thousands(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,2 @@
+//! Features: morphology, colour and spectral lines.
+pub mod lines;

@@ -1,0 +1,508 @@
+//! Ingest of survey files into the store.
+//!
+//! MultimodalUniverse HDF5 tables (`<survey>/<sample>/healpix=<N>/*.hdf5`)
+//! are found by walking directories. Each file is read in batches of bounded
+//! size; objects, their sky positions, catalogue columns and references to
+//! their pixels/spectra (file + row) go into the store. Ingest is idempotent
+//! and resumable: a file's record says how many rows are in, object keys are
+//! (file, row), and a re-run skips complete files and resumes partial ones.
+//!
+//! A bad file (corrupt, truncated, wrong shapes, missing fields) or a bad row
+//! (NaN coordinates, duplicate id) is reported with file, object and problem;
+//! everything else goes in.
+
+mod table;
+
+pub use table::TableError;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use ndarray::Axis;
+
+use crate::store::{
+    ImageRef, IngestedRow, ObjectKey, ObjectRecord, Payload, SourceFile, SpectrumRef, Store, StoreError,
+};
+use table::{Batch, Table};
+
+/// Target bytes of pixel data per batch: bounds memory whatever the file size.
+const BATCH_BYTES: usize = 32 << 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// Survey name for files outside the MMU layout (default: parent folder).
+    pub survey: Option<String>,
+    /// Stop after this many batches (for tests of interrupted ingest).
+    pub max_batches: Option<usize>,
+}
+
+/// One problem met during ingest, already phrased for a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// The object's id and row when the problem is a single object's.
+    pub object: Option<(String, u64)>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.object {
+            Some((id, row)) => write!(f, "{}: object {id} (row {row}): {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    pub files_seen: usize,
+    pub files_ingested: usize,
+    pub files_skipped: usize,
+    pub files_failed: usize,
+    pub objects_added: u64,
+    pub rows_rejected: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl IngestReport {
+    pub fn ok(&self) -> bool {
+        self.files_failed == 0 && self.rows_rejected == 0
+    }
+}
+
+/// Receives progress: total rows once known, then rows done as they go in.
+pub trait Progress: Sync {
+    fn set_total(&self, _rows: u64) {}
+    fn advance(&self, _rows: u64) {}
+    fn message(&self, _line: &str) {}
+}
+
+/// Progress that goes nowhere (tests, benches).
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Finds survey files under `paths` (files are taken as given, folders are
+/// walked for `.hdf5`/`.h5`), in a stable order.
+pub fn discover(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Problem>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            for entry in walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name() {
+                match entry {
+                    Ok(e) if e.file_type().is_file() && is_hdf5_name(e.path()) => files.push(e.into_path()),
+                    Ok(_) => {}
+                    Err(e) => problems.push(Problem {
+                        file: e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone()),
+                        object: None,
+                        message: format!("cannot read directory entry: {e}"),
+                    }),
+                }
+            }
+        } else if p.exists() {
+            files.push(p.clone());
+        } else {
+            problems.push(Problem { file: p.clone(), object: None, message: "no such file or directory".into() });
+        }
+    }
+    files.dedup();
+    (files, problems)
+}
+
+fn is_hdf5_name(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("hdf5" | "h5" | "he5"))
+}
+
+/// Survey, sample and HEALPix partition from an MMU path
+/// (`…/<survey>/<sample>/healpix=<N>/file.hdf5`).
+pub fn layout(path: &Path) -> (String, String, Option<u64>) {
+    let comps: Vec<String> = path
+        .parent()
+        .map(|p| p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    if let Some(i) = comps.iter().rposition(|c| c.starts_with("healpix=")) {
+        let partition = comps[i]["healpix=".len()..].parse().ok();
+        let sample = if i >= 1 { comps[i - 1].clone() } else { String::new() };
+        let survey = if i >= 2 { comps[i - 2].clone() } else { sample.clone() };
+        return (survey, sample, partition);
+    }
+    let parent = comps.last().cloned().unwrap_or_else(|| "survey".into());
+    (parent, String::new(), None)
+}
+
+/// Ingests every survey file under `paths` into `store`.
+pub fn ingest(store: &Store, paths: &[PathBuf], opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport, StoreError> {
+    let (files, mut problems) = discover(paths);
+    let mut report = IngestReport { files_seen: files.len(), ..Default::default() };
+    report.files_failed += problems.len();
+
+    // Open and check every file first: bad layouts are reported before any
+    // long read starts, and the progress bar knows the total.
+    let mut plans = Vec::new();
+    let mut total = 0u64;
+    for path in files {
+        match plan_file(store, &path, opts) {
+            Ok(Plan::Skip) => report.files_skipped += 1,
+            Ok(Plan::Ingest(p)) => {
+                total += (p.table.n_rows - p.resume_from) as u64;
+                plans.push(p);
+            }
+            Err(PlanError::Table(message)) => {
+                report.files_failed += 1;
+                problems.push(Problem { file: path, object: None, message });
+            }
+            Err(PlanError::Store(e)) => return Err(e),
+        }
+    }
+    progress.set_total(total);
+
+    let mut batches_left = opts.max_batches;
+    for plan in plans {
+        let path = plan.path.clone();
+        match ingest_file(store, plan, progress, &mut batches_left, &mut problems) {
+            Ok(FileOutcome { added, rejected, complete }) => {
+                report.objects_added += added;
+                report.rows_rejected += rejected;
+                if complete {
+                    report.files_ingested += 1;
+                }
+            }
+            Err(FileError::Table(e)) => {
+                report.files_failed += 1;
+                problems.push(Problem { file: path, object: None, message: e.to_string() });
+            }
+            Err(FileError::Store(e)) => return Err(e),
+        }
+        if batches_left == Some(0) {
+            break;
+        }
+    }
+    store.flush()?;
+    for p in &problems {
+        progress.message(&format!("error: {p}"));
+    }
+    report.problems = problems;
+    Ok(report)
+}
+
+struct FilePlan {
+    path: PathBuf,
+    id: u32,
+    record: SourceFile,
+    table: Table,
+    resume_from: usize,
+}
+
+enum Plan {
+    Skip,
+    Ingest(FilePlan),
+}
+
+enum PlanError {
+    Table(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for PlanError {
+    fn from(e: StoreError) -> Self {
+        PlanError::Store(e)
+    }
+}
+
+fn plan_file(store: &Store, path: &Path, opts: &IngestOptions) -> Result<Plan, PlanError> {
+    let canonical = std::fs::canonicalize(path).map_err(|e| PlanError::Table(format!("cannot resolve path: {e}")))?;
+    let meta = std::fs::metadata(&canonical).map_err(|e| PlanError::Table(format!("cannot stat: {e}")))?;
+    let size = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let key = canonical.to_string_lossy().into_owned();
+    let existing = match store.source_id(&key)? {
+        Some(id) => store.source(id)?.map(|s| (id, s)),
+        None => None,
+    };
+    let changed = |s: &SourceFile| s.size != size || s.mtime != mtime;
+    if let Some((_, s)) = &existing {
+        if s.complete && !changed(s) {
+            return Ok(Plan::Skip);
+        }
+    }
+    let table = Table::open(&canonical).map_err(|e| PlanError::Table(e.to_string()))?;
+    let (mut survey, sample, partition) = layout(&canonical);
+    if partition.is_none() {
+        if let Some(s) = &opts.survey {
+            survey = s.clone();
+        }
+    }
+    let fresh = SourceFile {
+        path: key,
+        survey,
+        sample,
+        partition,
+        kind: table.kind,
+        size,
+        mtime,
+        n_rows: table.n_rows as u64,
+        rows_done: 0,
+        n_objects: 0,
+        n_rejected: 0,
+        complete: false,
+        columns: table.columns.clone(),
+        array_columns: table.array_columns.clone(),
+        bands: table.bands.clone(),
+        shape: (table.shape.0 as u32, table.shape.1 as u32),
+    };
+    let (id, record, resume_from) = match existing {
+        // Same file, interrupted: carry on from the last batch that went in.
+        Some((id, s)) if !changed(&s) && s.columns == fresh.columns && s.n_rows == fresh.n_rows => {
+            let from = s.rows_done as usize;
+            (id, s, from)
+        }
+        // Changed since: ingest again under the same file id (same keys).
+        Some((id, _)) => {
+            tracing::warn!("{}: changed since it was ingested; ingesting again", path.display());
+            store.put_source(id, &fresh)?;
+            (id, fresh, 0)
+        }
+        None => {
+            let id = store.add_source(&fresh)?;
+            (id, fresh, 0)
+        }
+    };
+    Ok(Plan::Ingest(FilePlan { path: path.to_owned(), id, record, table, resume_from }))
+}
+
+struct FileOutcome {
+    added: u64,
+    rejected: u64,
+    complete: bool,
+}
+
+enum FileError {
+    Table(TableError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for FileError {
+    fn from(e: StoreError) -> Self {
+        FileError::Store(e)
+    }
+}
+
+fn ingest_file(
+    store: &Store,
+    plan: FilePlan,
+    progress: &dyn Progress,
+    batches_left: &mut Option<usize>,
+    problems: &mut Vec<Problem>,
+) -> Result<FileOutcome, FileError> {
+    let FilePlan { path, id, mut record, table, resume_from } = plan;
+    let n = table.n_rows;
+    let rows_per_batch = (BATCH_BYTES / table.row_bytes()).clamp(16, 8192);
+    let mut outcome = FileOutcome { added: 0, rejected: 0, complete: false };
+
+    // A reader thread keeps HDF5 busy while this thread checks rows and
+    // writes the store; the channel's bound keeps memory at two batches.
+    let starts: Vec<usize> = (resume_from..n).step_by(rows_per_batch).collect();
+    let budget = batches_left.map(|b| b.min(starts.len())).unwrap_or(starts.len());
+    let starts = &starts[..budget];
+    let result: Result<(), FileError> = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Result<Batch, TableError>>(1);
+        let table = &table;
+        scope.spawn(move || {
+            for &s in starts {
+                let batch = table.read(s..(s + rows_per_batch).min(n));
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for batch in rx {
+            let batch = batch.map_err(FileError::Table)?;
+            let rows = batch.ids.len() as u64;
+            let (good, bad) = rows_of(store, id, &record, &path, batch, problems)?;
+            store.write_batch(&good)?;
+            record.rows_done += rows;
+            record.n_objects += good.len() as u64;
+            record.n_rejected += bad;
+            outcome.added += good.len() as u64;
+            outcome.rejected += bad;
+            record.complete = record.rows_done >= n as u64;
+            // The file record moves on only once its batch is durable.
+            store.put_source(id, &record)?;
+            store.flush()?;
+            progress.advance(rows);
+            if let Some(b) = batches_left.as_mut() {
+                *b = b.saturating_sub(1);
+            }
+        }
+        Ok(())
+    });
+    result?;
+    if n == 0 && !record.complete {
+        record.complete = true;
+        store.put_source(id, &record)?;
+        store.flush()?;
+    }
+    outcome.complete = record.complete;
+    Ok(outcome)
+}
+
+/// Turns a batch into store rows; rejects rows with bad coordinates or ids
+/// that another file already holds.
+fn rows_of(
+    store: &Store,
+    file_id: u32,
+    record: &SourceFile,
+    path: &Path,
+    batch: Batch,
+    problems: &mut Vec<Problem>,
+) -> Result<(Vec<IngestedRow>, u64), StoreError> {
+    let n = batch.ids.len();
+    let mut rows = Vec::with_capacity(n);
+    let mut rejected = 0;
+    let payloads = payloads(&batch, record);
+    for (i, payload) in payloads.into_iter().enumerate() {
+        let row = (batch.start + i) as u64;
+        let id = &batch.ids[i];
+        let (ra, dec) = (batch.ra[i], batch.dec[i]);
+        let mut reject = |message: String| {
+            problems.push(Problem { file: path.to_owned(), object: Some((id.clone(), row)), message });
+            rejected += 1;
+        };
+        if id.is_empty() {
+            reject("empty object_id".into());
+            continue;
+        }
+        if !ra.is_finite() || !dec.is_finite() {
+            reject(format!("coordinates are not finite (ra={ra}, dec={dec}); object skipped"));
+            continue;
+        }
+        if !(-90.0..=90.0).contains(&dec) {
+            reject(format!("dec={dec} is outside [-90, 90]; object skipped"));
+            continue;
+        }
+        let key = ObjectKey { file: file_id, row: row as u32 };
+        if let Some(other) = store.find_id(&record.survey, id)? {
+            if other != key {
+                let where_ = store.source(other.file)?.map(|s| s.path).unwrap_or_default();
+                reject(format!("duplicate id: already ingested from {where_} row {}; object skipped", other.row));
+                continue;
+            }
+        }
+        let object = ObjectRecord {
+            survey: record.survey.clone(),
+            id: id.clone(),
+            ra: ra.rem_euclid(360.0),
+            dec,
+            kind: record.kind,
+            props: batch.props.iter().map(|col| col[i].clone()).collect(),
+        };
+        rows.push(IngestedRow { key, object, payload });
+    }
+    Ok((rows, rejected))
+}
+
+/// Per-row pixel or spectrum summaries, computed in parallel.
+fn payloads(batch: &Batch, record: &SourceFile) -> Vec<Payload> {
+    use rayon::prelude::*;
+    if let Some(px) = &batch.pixels {
+        let nb = px.data.shape()[1];
+        return (0..px.data.shape()[0])
+            .into_par_iter()
+            .map(|i| {
+                let obj = px.data.index_axis(Axis(0), i);
+                let mut bad = 0usize;
+                let mut band_median = Vec::with_capacity(nb);
+                let mut buf = Vec::with_capacity(obj.shape()[1]);
+                for band in obj.axis_iter(Axis(0)) {
+                    buf.clear();
+                    for &v in band.iter() {
+                        if v.is_finite() {
+                            buf.push(v);
+                        } else {
+                            bad += 1;
+                        }
+                    }
+                    band_median.push(median(&mut buf));
+                }
+                let row = |a: &Option<ndarray::Array2<f32>>| a.as_ref().map(|a| a.row(i).to_vec()).unwrap_or_default();
+                Payload::Image(ImageRef {
+                    psf_fwhm: row(&px.psf),
+                    pixel_scale: row(&px.scale),
+                    bad_fraction: bad as f32 / obj.len().max(1) as f32,
+                    band_median,
+                })
+            })
+            .collect();
+    }
+    let sp = batch.spectra.as_ref().expect("a batch holds pixels or spectra");
+    let _ = record;
+    (0..batch.ids.len())
+        .into_par_iter()
+        .map(|i| {
+            let flux = sp.flux.row(i);
+            let lambda = sp.lambda.row(i);
+            let mut lo = f32::INFINITY;
+            let mut hi = f32::NEG_INFINITY;
+            let mut snr = Vec::with_capacity(flux.len());
+            for j in 0..flux.len() {
+                let ivar = sp.ivar.as_ref().map(|a| a[[i, j]]).unwrap_or(1.0);
+                let masked = sp.mask.as_ref().map(|m| m[[i, j]] != 0).unwrap_or(false);
+                let (f, l) = (flux[j], lambda[j]);
+                if masked || !(ivar > 0.0) || !ivar.is_finite() || !f.is_finite() || !l.is_finite() {
+                    continue;
+                }
+                lo = lo.min(l);
+                hi = hi.max(l);
+                snr.push(f.abs() * ivar.sqrt());
+            }
+            let n_good = snr.len() as u32;
+            let z = sp.z.as_ref().map(|z| z[i]).filter(|z| z.is_finite());
+            let z_err = sp.z_err.as_ref().map(|z| z[i]).filter(|z| z.is_finite());
+            Payload::Spectrum(SpectrumRef {
+                z,
+                z_err,
+                lambda_min: if n_good > 0 { lo } else { f32::NAN },
+                lambda_max: if n_good > 0 { hi } else { f32::NAN },
+                n_good,
+                median_snr: median(&mut snr),
+            })
+        })
+        .collect()
+}
+
+/// Median of finite values (reorders `v`); NaN when empty.
+fn median(v: &mut [f32]) -> f32 {
+    if v.is_empty() {
+        return f32::NAN;
+    }
+    let mid = v.len() / 2;
+    let (_, m, _) = v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
+    *m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_reads_mmu_paths() {
+        let p = Path::new("/data/hsc/pdr3_dud_22.5/healpix=1104/001-of-001.hdf5");
+        assert_eq!(layout(p), ("hsc".into(), "pdr3_dud_22.5".into(), Some(1104)));
+        let p = Path::new("/data/cutouts/x.hdf5");
+        assert_eq!(layout(p), ("cutouts".into(), String::new(), None));
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 3.0);
+        assert!(median(&mut []).is_nan());
+    }
+}

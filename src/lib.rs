@@ -1,0 +1,11 @@
+//! oddity: find the rare, interesting objects among millions of galaxies.
+//!
+//! Pipeline stages are modules with small public surfaces; `cmd` holds one
+//! function per subcommand and `main.rs` only dispatches.
+
+pub mod cli;
+pub mod cmd;
+pub mod features;
+pub mod ingest;
+pub mod store;
+pub mod synth;

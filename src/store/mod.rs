@@ -1,0 +1,381 @@
+//! The project store: one sled database per project directory.
+//!
+//! Trees per kind of record, values serialised with serde (postcard), keys
+//! big-endian so that sled's ordered iteration follows numeric order:
+//!
+//! | tree      | key                          | value                       |
+//! |-----------|------------------------------|-----------------------------|
+//! | `meta`    | name                         | schema version, counters…   |
+//! | `sources` | file id (u32)                | [`SourceFile`]              |
+//! | `paths`   | canonical path               | file id                     |
+//! | `objects` | [`ObjectKey`] (file id, row) | [`ObjectRecord`]            |
+//! | `ids`     | survey \0 original id        | [`ObjectKey`]               |
+//! | `images`  | [`ObjectKey`]                | [`ImageRef`]                |
+//! | `spectra` | [`ObjectKey`]                | [`SpectrumRef`]             |
+//! | `matches`, `features`, `scores`, `score_index`, `models` | later stages |
+//! | `labels`  | event id (u64, monotonic)    | [`LabelEvent`], append-only |
+//!
+//! An object's key is derived from where it lives (source file id, row), so
+//! re-ingesting a file — after a crash half-way, or on purpose — rewrites the
+//! same keys and can never duplicate an object.
+//!
+//! sled allows one process per database: a second oddity process gets
+//! [`StoreError::Locked`] from our own lock file before sled is touched.
+
+mod records;
+
+pub use records::*;
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt;
+use serde::{Serialize, de::DeserializeOwned};
+
+/// Bumped whenever a record layout changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const LOCK_FILE: &str = "oddity.lock";
+const DB_DIR: &str = "db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path} is in use by another oddity process (lock held on {lock})")]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error(
+        "store {path} has schema version {found}, this oddity ({ours}) reads schema version {expected}; \
+         use a matching oddity or start a new store with --store"
+    )]
+    SchemaMismatch { path: PathBuf, found: u32, expected: u32, ours: &'static str },
+    #[error("no oddity store at {0} (run `oddity ingest` first, or pass --store)")]
+    Missing(PathBuf),
+    #[error("{path} is not an oddity store: {why}")]
+    NotAStore { path: PathBuf, why: String },
+    #[error("store {path}: {source}")]
+    Sled { path: PathBuf, source: sled::Error },
+    #[error("store {path}: corrupt record in tree `{tree}`: {why}")]
+    Corrupt { path: PathBuf, tree: &'static str, why: String },
+    #[error("store {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An open store. Holding it holds the store's exclusive lock.
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    pub(crate) meta: sled::Tree,
+    pub(crate) sources: sled::Tree,
+    pub(crate) paths: sled::Tree,
+    pub(crate) objects: sled::Tree,
+    pub(crate) ids: sled::Tree,
+    pub(crate) images: sled::Tree,
+    pub(crate) spectra: sled::Tree,
+    pub(crate) labels: sled::Tree,
+    // Kept open so that the lock lasts as long as the Store.
+    _lock: File,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it if it does not exist.
+    pub fn open_or_create(path: &Path) -> Result<Store> {
+        Self::open_inner(path, true)
+    }
+
+    /// Opens an existing store; a missing one is an error.
+    pub fn open(path: &Path) -> Result<Store> {
+        Self::open_inner(path, false)
+    }
+
+    fn open_inner(path: &Path, create: bool) -> Result<Store> {
+        let io = |source| StoreError::Io { path: path.to_owned(), source };
+        let db_path = path.join(DB_DIR);
+        if !db_path.exists() {
+            if !create {
+                return Err(StoreError::Missing(path.to_owned()));
+            }
+            if path.exists() && fs::read_dir(path).map_err(io)?.next().is_some() && !path.join(LOCK_FILE).exists() {
+                return Err(StoreError::NotAStore {
+                    path: path.to_owned(),
+                    why: "the directory exists, is not empty and holds no oddity database".into(),
+                });
+            }
+            fs::create_dir_all(path).map_err(io)?;
+        }
+        let lock_path = path.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        if lock.try_lock_exclusive().is_err() {
+            return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path });
+        }
+        let db = sled::Config::new()
+            .path(&db_path)
+            .cache_capacity(256 << 20)
+            .open()
+            .map_err(|source| StoreError::Sled { path: path.to_owned(), source })?;
+        let sled_err = |source| StoreError::Sled { path: path.to_owned(), source };
+        let tree = |name: &str| db.open_tree(name).map_err(sled_err);
+        let store = Store {
+            path: path.to_owned(),
+            meta: tree("meta")?,
+            sources: tree("sources")?,
+            paths: tree("paths")?,
+            objects: tree("objects")?,
+            ids: tree("ids")?,
+            images: tree("images")?,
+            spectra: tree("spectra")?,
+            labels: tree("labels")?,
+            db,
+            _lock: lock,
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        match self.meta.get(META_SCHEMA).map_err(|e| self.sled(e))? {
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    tree: "meta",
+                    why: "schema version is not a u32".into(),
+                })?);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::SchemaMismatch {
+                        path: self.path.clone(),
+                        found,
+                        expected: SCHEMA_VERSION,
+                        ours: env!("CARGO_PKG_VERSION"),
+                    });
+                }
+            }
+            None => {
+                self.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(|e| self.sled(e))?;
+                self.meta
+                    .insert(META_CREATED, chrono::Utc::now().to_rfc3339().as_bytes())
+                    .map_err(|e| self.sled(e))?;
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where commands write their log files.
+    pub fn log_dir(&self) -> PathBuf {
+        self.path.join("logs")
+    }
+
+    /// Blocks until everything written so far is on disk.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    pub(crate) fn sled(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled { path: self.path.clone(), source }
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(&self, tree: &'static str, bytes: &[u8]) -> Result<T> {
+        postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt { path: self.path.clone(), tree, why: e.to_string() })
+    }
+
+    /// Writes the schema version of another build; for tests of the version check.
+    #[doc(hidden)]
+    pub fn force_schema_version(&self, version: u32) -> Result<()> {
+        self.meta.insert(META_SCHEMA, &version.to_be_bytes()).map_err(|e| self.sled(e))?;
+        self.flush()
+    }
+
+    pub fn created(&self) -> Result<Option<String>> {
+        Ok(self.meta.get(META_CREATED).map_err(|e| self.sled(e))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    // ---------------------------------------------------------------- sources
+
+    /// The id of the source file at `canonical_path`, if it was seen before.
+    pub fn source_id(&self, canonical_path: &str) -> Result<Option<u32>> {
+        Ok(self
+            .paths
+            .get(canonical_path.as_bytes())
+            .map_err(|e| self.sled(e))?
+            .map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4]))))
+    }
+
+    /// Registers a new source file and returns its id (durable before return).
+    pub fn add_source(&self, source: &SourceFile) -> Result<u32> {
+        let id = u32::try_from(self.db.generate_id().map_err(|e| self.sled(e))?).map_err(|_| StoreError::Corrupt {
+            path: self.path.clone(),
+            tree: "sources",
+            why: "more than 2^32 source files".into(),
+        })?;
+        self.put_source(id, source)?;
+        self.paths.insert(source.path.as_bytes(), &id.to_be_bytes()).map_err(|e| self.sled(e))?;
+        self.flush()?;
+        Ok(id)
+    }
+
+    pub fn put_source(&self, id: u32, source: &SourceFile) -> Result<()> {
+        self.sources.insert(id.to_be_bytes(), encode(source)).map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    pub fn source(&self, id: u32) -> Result<Option<SourceFile>> {
+        match self.sources.get(id.to_be_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("sources", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All source files, in id order (a few thousand at most: cheap).
+    pub fn sources(&self) -> Result<Vec<(u32, SourceFile)>> {
+        self.sources
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.sled(e))?;
+                let id = u32::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 4]));
+                Ok((id, self.decode("sources", &v)?))
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- objects
+
+    /// Writes one batch of ingested rows: objects, their id index and their
+    /// image or spectrum references. Keys are (file, row), so a batch
+    /// re-written after a crash overwrites itself.
+    pub fn write_batch(&self, batch: &[IngestedRow]) -> Result<()> {
+        let mut objects = sled::Batch::default();
+        let mut ids = sled::Batch::default();
+        let mut images = sled::Batch::default();
+        let mut spectra = sled::Batch::default();
+        for row in batch {
+            let key = row.key.to_bytes();
+            objects.insert(&key, encode(&row.object));
+            match &row.payload {
+                Payload::Image(img) => images.insert(&key, encode(img)),
+                Payload::Spectrum(spec) => spectra.insert(&key, encode(spec)),
+            }
+            ids.insert(id_key(&row.object.survey, &row.object.id), &key);
+        }
+        // Object records first, the id index last: an id that resolves always
+        // points at a complete object.
+        self.objects.apply_batch(objects).map_err(|e| self.sled(e))?;
+        self.images.apply_batch(images).map_err(|e| self.sled(e))?;
+        self.spectra.apply_batch(spectra).map_err(|e| self.sled(e))?;
+        self.ids.apply_batch(ids).map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    /// Looks up an object by survey and original id.
+    pub fn find_id(&self, survey: &str, id: &str) -> Result<Option<ObjectKey>> {
+        Ok(self.ids.get(id_key(survey, id)).map_err(|e| self.sled(e))?.and_then(|v| ObjectKey::from_bytes(&v)))
+    }
+
+    /// Finds objects by original id in any survey.
+    pub fn find_any(&self, id: &str) -> Result<Vec<ObjectKey>> {
+        let mut found = Vec::new();
+        for (_, source) in self.sources()? {
+            if let Some(k) = self.find_id(&source.survey, id)? {
+                if !found.contains(&k) {
+                    found.push(k);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    pub fn object(&self, key: ObjectKey) -> Result<Option<ObjectRecord>> {
+        match self.objects.get(key.to_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("objects", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn image(&self, key: ObjectKey) -> Result<Option<ImageRef>> {
+        match self.images.get(key.to_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("images", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn spectrum(&self, key: ObjectKey) -> Result<Option<SpectrumRef>> {
+        match self.spectra.get(key.to_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("spectra", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Streams all objects in key order without loading them all.
+    pub fn iter_objects(&self) -> impl Iterator<Item = Result<(ObjectKey, ObjectRecord)>> + '_ {
+        self.objects.iter().map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                tree: "objects",
+                why: "bad key".into(),
+            })?;
+            Ok((key, self.decode("objects", &v)?))
+        })
+    }
+
+    // ---------------------------------------------------------------- labels
+
+    /// Appends a label event and returns once it is on disk.
+    pub fn append_label(&self, event: &LabelEvent) -> Result<u64> {
+        let id = self.db.generate_id().map_err(|e| self.sled(e))?;
+        self.labels.insert(id.to_be_bytes(), encode(event)).map_err(|e| self.sled(e))?;
+        self.labels.flush().map_err(|e| self.sled(e))?;
+        Ok(id)
+    }
+
+    /// All label events in the order they were made.
+    pub fn label_events(&self) -> Result<Vec<(u64, LabelEvent)>> {
+        self.labels
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.sled(e))?;
+                let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                Ok((id, self.decode("labels", &v)?))
+            })
+            .collect()
+    }
+
+    pub fn label_count(&self) -> usize {
+        self.labels.len()
+    }
+}
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_CREATED: &[u8] = b"created";
+
+fn id_key(survey: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(survey.len() + 1 + id.len());
+    k.extend_from_slice(survey.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain records into a Vec cannot fail.
+    postcard::to_allocvec(value).expect("postcard encoding of a store record")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+//! Record types kept in the store. Changing any of them incompatibly means
+//! bumping [`super::SCHEMA_VERSION`].
+
+use serde::{Deserialize, Serialize};
+
+/// Where an object lives: (source file id, row in that file). Ordered and
+/// stable across re-ingests of the same file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    pub file: u32,
+    pub row: u32,
+}
+
+impl ObjectKey {
+    pub fn to_bytes(self) -> [u8; 8] {
+        (((self.file as u64) << 32) | self.row as u64).to_be_bytes()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<ObjectKey> {
+        let v = u64::from_be_bytes(bytes.try_into().ok()?);
+        Some(ObjectKey { file: (v >> 32) as u32, row: v as u32 })
+    }
+
+    pub fn as_u64(self) -> u64 {
+        u64::from_be_bytes(self.to_bytes())
+    }
+}
+
+/// What a source file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceKind {
+    Images,
+    Spectra,
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SourceKind::Images => "images",
+            SourceKind::Spectra => "spectra",
+        })
+    }
+}
+
+/// One ingested survey file. Pixels and spectra stay in it; the store keeps
+/// (file, row) references.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// Canonical absolute path.
+    pub path: String,
+    /// Survey name (`hsc`, `legacysurvey`, `sdss`…), from the MMU layout.
+    pub survey: String,
+    /// Sample name (MMU's second directory level), may be empty.
+    pub sample: String,
+    /// HEALPix partition index from `healpix=N/`, if the path has one.
+    pub partition: Option<u64>,
+    pub kind: SourceKind,
+    /// File size and modification time when ingested, to notice changes.
+    pub size: u64,
+    pub mtime: i64,
+    pub n_rows: u64,
+    /// Rows written so far; ingest resumes from here.
+    pub rows_done: u64,
+    /// Objects stored (rows minus skipped bad rows and duplicates).
+    pub n_objects: u64,
+    pub n_rejected: u64,
+    pub complete: bool,
+    /// Names of the 1-D catalogue columns kept as properties, in the order of
+    /// [`ObjectRecord::props`].
+    pub columns: Vec<String>,
+    /// Multi-dimensional columns left in the file (e.g. `image_ivar`).
+    pub array_columns: Vec<String>,
+    /// Band names (images) in the file's band order.
+    pub bands: Vec<String>,
+    /// Per-object pixel / spectrum shape: (height, width) or (n_pixels, 0).
+    pub shape: (u32, u32),
+}
+
+/// A catalogue value of any column type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Prop {
+    Float(f64),
+    Int(i64),
+    Text(String),
+    Missing,
+}
+
+impl std::fmt::Display for Prop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prop::Float(v) => write!(f, "{v}"),
+            Prop::Int(v) => write!(f, "{v}"),
+            Prop::Text(s) => f.write_str(s),
+            Prop::Missing => f.write_str(""),
+        }
+    }
+}
+
+/// Common fields of every object, image or spectrum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub survey: String,
+    /// The survey's own id, as text (integer ids are written in decimal).
+    pub id: String,
+    pub ra: f64,
+    pub dec: f64,
+    pub kind: SourceKind,
+    /// Catalogue columns, aligned with [`SourceFile::columns`].
+    pub props: Vec<Prop>,
+}
+
+/// Reference to an object's cutout in its source file plus cheap per-object
+/// metadata computed at ingest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub psf_fwhm: Vec<f32>,
+    pub pixel_scale: Vec<f32>,
+    /// Fraction of non-finite pixels over all bands.
+    pub bad_fraction: f32,
+    /// Per-band median of the finite pixels (a sky level estimate).
+    pub band_median: Vec<f32>,
+}
+
+/// Reference to an object's spectrum in its source file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpectrumRef {
+    pub z: Option<f32>,
+    pub z_err: Option<f32>,
+    /// Observed wavelength range (Å) of the pixels with ivar > 0.
+    pub lambda_min: f32,
+    pub lambda_max: f32,
+    /// Pixels usable (ivar > 0, unmasked, finite flux).
+    pub n_good: u32,
+    /// Median S/N per pixel over the good pixels.
+    pub median_snr: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Payload {
+    Image(ImageRef),
+    Spectrum(SpectrumRef),
+}
+
+/// One row as ingest hands it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestedRow {
+    pub key: ObjectKey,
+    pub object: ObjectRecord,
+    pub payload: Payload,
+}
+
+/// What an expert said about an object. Events are appended, never changed:
+/// an undo is a [`LabelValue::Retract`] of an earlier event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelEvent {
+    pub object: ObjectKey,
+    pub value: LabelValue,
+    pub tags: Vec<String>,
+    pub user: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub session: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LabelValue {
+    /// Astronomaly-style relevance 0–5.
+    Relevance(u8),
+    Anomaly,
+    Normal,
+    Unsure,
+    Favourite(bool),
+    Tag,
+    /// Withdraws the event with this id.
+    Retract(u64),
+}
