@@ -7,5 +7,6 @@ pub mod cli;
 pub mod cmd;
 pub mod features;
 pub mod ingest;
+pub mod learn;
 pub mod store;
 pub mod synth;

@@ -69,6 +69,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     let spectra: u64 = by_survey.values().filter(|c| c.kind == Some(SourceKind::Spectra)).map(|c| c.objects).sum();
     writeln!(out, "totals    {} images, {} spectra", thousands(images), thousands(spectra))?;
     writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
+    writeln!(out, "compute   {}", crate::learn::device_summary())?;
     if args.files {
         writeln!(out, "\nfiles:")?;
         for (id, s) in &sources {

@@ -1,0 +1,28 @@
+//! Learning with libtorch (tch). For now: which compute device the neural
+//! stages will use; the CNN, fractal pretraining and FixMatch build on it.
+
+/// The device training and inference run on: CUDA when present, else CPU.
+pub fn device() -> tch::Device {
+    tch::Device::cuda_if_available()
+}
+
+/// One line for `oddity status`: device, GPU count and CPU threads.
+pub fn device_summary() -> String {
+    match device() {
+        tch::Device::Cuda(i) => format!("cuda:{i} ({} GPU(s) visible)", tch::Cuda::device_count()),
+        _ => format!("cpu ({} threads; no CUDA device)", tch::get_num_threads()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn libtorch_loads_and_computes_without_ld_library_path() {
+        // The rpath from build.rs is what makes this load; CI sets no LD_LIBRARY_PATH.
+        let a = tch::Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).reshape([2, 2]);
+        let b = a.matmul(&a);
+        let v: Vec<f32> = b.flatten(0, 1).try_into().unwrap();
+        assert_eq!(v, vec![7.0, 10.0, 15.0, 22.0]);
+        assert!(!super::device_summary().is_empty());
+    }
+}
