@@ -22,6 +22,10 @@ pub enum Command {
     Synth(SynthArgs),
     /// Ingest survey files (MultimodalUniverse HDF5; folders are searched).
     Ingest(IngestArgs),
+    /// Match images to spectra on the sky (nearest within a radius, one-to-one).
+    Crossmatch(CrossmatchArgs),
+    /// Compute morphology, colour and emission-line (BPT) features.
+    Features,
     /// Show what the store holds.
     Status(StatusArgs),
 }
@@ -68,4 +72,11 @@ pub struct StatusArgs {
     /// Print one file per line as well.
     #[arg(long)]
     pub files: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CrossmatchArgs {
+    /// Match radius: 1arcsec, 0.5", 2arcmin, 0.001deg (a bare number is arcsec).
+    #[arg(long, default_value = "1arcsec")]
+    pub radius: String,
 }

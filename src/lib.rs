@@ -5,8 +5,10 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod detect;
 pub mod features;
 pub mod ingest;
 pub mod learn;
+pub mod sky;
 pub mod store;
 pub mod synth;

@@ -1,9 +1,10 @@
 //! One function per subcommand. Each opens what it needs, does the work
 //! through the library modules, and prints for people on stdout/stderr.
 
+mod crossmatch;
+mod features;
 mod ingest;
 mod status;
-#[cfg(any())]
 mod synth;
 
 use color_eyre::Result;
@@ -13,8 +14,10 @@ use crate::cli::{Cli, Command};
 /// Runs a parsed command line; the exit code for `main`.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Synth(_args) => unimplemented!(),
+        Command::Synth(args) => synth::run(&args),
         Command::Ingest(args) => ingest::run(&cli.store, &args),
+        Command::Crossmatch(args) => crossmatch::run(&cli.store, &args),
+        Command::Features => features::run(&cli.store),
         Command::Status(args) => status::run(&cli.store, &args),
     }
 }

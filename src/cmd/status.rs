@@ -68,6 +68,24 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     let images: u64 = by_survey.values().filter(|c| c.kind == Some(SourceKind::Images)).map(|c| c.objects).sum();
     let spectra: u64 = by_survey.values().filter(|c| c.kind == Some(SourceKind::Spectra)).map(|c| c.objects).sum();
     writeln!(out, "totals    {} images, {} spectra", thousands(images), thousands(spectra))?;
+    match store.crossmatch_info()? {
+        Some(m) => writeln!(
+            out,
+            "matches   {} image-spectrum pairs within {}\" (median {:.2}\", {} across partitions)",
+            thousands(m.n_matches),
+            m.radius_arcsec,
+            m.median_sep_arcsec,
+            m.n_across_partitions
+        )?,
+        None if spectra > 0 && images > 0 => writeln!(out, "matches   none yet: run `oddity crossmatch`")?,
+        None => {}
+    }
+    let n_features = store.feature_count();
+    if n_features > 0 {
+        writeln!(out, "features  {} objects (version {})", thousands(n_features as u64), crate::features::FEATURES_VERSION)?;
+    } else if images > 0 {
+        writeln!(out, "features  none yet: run `oddity features`")?;
+    }
     writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
     writeln!(out, "compute   {}", crate::learn::device_summary())?;
     if args.files {

@@ -13,7 +13,7 @@
 
 mod table;
 
-pub use table::TableError;
+pub use table::{PixelBatch, SpectrumBatch, Table, TableError};
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -23,7 +23,7 @@ use ndarray::Axis;
 use crate::store::{
     ImageRef, IngestedRow, ObjectKey, ObjectRecord, Payload, SourceFile, SpectrumRef, Store, StoreError,
 };
-use table::{Batch, Table};
+use table::Batch;
 
 /// Target bytes of pixel data per batch: bounds memory whatever the file size.
 const BATCH_BYTES: usize = 32 << 20;

@@ -249,73 +249,76 @@ impl Table {
             let d = ds(c)?;
             props.push(read_props(&d, range.clone()).map_err(|e| read_err(c, e))?);
         }
-        let n = end - start;
         let mut batch = Batch { start, ids, ra, dec, props, pixels: None, spectra: None };
         match self.kind {
-            SourceKind::Images => {
-                let img = ds("image_array")?;
-                let (h, w) = self.shape;
-                let data = if self.single_band {
-                    let a = img.read_slice::<f32, _, ndarray::Ix3>(s![start..end, .., ..]).map_err(|e| read_err("image_array", e))?;
-                    a.into_shape_with_order((n, 1, h * w)).map_err(|e| TableError::Read {
-                        field: "image_array".into(),
-                        start,
-                        end,
-                        why: e.to_string(),
-                    })?
-                } else {
-                    let a = img
-                        .read_slice::<f32, _, ndarray::Ix4>(s![start..end, .., .., ..])
-                        .map_err(|e| read_err("image_array", e))?;
-                    let b = a.shape()[1];
-                    a.into_shape_with_order((n, b, h * w)).map_err(|e| TableError::Read {
-                        field: "image_array".into(),
-                        start,
-                        end,
-                        why: e.to_string(),
-                    })?
-                };
-                let psf = if self.has.psf { Some(read_2d(&ds("image_psf_fwhm")?, start, end).map_err(|e| read_err("image_psf_fwhm", e))?) } else { None };
-                let scale = if self.has.scale { Some(read_2d(&ds("image_scale")?, start, end).map_err(|e| read_err("image_scale", e))?) } else { None };
-                batch.pixels = Some(PixelBatch { data, psf, scale });
-            }
-            SourceKind::Spectra => {
-                let flux = read_2d(&ds("spectrum_flux")?, start, end).map_err(|e| read_err("spectrum_flux", e))?;
-                let lambda = if self.shared_lambda {
-                    let grid = ds("spectrum_lambda")?.read_1d::<f32>().map_err(|e| read_err("spectrum_lambda", e))?;
-                    let grid = grid.insert_axis(Axis(0));
-                    grid.broadcast((n, self.shape.0)).map(|v| v.to_owned()).ok_or_else(|| TableError::Read {
-                        field: "spectrum_lambda".into(),
-                        start,
-                        end,
-                        why: "cannot broadcast the shared grid".into(),
-                    })?
-                } else {
-                    read_2d(&ds("spectrum_lambda")?, start, end).map_err(|e| read_err("spectrum_lambda", e))?
-                };
-                let ivar = if self.has.ivar { Some(read_2d(&ds("spectrum_ivar")?, start, end).map_err(|e| read_err("spectrum_ivar", e))?) } else { None };
-                let mask = if self.has.mask {
-                    let d = ds("spectrum_mask")?;
-                    let m = match d.dtype().and_then(|t| t.to_descriptor()) {
-                        Ok(TypeDescriptor::Boolean) => d.read_slice_2d::<bool, _>(s![start..end, ..]).map(|a| a.mapv(i32::from)),
-                        _ => d.read_slice_2d::<i32, _>(s![start..end, ..]),
-                    };
-                    Some(m.map_err(|e| read_err("spectrum_mask", e))?)
-                } else {
-                    None
-                };
-                let z = match &self.has.z {
-                    Some(n) => Some(ds(n)?.read_slice_1d::<f32, _>(range.clone()).map_err(|e| read_err(n, e))?.to_vec()),
-                    None => None,
-                };
-                let z_err = match &self.has.z_err {
-                    Some(n) => Some(ds(n)?.read_slice_1d::<f32, _>(range.clone()).map_err(|e| read_err(n, e))?.to_vec()),
-                    None => None,
-                };
-                batch.spectra = Some(SpectrumBatch { lambda, flux, ivar, mask, z, z_err });
-            }
+            SourceKind::Images => batch.pixels = Some(self.read_images(range)?),
+            SourceKind::Spectra => batch.spectra = Some(self.read_spectra(range)?),
         }
         Ok(batch)
+    }
+
+    /// Pixels of rows `range`: (rows, bands, height*width), with PSF and
+    /// pixel scale when the file has them.
+    pub fn read_images(&self, range: Range<usize>) -> Result<PixelBatch, TableError> {
+        let (start, end) = (range.start, range.end);
+        let read_err = |field: &str, e: hdf5::Error| TableError::Read { field: field.to_string(), start, end, why: clean(&e.to_string()) };
+        let ds = |n: &str| self.file.dataset(n).map_err(|e| read_err(n, e));
+        let shape_err = |e: ndarray::ShapeError| TableError::Read { field: "image_array".into(), start, end, why: e.to_string() };
+        let img = ds("image_array")?;
+        let (h, w) = self.shape;
+        let n = end - start;
+        let data = if self.single_band {
+            let a = img.read_slice::<f32, _, ndarray::Ix3>(s![start..end, .., ..]).map_err(|e| read_err("image_array", e))?;
+            a.into_shape_with_order((n, 1, h * w)).map_err(shape_err)?
+        } else {
+            let a = img.read_slice::<f32, _, ndarray::Ix4>(s![start..end, .., .., ..]).map_err(|e| read_err("image_array", e))?;
+            let b = a.shape()[1];
+            a.into_shape_with_order((n, b, h * w)).map_err(shape_err)?
+        };
+        let psf = if self.has.psf { Some(read_2d(&ds("image_psf_fwhm")?, start, end).map_err(|e| read_err("image_psf_fwhm", e))?) } else { None };
+        let scale = if self.has.scale { Some(read_2d(&ds("image_scale")?, start, end).map_err(|e| read_err("image_scale", e))?) } else { None };
+        Ok(PixelBatch { data, psf, scale })
+    }
+
+    /// Spectra of rows `range`.
+    pub fn read_spectra(&self, range: Range<usize>) -> Result<SpectrumBatch, TableError> {
+        let (start, end) = (range.start, range.end);
+        let read_err = |field: &str, e: hdf5::Error| TableError::Read { field: field.to_string(), start, end, why: clean(&e.to_string()) };
+        let ds = |n: &str| self.file.dataset(n).map_err(|e| read_err(n, e));
+        let n = end - start;
+        let flux = read_2d(&ds("spectrum_flux")?, start, end).map_err(|e| read_err("spectrum_flux", e))?;
+        let lambda = if self.shared_lambda {
+            let grid = ds("spectrum_lambda")?.read_1d::<f32>().map_err(|e| read_err("spectrum_lambda", e))?;
+            let grid = grid.insert_axis(Axis(0));
+            grid.broadcast((n, self.shape.0)).map(|v| v.to_owned()).ok_or_else(|| TableError::Read {
+                field: "spectrum_lambda".into(),
+                start,
+                end,
+                why: "cannot broadcast the shared grid".into(),
+            })?
+        } else {
+            read_2d(&ds("spectrum_lambda")?, start, end).map_err(|e| read_err("spectrum_lambda", e))?
+        };
+        let ivar = if self.has.ivar { Some(read_2d(&ds("spectrum_ivar")?, start, end).map_err(|e| read_err("spectrum_ivar", e))?) } else { None };
+        let mask = if self.has.mask {
+            let d = ds("spectrum_mask")?;
+            let m = match d.dtype().and_then(|t| t.to_descriptor()) {
+                Ok(TypeDescriptor::Boolean) => d.read_slice_2d::<bool, _>(s![start..end, ..]).map(|a| a.mapv(i32::from)),
+                _ => d.read_slice_2d::<i32, _>(s![start..end, ..]),
+            };
+            Some(m.map_err(|e| read_err("spectrum_mask", e))?)
+        } else {
+            None
+        };
+        let z = match &self.has.z {
+            Some(n) => Some(ds(n)?.read_slice_1d::<f32, _>(range.clone()).map_err(|e| read_err(n, e))?.to_vec()),
+            None => None,
+        };
+        let z_err = match &self.has.z_err {
+            Some(n) => Some(ds(n)?.read_slice_1d::<f32, _>(range.clone()).map_err(|e| read_err(n, e))?.to_vec()),
+            None => None,
+        };
+        Ok(SpectrumBatch { lambda, flux, ivar, mask, z, z_err })
     }
 
     /// Bytes of pixel or spectrum data per row, to size batches.

@@ -73,6 +73,10 @@ pub struct Store {
     pub(crate) images: sled::Tree,
     pub(crate) spectra: sled::Tree,
     pub(crate) labels: sled::Tree,
+    pub(crate) matches: sled::Tree,
+    pub(crate) matches_by_spectrum: sled::Tree,
+    pub(crate) features: sled::Tree,
+    pub(crate) lines: sled::Tree,
     // Kept open so that the lock lasts as long as the Store.
     _lock: File,
 }
@@ -137,6 +141,10 @@ impl Store {
             images: tree("images")?,
             spectra: tree("spectra")?,
             labels: tree("labels")?,
+            matches: tree("matches")?,
+            matches_by_spectrum: tree("matches_by_spectrum")?,
+            features: tree("features")?,
+            lines: tree("lines")?,
             db,
             _lock: lock,
         };
@@ -334,6 +342,153 @@ impl Store {
         })
     }
 
+    /// Sky positions of every object of one kind, in key order.
+    pub fn positions(&self, kind: SourceKind) -> Result<Vec<(ObjectKey, f64, f64)>> {
+        let mut out = Vec::new();
+        for item in self.iter_objects() {
+            let (key, obj) = item?;
+            if obj.kind == kind {
+                out.push((key, obj.ra, obj.dec));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- matches
+
+    /// Replaces all image⇄spectrum matches with `pairs` (image, spectrum,
+    /// separation in arcsec). Re-running a cross-match never duplicates.
+    pub fn replace_matches(&self, pairs: &[(ObjectKey, ObjectKey, f64)], info: &CrossmatchInfo) -> Result<()> {
+        self.meta.remove(META_CROSSMATCH).map_err(|e| self.sled(e))?;
+        self.matches.clear().map_err(|e| self.sled(e))?;
+        self.matches_by_spectrum.clear().map_err(|e| self.sled(e))?;
+        for chunk in pairs.chunks(50_000) {
+            let mut fwd = sled::Batch::default();
+            let mut rev = sled::Batch::default();
+            for &(image, spectrum, sep_arcsec) in chunk {
+                fwd.insert(&image.to_bytes(), encode(&MatchRecord { other: spectrum, sep_arcsec }));
+                rev.insert(&spectrum.to_bytes(), encode(&MatchRecord { other: image, sep_arcsec }));
+            }
+            self.matches.apply_batch(fwd).map_err(|e| self.sled(e))?;
+            self.matches_by_spectrum.apply_batch(rev).map_err(|e| self.sled(e))?;
+        }
+        // Image features include the matched spectrum's lines: recompute them.
+        for key in self.meta.scan_prefix(b"features_done/").keys() {
+            self.meta.remove(key.map_err(|e| self.sled(e))?).map_err(|e| self.sled(e))?;
+        }
+        // Written last: present only when the match set is complete.
+        self.meta.insert(META_CROSSMATCH, encode(info)).map_err(|e| self.sled(e))?;
+        self.flush()
+    }
+
+    /// The spectrum matched to an image object.
+    pub fn spectrum_match(&self, image: ObjectKey) -> Result<Option<MatchRecord>> {
+        match self.matches.get(image.to_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("matches", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The image object matched to a spectrum.
+    pub fn image_match(&self, spectrum: ObjectKey) -> Result<Option<MatchRecord>> {
+        match self.matches_by_spectrum.get(spectrum.to_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("matches_by_spectrum", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// How the current matches were made; None if no complete cross-match.
+    pub fn crossmatch_info(&self) -> Result<Option<CrossmatchInfo>> {
+        match self.meta.get(META_CROSSMATCH).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("meta", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    // ---------------------------------------------------------------- features
+
+    /// The feature schema of a survey's image objects.
+    pub fn feature_schema(&self, survey: &str) -> Result<Option<FeatureSchema>> {
+        match self.meta.get(format!("feature_schema/{survey}")).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("meta", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_feature_schema(&self, survey: &str, schema: &FeatureSchema) -> Result<()> {
+        self.meta.insert(format!("feature_schema/{survey}"), encode(schema)).map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    /// The feature version a source file's objects were computed with.
+    pub fn features_done(&self, file: u32) -> Result<Option<u32>> {
+        Ok(self
+            .meta
+            .get(format!("features_done/{file}"))
+            .map_err(|e| self.sled(e))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes)))
+    }
+
+    /// Records that a file's features are complete (after they are written).
+    pub fn set_features_done(&self, file: u32, version: u32) -> Result<()> {
+        self.meta.insert(format!("features_done/{file}"), &version.to_be_bytes()).map_err(|e| self.sled(e))?;
+        self.flush()
+    }
+
+    pub fn put_features(&self, rows: &[(ObjectKey, FeatureRecord)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, rec) in rows {
+            batch.insert(&key.to_bytes(), encode(rec));
+        }
+        self.features.apply_batch(batch).map_err(|e| self.sled(e))
+    }
+
+    pub fn features_of(&self, key: ObjectKey) -> Result<Option<FeatureRecord>> {
+        match self.features.get(key.to_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("features", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Streams every feature record in key order.
+    pub fn iter_features(&self) -> impl Iterator<Item = Result<(ObjectKey, FeatureRecord)>> + '_ {
+        self.features.iter().map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let key = ObjectKey::from_bytes(&k)
+                .ok_or_else(|| StoreError::Corrupt { path: self.path.clone(), tree: "features", why: "bad key".into() })?;
+            Ok((key, self.decode("features", &v)?))
+        })
+    }
+
+    pub fn feature_count(&self) -> usize {
+        self.features.len()
+    }
+
+    pub fn put_lines(&self, rows: &[(ObjectKey, LineRecord)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, rec) in rows {
+            batch.insert(&key.to_bytes(), encode(rec));
+        }
+        self.lines.apply_batch(batch).map_err(|e| self.sled(e))
+    }
+
+    /// Emission-line measurements and BPT class of a spectrum.
+    pub fn lines_of(&self, spectrum: ObjectKey) -> Result<Option<LineRecord>> {
+        match self.lines.get(spectrum.to_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("lines", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn iter_lines(&self) -> impl Iterator<Item = Result<(ObjectKey, LineRecord)>> + '_ {
+        self.lines.iter().map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let key = ObjectKey::from_bytes(&k)
+                .ok_or_else(|| StoreError::Corrupt { path: self.path.clone(), tree: "lines", why: "bad key".into() })?;
+            Ok((key, self.decode("lines", &v)?))
+        })
+    }
+
     // ---------------------------------------------------------------- labels
 
     /// Appends a label event and returns once it is on disk.
@@ -363,6 +518,7 @@ impl Store {
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_CREATED: &[u8] = b"created";
+const META_CROSSMATCH: &[u8] = b"crossmatch";
 
 fn id_key(survey: &str, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(survey.len() + 1 + id.len());

@@ -174,3 +174,47 @@ pub enum LabelValue {
     /// Withdraws the event with this id.
     Retract(u64),
 }
+
+/// One side of an image⇄spectrum match.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MatchRecord {
+    pub other: ObjectKey,
+    pub sep_arcsec: f64,
+}
+
+/// How the current cross-match was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossmatchInfo {
+    pub radius_arcsec: f64,
+    pub n_images: u64,
+    pub n_spectra: u64,
+    pub n_matches: u64,
+    /// Matches whose image and spectrum come from different HEALPix partitions.
+    pub n_across_partitions: u64,
+    pub median_sep_arcsec: f64,
+    pub time: String,
+}
+
+/// Names (and version) of the feature vector of one survey's image objects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSchema {
+    pub version: u32,
+    pub names: Vec<String>,
+}
+
+/// An image object's features, aligned with its survey's [`FeatureSchema`];
+/// NaN where a feature is undefined (e.g. no matched spectrum).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureRecord {
+    pub values: Vec<f32>,
+}
+
+/// A spectrum's emission-line measurements and BPT class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineRecord {
+    pub lines: crate::features::spectral::SpectralLines,
+    pub bpt: crate::features::spectral::BptClass,
+    /// (log [NII]/Hα, log [OIII]/Hβ) when classifiable.
+    pub bpt_xy: Option<(f64, f64)>,
+    pub z: Option<f32>,
+}

@@ -17,6 +17,7 @@ pub enum BptClass {
 }
 
 impl BptClass {
+    #[cfg(test)]
     pub const ALL: [BptClass; 5] = [
         BptClass::StarForming,
         BptClass::Composite,

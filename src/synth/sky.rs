@@ -22,6 +22,7 @@ pub fn offset(ra: f64, dec: f64, east: f64, north: f64) -> (f64, f64) {
 }
 
 /// Great-circle separation in arcsec (haversine: accurate at small angles).
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn separation_arcsec(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
     let (p1, p2) = (dec1.to_radians(), dec2.to_radians());
     let dp = p2 - p1;

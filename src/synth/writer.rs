@@ -1,0 +1,182 @@
+//! Writes planned objects as MultimodalUniverse-style HDF5 tables (one
+//! dataset per column, first axis = object) and the ground-truth CSV.
+//!
+//! Pixel and spectrum arrays are rendered and written in batches so memory
+//! stays bounded whatever the survey size. Each file is written under a
+//! temporary name and renamed when complete, so an interrupted run never
+//! leaves a truncated `*.hdf5` behind for ingest to trip on.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use hdf5::types::FixedAscii;
+use ndarray::{Array2, ArrayView2, ArrayView4, s};
+use rayon::prelude::*;
+
+use super::galaxy::{BANDS, Galaxy, PIXEL_SCALE};
+use super::{Stream, image, object_rng, spectrum};
+
+/// Objects rendered per write: ~42 MB of 64×64 cutouts, ~40 MB of spectra.
+pub const BATCH: usize = 512;
+
+/// Writes a 1-D column.
+fn column<T: hdf5::H5Type>(file: &hdf5::File, name: &str, data: &[T]) -> Result<()> {
+    file.new_dataset_builder().with_data(data).create(name).wrap_err_with(|| format!("dataset {name}"))?;
+    Ok(())
+}
+
+fn column_2d<T: hdf5::H5Type>(file: &hdf5::File, name: &str, data: ArrayView2<T>) -> Result<()> {
+    file.new_dataset_builder().with_data(data).create(name).wrap_err_with(|| format!("dataset {name}"))?;
+    Ok(())
+}
+
+fn ascii<const N: usize>(s: &str) -> Result<FixedAscii<N>> {
+    FixedAscii::<N>::from_ascii(s.as_bytes()).map_err(|e| eyre!("{s:?} as a fixed-length string: {e}"))
+}
+
+/// Creates the file under a temporary name, fills it, then renames it.
+fn atomically(path: &Path, fill: impl FnOnce(&hdf5::File) -> Result<()>) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| eyre!("{} has no parent directory", path.display()))?;
+    fs::create_dir_all(dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("hdf5.partial");
+    let result = (|| -> Result<()> {
+        // No object timestamps (the root group's included), so the same
+        // survey gives byte-identical files.
+        let file = hdf5::File::with_options().with_fcpl(|p| p.obj_track_times(false)).create(&tmp)?;
+        fill(&file)?;
+        file.close()?;
+        fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.wrap_err_with(|| format!("writing {}", path.display()))
+}
+
+/// Writes one HSC-like image file holding `rows` (indices into `gals`).
+pub fn write_images(path: &Path, gals: &[Galaxy], rows: &[usize], size: usize, seed: u64, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
+    atomically(path, |file| {
+        let n = rows.len();
+        let g = |k: usize| &gals[rows[k]];
+        column(file, "object_id", &(0..n).map(|k| g(k).object_id).collect::<Vec<i64>>())?;
+        column(file, "ra", &(0..n).map(|k| g(k).ra).collect::<Vec<f64>>())?;
+        column(file, "dec", &(0..n).map(|k| g(k).dec).collect::<Vec<f64>>())?;
+        column(file, "healpix", &(0..n).map(|k| g(k).healpix as i64).collect::<Vec<i64>>())?;
+        let bands: Vec<FixedAscii<8>> = BANDS.iter().map(|b| ascii(b)).collect::<Result<_>>()?;
+        let band_rows = Array2::from_shape_fn((n, 5), |(_, b)| bands[b]);
+        column_2d(file, "image_band", band_rows.view())?;
+        let psf = Array2::from_shape_fn((n, 5), |(k, b)| g(k).psf_fwhm[b]);
+        column_2d(file, "image_psf_fwhm", psf.view())?;
+        column_2d(file, "image_scale", Array2::from_elem((n, 5), PIXEL_SCALE as f32).view())?;
+        for (b, name) in ["g", "r", "i", "z", "y"].iter().enumerate() {
+            column(file, &format!("{name}_cmodel_mag"), &(0..n).map(|k| g(k).mags[b]).collect::<Vec<f32>>())?;
+        }
+        column(file, "i_extendedness_value", &(0..n).map(|k| g(k).extendedness).collect::<Vec<f32>>())?;
+        column(file, "i_sdssshape_shape11", &(0..n).map(|k| g(k).shape11).collect::<Vec<f32>>())?;
+
+        let ds = file.new_dataset::<f32>().shape((n, 5, size, size)).create("image_array")?;
+        let per = 5 * size * size;
+        let mut buf = vec![0f32; BATCH.min(n) * per];
+        for (start, chunk) in (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)])) {
+            let buf = &mut buf[..chunk.len() * per];
+            // Each object has its own noise stream: rayon's scheduling
+            // cannot change a pixel.
+            buf.par_chunks_mut(per).zip(chunk.par_iter()).for_each(|(out, &i)| {
+                image::render(&gals[i], size, &mut object_rng(seed, i, Stream::Image), out);
+            });
+            let view = ArrayView4::from_shape((chunk.len(), 5, size, size), &*buf)?;
+            ds.write_slice(view, s![start..start + chunk.len(), .., .., ..])?;
+            progress(chunk.len() as u64);
+        }
+        Ok(())
+    })
+}
+
+/// Writes one SDSS-like spectrum file holding the spectra of `rows`.
+pub fn write_spectra(path: &Path, gals: &[Galaxy], rows: &[usize], seed: u64) -> Result<()> {
+    atomically(path, |file| {
+        let n = rows.len();
+        let sp = |k: usize| gals[rows[k]].spectrum.as_ref().expect("row without a spectrum");
+        let ids: Vec<FixedAscii<16>> = (0..n).map(|k| ascii(&sp(k).id())).collect::<Result<_>>()?;
+        column(file, "object_id", &ids)?;
+        column(file, "ra", &(0..n).map(|k| sp(k).ra).collect::<Vec<f64>>())?;
+        column(file, "dec", &(0..n).map(|k| sp(k).dec).collect::<Vec<f64>>())?;
+        column(file, "healpix", &(0..n).map(|k| sp(k).healpix as i64).collect::<Vec<i64>>())?;
+        column(file, "Z", &(0..n).map(|k| sp(k).z_measured as f32).collect::<Vec<f32>>())?;
+        column(file, "Z_ERR", &(0..n).map(|k| sp(k).z_err as f32).collect::<Vec<f32>>())?;
+
+        let l = spectrum::n_pixels();
+        let lambda: Vec<f32> = (0..l).map(|k| spectrum::wavelength(k) as f32).collect();
+        let create = |name: &str| file.new_dataset::<f32>().shape((n, l)).create(name);
+        let (ds_lambda, ds_flux, ds_ivar, ds_lsf) =
+            (create("spectrum_lambda")?, create("spectrum_flux")?, create("spectrum_ivar")?, create("spectrum_lsf_sigma")?);
+        let ds_mask = file.new_dataset::<i32>().shape((n, l)).create("spectrum_mask")?;
+
+        let cap = BATCH.min(n) * l;
+        let (mut flux, mut ivar, mut lsf, mut mask) = (vec![0f32; cap], vec![0f32; cap], vec![0f32; cap], vec![0i32; cap]);
+        let lambda_rows: Vec<f32> = lambda.iter().copied().cycle().take(cap).collect();
+        for (start, chunk) in (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)])) {
+            let m = chunk.len() * l;
+            let (flux, ivar, lsf, mask) = (&mut flux[..m], &mut ivar[..m], &mut lsf[..m], &mut mask[..m]);
+            flux.par_chunks_mut(l)
+                .zip(ivar.par_chunks_mut(l))
+                .zip(lsf.par_chunks_mut(l))
+                .zip(mask.par_chunks_mut(l))
+                .zip(chunk.par_iter())
+                .for_each(|((((f, iv), ls), mk), &i)| {
+                    let plan = gals[i].spectrum.as_ref().expect("row without a spectrum");
+                    spectrum::render(plan, &mut object_rng(seed, i, Stream::Spectrum), f, iv, mk, ls);
+                });
+            let sel = s![start..start + chunk.len(), ..];
+            let shape = (chunk.len(), l);
+            ds_lambda.write_slice(ArrayView2::from_shape(shape, &lambda_rows[..m])?, sel)?;
+            ds_flux.write_slice(ArrayView2::from_shape(shape, &*flux)?, sel)?;
+            ds_ivar.write_slice(ArrayView2::from_shape(shape, &*ivar)?, sel)?;
+            ds_lsf.write_slice(ArrayView2::from_shape(shape, &*lsf)?, sel)?;
+            ds_mask.write_slice(ArrayView2::from_shape(shape, &*mask)?, sel)?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes `truth.csv`: one row per image object, in object order.
+pub fn write_truth(path: &Path, gals: &[Galaxy]) -> Result<()> {
+    let tmp = path.with_extension("csv.partial");
+    let write = || -> std::io::Result<()> {
+        let mut w = BufWriter::new(fs::File::create(&tmp)?);
+        writeln!(w, "object_id,spec_id,kind,interesting,bpt_class,z")?;
+        for g in gals {
+            let spec_id = g.spectrum.as_ref().map(|s| s.id()).unwrap_or_default();
+            let bpt = g.bpt_class().map_or("none", |c| c.as_str());
+            writeln!(w, "{},{},{},{},{},{:.5}", g.object_id, spec_id, g.kind.as_str(), u8::from(g.kind.interesting()), bpt, g.z)?;
+        }
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().wrap_err_with(|| format!("writing {}", path.display()))
+}
+
+/// Removes the `healpix=*/001-of-001.hdf5` files (and emptied cell
+/// directories) a previous run left in a sample directory, so a smaller or
+/// re-seeded survey does not leave stale cells behind. Nothing else is touched.
+pub fn clear_sample(dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let cell: PathBuf = entry?.path();
+        let is_cell = cell.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("healpix="));
+        if !is_cell || !cell.is_dir() {
+            continue;
+        }
+        for name in ["001-of-001.hdf5", "001-of-001.hdf5.partial"] {
+            let f = cell.join(name);
+            if f.exists() {
+                fs::remove_file(&f).wrap_err_with(|| format!("removing stale {}", f.display()))?;
+            }
+        }
+        let _ = fs::remove_dir(&cell); // only succeeds if now empty
+    }
+    Ok(())
+}
