@@ -6,7 +6,7 @@ raw little-endian f32 plus one label byte per row. Then, each in a fresh child
 process so that peak RSS is its own: scikit-learn's IsolationForest(n_estimators=100,
 max_samples=256, n_jobs=-1, random_state=0) fit + score_samples, and the Rust
 bench binary (its command follows `--`). Both time fit + score only, not I/O.
-Prints a table: seconds, speed-up, AUROC on the planted labels, peak RSS, and
+Prints a table: wall and CPU seconds, speed-ups, AUROC on the planted labels, peak RSS, and
 how closely the two forests' scores agree.
 
 usage: iforest_vs_sklearn.py --work DIR [--sizes N ...] -- RUST_COMMAND...
@@ -59,18 +59,22 @@ def run_sklearn(x_path, y_path, scores_path):
 
     x = np.fromfile(x_path, dtype="<f4").reshape(-1, FEATURES)
     y = np.fromfile(y_path, dtype=np.uint8)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_start = usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     forest = IsolationForest(n_estimators=100, max_samples=256, n_jobs=-1, random_state=0).fit(x)
     fit_s = time.perf_counter() - start
     scores = -forest.score_samples(x)  # oddity's sign: higher = more anomalous
     total_s = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = usage.ru_utime + usage.ru_stime - cpu_start
+    peak = usage.ru_maxrss / 1024  # KiB on Linux
     auc = roc_auc_score(y, scores)
     scores.astype("<f4").tofile(scores_path)
     # Untimed baseline for the agreement columns: how far two scikit-learn
     # forests that differ only in their seed agree with each other.
     other = -IsolationForest(n_estimators=100, max_samples=256, n_jobs=-1, random_state=1).fit(x).score_samples(x)
-    print(json.dumps({"fit_s": fit_s, "score_s": total_s - fit_s, "total_s": total_s, "auroc": auc,
+    print(json.dumps({"fit_s": fit_s, "score_s": total_s - fit_s, "total_s": total_s, "cpu_s": cpu_s, "auroc": auc,
                       "peak_rss_mib": peak, "version": sklearn.__version__,
                       "r_seeds": float(np.corrcoef(scores, other)[0, 1])}))
 
@@ -135,20 +139,25 @@ def main():
         f"numpy {np.__version__}; oddity on {results[0][2]['threads']} rayon threads",
         "",
         f"{'rows':>9} | {'sklearn s':>9} {'(fit)':>7} | {'oddity s':>8} {'(fit)':>7} | {'speed-up':>8} | "
+        f"{'CPU s sk':>8} {'CPU s od':>8} {'ratio':>6} | "
         f"{'AUROC sk':>8} {'AUROC od':>8} {'diff':>8} | {'RSS sk MiB':>10} {'RSS od MiB':>10} | "
         f"{'r od-sk':>7} {'r sk-sk':>7} {'mean od-sk':>10}",
     ]
     for n, sk, od in results:
         lines.append(
             f"{n:>9} | {sk['total_s']:>9.2f} {sk['fit_s']:>7.2f} | {od['total_s']:>8.2f} {od['fit_s']:>7.3f} | "
-            f"{sk['total_s'] / od['total_s']:>7.1f}x | {sk['auroc']:>8.4f} {od['auroc']:>8.4f} "
+            f"{sk['total_s'] / od['total_s']:>7.1f}x | "
+            f"{sk['cpu_s']:>8.2f} {od['cpu_s']:>8.2f} {sk['cpu_s'] / od['cpu_s']:>5.1f}x | "
+            f"{sk['auroc']:>8.4f} {od['auroc']:>8.4f} "
             f"{od['auroc'] - sk['auroc']:>+8.4f} | {sk['peak_rss_mib']:>10.0f} {od['peak_rss_mib']:>10.0f} | "
             f"{sk['r']:>7.4f} {sk['r_seeds']:>7.4f} {sk['mean_diff']:>+10.4f}"
         )
     lines.append("")
     lines.append("r od-sk: Pearson correlation of oddity's and scikit-learn's scores over all rows; r sk-sk: the same")
     lines.append("between scikit-learn forests with random_state 0 and 1 (so what random trees alone give);")
-    lines.append("mean od-sk: mean score difference. Times: fit + score only, data already in memory.")
+    lines.append("mean od-sk: mean score difference. Times: fit + score only, data already in memory;")
+    lines.append("CPU s: user + system time of all threads over the same span (steadier than wall time when")
+    lines.append(f"other jobs share the cores; load average at the end: {os.getloadavg()[0]:.1f}).")
     print("\n".join(lines))
 
 

@@ -30,6 +30,12 @@ pub fn separation_deg(a: Radec, b: Radec) -> f64 {
     num1.hypot(num2).atan2(denom).to_degrees()
 }
 
+fn unit_vector(p: Radec) -> [f64; 3] {
+    let (sr, cr) = p.ra.to_radians().sin_cos();
+    let (sd, cd) = p.dec.to_radians().sin_cos();
+    [cd * cr, cd * sr, sd]
+}
+
 /// One cross-match pair: index into the first and second catalogue.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pair {
@@ -79,13 +85,31 @@ pub fn crossmatch(a: &[Radec], b: &[Radec], radius_arcsec: f64, mode: MatchMode)
     let depth = depth_for(radius_deg);
     let brute = 4.0 * radius_deg > cell_deg(0);
 
-    // b sorted by cell: (cell, index) pairs, found by binary search.
+    // b sorted by cell: (cell, index) pairs, found by binary search. Queries
+    // go in cell order too, so consecutive searches touch the same cache lines.
     let mut cells: Vec<(u64, u32)> = b.par_iter().enumerate().map(|(i, &p)| (hash(depth, p), i as u32)).collect();
     cells.par_sort_unstable();
+    let (keys, members): (Vec<u64>, Vec<u32>) = cells.into_iter().unzip();
+    let mut queries: Vec<(u64, u32)> = a.par_iter().enumerate().map(|(i, &p)| (hash(depth, p), i as u32)).collect();
+    queries.par_sort_unstable();
+    // Unit vectors make the radius test a dot product; the exact Vincenty
+    // separation is computed only for pairs that pass it.
+    let b_vec: Vec<[f64; 3]> = b.par_iter().map(|&p| unit_vector(p)).collect();
+    let a_vec: Vec<[f64; 3]> = a.par_iter().map(|&p| unit_vector(p)).collect();
+    // Squared chord length for the radius, with slack so that rounding never
+    // drops a pair the exact separation keeps (chords, unlike 1 - cos, keep
+    // their precision at arcsecond scales).
+    let chord2_max = (2.0 * (radius_deg.to_radians() / 2.0).sin()).powi(2) * (1.0 + 1e-6) + 1e-24;
 
-    let candidates = |i: usize, scratch: &mut Vec<u64>, out: &mut Vec<Pair>| {
+    let candidates = |i: usize, h: u64, scratch: &mut Vec<u64>, out: &mut Vec<Pair>| {
         let p = a[i];
+        let v = unit_vector(p);
         let mut consider = |j: usize| {
+            let q = b_vec[j];
+            let (dx, dy, dz) = (v[0] - q[0], v[1] - q[1], v[2] - q[2]);
+            if dx * dx + dy * dy + dz * dz > chord2_max {
+                return;
+            }
             let sep = separation_deg(p, b[j]);
             if sep <= radius_deg {
                 out.push(Pair { a: i, b: j, sep_arcsec: sep * 3600.0 });
@@ -95,28 +119,29 @@ pub fn crossmatch(a: &[Radec], b: &[Radec], radius_arcsec: f64, mode: MatchMode)
             (0..b.len()).for_each(&mut consider);
             return;
         }
-        let h = hash(depth, p);
         scratch.clear();
         scratch.push(h);
         cdshealpix::nested::append_bulk_neighbours(depth, h, scratch);
+        // Neighbouring cells mostly sit near the point's own cell in NESTED
+        // order: search outwards from it rather than over the whole array.
+        let home = keys.partition_point(|&c| c < h);
         for &cell in scratch.iter() {
-            let start = cells.partition_point(|&(c, _)| c < cell);
-            for &(c, j) in &cells[start..] {
-                if c != cell {
-                    break;
-                }
-                consider(j as usize);
+            let mut k = lower_bound_near(&keys, home, cell);
+            while k < keys.len() && keys[k] == cell {
+                consider(members[k] as usize);
+                k += 1;
             }
         }
     };
 
-    let pairs: Vec<Pair> = (0..a.len())
-        .into_par_iter()
+    let pairs: Vec<Pair> = queries
+        .par_iter()
         .fold(
             || (Vec::with_capacity(9), Vec::new()),
-            |(mut scratch, mut out), i| {
+            |(mut scratch, mut out), &(h, i)| {
+                let i = i as usize;
                 let before = out.len();
-                candidates(i, &mut scratch, &mut out);
+                candidates(i, h, &mut scratch, &mut out);
                 if mode == MatchMode::Nearest && out.len() > before + 1 {
                     // Keep only the nearest (ties: lowest b index).
                     let best = *out[before..]
@@ -141,6 +166,36 @@ pub fn crossmatch(a: &[Radec], b: &[Radec], radius_arcsec: f64, mode: MatchMode)
     };
     pairs.par_sort_unstable_by_key(|p| p.a);
     pairs
+}
+
+/// First index whose key is >= `target`, by galloping out from `hint`.
+fn lower_bound_near(keys: &[u64], hint: usize, target: u64) -> usize {
+    let n = keys.len();
+    let hint = hint.min(n);
+    if hint < n && keys[hint] < target {
+        // Answer in (lo, hi]: gallop right until keys[hi] >= target.
+        let mut lo = hint;
+        let mut hi = hint + 1;
+        let mut step = 1;
+        while hi < n && keys[hi] < target {
+            lo = hi;
+            hi += step;
+            step *= 2;
+        }
+        let hi = hi.min(n);
+        lo + 1 + keys[lo + 1..hi].partition_point(|&c| c < target)
+    } else {
+        // Answer in [lo, hi]: gallop left until keys[lo] < target or lo = 0.
+        let mut hi = hint;
+        let mut lo = hint.saturating_sub(1);
+        let mut step = 1;
+        while lo > 0 && keys[lo] >= target {
+            hi = lo;
+            lo = lo.saturating_sub(step);
+            step *= 2;
+        }
+        lo + keys[lo..hi].partition_point(|&c| c < target)
+    }
 }
 
 /// Greedy assignment by separation: the globally closest pair first, then the
@@ -186,3 +241,14 @@ pub fn parse_radius(text: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[test]
+fn galloping_lower_bound_matches_binary_search() {
+    let keys: Vec<u64> = vec![1, 3, 3, 3, 7, 9, 9, 20, 31, 31, 40];
+    for hint in 0..=keys.len() {
+        for target in 0..45 {
+            assert_eq!(lower_bound_near(&keys, hint, target), keys.partition_point(|&c| c < target), "hint {hint} target {target}");
+        }
+    }
+}

@@ -48,7 +48,7 @@ pub fn render_model(g: &Galaxy, size: usize) -> Vec<f32> {
 }
 
 /// Unit-flux image of a shape (before the PSF).
-pub(super) fn template(shape: &Shape, size: usize) -> Vec<f64> {
+fn template(shape: &Shape, size: usize) -> Vec<f64> {
     match *shape {
         Shape::Sersic { x, y, re, n, q, pa, arms } => sersic(size, x, y, re, n, q, pa, arms),
         Shape::Point { x, y } => {
@@ -351,5 +351,22 @@ mod tests {
         // Symmetric about the source, peaked at it.
         let peak = t.iter().cloned().fold(0.0, f32::max);
         assert!(peak == t[15 * 32 + 16] || peak == t[16 * 32 + 16] || peak == t[15 * 32 + 15]);
+    }
+}
+
+#[cfg(test)]
+mod bench_tmp {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn bench_sersic() {
+        let t = std::time::Instant::now();
+        let mut acc = 0.0;
+        for k in 0..2000 {
+            let n = [1.0, 4.0, 2.5, 0.8][k % 4];
+            let arms = (k % 3 == 0).then_some(Arms { amplitude: 0.4, tan_pitch: 0.3, phase: 1.0 });
+            acc += sersic(64, 32.2, 31.7, 3.0 + (k % 7) as f64, n, 0.3 + 0.1 * (k % 7) as f64, 0.5, arms)[100];
+        }
+        eprintln!("BENCH sersic {:?} {acc}", t.elapsed() / 2000);
     }
 }

@@ -8,6 +8,21 @@
 //! out/truth.csv                                  ground truth (never ingested)
 //! ```
 //!
+//! Image files (N objects): `object_id` i64 (N), `ra`/`dec` f64 (N, degrees,
+//! ra in [0, 360)), `healpix` i64 (N), `image_array` f32 (N, 5, size, size)
+//! in nanomaggies, `image_band` fixed ASCII[8] (N, 5) "HSC-G".."HSC-Y",
+//! `image_psf_fwhm` f32 (N, 5) arcsec, `image_scale` f32 (N, 5) arcsec/pixel,
+//! `{g,r,i,z,y}_cmodel_mag`, `i_extendedness_value`, `i_sdssshape_shape11`
+//! f32 (N). NaN marks missing pixels.
+//!
+//! Spectrum files: `object_id` fixed ASCII[16] (N) "sdss-000001234", `ra`,
+//! `dec` f64, `healpix` i64, `spectrum_lambda`/`_flux`/`_ivar`/`_lsf_sigma`
+//! f32 (N, L) and `spectrum_mask` i32 (N, L) (vacuum Å; 1e-17 erg/s/cm²/Å;
+//! LSF σ in Å; mask ≠ 0 ⇔ ivar = 0), `Z`, `Z_ERR` f32 (N).
+//!
+//! `truth.csv`: `object_id,spec_id,kind,interesting,bpt_class,z`, one row per
+//! image object in object order.
+//!
 //! Every random number of object i comes from ChaCha8 streams keyed by
 //! (seed, i, purpose), so the output does not depend on thread scheduling.
 
