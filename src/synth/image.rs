@@ -197,20 +197,22 @@ fn sersic(size: usize, x0: f64, y0: f64, re: f64, n: f64, q: f64, pa: f64, arms:
     let (ln_ie, inv_re2) = (ie.ln(), 1.0 / (re * re));
     // Profile from the squared elliptical radius (no sqrt, and one exp and
     // one ln instead of powf: this is the renderer's hot loop).
+    let (half_inv_n, ln_ie_b, b32) = ((0.5 * inv_n) as f32, (ln_ie + b) as f32, b as f32);
     let profile = |r2: f64, a: f64, bb: f64| {
-        let x2 = r2 * inv_re2; // (r / re)²
-        let x = if exponential { x2.sqrt() } else { (0.5 * inv_n * x2.max(1e-300).ln()).exp() };
-        let mut i = (ln_ie - b * (x - 1.0)).exp();
+        // f32 transcendentals are about twice as fast, and ample for pixels.
+        let x2 = (r2 * inv_re2) as f32; // (r / re)²
+        let x = if exponential { x2.sqrt() } else { (half_inv_n * x2.max(1e-30).ln()).exp() };
+        let mut i = (ln_ie_b - b32 * x).exp();
         if let Some(arm) = arms {
             // m = 2 logarithmic spiral; fades in outside the bulge region.
             let rr = x2.sqrt();
             let fade = ((rr - 0.2) / 0.4).clamp(0.0, 1.0);
             if fade > 0.0 {
-                let phase = 2.0 * (bb.atan2(a) - rr.ln() / arm.tan_pitch) + arm.phase;
-                i *= 1.0 + arm.amplitude * fade * phase.cos();
+                let phase = 2.0 * ((bb as f32).atan2(a as f32) - rr.ln() / arm.tan_pitch as f32) + arm.phase as f32;
+                i *= 1.0 + arm.amplitude as f32 * fade * phase.cos();
             }
         }
-        i
+        f64::from(i)
     };
 
     let core = 2.0_f64.min(re);
@@ -351,22 +353,5 @@ mod tests {
         // Symmetric about the source, peaked at it.
         let peak = t.iter().cloned().fold(0.0, f32::max);
         assert!(peak == t[15 * 32 + 16] || peak == t[16 * 32 + 16] || peak == t[15 * 32 + 15]);
-    }
-}
-
-#[cfg(test)]
-mod bench_tmp {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn bench_sersic() {
-        let t = std::time::Instant::now();
-        let mut acc = 0.0;
-        for k in 0..2000 {
-            let n = [1.0, 4.0, 2.5, 0.8][k % 4];
-            let arms = (k % 3 == 0).then_some(Arms { amplitude: 0.4, tan_pitch: 0.3, phase: 1.0 });
-            acc += sersic(64, 32.2, 31.7, 3.0 + (k % 7) as f64, n, 0.3 + 0.1 * (k % 7) as f64, 0.5, arms)[100];
-        }
-        eprintln!("BENCH sersic {:?} {acc}", t.elapsed() / 2000);
     }
 }
