@@ -26,6 +26,10 @@ pub enum Command {
     Crossmatch(CrossmatchArgs),
     /// Compute morphology, colour and emission-line (BPT) features.
     Features,
+    /// Score every object for anomaly (Isolation Forest) as a new ranking.
+    Score(ScoreArgs),
+    /// Print the top candidates of the current ranking.
+    Top(TopArgs),
     /// Show what the store holds.
     Status(StatusArgs),
 }
@@ -79,4 +83,35 @@ pub struct CrossmatchArgs {
     /// Match radius: 1arcsec, 0.5", 2arcmin, 0.001deg (a bare number is arcsec).
     #[arg(long, default_value = "1arcsec")]
     pub radius: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// Number of trees.
+    #[arg(long, default_value_t = 200)]
+    pub trees: usize,
+    /// Rows drawn to grow each tree.
+    #[arg(long, default_value_t = 256)]
+    pub max_samples: usize,
+    /// Fraction of features each tree may split on.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_features: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Scores written per store batch.
+    #[arg(long, hide = true, default_value_t = 50_000)]
+    pub write_batch: usize,
+    /// Abort after writing this many batches (testing crash safety).
+    #[arg(long, hide = true)]
+    pub crash_after_batches: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// How many candidates.
+    #[arg(default_value_t = 20)]
+    pub n: usize,
+    /// Only the tab-separated table, no comment line.
+    #[arg(long)]
+    pub tsv: bool,
 }

@@ -4,6 +4,7 @@
 mod crossmatch;
 mod features;
 mod ingest;
+mod score;
 mod status;
 mod synth;
 
@@ -18,6 +19,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Ingest(args) => ingest::run(&cli.store, &args),
         Command::Crossmatch(args) => crossmatch::run(&cli.store, &args),
         Command::Features => features::run(&cli.store),
+        Command::Score(args) => score::run(&cli.store, &args),
+        Command::Top(args) => score::top(&cli.store, &args),
         Command::Status(args) => status::run(&cli.store, &args),
     }
 }

@@ -86,7 +86,24 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     } else if images > 0 {
         writeln!(out, "features  none yet: run `oddity features`")?;
     }
+    match store.current_scores()? {
+        Some(v) => {
+            let mut models = Vec::new();
+            for id in &v.models {
+                if let Some(m) = store.model(*id)? {
+                    models.push(format!("{} model {} for {} (sha256 {})", m.kind, m.id, m.survey, &m.hash[..m.hash.len().min(12)]));
+                }
+            }
+            writeln!(out, "scores    {} objects, version {} by {} ({})", thousands(v.n_scored), v.version, v.method, v.time)?;
+            for m in models {
+                writeln!(out, "            {m}")?;
+            }
+        }
+        None if n_features > 0 => writeln!(out, "scores    none yet: run `oddity score`")?,
+        None => {}
+    }
     writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
+    writeln!(out, "models    {}", store.model_count())?;
     writeln!(out, "compute   {}", crate::learn::device_summary())?;
     if args.files {
         writeln!(out, "\nfiles:")?;

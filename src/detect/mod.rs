@@ -68,3 +68,6 @@ mod tests {
         assert!((2..5000).all(|n| c(n as f64 + 1.0) > c(n as f64)));
     }
 }
+
+mod stage;
+pub use stage::{ForestModel, ScoreOptions, ScoreReport, load_forest, score_store};

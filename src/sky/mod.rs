@@ -103,7 +103,7 @@ pub fn crossmatch(a: &[Radec], b: &[Radec], radius_arcsec: f64, mode: MatchMode)
 
     let candidates = |i: usize, h: u64, scratch: &mut Vec<u64>, out: &mut Vec<Pair>| {
         let p = a[i];
-        let v = unit_vector(p);
+        let v = a_vec[i];
         let mut consider = |j: usize| {
             let q = b_vec[j];
             let (dx, dy, dz) = (v[0] - q[0], v[1] - q[1], v[2] - q[2]);

@@ -77,6 +77,9 @@ pub struct Store {
     pub(crate) matches_by_spectrum: sled::Tree,
     pub(crate) features: sled::Tree,
     pub(crate) lines: sled::Tree,
+    pub(crate) scores: sled::Tree,
+    pub(crate) score_index: sled::Tree,
+    pub(crate) models: sled::Tree,
     // Kept open so that the lock lasts as long as the Store.
     _lock: File,
 }
@@ -145,6 +148,9 @@ impl Store {
             matches_by_spectrum: tree("matches_by_spectrum")?,
             features: tree("features")?,
             lines: tree("lines")?,
+            scores: tree("scores")?,
+            score_index: tree("score_index")?,
+            models: tree("models")?,
             db,
             _lock: lock,
         };
@@ -489,6 +495,147 @@ impl Store {
         })
     }
 
+    // ---------------------------------------------------------------- scores
+
+    /// Starts a new score version: removes what an interrupted run left
+    /// (versions that never became current) and returns the new number.
+    pub fn begin_scores(&self) -> Result<u32> {
+        let current = self.current_scores()?.map(|v| v.version);
+        let mut stale = std::collections::BTreeSet::new();
+        for key in self.scores.iter().keys() {
+            let key = key.map_err(|e| self.sled(e))?;
+            let v = u32::from_be_bytes(key[..4].try_into().unwrap_or([0; 4]));
+            if Some(v) != current {
+                stale.insert(v);
+            }
+        }
+        for v in stale {
+            self.remove_score_version(v)?;
+        }
+        let next = current.map(|v| v + 1).unwrap_or(1);
+        Ok(next)
+    }
+
+    /// Writes scores of a version that is not current yet.
+    pub fn put_scores(&self, version: u32, scores: &[(ObjectKey, f32)]) -> Result<()> {
+        let mut by_key = sled::Batch::default();
+        let mut index = sled::Batch::default();
+        for &(key, score) in scores {
+            let mut k = Vec::with_capacity(12);
+            k.extend_from_slice(&version.to_be_bytes());
+            k.extend_from_slice(&key.to_bytes());
+            by_key.insert(k, &score.to_be_bytes());
+            index.insert(rank_key(version, score, key).to_vec(), &[]);
+        }
+        self.scores.apply_batch(by_key).map_err(|e| self.sled(e))?;
+        self.score_index.apply_batch(index).map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    /// Makes a complete version current — one durable write, so a crash
+    /// leaves either the old ranking or the new one — then drops the old.
+    pub fn commit_scores(&self, info: &ScoreVersion) -> Result<()> {
+        let previous = self.current_scores()?;
+        self.flush()?;
+        self.meta.insert(META_SCORES, encode(info)).map_err(|e| self.sled(e))?;
+        self.flush()?;
+        if let Some(p) = previous {
+            if p.version != info.version {
+                self.remove_score_version(p.version)?;
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_score_version(&self, version: u32) -> Result<()> {
+        let prefix = version.to_be_bytes();
+        for tree in [&self.scores, &self.score_index] {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for key in tree.scan_prefix(prefix).keys() {
+                batch.remove(key.map_err(|e| self.sled(e))?);
+                n += 1;
+                if n % 100_000 == 0 {
+                    tree.apply_batch(std::mem::take(&mut batch)).map_err(|e| self.sled(e))?;
+                }
+            }
+            tree.apply_batch(batch).map_err(|e| self.sled(e))?;
+        }
+        Ok(())
+    }
+
+    /// The ranking in use, if any.
+    pub fn current_scores(&self) -> Result<Option<ScoreVersion>> {
+        match self.meta.get(META_SCORES).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("meta", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// An object's score in the current version.
+    pub fn score_of(&self, key: ObjectKey) -> Result<Option<f32>> {
+        let Some(v) = self.current_scores()? else { return Ok(None) };
+        let mut k = Vec::with_capacity(12);
+        k.extend_from_slice(&v.version.to_be_bytes());
+        k.extend_from_slice(&key.to_bytes());
+        Ok(self
+            .scores
+            .get(k)
+            .map_err(|e| self.sled(e))?
+            .and_then(|b| b.as_ref().try_into().ok().map(f32::from_be_bytes)))
+    }
+
+    /// Objects of the current version, most anomalous first, streamed from
+    /// the index (nothing is loaded up front).
+    pub fn ranked(&self) -> Result<impl Iterator<Item = Result<(ObjectKey, f32)>> + '_> {
+        let version = self.current_scores()?.map(|v| v.version);
+        let iter = version.map(|v| self.score_index.scan_prefix(v.to_be_bytes()));
+        Ok(iter.into_iter().flatten().map(move |kv| {
+            let (k, _) = kv.map_err(|e| self.sled(e))?;
+            Ok(parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                tree: "score_index",
+                why: "bad key".into(),
+            })?)
+        }))
+    }
+
+    /// Every score of the current version in key order (for histograms).
+    pub fn all_scores(&self) -> Result<Vec<f32>> {
+        let Some(v) = self.current_scores()? else { return Ok(Vec::new()) };
+        self.scores
+            .scan_prefix(v.version.to_be_bytes())
+            .values()
+            .map(|b| {
+                let b = b.map_err(|e| self.sled(e))?;
+                Ok(b.as_ref().try_into().map(f32::from_be_bytes).unwrap_or(f32::NAN))
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- models
+
+    /// Stores a model and returns its id.
+    pub fn put_model(&self, mut model: ModelRecord) -> Result<u32> {
+        let id = self.db.generate_id().map_err(|e| self.sled(e))? as u32;
+        model.id = id;
+        self.models.insert(id.to_be_bytes(), encode(&model)).map_err(|e| self.sled(e))?;
+        self.flush()?;
+        Ok(id)
+    }
+
+    pub fn model(&self, id: u32) -> Result<Option<ModelRecord>> {
+        match self.models.get(id.to_be_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("models", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn model_count(&self) -> usize {
+        self.models.len()
+    }
+
     // ---------------------------------------------------------------- labels
 
     /// Appends a label event and returns once it is on disk.
@@ -519,6 +666,28 @@ impl Store {
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_CREATED: &[u8] = b"created";
 const META_CROSSMATCH: &[u8] = b"crossmatch";
+const META_SCORES: &[u8] = b"scores_current";
+
+/// Index key: version, then the score inverted so that sled's ascending
+/// order is most-anomalous first, then the object (ties in key order).
+fn rank_key(version: u32, score: f32, key: ObjectKey) -> [u8; 16] {
+    // For non-negative floats the IEEE bit pattern orders like the value;
+    // NaN scores sort last.
+    let bits = if score.is_nan() { 0 } else { score.max(0.0).to_bits() };
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&version.to_be_bytes());
+    k[4..8].copy_from_slice(&(u32::MAX - bits).to_be_bytes());
+    k[8..].copy_from_slice(&key.to_bytes());
+    k
+}
+
+fn parse_rank_key(k: &[u8]) -> Option<(ObjectKey, f32)> {
+    if k.len() != 16 {
+        return None;
+    }
+    let bits = u32::MAX - u32::from_be_bytes(k[4..8].try_into().ok()?);
+    Some((ObjectKey::from_bytes(&k[8..])?, f32::from_bits(bits)))
+}
 
 fn id_key(survey: &str, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(survey.len() + 1 + id.len());

@@ -218,3 +218,31 @@ pub struct LineRecord {
     pub bpt_xy: Option<(f64, f64)>,
     pub z: Option<f32>,
 }
+
+/// One complete ranking of the objects: which model made it, when, how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreVersion {
+    pub version: u32,
+    /// Model ids (one per survey) that made these scores.
+    pub models: Vec<u32>,
+    /// What made them, for people: "isolation-forest", "fixmatch-cnn"…
+    pub method: String,
+    pub time: String,
+    pub n_scored: u64,
+}
+
+/// A fitted model with what it needs to be used again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub id: u32,
+    pub kind: String,
+    pub survey: String,
+    pub created: String,
+    /// Parameters as JSON, for people and for `status`.
+    pub params: String,
+    /// Feature names the model was trained on.
+    pub features: Vec<String>,
+    /// The model itself (postcard), and its SHA-like content hash (hex).
+    pub blob: Vec<u8>,
+    pub hash: String,
+}

@@ -18,7 +18,8 @@ use rayon::prelude::*;
 use super::galaxy::{BANDS, Galaxy, PIXEL_SCALE};
 use super::{Stream, image, object_rng, spectrum};
 
-/// Objects rendered per write: ~42 MB of 64×64 cutouts, ~40 MB of spectra.
+/// Objects rendered per write: ~42 MB of 64×64 cutouts (two such buffers
+/// in flight), ~40 MB of spectra.
 pub const BATCH: usize = 512;
 
 /// Writes a 1-D column.
@@ -79,17 +80,29 @@ pub fn write_images(path: &Path, gals: &[Galaxy], rows: &[usize], size: usize, s
 
         let ds = file.new_dataset::<f32>().shape((n, 5, size, size)).create("image_array")?;
         let per = 5 * size * size;
-        let mut buf = vec![0f32; BATCH.min(n) * per];
-        for (start, chunk) in (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)])) {
-            let buf = &mut buf[..chunk.len() * per];
+        // Double buffering: batch k is written while batch k + 1 renders.
+        let (mut front, mut back) = (vec![0f32; BATCH.min(n) * per], vec![0f32; BATCH.min(n) * per]);
+        let mut pending: Option<(usize, usize)> = None; // (first row, rows) held in `back`
+        let batches = (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)]));
+        for (start, chunk) in batches.chain(std::iter::once((n, &rows[..0]))) {
+            let write = || -> Result<()> {
+                if let Some((first, len)) = pending {
+                    let view = ArrayView4::from_shape((len, 5, size, size), &back[..len * per])?;
+                    ds.write_slice(view, s![first..first + len, .., .., ..])?;
+                    progress(len as u64);
+                }
+                Ok(())
+            };
             // Each object has its own noise stream: rayon's scheduling
             // cannot change a pixel.
-            buf.par_chunks_mut(per).zip(chunk.par_iter()).for_each(|(out, &i)| {
-                image::render(&gals[i], size, &mut object_rng(seed, i, Stream::Image), out);
-            });
-            let view = ArrayView4::from_shape((chunk.len(), 5, size, size), &*buf)?;
-            ds.write_slice(view, s![start..start + chunk.len(), .., .., ..])?;
-            progress(chunk.len() as u64);
+            let render = || {
+                front[..chunk.len() * per].par_chunks_mut(per).zip(chunk.par_iter()).for_each(|(out, &i)| {
+                    image::render(&gals[i], size, &mut object_rng(seed, i, Stream::Image), out);
+                });
+            };
+            rayon::join(write, render).0?;
+            pending = (!chunk.is_empty()).then_some((start, chunk.len()));
+            std::mem::swap(&mut front, &mut back);
         }
         Ok(())
     })

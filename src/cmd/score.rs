@@ -1,0 +1,76 @@
+use std::path::Path;
+
+use color_eyre::Result;
+
+use crate::cli::{ScoreArgs, TopArgs};
+use crate::detect::{ForestParams, ScoreOptions, score_store};
+use crate::ingest::Progress;
+use crate::store::Store;
+
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn set_total(&self, rows: u64) {
+        self.0.set_length(rows);
+    }
+    fn advance(&self, rows: u64) {
+        self.0.inc(rows);
+    }
+}
+
+/// Scores every object with an Isolation Forest; the new ranking replaces
+/// the old one only once it is complete.
+pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
+    let store = Store::open(store_path)?;
+    let _log = super::log_to(&store.log_dir());
+    if store.feature_count() == 0 {
+        eprintln!("error: no features in {}: run `oddity features` first", store.path().display());
+        return Ok(1);
+    }
+    let opts = ScoreOptions {
+        forest: ForestParams {
+            n_estimators: args.trees,
+            max_samples: args.max_samples,
+            max_features: args.max_features,
+            seed: args.seed,
+        },
+        write_batch: args.write_batch,
+        crash_after_batches: args.crash_after_batches,
+    };
+    let bar = Bar(super::progress_bar("score"));
+    let started = std::time::Instant::now();
+    let report = score_store(&store, &opts, &bar)?;
+    bar.0.finish_and_clear();
+    let mut out = format!(
+        "scored {} objects as score version {} in {:.1}s\n",
+        report.n_scored,
+        report.version,
+        started.elapsed().as_secs_f64()
+    );
+    for (survey, n, model, hash) in &report.per_survey {
+        out.push_str(&format!("  {survey:<14} {n:>10} objects  model {model} (isolation-forest, sha256 {})\n", &hash[..12]));
+    }
+    out.push_str("see the best candidates with `oddity top 20`\n");
+    super::print(&out)
+}
+
+/// Prints the top candidates of the current ranking, for scripts and for
+/// people without a TUI.
+pub fn top(store_path: &Path, args: &TopArgs) -> Result<i32> {
+    let store = Store::open(store_path)?;
+    let Some(version) = store.current_scores()? else {
+        eprintln!("error: no scores in {}: run `oddity score` first", store.path().display());
+        return Ok(1);
+    };
+    let mut out = String::new();
+    if !args.tsv {
+        out.push_str(&format!("# score version {} ({}, {}), {} objects\n", version.version, version.method, version.time, version.n_scored));
+    }
+    out.push_str("rank\tsurvey\tobject_id\tra\tdec\tscore\n");
+    for (rank, item) in store.ranked()?.take(args.n).enumerate() {
+        let (key, score) = item?;
+        let Some(obj) = store.object(key)? else { continue };
+        out.push_str(&format!("{}\t{}\t{}\t{:.6}\t{:.6}\t{score:.4}\n", rank + 1, obj.survey, obj.id, obj.ra, obj.dec));
+    }
+    super::print(&out)
+}

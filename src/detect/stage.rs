@@ -1,0 +1,119 @@
+//! The `score` stage: Isolation Forest over each survey's feature vectors,
+//! written as a new score version that becomes current in one step.
+
+use std::collections::HashMap;
+
+use sha2::Digest;
+
+use super::{ForestParams, IsolationForest, Standardiser};
+use crate::ingest::Progress;
+use crate::store::{ModelRecord, ObjectKey, ScoreVersion, Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    pub forest: ForestParams,
+    /// Scores written per store batch.
+    pub write_batch: usize,
+    /// Abort the process after writing this many batches (crash tests).
+    pub crash_after_batches: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+pub struct ScoreReport {
+    pub version: u32,
+    pub n_scored: u64,
+    /// (survey, objects scored, model id, model hash)
+    pub per_survey: Vec<(String, u64, u32, String)>,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        ScoreOptions { forest: ForestParams::default(), write_batch: 50_000, crash_after_batches: None }
+    }
+}
+
+/// The fitted pieces of one survey's anomaly model, as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ForestModel {
+    pub scaler: Standardiser,
+    pub forest: IsolationForest,
+}
+
+/// Decodes a stored Isolation Forest model.
+pub fn load_forest(record: &ModelRecord) -> Option<ForestModel> {
+    postcard::from_bytes(&record.blob).ok()
+}
+
+/// Scores every image object that has features; returns once the new
+/// version is current.
+pub fn score_store(store: &Store, opts: &ScoreOptions, progress: &dyn Progress) -> Result<ScoreReport, StoreError> {
+    let survey_of: HashMap<u32, String> = store.sources()?.into_iter().map(|(id, s)| (id, s.survey)).collect();
+    // Gather each survey's feature matrix (rows × features, f32).
+    let mut per_survey: HashMap<String, (Vec<ObjectKey>, Vec<f32>)> = HashMap::new();
+    for item in store.iter_features() {
+        let (key, rec) = item?;
+        let Some(survey) = survey_of.get(&key.file) else { continue };
+        let entry = per_survey.entry(survey.clone()).or_default();
+        entry.0.push(key);
+        entry.1.extend_from_slice(&rec.values);
+    }
+    progress.set_total(per_survey.values().map(|(k, _)| k.len() as u64).sum());
+    let version = store.begin_scores()?;
+    let mut report = ScoreReport { version, ..Default::default() };
+    let mut batches = 0usize;
+    let mut surveys: Vec<_> = per_survey.into_iter().collect();
+    surveys.sort_by(|a, b| a.0.cmp(&b.0));
+    for (survey, (keys, raw)) in surveys {
+        let Some(schema) = store.feature_schema(&survey)? else { continue };
+        let n_features = schema.names.len();
+        if keys.is_empty() || raw.len() != keys.len() * n_features {
+            tracing::warn!("{survey}: feature rows do not match the schema; skipped");
+            continue;
+        }
+        let scaler = Standardiser::fit(&raw, n_features);
+        let x = scaler.transform(&raw);
+        drop(raw);
+        let forest = IsolationForest::fit(&x, scaler.n_out(), &opts.forest);
+        let scores = forest.score(&x);
+        drop(x);
+        let model = ForestModel { scaler, forest };
+        let blob = postcard::to_allocvec(&model).expect("model encodes");
+        let hash = hex(&sha2::Sha256::digest(&blob));
+        let params = serde_json::to_string(&opts.forest).unwrap_or_default();
+        let model_id = store.put_model(ModelRecord {
+            id: 0,
+            kind: "isolation-forest".into(),
+            survey: survey.clone(),
+            created: chrono::Utc::now().to_rfc3339(),
+            params,
+            features: schema.names.clone(),
+            blob,
+            hash: hash.clone(),
+        })?;
+        let pairs: Vec<(ObjectKey, f32)> = keys.iter().copied().zip(scores).collect();
+        for chunk in pairs.chunks(opts.write_batch.max(1)) {
+            store.put_scores(version, chunk)?;
+            progress.advance(chunk.len() as u64);
+            batches += 1;
+            if opts.crash_after_batches == Some(batches) {
+                store.flush()?;
+                // Simulates a kill half-way: no destructors, no clean-up.
+                std::process::abort();
+            }
+        }
+        report.n_scored += pairs.len() as u64;
+        report.per_survey.push((survey, pairs.len() as u64, model_id, hash));
+    }
+    store.commit_scores(&ScoreVersion {
+        version,
+        models: report.per_survey.iter().map(|s| s.2).collect(),
+        method: "isolation-forest".into(),
+        time: chrono::Utc::now().to_rfc3339(),
+        n_scored: report.n_scored,
+    })?;
+    Ok(report)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
