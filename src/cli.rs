@@ -30,6 +30,8 @@ pub enum Command {
     Score(ScoreArgs),
     /// Print the top candidates of the current ranking.
     Top(TopArgs),
+    /// Label candidates in the terminal (cutout, spectrum, single-key labels).
+    Triage(TriageArgs),
     /// Show what the store holds.
     Status(StatusArgs),
 }
@@ -114,4 +116,23 @@ pub struct TopArgs {
     /// Only the tab-separated table, no comment line.
     #[arg(long)]
     pub tsv: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TriageArgs {
+    /// How to draw cutouts.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub graphics: crate::tui::Graphics,
+    /// Keymap TOML overriding the defaults (default ~/.config/oddity/keymap.toml).
+    #[arg(long)]
+    pub keymap: Option<std::path::PathBuf>,
+    /// Ordering: score, id, random, recent.
+    #[arg(long, default_value = "score", value_parser = ["score", "id", "random", "recent"])]
+    pub order: String,
+    /// Show labelled objects too (default: unlabelled only).
+    #[arg(long)]
+    pub all: bool,
+    /// Who is labelling (default $USER).
+    #[arg(long)]
+    pub user: Option<String>,
 }

@@ -9,6 +9,8 @@ pub mod detect;
 pub mod features;
 pub mod ingest;
 pub mod learn;
+pub mod render;
 pub mod sky;
 pub mod store;
 pub mod synth;
+pub mod tui;

@@ -7,6 +7,7 @@ mod ingest;
 mod score;
 mod status;
 mod synth;
+mod triage;
 
 use color_eyre::Result;
 
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Features => features::run(&cli.store),
         Command::Score(args) => score::run(&cli.store, &args),
         Command::Top(args) => score::top(&cli.store, &args),
+        Command::Triage(args) => triage::run(&cli.store, &args),
         Command::Status(args) => status::run(&cli.store, &args),
     }
 }

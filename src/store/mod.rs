@@ -22,8 +22,10 @@
 //! sled allows one process per database: a second oddity process gets
 //! [`StoreError::Locked`] from our own lock file before sled is touched.
 
+mod labels;
 mod records;
 
+pub use labels::{LabelBook, ObjectLabels, Verdict};
 pub use records::*;
 
 use std::fs::{self, File, OpenOptions};
@@ -599,6 +601,30 @@ impl Store {
                 why: "bad key".into(),
             })?)
         }))
+    }
+
+    /// Like [`Store::ranked`], but owning its cursor (for long-lived queues).
+    pub fn ranked_owned(&self) -> Result<Box<dyn Iterator<Item = Result<(ObjectKey, f32)>> + Send>> {
+        let Some(v) = self.current_scores()? else { return Ok(Box::new(std::iter::empty())) };
+        let path = self.path.clone();
+        Ok(Box::new(self.score_index.scan_prefix(v.version.to_be_bytes()).map(move |kv| {
+            let (k, _) = kv.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
+            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt { path: path.clone(), tree: "score_index", why: "bad key".into() })
+        })))
+    }
+
+    /// Image objects in key order, owning its cursor.
+    pub fn image_keys_owned(&self) -> Box<dyn Iterator<Item = Result<ObjectKey>> + Send> {
+        let path = self.path.clone();
+        Box::new(self.images.iter().keys().map(move |k| {
+            let k = k.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
+            ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt { path: path.clone(), tree: "images", why: "bad key".into() })
+        }))
+    }
+
+    /// Number of image objects (walks the tree: O(n)).
+    pub fn image_count(&self) -> usize {
+        self.images.len()
     }
 
     /// Every score of the current version in key order (for histograms).

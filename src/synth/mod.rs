@@ -201,14 +201,17 @@ pub fn write_survey(out: &Path, cfg: &SynthConfig, progress: &(dyn Fn(u64) + Syn
     }
 
     let mut files = Vec::with_capacity(image_cells.len() + spectrum_cells.len());
+    let mut images = writer::ImageWriter::new(cfg.size, cfg.seed);
     for (&cell, rows) in &image_cells {
         let path = cell_path(&images_dir, cell);
-        writer::write_images(&path, &gals, rows, cfg.size, cfg.seed, progress)?;
+        images.write(&path, &gals, rows, progress)?;
         files.push(path);
     }
+    drop(images);
+    let mut spectra = writer::SpectrumWriter::new(cfg.seed);
     for (&cell, rows) in &spectrum_cells {
         let path = cell_path(&spectra_dir, cell);
-        writer::write_spectra(&path, &gals, rows, cfg.seed)?;
+        spectra.write(&path, &gals, rows)?;
         files.push(path);
     }
     let truth = out.join("truth.csv");

@@ -57,102 +57,146 @@ fn atomically(path: &Path, fill: impl FnOnce(&hdf5::File) -> Result<()>) -> Resu
     result.wrap_err_with(|| format!("writing {}", path.display()))
 }
 
-/// Writes one HSC-like image file holding `rows` (indices into `gals`).
-pub fn write_images(path: &Path, gals: &[Galaxy], rows: &[usize], size: usize, seed: u64, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
-    atomically(path, |file| {
-        let n = rows.len();
-        let g = |k: usize| &gals[rows[k]];
-        column(file, "object_id", &(0..n).map(|k| g(k).object_id).collect::<Vec<i64>>())?;
-        column(file, "ra", &(0..n).map(|k| g(k).ra).collect::<Vec<f64>>())?;
-        column(file, "dec", &(0..n).map(|k| g(k).dec).collect::<Vec<f64>>())?;
-        column(file, "healpix", &(0..n).map(|k| g(k).healpix as i64).collect::<Vec<i64>>())?;
-        let bands: Vec<FixedAscii<8>> = BANDS.iter().map(|b| ascii(b)).collect::<Result<_>>()?;
-        let band_rows = Array2::from_shape_fn((n, 5), |(_, b)| bands[b]);
-        column_2d(file, "image_band", band_rows.view())?;
-        let psf = Array2::from_shape_fn((n, 5), |(k, b)| g(k).psf_fwhm[b]);
-        column_2d(file, "image_psf_fwhm", psf.view())?;
-        column_2d(file, "image_scale", Array2::from_elem((n, 5), PIXEL_SCALE as f32).view())?;
-        for (b, name) in ["g", "r", "i", "z", "y"].iter().enumerate() {
-            column(file, &format!("{name}_cmodel_mag"), &(0..n).map(|k| g(k).mags[b]).collect::<Vec<f32>>())?;
-        }
-        column(file, "i_extendedness_value", &(0..n).map(|k| g(k).extendedness).collect::<Vec<f32>>())?;
-        column(file, "i_sdssshape_shape11", &(0..n).map(|k| g(k).shape11).collect::<Vec<f32>>())?;
-
-        let ds = file.new_dataset::<f32>().shape((n, 5, size, size)).create("image_array")?;
-        let per = 5 * size * size;
-        // Double buffering: batch k is written while batch k + 1 renders.
-        let (mut front, mut back) = (vec![0f32; BATCH.min(n) * per], vec![0f32; BATCH.min(n) * per]);
-        let mut pending: Option<(usize, usize)> = None; // (first row, rows) held in `back`
-        let batches = (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)]));
-        for (start, chunk) in batches.chain(std::iter::once((n, &rows[..0]))) {
-            let write = || -> Result<()> {
-                if let Some((first, len)) = pending {
-                    let view = ArrayView4::from_shape((len, 5, size, size), &back[..len * per])?;
-                    ds.write_slice(view, s![first..first + len, .., .., ..])?;
-                    progress(len as u64);
-                }
-                Ok(())
-            };
-            // Each object has its own noise stream: rayon's scheduling
-            // cannot change a pixel.
-            let render = || {
-                front[..chunk.len() * per].par_chunks_mut(per).zip(chunk.par_iter()).for_each(|(out, &i)| {
-                    image::render(&gals[i], size, &mut object_rng(seed, i, Stream::Image), out);
-                });
-            };
-            rayon::join(write, render).0?;
-            pending = (!chunk.is_empty()).then_some((start, chunk.len()));
-            std::mem::swap(&mut front, &mut back);
-        }
-        Ok(())
-    })
+/// Writes HSC-like image files. Owns its batch buffers so they are
+/// allocated (and page-faulted in) once per survey, not once per file.
+pub struct ImageWriter {
+    size: usize,
+    seed: u64,
+    /// Double buffering: one batch is written while the next renders.
+    front: Vec<f32>,
+    back: Vec<f32>,
 }
 
-/// Writes one SDSS-like spectrum file holding the spectra of `rows`.
-pub fn write_spectra(path: &Path, gals: &[Galaxy], rows: &[usize], seed: u64) -> Result<()> {
-    atomically(path, |file| {
+impl ImageWriter {
+    pub fn new(size: usize, seed: u64) -> Self {
+        Self { size, seed, front: Vec::new(), back: Vec::new() }
+    }
+
+    /// Writes one file holding `rows` (indices into `gals`).
+    pub fn write(&mut self, path: &Path, gals: &[Galaxy], rows: &[usize], progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
+        let (size, seed) = (self.size, self.seed);
+        let per = 5 * size * size;
         let n = rows.len();
-        let sp = |k: usize| gals[rows[k]].spectrum.as_ref().expect("row without a spectrum");
-        let ids: Vec<FixedAscii<16>> = (0..n).map(|k| ascii(&sp(k).id())).collect::<Result<_>>()?;
-        column(file, "object_id", &ids)?;
-        column(file, "ra", &(0..n).map(|k| sp(k).ra).collect::<Vec<f64>>())?;
-        column(file, "dec", &(0..n).map(|k| sp(k).dec).collect::<Vec<f64>>())?;
-        column(file, "healpix", &(0..n).map(|k| sp(k).healpix as i64).collect::<Vec<i64>>())?;
-        column(file, "Z", &(0..n).map(|k| sp(k).z_measured as f32).collect::<Vec<f32>>())?;
-        column(file, "Z_ERR", &(0..n).map(|k| sp(k).z_err as f32).collect::<Vec<f32>>())?;
-
-        let l = spectrum::n_pixels();
-        let lambda: Vec<f32> = (0..l).map(|k| spectrum::wavelength(k) as f32).collect();
-        let create = |name: &str| file.new_dataset::<f32>().shape((n, l)).create(name);
-        let (ds_lambda, ds_flux, ds_ivar, ds_lsf) =
-            (create("spectrum_lambda")?, create("spectrum_flux")?, create("spectrum_ivar")?, create("spectrum_lsf_sigma")?);
-        let ds_mask = file.new_dataset::<i32>().shape((n, l)).create("spectrum_mask")?;
-
-        let cap = BATCH.min(n) * l;
-        let (mut flux, mut ivar, mut lsf, mut mask) = (vec![0f32; cap], vec![0f32; cap], vec![0f32; cap], vec![0i32; cap]);
-        let lambda_rows: Vec<f32> = lambda.iter().copied().cycle().take(cap).collect();
-        for (start, chunk) in (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)])) {
-            let m = chunk.len() * l;
-            let (flux, ivar, lsf, mask) = (&mut flux[..m], &mut ivar[..m], &mut lsf[..m], &mut mask[..m]);
-            flux.par_chunks_mut(l)
-                .zip(ivar.par_chunks_mut(l))
-                .zip(lsf.par_chunks_mut(l))
-                .zip(mask.par_chunks_mut(l))
-                .zip(chunk.par_iter())
-                .for_each(|((((f, iv), ls), mk), &i)| {
-                    let plan = gals[i].spectrum.as_ref().expect("row without a spectrum");
-                    spectrum::render(plan, &mut object_rng(seed, i, Stream::Spectrum), f, iv, mk, ls);
-                });
-            let sel = s![start..start + chunk.len(), ..];
-            let shape = (chunk.len(), l);
-            ds_lambda.write_slice(ArrayView2::from_shape(shape, &lambda_rows[..m])?, sel)?;
-            ds_flux.write_slice(ArrayView2::from_shape(shape, &*flux)?, sel)?;
-            ds_ivar.write_slice(ArrayView2::from_shape(shape, &*ivar)?, sel)?;
-            ds_lsf.write_slice(ArrayView2::from_shape(shape, &*lsf)?, sel)?;
-            ds_mask.write_slice(ArrayView2::from_shape(shape, &*mask)?, sel)?;
+        for buf in [&mut self.front, &mut self.back] {
+            if buf.len() < BATCH.min(n) * per {
+                buf.resize(BATCH.min(n) * per, 0.0);
+            }
         }
-        Ok(())
-    })
+        let (front, back) = (&mut self.front, &mut self.back);
+        atomically(path, |file| {
+            let g = |k: usize| &gals[rows[k]];
+            column(file, "object_id", &(0..n).map(|k| g(k).object_id).collect::<Vec<i64>>())?;
+            column(file, "ra", &(0..n).map(|k| g(k).ra).collect::<Vec<f64>>())?;
+            column(file, "dec", &(0..n).map(|k| g(k).dec).collect::<Vec<f64>>())?;
+            column(file, "healpix", &(0..n).map(|k| g(k).healpix as i64).collect::<Vec<i64>>())?;
+            let bands: Vec<FixedAscii<8>> = BANDS.iter().map(|b| ascii(b)).collect::<Result<_>>()?;
+            let band_rows = Array2::from_shape_fn((n, 5), |(_, b)| bands[b]);
+            column_2d(file, "image_band", band_rows.view())?;
+            let psf = Array2::from_shape_fn((n, 5), |(k, b)| g(k).psf_fwhm[b]);
+            column_2d(file, "image_psf_fwhm", psf.view())?;
+            column_2d(file, "image_scale", Array2::from_elem((n, 5), PIXEL_SCALE as f32).view())?;
+            for (b, name) in ["g", "r", "i", "z", "y"].iter().enumerate() {
+                column(file, &format!("{name}_cmodel_mag"), &(0..n).map(|k| g(k).mags[b]).collect::<Vec<f32>>())?;
+            }
+            column(file, "i_extendedness_value", &(0..n).map(|k| g(k).extendedness).collect::<Vec<f32>>())?;
+            column(file, "i_sdssshape_shape11", &(0..n).map(|k| g(k).shape11).collect::<Vec<f32>>())?;
+
+            let ds = file.new_dataset::<f32>().shape((n, 5, size, size)).create("image_array")?;
+            let mut pending: Option<(usize, usize)> = None; // (first row, rows) held in `back`
+            let batches = (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)]));
+            for (start, chunk) in batches.chain(std::iter::once((n, &rows[..0]))) {
+                let write = || -> Result<()> {
+                    if let Some((first, len)) = pending {
+                        let view = ArrayView4::from_shape((len, 5, size, size), &back[..len * per])?;
+                        ds.write_slice(view, s![first..first + len, .., .., ..])?;
+                        progress(len as u64);
+                    }
+                    Ok(())
+                };
+                // Each object has its own noise stream: rayon's scheduling
+                // cannot change a pixel.
+                let render = || {
+                    front[..chunk.len() * per].par_chunks_mut(per).zip(chunk.par_iter()).for_each(|(out, &i)| {
+                        image::render(&gals[i], size, &mut object_rng(seed, i, Stream::Image), out);
+                    });
+                };
+                rayon::join(write, render).0?;
+                pending = (!chunk.is_empty()).then_some((start, chunk.len()));
+                std::mem::swap(front, back);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Writes SDSS-like spectrum files, reusing its batch buffers across files.
+pub struct SpectrumWriter {
+    seed: u64,
+    lambda_rows: Vec<f32>,
+    flux: Vec<f32>,
+    ivar: Vec<f32>,
+    lsf: Vec<f32>,
+    mask: Vec<i32>,
+}
+
+impl SpectrumWriter {
+    pub fn new(seed: u64) -> Self {
+        Self { seed, lambda_rows: Vec::new(), flux: Vec::new(), ivar: Vec::new(), lsf: Vec::new(), mask: Vec::new() }
+    }
+
+    /// Writes one file holding the spectra of `rows` (indices into `gals`).
+    pub fn write(&mut self, path: &Path, gals: &[Galaxy], rows: &[usize]) -> Result<()> {
+        let n = rows.len();
+        let l = spectrum::n_pixels();
+        let cap = BATCH.min(n) * l;
+        if self.flux.len() < cap {
+            let lambda = (0..l).map(|k| spectrum::wavelength(k) as f32);
+            self.lambda_rows = lambda.cycle().take(cap).collect();
+            self.flux.resize(cap, 0.0);
+            self.ivar.resize(cap, 0.0);
+            self.lsf.resize(cap, 0.0);
+            self.mask.resize(cap, 0);
+        }
+        let Self { seed, lambda_rows, flux, ivar, lsf, mask } = self;
+        let seed = *seed;
+        atomically(path, |file| {
+            let sp = |k: usize| gals[rows[k]].spectrum.as_ref().expect("row without a spectrum");
+            let ids: Vec<FixedAscii<16>> = (0..n).map(|k| ascii(&sp(k).id())).collect::<Result<_>>()?;
+            column(file, "object_id", &ids)?;
+            column(file, "ra", &(0..n).map(|k| sp(k).ra).collect::<Vec<f64>>())?;
+            column(file, "dec", &(0..n).map(|k| sp(k).dec).collect::<Vec<f64>>())?;
+            column(file, "healpix", &(0..n).map(|k| sp(k).healpix as i64).collect::<Vec<i64>>())?;
+            column(file, "Z", &(0..n).map(|k| sp(k).z_measured as f32).collect::<Vec<f32>>())?;
+            column(file, "Z_ERR", &(0..n).map(|k| sp(k).z_err as f32).collect::<Vec<f32>>())?;
+
+            let create = |name: &str| file.new_dataset::<f32>().shape((n, l)).create(name);
+            let (ds_lambda, ds_flux, ds_ivar, ds_lsf) =
+                (create("spectrum_lambda")?, create("spectrum_flux")?, create("spectrum_ivar")?, create("spectrum_lsf_sigma")?);
+            let ds_mask = file.new_dataset::<i32>().shape((n, l)).create("spectrum_mask")?;
+
+            for (start, chunk) in (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)])) {
+                let m = chunk.len() * l;
+                let (flux, ivar, lsf, mask) = (&mut flux[..m], &mut ivar[..m], &mut lsf[..m], &mut mask[..m]);
+                flux.par_chunks_mut(l)
+                    .zip(ivar.par_chunks_mut(l))
+                    .zip(lsf.par_chunks_mut(l))
+                    .zip(mask.par_chunks_mut(l))
+                    .zip(chunk.par_iter())
+                    .for_each(|((((f, iv), ls), mk), &i)| {
+                        let plan = gals[i].spectrum.as_ref().expect("row without a spectrum");
+                        spectrum::render(plan, &mut object_rng(seed, i, Stream::Spectrum), f, iv, mk, ls);
+                    });
+                let sel = s![start..start + chunk.len(), ..];
+                let shape = (chunk.len(), l);
+                ds_lambda.write_slice(ArrayView2::from_shape(shape, &lambda_rows[..m])?, sel)?;
+                ds_flux.write_slice(ArrayView2::from_shape(shape, &*flux)?, sel)?;
+                ds_ivar.write_slice(ArrayView2::from_shape(shape, &*ivar)?, sel)?;
+                ds_lsf.write_slice(ArrayView2::from_shape(shape, &*lsf)?, sel)?;
+                ds_mask.write_slice(ArrayView2::from_shape(shape, &*mask)?, sel)?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Writes `truth.csv`: one row per image object, in object order.

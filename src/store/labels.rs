@@ -1,0 +1,216 @@
+//! What the label log says now: replaying the append-only events (with their
+//! retractions) into each object's current labels.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{LabelEvent, LabelValue, ObjectKey};
+
+/// The expert's verdict on an object's class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Anomaly,
+    Normal,
+    Unsure,
+}
+
+/// An object's labels after replaying every event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectLabels {
+    pub relevance: Option<u8>,
+    pub verdict: Option<Verdict>,
+    pub tags: BTreeSet<String>,
+    pub favourite: bool,
+    /// Users who labelled it, with their latest relevance/verdict.
+    pub by_user: Vec<(String, Option<u8>, Option<Verdict>)>,
+    /// Time of the latest event that still counts.
+    pub last_time: String,
+}
+
+impl ObjectLabels {
+    pub fn is_labelled(&self) -> bool {
+        self.relevance.is_some() || self.verdict.is_some()
+    }
+
+    /// Whether users disagree (different relevance or verdict).
+    pub fn disagreement(&self) -> bool {
+        let rel: BTreeSet<u8> = self.by_user.iter().filter_map(|u| u.1).collect();
+        let ver: std::collections::HashSet<Verdict> = self.by_user.iter().filter_map(|u| u.2).collect();
+        rel.len() > 1 || ver.len() > 1
+    }
+}
+
+/// Current labels of every labelled object, rebuilt from the event log.
+#[derive(Debug, Default)]
+pub struct LabelBook {
+    events: Vec<(u64, LabelEvent)>,
+    retracted: std::collections::HashSet<u64>,
+    objects: HashMap<ObjectKey, ObjectLabels>,
+    /// Objects in order of their latest label, most recent last.
+    recent: Vec<ObjectKey>,
+}
+
+impl LabelBook {
+    pub fn from_events(events: Vec<(u64, LabelEvent)>) -> LabelBook {
+        let mut book = LabelBook::default();
+        for (id, e) in events {
+            book.push(id, e);
+        }
+        book
+    }
+
+    /// Adds an event that was just appended to the store.
+    pub fn push(&mut self, id: u64, event: LabelEvent) {
+        let object = event.object;
+        if let LabelValue::Retract(target) = event.value {
+            self.retracted.insert(target);
+        }
+        self.events.push((id, event));
+        self.rebuild(object);
+    }
+
+    /// The id of the latest event on `object` that still counts (for undo).
+    pub fn last_effective(&self, object: ObjectKey) -> Option<u64> {
+        self.events
+            .iter()
+            .rev()
+            .find(|(id, e)| e.object == object && !matches!(e.value, LabelValue::Retract(_)) && !self.retracted.contains(id))
+            .map(|(id, _)| *id)
+    }
+
+    /// The latest event of any object that still counts, with its object.
+    pub fn last_effective_any(&self, session: &str) -> Option<(u64, ObjectKey)> {
+        self.events
+            .iter()
+            .rev()
+            .find(|(id, e)| e.session == session && !matches!(e.value, LabelValue::Retract(_)) && !self.retracted.contains(id))
+            .map(|(id, e)| (*id, e.object))
+    }
+
+    fn rebuild(&mut self, object: ObjectKey) {
+        let mut labels = ObjectLabels::default();
+        let mut users: Vec<(String, Option<u8>, Option<Verdict>)> = Vec::new();
+        for (id, e) in &self.events {
+            if e.object != object || self.retracted.contains(id) || matches!(e.value, LabelValue::Retract(_)) {
+                continue;
+            }
+            let user = match users.iter_mut().position(|u| u.0 == e.user) {
+                Some(i) => i,
+                None => {
+                    users.push((e.user.clone(), None, None));
+                    users.len() - 1
+                }
+            };
+            match &e.value {
+                LabelValue::Relevance(r) => {
+                    labels.relevance = Some(*r);
+                    users[user].1 = Some(*r);
+                }
+                LabelValue::Anomaly => {
+                    labels.verdict = Some(Verdict::Anomaly);
+                    users[user].2 = Some(Verdict::Anomaly);
+                }
+                LabelValue::Normal => {
+                    labels.verdict = Some(Verdict::Normal);
+                    users[user].2 = Some(Verdict::Normal);
+                }
+                LabelValue::Unsure => {
+                    labels.verdict = Some(Verdict::Unsure);
+                    users[user].2 = Some(Verdict::Unsure);
+                }
+                LabelValue::Favourite(on) => labels.favourite = *on,
+                LabelValue::Tag | LabelValue::Retract(_) => {}
+            }
+            labels.tags.extend(e.tags.iter().cloned());
+            labels.last_time = e.time.clone();
+        }
+        labels.by_user = users;
+        self.recent.retain(|k| *k != object);
+        if labels.is_labelled() || !labels.tags.is_empty() || labels.favourite {
+            self.recent.push(object);
+            self.objects.insert(object, labels);
+        } else {
+            self.objects.remove(&object);
+        }
+    }
+
+    pub fn get(&self, object: ObjectKey) -> Option<&ObjectLabels> {
+        self.objects.get(&object)
+    }
+
+    pub fn is_labelled(&self, object: ObjectKey) -> bool {
+        self.objects.get(&object).is_some_and(|l| l.is_labelled())
+    }
+
+    /// Every object with labels, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &ObjectLabels)> {
+        self.objects.iter()
+    }
+
+    /// Objects most recently labelled first.
+    pub fn recent(&self) -> impl Iterator<Item = ObjectKey> + '_ {
+        self.recent.iter().rev().copied()
+    }
+
+    pub fn n_events(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn events(&self) -> &[(u64, LabelEvent)] {
+        &self.events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(row: u32, value: LabelValue, user: &str) -> LabelEvent {
+        LabelEvent {
+            object: ObjectKey { file: 1, row },
+            value,
+            tags: vec![],
+            user: user.into(),
+            time: "t".into(),
+            session: "s".into(),
+        }
+    }
+
+    #[test]
+    fn replay_with_retractions() {
+        let mut book = LabelBook::default();
+        book.push(1, ev(1, LabelValue::Relevance(4), "ann"));
+        book.push(2, ev(1, LabelValue::Anomaly, "ann"));
+        let k = ObjectKey { file: 1, row: 1 };
+        assert_eq!(book.get(k).unwrap().relevance, Some(4));
+        assert_eq!(book.get(k).unwrap().verdict, Some(Verdict::Anomaly));
+        assert_eq!(book.last_effective(k), Some(2));
+        book.push(3, ev(1, LabelValue::Retract(2), "ann"));
+        assert_eq!(book.get(k).unwrap().verdict, None);
+        assert_eq!(book.last_effective(k), Some(1));
+        book.push(4, ev(1, LabelValue::Retract(1), "ann"));
+        assert!(book.get(k).is_none(), "all retracted: unlabelled again");
+        assert!(!book.is_labelled(k));
+    }
+
+    #[test]
+    fn users_disagree() {
+        let mut book = LabelBook::default();
+        book.push(1, ev(2, LabelValue::Anomaly, "ann"));
+        book.push(2, ev(2, LabelValue::Normal, "bob"));
+        let l = book.get(ObjectKey { file: 1, row: 2 }).unwrap();
+        assert!(l.disagreement());
+        assert_eq!(l.verdict, Some(Verdict::Normal), "the latest event wins overall");
+    }
+
+    #[test]
+    fn tags_and_favourites() {
+        let mut book = LabelBook::default();
+        let mut e = ev(3, LabelValue::Tag, "ann");
+        e.tags = vec!["ring".into()];
+        book.push(1, e);
+        book.push(2, ev(3, LabelValue::Favourite(true), "ann"));
+        let l = book.get(ObjectKey { file: 1, row: 3 }).unwrap();
+        assert!(l.tags.contains("ring") && l.favourite && !l.is_labelled());
+        assert_eq!(book.recent().next(), Some(ObjectKey { file: 1, row: 3 }));
+    }
+}

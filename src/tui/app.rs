@@ -1,0 +1,494 @@
+//! The TUI's state and the only place it changes (`App::update`). Keys
+//! become actions through the keymap; labels are appended to the store and
+//! flushed before the screen says "saved".
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::layout::Size;
+use ratatui_image::protocol::Protocol;
+
+use super::keymap::{Action, Keymap};
+use super::queue::{Filter, Ordering, Queue};
+use super::worker::{Candidate, Reply, Request};
+use crate::features::spectral::BptClass;
+use crate::render::ViewParams;
+use crate::store::{LabelBook, LabelEvent, LabelValue, ObjectKey, Store, StoreError};
+
+/// Tags offered by `t`, then "custom…".
+pub const TAGS: &[&str] = &["merger", "ring", "lens", "artefact", "other"];
+/// Candidates read ahead of the cursor.
+const PREFETCH: usize = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Browse,
+    Help,
+    Prompt { kind: PromptKind, text: String },
+    Menu { kind: MenuKind, selected: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKind {
+    Jump,
+    CustomTag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MenuKind {
+    Tag,
+    Filter,
+    Ordering,
+}
+
+/// Who is labelling, in which session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub user: String,
+    pub started: Instant,
+    pub labels: usize,
+    pub by_value: HashMap<String, usize>,
+}
+
+impl Session {
+    pub fn new(user: String) -> Session {
+        let now = chrono::Utc::now();
+        Session {
+            id: format!("{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id()),
+            user,
+            started: Instant::now(),
+            labels: 0,
+            by_value: HashMap::new(),
+        }
+    }
+
+    pub fn per_minute(&self) -> f64 {
+        let minutes = self.started.elapsed().as_secs_f64() / 60.0;
+        if minutes < 1e-3 { 0.0 } else { self.labels as f64 / minutes }
+    }
+}
+
+/// An encoded cutout and what it was made for.
+pub struct Shown {
+    pub key: ObjectKey,
+    pub view: ViewParams,
+    pub area: Size,
+    pub protocol: Box<Protocol>,
+}
+
+pub struct App {
+    pub store: Arc<Store>,
+    pub keymap: Keymap,
+    pub book: LabelBook,
+    pub queue: Queue,
+    pub pos: usize,
+    pub view: ViewParams,
+    pub rest_frame: bool,
+    pub mode: Mode,
+    pub session: Session,
+    /// Data of the current and prefetched candidates.
+    pub loaded: HashMap<ObjectKey, Candidate>,
+    /// Encoded cutouts, current and prefetched (a few).
+    pub images: Vec<Shown>,
+    /// Cells the cutout occupies on screen now.
+    pub image_area: Size,
+    pub message: Option<String>,
+    /// Text to put on the clipboard (OSC 52) at the next draw.
+    pub clipboard: Option<String>,
+    /// Work for the background worker: (urgent, request).
+    pub requests: Vec<(bool, Request)>,
+    pub quit: bool,
+    /// Whether the screen needs drawing.
+    pub dirty: bool,
+    pub no_color: bool,
+    pub graphics: &'static str,
+}
+
+impl App {
+    pub fn new(store: Arc<Store>, keymap: Keymap, user: String, ordering: Ordering, filter: Filter) -> Result<App, StoreError> {
+        let book = LabelBook::from_events(store.label_events()?);
+        let ordering = if ordering == Ordering::Score && store.current_scores()?.is_none() { Ordering::Id } else { ordering };
+        let queue = Queue::new(&store, &book, ordering, filter)?;
+        let mut app = App {
+            store,
+            keymap,
+            book,
+            queue,
+            pos: 0,
+            view: ViewParams::default(),
+            rest_frame: false,
+            mode: Mode::Browse,
+            session: Session::new(user),
+            loaded: HashMap::new(),
+            images: Vec::new(),
+            image_area: Size::new(0, 0),
+            message: None,
+            clipboard: None,
+            requests: Vec::new(),
+            quit: false,
+            dirty: true,
+            no_color: false,
+            graphics: "halfblocks",
+        };
+        app.settle()?;
+        Ok(app)
+    }
+
+    pub fn current(&self) -> Option<ObjectKey> {
+        self.queue.items.get(self.pos).copied()
+    }
+
+    pub fn current_candidate(&self) -> Option<&Candidate> {
+        self.current().and_then(|k| self.loaded.get(&k))
+    }
+
+    /// The encoded cutout for the current object, if it matches the view.
+    pub fn current_image(&self) -> Option<&Shown> {
+        let key = self.current()?;
+        self.images.iter().find(|s| s.key == key && s.view == self.view && s.area == self.image_area)
+    }
+
+    /// Keys: routed by mode; browsing keys go through the keymap.
+    pub fn on_key(&mut self, key: KeyEvent) -> Result<(), StoreError> {
+        self.dirty = true;
+        match self.mode.clone() {
+            Mode::Browse => {
+                if let Some(action) = self.keymap.action(&key) {
+                    self.update(action)?;
+                }
+            }
+            Mode::Help => self.mode = Mode::Browse,
+            Mode::Prompt { kind, mut text } => match key.code {
+                KeyCode::Esc => self.mode = Mode::Browse,
+                KeyCode::Enter => {
+                    self.mode = Mode::Browse;
+                    self.submit_prompt(kind, text.trim())?;
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                    self.mode = Mode::Prompt { kind, text };
+                }
+                KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => self.mode = Mode::Browse,
+                KeyCode::Char(c) => {
+                    text.push(c);
+                    self.mode = Mode::Prompt { kind, text };
+                }
+                _ => {}
+            },
+            Mode::Menu { kind, selected } => {
+                let n = self.menu_items(kind).len();
+                match key.code {
+                    KeyCode::Esc | KeyCode::Char('q') => self.mode = Mode::Browse,
+                    KeyCode::Up | KeyCode::Char('k') => self.mode = Mode::Menu { kind, selected: (selected + n - 1) % n },
+                    KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                        self.mode = Mode::Menu { kind, selected: (selected + 1) % n }
+                    }
+                    KeyCode::Enter => {
+                        self.mode = Mode::Browse;
+                        self.choose(kind, selected)?;
+                    }
+                    KeyCode::Char(c) if c.is_ascii_digit() => {
+                        let i = (c as usize - '0' as usize).wrapping_sub(1);
+                        if i < n {
+                            self.mode = Mode::Browse;
+                            self.choose(kind, i)?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The only place browsing state changes.
+    pub fn update(&mut self, action: Action) -> Result<(), StoreError> {
+        self.dirty = true;
+        match action {
+            Action::Relevance(r) => self.label(LabelValue::Relevance(r), vec![], true)?,
+            Action::Anomaly => self.label(LabelValue::Anomaly, vec![], true)?,
+            Action::Normal => self.label(LabelValue::Normal, vec![], true)?,
+            Action::Unsure => self.label(LabelValue::Unsure, vec![], true)?,
+            Action::Favourite => {
+                if let Some(key) = self.current() {
+                    let on = !self.book.get(key).is_some_and(|l| l.favourite);
+                    self.label(LabelValue::Favourite(on), vec![], false)?;
+                }
+            }
+            Action::Undo => self.undo()?,
+            Action::Next => self.go(self.pos + 1)?,
+            Action::Previous => self.go(self.pos.saturating_sub(1))?,
+            Action::Tag => self.mode = Mode::Menu { kind: MenuKind::Tag, selected: 0 },
+            Action::Filter => self.mode = Mode::Menu { kind: MenuKind::Filter, selected: 0 },
+            Action::Ordering => self.mode = Mode::Menu { kind: MenuKind::Ordering, selected: 0 },
+            Action::Jump => self.mode = Mode::Prompt { kind: PromptKind::Jump, text: String::new() },
+            Action::Band => {
+                let n = self.current_candidate().map(|c| c.bands.len()).unwrap_or(0);
+                self.view.band = match self.view.band {
+                    None if n > 0 => Some(0),
+                    Some(b) if b + 1 < n => Some(b + 1),
+                    _ => None,
+                };
+                self.settle()?;
+            }
+            Action::Stretch => {
+                self.view.stretch = self.view.stretch.next();
+                self.settle()?;
+            }
+            Action::Zoom => {
+                self.view.zoom = match self.view.zoom {
+                    0 | 1 => 2,
+                    2 => 4,
+                    _ => 1,
+                };
+                self.settle()?;
+            }
+            Action::CopyLink => {
+                if let Some(c) = self.current_candidate() {
+                    let url = sky_viewer_url(c.object.ra, c.object.dec);
+                    self.message = Some(format!("copied {url}"));
+                    self.clipboard = Some(url);
+                }
+            }
+            Action::RestFrame => self.rest_frame = !self.rest_frame,
+            Action::Help => self.mode = Mode::Help,
+            Action::Quit => self.quit = true,
+        }
+        Ok(())
+    }
+
+    /// Appends a label event for the current object; returns after it is on
+    /// disk, and only then says "saved".
+    fn label(&mut self, value: LabelValue, tags: Vec<String>, advance: bool) -> Result<(), StoreError> {
+        let Some(key) = self.current() else {
+            self.message = Some("nothing to label".into());
+            return Ok(());
+        };
+        let event = LabelEvent {
+            object: key,
+            value: value.clone(),
+            tags,
+            user: self.session.user.clone(),
+            time: chrono::Utc::now().to_rfc3339(),
+            session: self.session.id.clone(),
+        };
+        let id = self.store.append_label(&event)?;
+        let what = describe(&event);
+        self.book.push(id, event);
+        self.session.labels += 1;
+        *self.session.by_value.entry(value_name(&value)).or_default() += 1;
+        let name = self.loaded.get(&key).map(|c| c.object.id.clone()).unwrap_or_default();
+        self.message = Some(format!("saved ✓ {what} {name}"));
+        if advance {
+            self.go(self.pos + 1)?;
+        }
+        Ok(())
+    }
+
+    fn undo(&mut self) -> Result<(), StoreError> {
+        let Some((target, key)) = self.book.last_effective_any(&self.session.id) else {
+            self.message = Some("nothing to undo in this session".into());
+            return Ok(());
+        };
+        let event = LabelEvent {
+            object: key,
+            value: LabelValue::Retract(target),
+            tags: vec![],
+            user: self.session.user.clone(),
+            time: chrono::Utc::now().to_rfc3339(),
+            session: self.session.id.clone(),
+        };
+        let id = self.store.append_label(&event)?;
+        self.book.push(id, event);
+        self.session.labels = self.session.labels.saturating_sub(1);
+        // Back to the object whose label was withdrawn.
+        if let Some(i) = self.queue.items.iter().position(|k| *k == key) {
+            self.pos = i;
+        } else {
+            self.queue.items.insert(self.pos, key);
+        }
+        self.message = Some("undone ✓ (retraction saved)".into());
+        self.settle()
+    }
+
+    fn go(&mut self, pos: usize) -> Result<(), StoreError> {
+        self.queue.fill(pos + 1 + PREFETCH, &self.store, &self.book)?;
+        if pos < self.queue.items.len() {
+            self.pos = pos;
+        } else if self.queue.exhausted {
+            self.message = Some(format!("end of the queue ({} candidates, filter {})", self.queue.items.len(), self.queue.filter.name()));
+        }
+        self.settle()
+    }
+
+    /// Makes sure the current and next candidates are requested.
+    pub fn settle(&mut self) -> Result<(), StoreError> {
+        self.queue.fill(self.pos + 1 + PREFETCH, &self.store, &self.book)?;
+        let keys: Vec<ObjectKey> = self.queue.items.iter().skip(self.pos).take(1 + PREFETCH).copied().collect();
+        for (i, key) in keys.iter().enumerate() {
+            let urgent = i == 0;
+            if !self.loaded.contains_key(key) {
+                self.requests.push((urgent, Request::Load(*key)));
+            }
+            let have = self.images.iter().any(|s| s.key == *key && s.view == self.view && s.area == self.image_area);
+            if !have && self.image_area.width > 0 {
+                self.requests.push((urgent, Request::Encode { key: *key, view: self.view.clone(), area: self.image_area }));
+            }
+        }
+        // Forget what is far behind.
+        let keep: Vec<ObjectKey> = self.queue.items.iter().skip(self.pos.saturating_sub(8)).take(16).copied().collect();
+        self.loaded.retain(|k, _| keep.contains(k));
+        self.images.retain(|s| keep.contains(&s.key));
+        Ok(())
+    }
+
+    /// A result from the worker; stale ones are dropped.
+    pub fn on_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Loaded(c) => {
+                let shown = self.queue.items.iter().skip(self.pos).take(1 + PREFETCH).any(|k| *k == c.key);
+                if shown {
+                    self.dirty |= Some(c.key) == self.current();
+                    self.loaded.insert(c.key, *c);
+                }
+            }
+            Reply::Encoded { key, view, area, protocol } => {
+                if view == self.view && area == self.image_area {
+                    self.dirty |= Some(key) == self.current();
+                    self.images.retain(|s| s.key != key);
+                    self.images.push(Shown { key, view, area, protocol });
+                    if self.images.len() > 1 + PREFETCH * 2 {
+                        self.images.remove(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The terminal changed size: the cutout area follows.
+    pub fn resize(&mut self, image_area: Size) -> Result<(), StoreError> {
+        if image_area != self.image_area {
+            self.image_area = image_area;
+            self.images.clear();
+            self.dirty = true;
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    pub fn menu_items(&self, kind: MenuKind) -> Vec<String> {
+        match kind {
+            MenuKind::Tag => TAGS.iter().map(|t| t.to_string()).chain(["custom…".to_string()]).collect(),
+            MenuKind::Filter => filters(&self.book).iter().map(|f| f.name()).collect(),
+            MenuKind::Ordering => Ordering::ALL.iter().map(|o| o.name().to_string()).collect(),
+        }
+    }
+
+    fn choose(&mut self, kind: MenuKind, i: usize) -> Result<(), StoreError> {
+        match kind {
+            MenuKind::Tag => match TAGS.get(i) {
+                Some(tag) => self.label(LabelValue::Tag, vec![tag.to_string()], false)?,
+                None => self.mode = Mode::Prompt { kind: PromptKind::CustomTag, text: String::new() },
+            },
+            MenuKind::Filter => {
+                if let Some(f) = filters(&self.book).into_iter().nth(i) {
+                    self.requeue(self.queue.ordering, f)?;
+                }
+            }
+            MenuKind::Ordering => {
+                if let Some(&o) = Ordering::ALL.get(i) {
+                    if o == Ordering::Score && self.store.current_scores()?.is_none() {
+                        self.message = Some("no scores yet: run `oddity score`".into());
+                    } else {
+                        self.requeue(o, self.queue.filter.clone())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn requeue(&mut self, ordering: Ordering, filter: Filter) -> Result<(), StoreError> {
+        self.queue = Queue::new(&self.store, &self.book, ordering, filter)?;
+        self.pos = 0;
+        self.settle()?;
+        self.message = Some(format!("{} order, filter {}", self.queue.ordering.name(), self.queue.filter.name()));
+        if self.queue.items.is_empty() {
+            self.message = Some(format!("no candidates with filter {}", self.queue.filter.name()));
+        }
+        Ok(())
+    }
+
+    fn submit_prompt(&mut self, kind: PromptKind, text: &str) -> Result<(), StoreError> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        match kind {
+            PromptKind::CustomTag => self.label(LabelValue::Tag, vec![text.to_string()], false)?,
+            PromptKind::Jump => {
+                let found = self.store.find_any(text)?;
+                let image = found.into_iter().find(|k| self.store.image(*k).ok().flatten().is_some());
+                match image {
+                    Some(key) => {
+                        let at = match self.queue.items.iter().position(|k| *k == key) {
+                            Some(i) => i,
+                            None => {
+                                let at = (self.pos + 1).min(self.queue.items.len());
+                                self.queue.items.insert(at, key);
+                                at
+                            }
+                        };
+                        self.pos = at;
+                        self.message = Some(format!("jumped to {text}"));
+                        self.settle()?;
+                    }
+                    None => self.message = Some(format!("no image object with id {text}")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn filters(book: &LabelBook) -> Vec<Filter> {
+    let mut out = vec![Filter::All, Filter::Unlabelled, Filter::Labelled, Filter::Favourites, Filter::Unsure];
+    let mut tags: Vec<String> = TAGS.iter().map(|t| t.to_string()).collect();
+    for (_, l) in book.iter() {
+        for t in &l.tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+    }
+    out.extend(tags.into_iter().map(Filter::Tag));
+    out.extend([BptClass::StarForming, BptClass::Composite, BptClass::Seyfert, BptClass::Liner].map(Filter::Bpt));
+    out
+}
+
+fn value_name(v: &LabelValue) -> String {
+    match v {
+        LabelValue::Relevance(r) => format!("relevance {r}"),
+        LabelValue::Anomaly => "anomaly".into(),
+        LabelValue::Normal => "normal".into(),
+        LabelValue::Unsure => "unsure".into(),
+        LabelValue::Favourite(true) => "favourite".into(),
+        LabelValue::Favourite(false) => "unfavourite".into(),
+        LabelValue::Tag => "tag".into(),
+        LabelValue::Retract(_) => "undo".into(),
+    }
+}
+
+fn describe(e: &LabelEvent) -> String {
+    match &e.value {
+        LabelValue::Tag => format!("tag {}", e.tags.join(",")),
+        v => value_name(v),
+    }
+}
+
+/// A Legacy Survey sky-viewer link centred on the object.
+pub fn sky_viewer_url(ra: f64, dec: f64) -> String {
+    format!("https://www.legacysurvey.org/viewer?ra={ra:.6}&dec={dec:.6}&layer=ls-dr10&zoom=16&mark={ra:.6},{dec:.6}")
+}

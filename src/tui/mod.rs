@@ -1,0 +1,231 @@
+//! `oddity triage`: the keyboard-driven labelling screen.
+//!
+//! State lives in [`app::App`] and changes only in `App::update`; keys map to
+//! actions through [`keymap`]; [`ui::draw`] is a pure function of the state;
+//! reading pixels and encoding images happens on a [`worker`] thread. One
+//! event loop waits on one channel fed by the input thread, the worker and a
+//! timer, and redraws only when something changed (every frame costs
+//! bandwidth over SSH).
+
+pub mod app;
+pub mod keymap;
+pub mod queue;
+pub mod ui;
+pub mod worker;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event as TermEvent, KeyEventKind};
+use ratatui_image::picker::{Picker, ProtocolType};
+
+pub use app::App;
+pub use keymap::{Action, Keymap};
+pub use queue::{Filter, Ordering};
+
+use crate::store::{Store, StoreError};
+
+/// How cutouts reach the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Graphics {
+    /// Ask the terminal (kitty, sixel, iTerm2), else half-blocks.
+    Auto,
+    Kitty,
+    Sixel,
+    Iterm2,
+    /// Unicode half-blocks: works in every colour terminal.
+    Halfblocks,
+}
+
+#[derive(Debug, Clone)]
+pub struct TriageOptions {
+    pub graphics: Graphics,
+    pub keymap: Option<PathBuf>,
+    pub ordering: Ordering,
+    pub filter: Filter,
+    pub user: String,
+    pub no_color: bool,
+}
+
+/// What a session did, printed when it ends.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    pub labels: usize,
+    pub by_value: Vec<(String, usize)>,
+    pub minutes: f64,
+    pub per_minute: f64,
+    pub labelled_total: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keymap(#[from] keymap::KeymapError),
+    #[error("keymap {0}: {1}")]
+    KeymapFile(String, std::io::Error),
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+}
+
+enum Event {
+    Key(crossterm::event::KeyEvent),
+    Redraw,
+    Reply(worker::Reply),
+}
+
+/// Loads the keymap: built-in defaults, overridden by the user's file.
+pub fn load_keymap(path: Option<&std::path::Path>) -> Result<Keymap, TuiError> {
+    let path = match path {
+        Some(p) => Some(p.to_path_buf()),
+        None => std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|c| c.join("oddity").join("keymap.toml"))
+            .filter(|p| p.exists()),
+    };
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).map_err(|e| TuiError::KeymapFile(p.display().to_string(), e))?;
+            Ok(Keymap::with_overrides(&text, &p.display().to_string())?)
+        }
+        None => Ok(Keymap::default_keys()),
+    }
+}
+
+fn picker_for(graphics: Graphics) -> Picker {
+    let probe = || Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks());
+    match graphics {
+        Graphics::Halfblocks => Picker::halfblocks(),
+        Graphics::Auto => probe(),
+        forced => {
+            let mut p = probe();
+            p.set_protocol_type(match forced {
+                Graphics::Kitty => ProtocolType::Kitty,
+                Graphics::Sixel => ProtocolType::Sixel,
+                _ => ProtocolType::Iterm2,
+            });
+            p
+        }
+    }
+}
+
+fn protocol_name(p: ProtocolType) -> &'static str {
+    match p {
+        ProtocolType::Halfblocks => "halfblocks",
+        ProtocolType::Sixel => "sixel",
+        ProtocolType::Kitty => "kitty",
+        ProtocolType::Iterm2 => "iterm2",
+    }
+}
+
+/// Runs the triage screen until the user quits.
+pub fn run(store: Store, opts: &TriageOptions) -> Result<SessionSummary, TuiError> {
+    let store = Arc::new(store);
+    let keymap = load_keymap(opts.keymap.as_deref())?;
+    let mut terminal = ratatui::init();
+    let result = (|| {
+        // Probe the terminal once, before the input thread exists (a probe
+        // racing the input reader would swallow a keypress).
+        let picker = picker_for(opts.graphics);
+        tracing::info!(protocol = protocol_name(picker.protocol_type()), font = ?picker.font_size(), "graphics");
+        if picker.tmux_detected() && picker.protocol_type() == ProtocolType::Halfblocks && opts.graphics == Graphics::Auto {
+            tracing::info!("inside tmux: for kitty/sixel images enable `set -g allow-passthrough on` in tmux.conf");
+        }
+        let mut app = App::new(store.clone(), keymap, opts.user.clone(), opts.ordering, opts.filter.clone())?;
+        app.no_color = opts.no_color;
+        app.graphics = protocol_name(picker.protocol_type());
+        event_loop(&mut terminal, &mut app, picker, store.clone())?;
+        let mut by_value: Vec<(String, usize)> = app.session.by_value.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        by_value.sort();
+        Ok(SessionSummary {
+            labels: app.session.labels,
+            by_value,
+            minutes: app.session.started.elapsed().as_secs_f64() / 60.0,
+            per_minute: app.session.per_minute(),
+            labelled_total: app.book.iter().filter(|(_, l)| l.is_labelled()).count(),
+        })
+    })();
+    ratatui::restore();
+    result
+}
+
+fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, picker: Picker, store: Arc<Store>) -> Result<(), TuiError> {
+    let (tx, rx) = mpsc::channel::<Event>();
+    let (req_tx, req_rx) = mpsc::channel();
+    let reply_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("oddity-worker".into())
+        .spawn(move || worker::run(store, picker, req_rx, move |r| reply_tx.send(Event::Reply(r)).is_ok()))?;
+    let input_tx = tx.clone();
+    std::thread::Builder::new().name("oddity-input".into()).spawn(move || {
+        loop {
+            let event = match crossterm::event::read() {
+                Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => Event::Key(k),
+                Ok(TermEvent::Resize(..)) => Event::Redraw,
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            if input_tx.send(event).is_err() {
+                return;
+            }
+        }
+    })?;
+    let mut last_tick = Instant::now();
+    loop {
+        let size = terminal.size()?;
+        let areas = ui::layout(ratatui::layout::Rect::new(0, 0, size.width, size.height));
+        app.resize(ui::image_size(&areas))?;
+        for r in app.requests.drain(..) {
+            let _ = req_tx.send(r);
+        }
+        if app.dirty {
+            terminal.draw(|f| ui::draw(f, app))?;
+            app.dirty = false;
+            if let Some(text) = app.clipboard.take() {
+                osc52(&text)?;
+            }
+        }
+        if app.quit {
+            return Ok(());
+        }
+        // Wait for something, then take everything queued before drawing.
+        let first = rx.recv_timeout(Duration::from_secs(1));
+        let mut events: Vec<Event> = Vec::new();
+        match first {
+            Ok(e) => events.push(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        events.extend(rx.try_iter());
+        for e in events {
+            match e {
+                Event::Key(k) => app.on_key(k)?,
+                Event::Redraw => app.dirty = true,
+                Event::Reply(r) => app.on_reply(r),
+            }
+            if app.quit {
+                break;
+            }
+        }
+        // The labels/minute figure ages: refresh it now and then.
+        if last_tick.elapsed() > Duration::from_secs(5) {
+            last_tick = Instant::now();
+            app.dirty = true;
+        }
+    }
+}
+
+/// Puts text on the clipboard of the terminal the user sits at (OSC 52 works
+/// through SSH).
+fn osc52(text: &str) -> std::io::Result<()> {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+    let mut out = std::io::stdout();
+    write!(out, "\x1b]52;c;{encoded}\x07")?;
+    out.flush()
+}

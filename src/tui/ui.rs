@@ -1,0 +1,360 @@
+//! Drawing: a pure function of the App. Layout is shared with the event
+//! loop so the worker encodes cutouts for exactly the area they get.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect, Size};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::canvas::{Canvas, Line as CLine};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui_image::Image;
+
+use super::app::{App, MenuKind, Mode, PromptKind};
+use super::worker::{Candidate, SpectrumData};
+use crate::features::lines::{LINES, LineKind};
+use crate::render::{flux_range, spectrum_segments};
+use crate::store::Verdict;
+
+/// Where things go on a screen of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    pub cutout: Option<Rect>,
+    pub info: Rect,
+    pub spectrum: Option<Rect>,
+    pub status: Rect,
+}
+
+/// Below this the screen shows text only.
+pub const MIN_GRAPHIC: (u16, u16) = (60, 16);
+
+pub fn layout(area: Rect) -> Areas {
+    let [body, status] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
+    if area.width < MIN_GRAPHIC.0 || area.height < MIN_GRAPHIC.1 {
+        return Areas { cutout: None, info: body, spectrum: None, status };
+    }
+    let spectrum_h = (body.height * 2 / 5).clamp(6, 20);
+    let [top, spectrum] = Layout::vertical([Constraint::Min(8), Constraint::Length(spectrum_h)]).areas(body);
+    // Terminal cells are about twice as tall as wide: a square cutout is
+    // twice as many columns as rows.
+    let cut_w = (top.height.saturating_mul(2)).min(top.width * 11 / 20).max(10);
+    let [cutout, info] = Layout::horizontal([Constraint::Length(cut_w), Constraint::Min(20)]).areas(top);
+    Areas { cutout: Some(cutout), info, spectrum: Some(spectrum), status }
+}
+
+/// The cells inside the cutout's border.
+pub fn image_size(areas: &Areas) -> Size {
+    areas.cutout.map(|r| Block::bordered().inner(r)).map(|r| Size::new(r.width, r.height)).unwrap_or(Size::new(0, 0))
+}
+
+struct Palette {
+    title: Style,
+    dim: Style,
+    good: Style,
+    warn: Style,
+    accent: Style,
+    spectrum: Color,
+    emission: Color,
+    absorption: Color,
+}
+
+impl Palette {
+    fn new(no_color: bool) -> Palette {
+        if no_color {
+            let s = Style::default();
+            return Palette {
+                title: s.add_modifier(Modifier::BOLD),
+                dim: s,
+                good: s.add_modifier(Modifier::BOLD),
+                warn: s.add_modifier(Modifier::BOLD),
+                accent: s.add_modifier(Modifier::BOLD),
+                spectrum: Color::Reset,
+                emission: Color::Reset,
+                absorption: Color::Reset,
+            };
+        }
+        Palette {
+            title: Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            dim: Style::default().fg(Color::DarkGray),
+            good: Style::default().fg(Color::Green).add_modifier(Modifier::BOLD),
+            warn: Style::default().fg(Color::Yellow),
+            accent: Style::default().fg(Color::Magenta).add_modifier(Modifier::BOLD),
+            spectrum: Color::White,
+            emission: Color::LightBlue,
+            absorption: Color::LightRed,
+        }
+    }
+}
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let areas = layout(frame.area());
+    let pal = Palette::new(app.no_color);
+    let candidate = app.current_candidate();
+    if let Some(area) = areas.cutout {
+        draw_cutout(frame, app, candidate, area, &pal);
+    }
+    draw_info(frame, app, candidate, areas.info, &pal, areas.cutout.is_none());
+    if let Some(area) = areas.spectrum {
+        draw_spectrum(frame, app, candidate, area, &pal);
+    }
+    draw_status(frame, app, areas.status, &pal);
+    match &app.mode {
+        Mode::Help => draw_help(frame, app, &pal),
+        Mode::Menu { kind, selected } => draw_menu(frame, app, *kind, *selected, &pal),
+        Mode::Browse | Mode::Prompt { .. } => {}
+    }
+}
+
+fn draw_cutout(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal: &Palette) {
+    let bands = c.map(|c| c.bands.clone()).unwrap_or_default();
+    let which = match app.view.band {
+        Some(b) => bands.get(b).cloned().unwrap_or_else(|| format!("band {b}")),
+        None => {
+            let [b, g, r] = crate::render::composite_bands(&bands);
+            let name = |i: usize| bands.get(i).map(|s| short_band(s)).unwrap_or_default();
+            format!("{},{},{}", name(b), name(g), name(r))
+        }
+    };
+    let title = format!(" {which} · {} · {}x ", app.view.stretch.name(), app.view.zoom.max(1));
+    let block = Block::bordered().title(Span::styled(title, pal.title));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    match (c, app.current_image()) {
+        (_, Some(shown)) => frame.render_widget(Image::new(&shown.protocol), inner),
+        (Some(c), None) if c.problem.is_some() => frame.render_widget(
+            Paragraph::new(c.problem.clone().unwrap_or_default()).style(pal.warn).wrap(Wrap { trim: true }),
+            inner,
+        ),
+        (None, None) if app.current().is_none() => frame.render_widget(Paragraph::new("no candidates").style(pal.dim), inner),
+        _ => frame.render_widget(Paragraph::new("loading…").style(pal.dim), inner),
+    }
+}
+
+fn short_band(name: &str) -> String {
+    name.rsplit(['-', '_']).next().unwrap_or(name).to_lowercase()
+}
+
+fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal: &Palette, compact: bool) {
+    let mut lines: Vec<Line> = Vec::new();
+    let Some(key) = app.current() else {
+        let msg = format!("No candidates (ordering {}, filter {}). Press f to change the filter, q to quit.", app.queue.ordering.name(), app.queue.filter.name());
+        frame.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }).block(Block::bordered().title(" object ")), area);
+        return;
+    };
+    match c {
+        None => lines.push(Line::styled("loading…", pal.dim)),
+        Some(c) => {
+            lines.push(Line::from(vec![Span::styled(c.object.id.clone(), pal.title), Span::raw(format!("  {}", c.object.survey))]));
+            lines.push(Line::raw(format!("ra {:.6}  dec {:+.6}", c.object.ra, c.object.dec)));
+            match c.score {
+                Some(s) => lines.push(Line::raw(format!("score {s:.3}  rank {} ({} order)", app.pos + 1, app.queue.ordering.name()))),
+                None => lines.push(Line::styled("no score yet", pal.dim)),
+            }
+            if !c.drivers.is_empty() {
+                let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
+                lines.push(Line::raw(format!("drivers {}", d.join(", "))));
+            }
+            if c.bad_fraction > 0.0 {
+                lines.push(Line::styled(format!("masked pixels {:.1}%", c.bad_fraction * 100.0), pal.warn));
+            }
+            match &c.spectrum {
+                Some(s) => spectrum_info(&mut lines, s, pal),
+                None => lines.push(Line::styled("no spectrum matched", pal.dim)),
+            }
+        }
+    }
+    // Labels so far, from every user.
+    match app.book.get(key) {
+        Some(l) => {
+            let mut parts = Vec::new();
+            if l.favourite {
+                parts.push("★".to_string());
+            }
+            if let Some(r) = l.relevance {
+                parts.push(format!("relevance {r}"));
+            }
+            if let Some(v) = l.verdict {
+                parts.push(match v {
+                    Verdict::Anomaly => "anomaly",
+                    Verdict::Normal => "normal",
+                    Verdict::Unsure => "unsure",
+                }
+                .to_string());
+            }
+            parts.extend(l.tags.iter().map(|t| format!("#{t}")));
+            lines.push(Line::from(vec![Span::raw("labels "), Span::styled(parts.join(" "), pal.accent)]));
+            if l.by_user.len() > 1 {
+                let who: Vec<String> = l
+                    .by_user
+                    .iter()
+                    .map(|(u, r, v)| format!("{u}:{}{}", r.map(|r| r.to_string()).unwrap_or_default(), v.map(|v| format!("{v:?}").to_lowercase()).unwrap_or_default()))
+                    .collect();
+                let style = if l.disagreement() { pal.warn } else { pal.dim };
+                lines.push(Line::styled(format!("{} {}", if l.disagreement() { "disagree" } else { "agree" }, who.join(" ")), style));
+            }
+        }
+        None => lines.push(Line::styled("unlabelled", pal.dim)),
+    }
+    if compact {
+        lines.push(Line::styled(format!("(enlarge the terminal to at least {}x{} for images)", MIN_GRAPHIC.0, MIN_GRAPHIC.1), pal.dim));
+    }
+    let block = if area.height >= 3 { Block::bordered().title(Span::styled(" object ", pal.title)) } else { Block::new() };
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), area);
+}
+
+fn spectrum_info(lines: &mut Vec<Line>, s: &SpectrumData, pal: &Palette) {
+    lines.push(Line::raw(format!("spectrum {} at {:.2}\"", s.id, s.sep_arcsec)));
+    let z = s.z.map(|z| format!("z {z:.4}")).unwrap_or_else(|| "z unknown".into());
+    match &s.lines {
+        Some(l) => {
+            lines.push(Line::from(vec![Span::raw(format!("{z}  BPT ")), Span::styled(l.bpt.as_str(), pal.accent)]));
+            let snr = |m: &Option<crate::features::spectral::LineMeasurement>| {
+                m.map(|m| format!("{:.0}", m.snr)).unwrap_or_else(|| "–".into())
+            };
+            lines.push(Line::raw(format!(
+                "S/N Hα {} [NII] {} Hβ {} [OIII] {}",
+                snr(&l.lines.ha),
+                snr(&l.lines.nii_6585),
+                snr(&l.lines.hb),
+                snr(&l.lines.oiii_5008)
+            )));
+            if let Some(ha) = l.lines.ha {
+                lines.push(Line::raw(format!("EW Hα {:.1} Å", ha.ew)));
+            }
+        }
+        None => lines.push(Line::raw(format!("{z}  (run `oddity features` for lines)"))),
+    }
+}
+
+fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal: &Palette) {
+    let Some(s) = c.and_then(|c| c.spectrum.as_ref()) else {
+        let text = if c.is_some() { "no spectrum for this object" } else { "" };
+        frame.render_widget(Paragraph::new(text).style(pal.dim).block(Block::bordered().title(" spectrum ")), area);
+        return;
+    };
+    let z = s.z.map(|z| z as f64);
+    let rest = if app.rest_frame { z } else { None };
+    let max_points = (area.width as usize).saturating_sub(2) * 2;
+    let segments = spectrum_segments(&s.lambda, &s.flux, s.ivar.as_deref(), s.mask.as_deref(), 5, rest, max_points.max(16));
+    let (ylo, yhi) = flux_range(&segments);
+    let xlo = segments.iter().filter_map(|g| g.lambda.first()).copied().fold(f64::INFINITY, f64::min);
+    let xhi = segments.iter().filter_map(|g| g.lambda.last()).copied().fold(f64::NEG_INFINITY, f64::max);
+    let frame_name = if app.rest_frame { "rest" } else { "observed" };
+    let title = format!(" spectrum · {frame_name} Å {xlo:.0}–{xhi:.0} · flux {ylo:.1}–{yhi:.1} ");
+    if !(xlo < xhi) || !(ylo < yhi) {
+        frame.render_widget(Paragraph::new("spectrum has no usable pixels").style(pal.warn).block(Block::bordered().title(title)), area);
+        return;
+    }
+    let scale = match (app.rest_frame, z) {
+        (true, _) | (false, None) => 1.0,
+        (false, Some(z)) => 1.0 + z,
+    };
+    let mut markers: Vec<(f64, &'static str, LineKind)> = if z.is_some() || app.rest_frame {
+        LINES.iter().map(|l| (l.wavelength * scale, l.name, l.kind)).filter(|(x, _, _)| *x > xlo && *x < xhi).collect()
+    } else {
+        Vec::new()
+    };
+    markers.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (spec_col, em_col, abs_col) = (pal.spectrum, pal.emission, pal.absorption);
+    let canvas = Canvas::default()
+        .block(Block::bordered().title(Span::styled(title, pal.title)))
+        .marker(Marker::Braille)
+        .x_bounds([xlo, xhi])
+        .y_bounds([ylo, yhi])
+        .paint(move |ctx| {
+            for (x, _, kind) in &markers {
+                let color = if *kind == LineKind::Emission { em_col } else { abs_col };
+                ctx.draw(&CLine { x1: *x, y1: ylo, x2: *x, y2: yhi, color });
+            }
+            ctx.layer();
+            for seg in &segments {
+                for w in seg.lambda.iter().zip(&seg.flux).collect::<Vec<_>>().windows(2) {
+                    ctx.draw(&CLine { x1: *w[0].0, y1: *w[0].1, x2: *w[1].0, y2: *w[1].1, color: spec_col });
+                }
+            }
+            ctx.layer();
+            // Names at the top, skipping ones that would overlap.
+            let mut last_x = f64::NEG_INFINITY;
+            let min_gap = (xhi - xlo) / 30.0;
+            for (x, name, kind) in &markers {
+                if x - last_x < min_gap {
+                    continue;
+                }
+                last_x = *x;
+                let color = if *kind == LineKind::Emission { em_col } else { abs_col };
+                ctx.print(*x, yhi, Span::styled(name.to_string(), Style::default().fg(color)));
+            }
+        });
+    frame.render_widget(canvas, area);
+}
+
+fn draw_status(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
+    if let Mode::Prompt { kind, text } = &app.mode {
+        let label = match kind {
+            PromptKind::Jump => "jump to id: ",
+            PromptKind::CustomTag => "tag: ",
+        };
+        let line = Line::from(vec![Span::styled(label, pal.title), Span::raw(text.clone()), Span::raw("▏  (enter ok, esc cancel)")]);
+        frame.render_widget(Paragraph::new(line), area);
+        return;
+    }
+    let total = if app.queue.exhausted { app.queue.items.len().to_string() } else { format!("{}+", app.queue.items.len()) };
+    let position = if app.queue.items.is_empty() { "0/0".to_string() } else { format!("{}/{total}", app.pos + 1) };
+    let mut spans = vec![
+        Span::styled(position, pal.title),
+        Span::raw(format!(
+            " · {} · {} · {} labels · {:.1}/min",
+            app.queue.ordering.name(),
+            app.queue.filter.name(),
+            app.session.labels,
+            app.session.per_minute()
+        )),
+    ];
+    if let Some(m) = &app.message {
+        let style = if m.starts_with("saved") || m.starts_with("undone") { pal.good } else { pal.warn };
+        spans.push(Span::raw(" · "));
+        spans.push(Span::styled(m.clone(), style));
+    }
+    let help = app.keymap.key_for(super::keymap::Action::Help).unwrap_or_else(|| "?".into());
+    spans.push(Span::styled(format!(" · {help} help"), pal.dim));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn popup(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+}
+
+fn draw_help(frame: &mut Frame, app: &App, pal: &Palette) {
+    let help = app.keymap.help();
+    let lines: Vec<Line> = help
+        .iter()
+        .map(|(keys, desc)| Line::from(vec![Span::styled(format!("{keys:>14}  "), pal.accent), Span::raw(*desc)]))
+        .collect();
+    let area = popup(frame.area(), 72, lines.len() as u16 + 2);
+    // Clear first: images beneath must not show through.
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().borders(Borders::ALL).title(Span::styled(" keys (any key closes) ", pal.title))),
+        area,
+    );
+}
+
+fn draw_menu(frame: &mut Frame, app: &App, kind: MenuKind, selected: usize, pal: &Palette) {
+    let items = app.menu_items(kind);
+    let title = match kind {
+        MenuKind::Tag => " tag ",
+        MenuKind::Filter => " filter ",
+        MenuKind::Ordering => " ordering ",
+    };
+    let list_items: Vec<ListItem> =
+        items.iter().enumerate().map(|(i, t)| ListItem::new(if i < 9 { format!("{} {t}", i + 1) } else { format!("  {t}") })).collect();
+    let area = popup(frame.area(), 34, items.len() as u16 + 2);
+    frame.render_widget(Clear, area);
+    let list = List::new(list_items)
+        .block(Block::bordered().title(Span::styled(title, pal.title)))
+        .highlight_style(pal.accent.add_modifier(Modifier::REVERSED));
+    let mut state = ListState::default().with_selected(Some(selected));
+    frame.render_stateful_widget(list, area, &mut state);
+}

@@ -1,0 +1,233 @@
+//! Background work for the TUI: reading a candidate's pixels and spectrum
+//! from its survey file, rendering the cutout and encoding it for the
+//! terminal. Requests come over a channel; results go back as events and
+//! the UI drops any that no longer match what it shows (gitui's asyncgit,
+//! yazi's image worker).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use ratatui::layout::Size;
+use ratatui_image::picker::Picker;
+use ratatui_image::protocol::Protocol;
+use ratatui_image::Resize;
+
+use crate::detect::{ForestModel, load_forest};
+use crate::ingest::Table;
+use crate::render::{ViewParams, render_cutout};
+use crate::store::{LineRecord, ObjectKey, ObjectRecord, Store};
+
+/// Everything the screen shows about one object except the encoded image.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub key: ObjectKey,
+    pub object: ObjectRecord,
+    pub bands: Vec<String>,
+    pub shape: (usize, usize),
+    /// n_bands × h × w, as in the file.
+    pub pixels: Vec<f32>,
+    pub bad_fraction: f32,
+    pub score: Option<f32>,
+    /// Features that push the score most, as (name, robust z).
+    pub drivers: Vec<(String, f32)>,
+    pub spectrum: Option<SpectrumData>,
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpectrumData {
+    pub id: String,
+    pub sep_arcsec: f64,
+    pub lambda: Vec<f32>,
+    pub flux: Vec<f32>,
+    pub ivar: Option<Vec<f32>>,
+    pub mask: Option<Vec<i32>>,
+    pub lines: Option<LineRecord>,
+    pub z: Option<f32>,
+}
+
+/// What the UI asks for.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Read the object's data (prefetch or current).
+    Load(ObjectKey),
+    /// Render and encode the cutout for `area` cells with `view`.
+    Encode { key: ObjectKey, view: ViewParams, area: Size },
+}
+
+/// What the worker sends back.
+pub enum Reply {
+    Loaded(Box<Candidate>),
+    Encoded { key: ObjectKey, view: ViewParams, area: Size, protocol: Box<Protocol> },
+}
+
+const CACHE: usize = 64;
+const OPEN_FILES: usize = 16;
+
+/// Runs until the request channel closes. `urgent` requests (the current
+/// candidate) are served before queued prefetches.
+pub fn run(store: Arc<Store>, picker: Picker, requests: Receiver<(bool, Request)>, send: impl Fn(Reply) -> bool) {
+    let mut state = WorkerState { store, picker, tables: VecDeque::new(), cache: VecDeque::new(), models: HashMap::new() };
+    let mut pending: VecDeque<Request> = VecDeque::new();
+    loop {
+        // Block for one request, then take whatever else is queued.
+        if pending.is_empty() {
+            match requests.recv() {
+                Ok((urgent, r)) => push(&mut pending, urgent, r),
+                Err(_) => return,
+            }
+        }
+        while let Ok((urgent, r)) = requests.try_recv() {
+            push(&mut pending, urgent, r);
+        }
+        let Some(request) = pending.pop_front() else { continue };
+        let reply = match request {
+            Request::Load(key) => state.candidate(key).map(|c| Reply::Loaded(Box::new(c))),
+            Request::Encode { key, view, area } => state.encode(key, &view, area).map(|protocol| Reply::Encoded {
+                key,
+                view,
+                area,
+                protocol: Box::new(protocol),
+            }),
+        };
+        if let Some(reply) = reply {
+            if !send(reply) {
+                return;
+            }
+        }
+    }
+}
+
+fn push(pending: &mut VecDeque<Request>, urgent: bool, r: Request) {
+    // Drop duplicates of the same work.
+    let same = |a: &Request, b: &Request| match (a, b) {
+        (Request::Load(x), Request::Load(y)) => x == y,
+        (Request::Encode { key: k1, view: v1, area: a1 }, Request::Encode { key: k2, view: v2, area: a2 }) => {
+            k1 == k2 && v1 == v2 && a1 == a2
+        }
+        _ => false,
+    };
+    pending.retain(|p| !same(p, &r));
+    if urgent { pending.push_front(r) } else { pending.push_back(r) }
+}
+
+struct WorkerState {
+    store: Arc<Store>,
+    picker: Picker,
+    tables: VecDeque<(u32, Table)>,
+    cache: VecDeque<Candidate>,
+    models: HashMap<String, Option<(ForestModel, Vec<String>)>>,
+}
+
+impl WorkerState {
+    fn table(&mut self, file: u32) -> Result<&Table, String> {
+        if let Some(i) = self.tables.iter().position(|(f, _)| *f == file) {
+            let t = self.tables.remove(i).expect("present");
+            self.tables.push_front(t);
+        } else {
+            let source = self.store.source(file).map_err(|e| e.to_string())?.ok_or("unknown source file")?;
+            let table = Table::open(Path::new(&source.path)).map_err(|e| format!("{}: {e}", source.path))?;
+            self.tables.push_front((file, table));
+            self.tables.truncate(OPEN_FILES);
+        }
+        Ok(&self.tables[0].1)
+    }
+
+    fn candidate(&mut self, key: ObjectKey) -> Option<Candidate> {
+        if let Some(c) = self.cache.iter().find(|c| c.key == key) {
+            return Some(c.clone());
+        }
+        let c = self.load(key)?;
+        self.cache.push_front(c.clone());
+        self.cache.truncate(CACHE);
+        Some(c)
+    }
+
+    fn load(&mut self, key: ObjectKey) -> Option<Candidate> {
+        let store = self.store.clone();
+        let object = store.object(key).ok()??;
+        let source = store.source(key.file).ok()??;
+        let image = store.image(key).ok().flatten();
+        let mut c = Candidate {
+            key,
+            object,
+            bands: source.bands.clone(),
+            shape: (source.shape.0 as usize, source.shape.1 as usize),
+            pixels: Vec::new(),
+            bad_fraction: image.map(|i| i.bad_fraction).unwrap_or(0.0),
+            score: store.score_of(key).ok().flatten(),
+            drivers: Vec::new(),
+            spectrum: None,
+            problem: None,
+        };
+        match self.table(key.file).and_then(|t| t.read_images(key.row as usize..key.row as usize + 1).map_err(|e| e.to_string())) {
+            Ok(px) => c.pixels = px.data.into_raw_vec_and_offset().0,
+            Err(e) => c.problem = Some(format!("pixels unavailable: {e}")),
+        }
+        c.drivers = self.drivers(&source.survey, key);
+        if let Ok(Some(m)) = store.spectrum_match(key) {
+            c.spectrum = self.spectrum(m.other, m.sep_arcsec);
+        }
+        Some(c)
+    }
+
+    fn spectrum(&mut self, key: ObjectKey, sep_arcsec: f64) -> Option<SpectrumData> {
+        let store = self.store.clone();
+        let object = store.object(key).ok()??;
+        let lines = store.lines_of(key).ok().flatten();
+        let reference = store.spectrum(key).ok().flatten();
+        let row = key.row as usize;
+        let sp = self.table(key.file).ok()?.read_spectra(row..row + 1).ok()?;
+        Some(SpectrumData {
+            id: object.id,
+            sep_arcsec,
+            lambda: sp.lambda.row(0).to_vec(),
+            flux: sp.flux.row(0).to_vec(),
+            ivar: sp.ivar.map(|a| a.row(0).to_vec()),
+            mask: sp.mask.map(|a| a.row(0).to_vec()),
+            lines,
+            z: reference.and_then(|r| r.z),
+        })
+    }
+
+    /// The three features with the largest robust z-scores.
+    fn drivers(&mut self, survey: &str, key: ObjectKey) -> Vec<(String, f32)> {
+        let store = self.store.clone();
+        let model = self.models.entry(survey.to_string()).or_insert_with(|| {
+            let version = store.current_scores().ok()??;
+            version.models.iter().find_map(|id| {
+                let m = store.model(*id).ok()??;
+                (m.survey == survey).then(|| load_forest(&m).map(|f| (f, m.features.clone()))).flatten()
+            })
+        });
+        let (Some((model, names)), Ok(Some(features))) = (model.as_ref(), store.features_of(key)) else { return Vec::new() };
+        if features.values.len() != names.len() {
+            return Vec::new();
+        }
+        let z = model.scaler.transform(&features.values);
+        let mut ranked: Vec<(String, f32)> =
+            names.iter().zip(z.iter()).map(|(n, &v)| (n.clone(), v)).filter(|(_, v)| v.is_finite()).collect();
+        ranked.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        ranked.truncate(3);
+        ranked
+    }
+
+    fn encode(&mut self, key: ObjectKey, view: &ViewParams, area: Size) -> Option<Protocol> {
+        let c = self.candidate(key)?;
+        if c.pixels.is_empty() || area.width == 0 || area.height == 0 {
+            return None;
+        }
+        let (h, w) = c.shape;
+        let nb = c.pixels.len() / (h * w).max(1);
+        let rgb = render_cutout(&c.pixels, nb, h, w, &c.bands, view);
+        // Scale to the cells' pixel size with nearest-neighbour (astronomers
+        // want to see pixels, not blur) before handing to the protocol.
+        let font = self.picker.font_size();
+        let (cell_w, cell_h) = (font.width.max(1) as u32, font.height.max(1) as u32);
+        let side = (area.width as u32 * cell_w).min(area.height as u32 * cell_h).max(1);
+        let scaled = image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Nearest);
+        self.picker.new_protocol(image::DynamicImage::ImageRgb8(scaled), area, Resize::Fit(None)).ok()
+    }
+}
