@@ -32,6 +32,8 @@ pub enum Command {
     Top(TopArgs),
     /// Label candidates in the terminal (cutout, spectrum, single-key labels).
     Triage(TriageArgs),
+    /// Write the labels for other tools (CSV, Astronomaly, AnomalyMatch).
+    Export(ExportArgs),
     /// Show what the store holds.
     Status(StatusArgs),
 }
@@ -135,4 +137,26 @@ pub struct TriageArgs {
     /// Who is labelling (default $USER).
     #[arg(long)]
     pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Everything: relevance, verdict, tags, favourite, users, disagreement, score.
+    Csv,
+    /// Astronomaly's labels file: id,human_label (0–5).
+    Astronomaly,
+    /// AnomalyMatch's labeled_data.csv: filename,label (anomaly/normal).
+    Anomalymatch,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: ExportFormat,
+    /// Output file (default: stdout).
+    #[arg(long, short)]
+    pub out: Option<std::path::PathBuf>,
+    /// Image file extension for AnomalyMatch file names.
+    #[arg(long, default_value = "png")]
+    pub image_ext: String,
 }

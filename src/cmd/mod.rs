@@ -2,6 +2,7 @@
 //! through the library modules, and prints for people on stdout/stderr.
 
 mod crossmatch;
+mod export;
 mod features;
 mod ingest;
 mod score;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Score(args) => score::run(&cli.store, &args),
         Command::Top(args) => score::top(&cli.store, &args),
         Command::Triage(args) => triage::run(&cli.store, &args),
+        Command::Export(args) => export::run(&cli.store, &args),
         Command::Status(args) => status::run(&cli.store, &args),
     }
 }

@@ -160,7 +160,7 @@ impl Curve {
 /// asinh for u ≥ 0 by its logarithmic form: std's version goes through
 /// `hypot`, several times slower, for accuracy a display does not need.
 fn asinh_pos(u: f32) -> f32 {
-    if u < 1e18 { (u + u.mul_add(u, 1.0).sqrt()).ln() } else { (2.0 * u).ln() }
+    if u < 1e18 { (u + (u * u + 1.0).sqrt()).ln() } else { (2.0 * u).ln() }
 }
 
 /// The intensity that maps to x = 1: the target's 99.5th percentile, but

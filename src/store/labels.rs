@@ -151,6 +151,14 @@ impl LabelBook {
         self.recent.iter().rev().copied()
     }
 
+    /// Events of one session that still count (not retracted, not retractions).
+    pub fn effective_in_session<'a>(&'a self, session: &'a str) -> impl Iterator<Item = &'a LabelEvent> + 'a {
+        self.events
+            .iter()
+            .filter(move |(id, e)| e.session == session && !matches!(e.value, LabelValue::Retract(_)) && !self.retracted.contains(id))
+            .map(|(_, e)| e)
+    }
+
     pub fn n_events(&self) -> usize {
         self.events.len()
     }

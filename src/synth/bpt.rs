@@ -57,7 +57,11 @@ pub fn classify(x: f64, y: f64) -> BptClass {
     if x < 0.05 && y < kauffmann03(x) {
         BptClass::StarForming
     } else if x >= 0.47 || y > kewley01(x) {
-        if y > schawinski07(x) { BptClass::Seyfert } else { BptClass::Liner }
+        if y > schawinski07(x) {
+            BptClass::Seyfert
+        } else {
+            BptClass::Liner
+        }
     } else {
         BptClass::Composite
     }
@@ -69,7 +73,8 @@ pub const MARGIN: f64 = 0.1;
 /// True if every point within `MARGIN` (in x and y) has the same class.
 pub fn robustly_in(class: BptClass, x: f64, y: f64) -> bool {
     let d = [-MARGIN, 0.0, MARGIN];
-    d.iter().all(|&dx| d.iter().all(|&dy| classify(x + dx, y + dy) == class))
+    d.iter()
+        .all(|&dx| d.iter().all(|&dy| classify(x + dx, y + dy) == class))
 }
 
 /// Draws (x, y) inside `class`'s region, at least `MARGIN` dex from any curve,

@@ -278,8 +278,7 @@ impl App {
         let id = self.store.append_label(&event)?;
         let what = describe(&event);
         self.book.push(id, event);
-        self.session.labels += 1;
-        *self.session.by_value.entry(value_name(&value)).or_default() += 1;
+        self.recount();
         let name = self.loaded.get(&key).map(|c| c.object.id.clone()).unwrap_or_default();
         self.message = Some(format!("saved ✓ {what} {name}"));
         if advance {
@@ -303,7 +302,7 @@ impl App {
         };
         let id = self.store.append_label(&event)?;
         self.book.push(id, event);
-        self.session.labels = self.session.labels.saturating_sub(1);
+        self.recount();
         // Back to the object whose label was withdrawn.
         if let Some(i) = self.queue.items.iter().position(|k| *k == key) {
             self.pos = i;
@@ -312,6 +311,18 @@ impl App {
         }
         self.message = Some("undone ✓ (retraction saved)".into());
         self.settle()
+    }
+
+    /// Session counts from what still stands in the log (undo subtracts).
+    fn recount(&mut self) {
+        let mut by_value: HashMap<String, usize> = HashMap::new();
+        let mut n = 0;
+        for e in self.book.effective_in_session(&self.session.id) {
+            n += 1;
+            *by_value.entry(describe(e)).or_default() += 1;
+        }
+        self.session.labels = n;
+        self.session.by_value = by_value;
     }
 
     fn go(&mut self, pos: usize) -> Result<(), StoreError> {

@@ -195,10 +195,9 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
         }
         None => lines.push(Line::styled("unlabelled", pal.dim)),
     }
-    if compact {
-        lines.push(Line::styled(format!("(enlarge the terminal to at least {}x{} for images)", MIN_GRAPHIC.0, MIN_GRAPHIC.1), pal.dim));
-    }
-    let block = if area.height >= 3 { Block::bordered().title(Span::styled(" object ", pal.title)) } else { Block::new() };
+    // Small terminals: say how to get images back, where it stays visible.
+    let title = if compact { format!(" object · enlarge to {}x{} for images ", MIN_GRAPHIC.0, MIN_GRAPHIC.1) } else { " object ".into() };
+    let block = if area.height >= 3 { Block::bordered().title(Span::styled(title, pal.title)) } else { Block::new() };
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), area);
 }
 

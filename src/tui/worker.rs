@@ -69,7 +69,7 @@ const OPEN_FILES: usize = 16;
 /// Runs until the request channel closes. `urgent` requests (the current
 /// candidate) are served before queued prefetches.
 pub fn run(store: Arc<Store>, picker: Picker, requests: Receiver<(bool, Request)>, send: impl Fn(Reply) -> bool) {
-    let mut state = WorkerState { store, picker, tables: VecDeque::new(), cache: VecDeque::new(), models: HashMap::new() };
+    let mut state = Loader::new(store, picker);
     let mut pending: VecDeque<Request> = VecDeque::new();
     loop {
         // Block for one request, then take whatever else is queued.
@@ -113,7 +113,9 @@ fn push(pending: &mut VecDeque<Request>, urgent: bool, r: Request) {
     if urgent { pending.push_front(r) } else { pending.push_back(r) }
 }
 
-struct WorkerState {
+/// Reads candidates and encodes cutouts; what the worker thread runs, usable
+/// directly by tests and benches.
+pub struct Loader {
     store: Arc<Store>,
     picker: Picker,
     tables: VecDeque<(u32, Table)>,
@@ -121,7 +123,11 @@ struct WorkerState {
     models: HashMap<String, Option<(ForestModel, Vec<String>)>>,
 }
 
-impl WorkerState {
+impl Loader {
+    pub fn new(store: Arc<Store>, picker: Picker) -> Loader {
+        Loader { store, picker, tables: VecDeque::new(), cache: VecDeque::new(), models: HashMap::new() }
+    }
+
     fn table(&mut self, file: u32) -> Result<&Table, String> {
         if let Some(i) = self.tables.iter().position(|(f, _)| *f == file) {
             let t = self.tables.remove(i).expect("present");
@@ -135,7 +141,7 @@ impl WorkerState {
         Ok(&self.tables[0].1)
     }
 
-    fn candidate(&mut self, key: ObjectKey) -> Option<Candidate> {
+    pub fn candidate(&mut self, key: ObjectKey) -> Option<Candidate> {
         if let Some(c) = self.cache.iter().find(|c| c.key == key) {
             return Some(c.clone());
         }
@@ -214,7 +220,7 @@ impl WorkerState {
         ranked
     }
 
-    fn encode(&mut self, key: ObjectKey, view: &ViewParams, area: Size) -> Option<Protocol> {
+    pub fn encode(&mut self, key: ObjectKey, view: &ViewParams, area: Size) -> Option<Protocol> {
         let c = self.candidate(key)?;
         if c.pixels.is_empty() || area.width == 0 || area.height == 0 {
             return None;

@@ -2,6 +2,8 @@
 //! HDF5 tables written on the spot, and the oddity binary.
 #![allow(dead_code)]
 
+pub mod pipeline;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,194 @@
+//! The triage screen without a terminal: keys → actions → state and store,
+//! and the drawn screen on ratatui's TestBackend (insta snapshots).
+
+mod common;
+
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui_image::picker::Picker;
+
+use oddity::store::{LabelValue, Store};
+use oddity::tui::app::{App, Mode};
+use oddity::tui::worker::{Loader, Reply, Request};
+use oddity::tui::{Filter, Keymap, Ordering, ui};
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn code(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+fn app(store: &Arc<Store>) -> App {
+    App::new(store.clone(), Keymap::default_keys(), "tester".into(), Ordering::Score, Filter::Unlabelled).unwrap()
+}
+
+/// Serves the app's requests synchronously, as the worker thread would.
+fn serve(app: &mut App, loader: &mut Loader) {
+    for _ in 0..4 {
+        let requests: Vec<_> = app.requests.drain(..).collect();
+        if requests.is_empty() {
+            break;
+        }
+        for (_, r) in requests {
+            match r {
+                Request::Load(k) => {
+                    if let Some(c) = loader.candidate(k) {
+                        app.on_reply(Reply::Loaded(Box::new(c)));
+                    }
+                }
+                Request::Encode { key, view, area } => {
+                    if let Some(p) = loader.encode(key, &view, area) {
+                        app.on_reply(Reply::Encoded { key, view, area, protocol: Box::new(p) });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn screen(app: &mut App, loader: &mut Loader, w: u16, h: u16) -> String {
+    let areas = ui::layout(Rect::new(0, 0, w, h));
+    app.resize(ui::image_size(&areas)).unwrap();
+    serve(app, loader);
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal.draw(|f| ui::draw(f, app)).unwrap();
+    terminal.backend().to_string()
+}
+
+#[test]
+fn labels_undo_tags_and_navigation_reach_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 120)).unwrap());
+    let mut app = app(&store);
+    let first = app.current().unwrap();
+    assert_eq!(first, store.ranked().unwrap().next().unwrap().unwrap().0, "starts at the most anomalous");
+
+    app.on_key(key('a')).unwrap();
+    assert_eq!(app.pos, 1, "labelling moves on");
+    assert!(app.message.as_deref().unwrap().starts_with("saved ✓ anomaly"));
+    app.on_key(key('4')).unwrap();
+    let second = app.queue.items[1];
+    app.on_key(code(KeyCode::Left)).unwrap();
+    app.on_key(code(KeyCode::Left)).unwrap();
+    assert_eq!(app.pos, 0);
+    app.on_key(key('l')).unwrap();
+    assert_eq!(app.pos, 1);
+
+    // Undo withdraws the latest label of the session and goes back to it.
+    app.on_key(key('u')).unwrap();
+    assert_eq!(app.current(), Some(second));
+    assert!(!app.book.is_labelled(second));
+    assert_eq!(app.session.labels, 1);
+
+    // Tag through the menu, custom tag through the prompt.
+    app.on_key(key('t')).unwrap();
+    assert!(matches!(app.mode, Mode::Menu { .. }));
+    app.on_key(key('2')).unwrap();
+    app.on_key(key('t')).unwrap();
+    app.on_key(key('6')).unwrap();
+    for c in "jellyfish".chars() {
+        app.on_key(key(c)).unwrap();
+    }
+    app.on_key(code(KeyCode::Enter)).unwrap();
+    let tags = &app.book.get(second).unwrap().tags;
+    assert!(tags.contains("ring") && tags.contains("jellyfish"), "{tags:?}");
+
+    // Favourite and unsure are labels like the others.
+    app.on_key(key('*')).unwrap();
+    app.on_key(key('x')).unwrap();
+
+    let events = store.label_events().unwrap();
+    let values: Vec<&LabelValue> = events.iter().map(|(_, e)| &e.value).collect();
+    assert!(matches!(values[..], [
+        LabelValue::Anomaly,
+        LabelValue::Relevance(4),
+        LabelValue::Retract(_),
+        LabelValue::Tag,
+        LabelValue::Tag,
+        LabelValue::Favourite(true),
+        LabelValue::Unsure
+    ]), "{values:?}");
+    assert!(events.iter().all(|(_, e)| e.user == "tester" && e.session == app.session.id));
+    assert_eq!(events[0].1.object, first);
+
+    // A fresh app (next session) skips what is labelled.
+    drop(app);
+    let next = App::new(store.clone(), Keymap::default_keys(), "tester".into(), Ordering::Score, Filter::Unlabelled).unwrap();
+    assert!(!next.queue.items.contains(&first));
+}
+
+#[test]
+fn jump_filter_ordering_and_view_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 80)).unwrap());
+    let mut app = app(&store);
+    let target = store.iter_objects().map(|r| r.unwrap()).find(|(_, o)| o.kind == oddity::store::SourceKind::Images).unwrap();
+    app.on_key(key('/')).unwrap();
+    for c in target.1.id.chars() {
+        app.on_key(key(c)).unwrap();
+    }
+    app.on_key(code(KeyCode::Enter)).unwrap();
+    assert_eq!(app.current(), Some(target.0));
+    app.on_key(key('/')).unwrap();
+    for c in "no-such-id".chars() {
+        app.on_key(key(c)).unwrap();
+    }
+    app.on_key(code(KeyCode::Enter)).unwrap();
+    assert!(app.message.as_deref().unwrap().contains("no image object with id no-such-id"));
+
+    // Ordering menu: 2 = id order starts at the first image.
+    app.on_key(key('o')).unwrap();
+    app.on_key(key('2')).unwrap();
+    assert_eq!(app.queue.ordering, Ordering::Id);
+    assert_eq!(app.current(), Some(target.0));
+    // Filter: labelled → empty until something is labelled.
+    app.on_key(key('f')).unwrap();
+    app.on_key(key('3')).unwrap();
+    assert!(app.queue.items.is_empty());
+    assert!(app.message.as_deref().unwrap().contains("no candidates"));
+    app.on_key(key('f')).unwrap();
+    app.on_key(key('1')).unwrap();
+    assert_eq!(app.queue.filter, Filter::All);
+
+    app.on_key(key('s')).unwrap();
+    assert_eq!(app.view.stretch.name(), "log");
+    app.on_key(key('z')).unwrap();
+    assert_eq!(app.view.zoom, 2);
+    app.on_key(key('y')).unwrap();
+    let mut loader = Loader::new(store.clone(), Picker::halfblocks());
+    serve(&mut app, &mut loader);
+    app.on_key(key('y')).unwrap();
+    let url = app.clipboard.clone().expect("link for the clipboard");
+    assert!(url.starts_with("https://www.legacysurvey.org/viewer?ra="), "{url}");
+    app.on_key(key('?')).unwrap();
+    assert_eq!(app.mode, Mode::Help);
+    app.on_key(key('w')).unwrap();
+    assert_eq!(app.mode, Mode::Browse);
+    app.on_key(key('q')).unwrap();
+    assert!(app.quit);
+}
+
+#[test]
+fn screens_at_three_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 60)).unwrap());
+    let mut loader = Loader::new(store.clone(), Picker::halfblocks());
+    let mut app = app(&store);
+    app.no_color = true;
+    let big = screen(&mut app, &mut loader, 120, 40);
+    assert!(big.contains("object") && big.contains("spectrum") && big.contains("1/"), "{big}");
+    insta::assert_snapshot!("triage_120x40", big);
+    let tiny = screen(&mut app, &mut loader, 40, 12);
+    assert!(tiny.contains("enlarge to 60x16"), "{tiny}");
+    insta::assert_snapshot!("triage_40x12", tiny);
+    app.on_key(key('?')).unwrap();
+    let help = screen(&mut app, &mut loader, 100, 36);
+    assert!(help.contains("label anomaly") && help.contains("undo"), "{help}");
+    insta::assert_snapshot!("triage_help_100x36", help);
+}
