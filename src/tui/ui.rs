@@ -299,21 +299,21 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
     }
     let total = if app.queue.exhausted { app.queue.items.len().to_string() } else { format!("{}+", app.queue.items.len()) };
     let position = if app.queue.items.is_empty() { "0/0".to_string() } else { format!("{}/{total}", app.pos + 1) };
-    let mut spans = vec![
-        Span::styled(position, pal.title),
-        Span::raw(format!(
-            " · {} · {} · {} labels · {:.1}/min",
-            app.queue.ordering.name(),
-            app.queue.filter.name(),
-            app.session.labels,
-            app.session.per_minute()
-        )),
-    ];
+    // The save confirmation comes right after the position: on a narrow
+    // terminal it must not be the part that is cut off.
+    let mut spans = vec![Span::styled(position, pal.title)];
     if let Some(m) = &app.message {
         let style = if m.starts_with("saved") || m.starts_with("undone") { pal.good } else { pal.warn };
         spans.push(Span::raw(" · "));
         spans.push(Span::styled(m.clone(), style));
     }
+    spans.push(Span::raw(format!(
+        " · {} · {} · {} labels · {:.1}/min",
+        app.queue.ordering.name(),
+        app.queue.filter.name(),
+        app.session.labels,
+        app.session.per_minute()
+    )));
     let help = app.keymap.key_for(super::keymap::Action::Help).unwrap_or_else(|| "?".into());
     spans.push(Span::styled(format!(" · {help} help"), pal.dim));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);

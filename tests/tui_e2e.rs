@@ -1,0 +1,107 @@
+//! The triage screen as a person uses it: the real binary in tmux.
+
+mod common;
+
+use common::tmux::Tmux;
+use oddity::store::{LabelValue, Store};
+
+fn triage(name: &str, store: &std::path::Path, w: u16, h: u16) -> Tmux {
+    let bin = env!("CARGO_BIN_EXE_oddity");
+    Tmux::start(
+        name,
+        w,
+        h,
+        &[bin, "--store", store.to_str().unwrap(), "triage", "--graphics", "halfblocks"],
+        &[("USER", "e2e-user"), ("TERM", "xterm-256color")],
+    )
+}
+
+#[test]
+fn label_next_undo_tag_resize_quit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::pipeline::scored_store(dir.path(), 100);
+    let first_id = {
+        let s = Store::open(&store).unwrap();
+        let (k, _) = s.ranked().unwrap().next().unwrap().unwrap();
+        s.object(k).unwrap().unwrap().id
+    };
+    let t = triage("main", &store, 200, 60);
+    let screen = t.wait_for("1/", 20);
+    assert!(screen.contains("object") && screen.contains("spectrum"), "{screen}");
+    t.wait_for(&first_id, 20);
+    t.wait_for("score ", 20);
+
+    t.keys(&["a"]);
+    t.wait_for("saved ✓ anomaly", 10);
+    t.wait_for("2/", 10);
+    t.keys(&["l"]);
+    t.wait_for("3/", 10);
+    t.keys(&["u"]);
+    t.wait_for("undone ✓", 10);
+    let s = t.wait_for("1/", 10);
+    assert!(s.contains(&first_id), "undo goes back to the object: {s}");
+    t.keys(&["t"]);
+    t.wait_for("custom…", 10);
+    t.keys(&["2"]);
+    t.wait_for("saved ✓ tag ring", 10);
+
+    // Tiny terminal: text only, no panic; and back.
+    t.resize(40, 12);
+    t.wait_for("enlarge to 60x16", 10);
+    t.resize(200, 60);
+    t.wait_for("spectrum", 10);
+    t.keys(&["?"]);
+    t.wait_for("label anomaly", 10);
+    t.keys(&["Escape"]);
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(10), 0);
+    let out = t.wait_for("every label is saved", 10);
+    assert!(out.contains("session: 1 labels") && out.contains("1 tag ring"), "{out}");
+
+    let s = Store::open(&store).unwrap();
+    let events = s.label_events().unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    let first_key = s.find_id("hsc", &first_id).unwrap().unwrap();
+    assert_eq!(events[0].1.value, LabelValue::Anomaly);
+    assert_eq!(events[1].1.value, LabelValue::Retract(events[0].0));
+    assert_eq!(events[2].1.value, LabelValue::Tag);
+    assert_eq!(events[2].1.tags, vec!["ring".to_string()]);
+    assert!(events.iter().all(|(_, e)| e.object == first_key && e.user == "e2e-user"));
+}
+
+#[test]
+fn a_label_shown_saved_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::pipeline::scored_store(dir.path(), 60);
+    let t = triage("kill", &store, 160, 48);
+    t.wait_for("1/", 20);
+    t.keys(&["5"]);
+    t.wait_for("saved ✓ relevance 5", 10);
+    // Killed the moment the screen says saved: no chance to flush on exit.
+    let pid = t.pid();
+    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    assert_eq!(t.wait_exit(10), 137, "killed by SIGKILL");
+    let s = Store::open(&store).unwrap();
+    let events = s.label_events().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].1.value, LabelValue::Relevance(5));
+}
+
+#[test]
+fn no_colour_and_tiny_terminals_start_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::pipeline::scored_store(dir.path(), 40);
+    let bin = env!("CARGO_BIN_EXE_oddity");
+    let t = Tmux::start(
+        "tiny",
+        40,
+        12,
+        &[bin, "--store", store.to_str().unwrap(), "triage", "--graphics", "halfblocks"],
+        &[("NO_COLOR", "1"), ("TERM", "xterm")],
+    );
+    t.wait_for("enlarge to 60x16", 20);
+    t.keys(&["n"]);
+    t.wait_for("saved ✓ normal", 10);
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(10), 0);
+}
