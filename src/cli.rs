@@ -128,8 +128,8 @@ pub struct TriageArgs {
     /// Keymap TOML overriding the defaults (default ~/.config/oddity/keymap.toml).
     #[arg(long)]
     pub keymap: Option<std::path::PathBuf>,
-    /// Ordering: score, id, random, recent.
-    #[arg(long, default_value = "score", value_parser = ["score", "id", "random", "recent"])]
+    /// Ordering: score, id, random, recent (labelled), uncertain.
+    #[arg(long, default_value = "score", value_parser = ["score", "id", "random", "recent", "uncertain"])]
     pub order: String,
     /// Show labelled objects too (default: unlabelled only).
     #[arg(long)]

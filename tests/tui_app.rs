@@ -147,6 +147,16 @@ fn jump_filter_ordering_and_view_keys() {
     app.on_key(key('2')).unwrap();
     assert_eq!(app.queue.ordering, Ordering::Id);
     assert_eq!(app.current(), Some(target.0));
+    // Most uncertain: scores nearest the forest's boundary (0.5) first.
+    app.on_key(key('o')).unwrap();
+    app.on_key(key('5')).unwrap();
+    assert_eq!(app.queue.ordering, Ordering::Uncertain);
+    let distance = |k| (store.score_of(k).unwrap().unwrap() - 0.5).abs();
+    let first = distance(app.current().unwrap());
+    assert!(app.queue.items.iter().all(|k| distance(*k) >= first), "nearest to 0.5 first");
+    app.on_key(key('o')).unwrap();
+    app.on_key(key('2')).unwrap();
+
     // Filter: labelled → empty until something is labelled.
     app.on_key(key('f')).unwrap();
     app.on_key(key('3')).unwrap();

@@ -18,6 +18,7 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
             "id" => Ordering::Id,
             "random" => Ordering::Random,
             "recent" => Ordering::Recent,
+            "uncertain" => Ordering::Uncertain,
             _ => Ordering::Score,
         },
         filter: if args.all { Filter::All } else { Filter::Unlabelled },

@@ -14,7 +14,7 @@ pub struct ScoreOptions {
     pub forest: ForestParams,
     /// Scores written per store batch.
     pub write_batch: usize,
-    /// Abort the process after writing this many batches (crash tests).
+    /// SIGKILL the process after writing this many batches (crash tests).
     pub crash_after_batches: Option<usize>,
 }
 
@@ -97,7 +97,8 @@ pub fn score_store(store: &Store, opts: &ScoreOptions, progress: &dyn Progress) 
             batches += 1;
             if opts.crash_after_batches == Some(batches) {
                 store.flush()?;
-                // Simulates a kill half-way: no destructors, no clean-up.
+                // A real SIGKILL half-way: no destructors, no clean-up.
+                let _ = std::process::Command::new("kill").args(["-9", &std::process::id().to_string()]).status();
                 std::process::abort();
             }
         }

@@ -1,5 +1,10 @@
 //! Learning with libtorch (tch). For now: which compute device the neural
 //! stages will use; the CNN, fractal pretraining and FixMatch build on it.
+//!
+//! Pure library functions: the caller streams images as normalised f32
+//! tensors N x C x H x W; nothing here touches the store.
+
+pub mod net;
 
 /// The device training and inference run on: CUDA when present, else CPU.
 pub fn device() -> tch::Device {

@@ -411,7 +411,7 @@ impl App {
             }
             MenuKind::Ordering => {
                 if let Some(&o) = Ordering::ALL.get(i) {
-                    if o == Ordering::Score && self.store.current_scores()?.is_none() {
+                    if matches!(o, Ordering::Score | Ordering::Uncertain) && self.store.current_scores()?.is_none() {
                         self.message = Some("no scores yet: run `oddity score`".into());
                     } else {
                         self.requeue(o, self.queue.filter.clone())?;

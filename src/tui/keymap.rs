@@ -48,7 +48,7 @@ pub const ACTIONS: &[(&str, Action, &str)] = &[
     ("tag", Action::Tag, "tag: merger, ring, lens, artefact, other, custom"),
     ("jump", Action::Jump, "jump to an object id"),
     ("filter", Action::Filter, "filter: all, unlabelled, labelled, favourites, tag, BPT class"),
-    ("ordering", Action::Ordering, "ordering: score, id, random, recently labelled"),
+    ("ordering", Action::Ordering, "ordering: score, id, random, recently labelled, most uncertain"),
     ("band", Action::Band, "cycle colour composite / single bands"),
     ("stretch", Action::Stretch, "cycle stretch (asinh, log, sqrt, linear)"),
     ("zoom", Action::Zoom, "zoom 1x / 2x / 4x"),

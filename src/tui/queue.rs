@@ -19,10 +19,14 @@ pub enum Ordering {
     Random,
     /// Most recently labelled first.
     Recent,
+    /// Scores nearest the forest's decision boundary first (0.5, where
+    /// scikit-learn's `decision_function` changes sign): the objects the
+    /// model is least sure about, for uncertainty sampling.
+    Uncertain,
 }
 
 impl Ordering {
-    pub const ALL: [Ordering; 4] = [Ordering::Score, Ordering::Id, Ordering::Random, Ordering::Recent];
+    pub const ALL: [Ordering; 5] = [Ordering::Score, Ordering::Id, Ordering::Random, Ordering::Recent, Ordering::Uncertain];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,6 +34,7 @@ impl Ordering {
             Ordering::Id => "id",
             Ordering::Random => "random",
             Ordering::Recent => "recently labelled",
+            Ordering::Uncertain => "most uncertain",
         }
     }
 }
@@ -87,6 +92,11 @@ impl Queue {
             Ordering::Recent => {
                 let keys: Vec<ObjectKey> = book.recent().collect();
                 Box::new(keys.into_iter().map(Ok))
+            }
+            Ordering::Uncertain => {
+                let mut scored: Vec<(ObjectKey, f32)> = store.ranked_owned()?.collect::<Result<_, _>>()?;
+                scored.sort_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()).then(a.0.cmp(&b.0)));
+                Box::new(scored.into_iter().map(|(k, _)| Ok(k)))
             }
         };
         Ok(Queue { ordering, filter, source: Some(source), items: Vec::new(), exhausted: false })
