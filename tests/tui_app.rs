@@ -202,3 +202,73 @@ fn screens_at_three_sizes() {
     assert!(help.contains("label anomaly") && help.contains("undo"), "{help}");
     insta::assert_snapshot!("triage_help_100x36", help);
 }
+
+#[test]
+fn gallery_labels_the_cursor_and_whole_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 120)).unwrap());
+    let mut loader = Loader::new(store.clone(), Picker::halfblocks());
+    let mut app = app(&store);
+    app.no_color = true;
+    app.on_key(key('g')).unwrap();
+    assert!(app.gallery);
+    // 120x41: 6 columns x 4 rows of 18x10 cells (the 6x4 grid of the bench).
+    let big = screen_gallery(&mut app, &mut loader, 120, 41);
+    assert_eq!(app.grid, (6, 4));
+    insta::assert_snapshot!("gallery_120x41", big);
+    let small = screen_gallery(&mut app, &mut loader, 80, 24);
+    assert_eq!(app.grid, (4, 2));
+    insta::assert_snapshot!("gallery_80x24", small);
+
+    // Labels act on the cell under the cursor; arrows move it.
+    let first = app.current().unwrap();
+    app.on_key(key('a')).unwrap();
+    assert_eq!(app.pos, 1);
+    app.on_key(code(KeyCode::Down)).unwrap();
+    assert_eq!(app.pos, 5, "down moves one row of 4");
+    app.on_key(key('*')).unwrap();
+    let starred = app.current().unwrap();
+    app.on_key(code(KeyCode::Up)).unwrap();
+    assert_eq!(app.pos, 1);
+    // N: everything unlabelled on the page becomes normal, then the next page.
+    app.on_key(KeyEvent::new(KeyCode::Char('N'), KeyModifiers::SHIFT)).unwrap();
+    assert_eq!(app.pos, 8, "on to the next page");
+    assert!(app.message.as_deref().unwrap().contains("7 normal on this page"), "{:?}", app.message);
+    let page: Vec<_> = app.queue.items[..8].to_vec();
+    for k in &page {
+        let l = app.book.get(*k).expect("every object on the page is labelled");
+        if *k == first {
+            assert_eq!(l.verdict, Some(oddity::store::Verdict::Anomaly), "labelled objects keep their label");
+        } else {
+            assert_eq!(l.verdict, Some(oddity::store::Verdict::Normal));
+        }
+    }
+    assert!(app.book.get(starred).unwrap().favourite);
+    assert_eq!(store.label_events().unwrap().len(), 1 + 1 + 7);
+    app.on_key(code(KeyCode::PageUp)).unwrap();
+    assert_eq!(app.pos, 0);
+    app.on_key(code(KeyCode::PageDown)).unwrap();
+    assert_eq!(app.pos, 8);
+    app.on_key(key('H')).unwrap();
+    assert!(app.histogram.as_ref().is_some_and(|h| h.len() == 120));
+}
+
+fn screen_gallery(app: &mut App, loader: &mut Loader, w: u16, h: u16) -> String {
+    let (grid, _, thumb) = ui::gallery_layout(Rect::new(0, 0, w, h));
+    app.resize_grid(grid, thumb).unwrap();
+    screen(app, loader, w, h)
+}
+
+#[test]
+fn histogram_panel_marks_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 60)).unwrap());
+    let mut loader = Loader::new(store.clone(), Picker::halfblocks());
+    let mut app = app(&store);
+    app.no_color = true;
+    app.on_key(key('a')).unwrap();
+    app.on_key(key('n')).unwrap();
+    app.on_key(key('H')).unwrap();
+    let s = screen(&mut app, &mut loader, 120, 40);
+    assert!(s.contains("60 objects") && s.contains("labelled: 1 interesting (red), 1 normal (green)") && s.contains("▼ here"), "{s}");
+}

@@ -105,3 +105,32 @@ fn no_colour_and_tiny_terminals_start_cleanly() {
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(10), 0);
 }
+
+#[test]
+fn gallery_page_labelled_normal_in_tmux() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::pipeline::scored_store(dir.path(), 80);
+    // 110x31: 6 columns x 3 rows of thumbnails.
+    let t = triage("gallery", &store, 110, 31);
+    t.wait_for("1/", 20);
+    t.keys(&["g"]);
+    t.wait_for("╔", 10);
+    t.keys(&["x"]);
+    t.wait_for("saved ✓ unsure", 10);
+    t.keys(&["N"]);
+    t.wait_for("saved ✓ 17 normal on this page", 10);
+    t.wait_for("19/", 10);
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(10), 0);
+    let out = t.wait_for("the next retrain will learn from", 10);
+    assert!(out.contains("learn from 0 interesting and 17 normal objects"), "{out}");
+    let s = Store::open(&store).unwrap();
+    let events = s.label_events().unwrap();
+    assert_eq!(events.len(), 18);
+    assert_eq!(events[0].1.value, LabelValue::Unsure);
+    assert!(events[1..].iter().all(|(_, e)| e.value == LabelValue::Normal));
+    // The page is the first 18 of the ranking.
+    let ranked: Vec<_> = s.ranked().unwrap().take(18).map(|r| r.unwrap().0).collect();
+    let labelled: Vec<_> = events.iter().map(|(_, e)| e.object).collect();
+    assert_eq!(labelled, ranked);
+}

@@ -28,11 +28,13 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
     let summary = crate::tui::run(store, &opts)?;
     let values: Vec<String> = summary.by_value.iter().map(|(k, v)| format!("{v} {k}")).collect();
     super::print(&format!(
-        "session: {} labels in {:.1} min ({:.1}/min){}\n{} objects labelled in this store; every label is saved.\n",
+        "session: {} labels in {:.1} min ({:.1}/min){}\n{} objects labelled in this store; every label is saved.\nthe next retrain will learn from {} interesting and {} normal objects.\n",
         summary.labels,
         summary.minutes,
         summary.per_minute,
         if values.is_empty() { String::new() } else { format!(": {}", values.join(", ")) },
-        summary.labelled_total
+        summary.labelled_total,
+        summary.training.0,
+        summary.training.1
     ))
 }

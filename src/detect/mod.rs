@@ -1,15 +1,16 @@
 //! Anomaly detection: an Isolation Forest (Liu, Ting & Zhou 2008) with
 //! scikit-learn's semantics, a robust standardiser to feed it, and AUROC.
 //!
-//! Why hand-written: no maintained Rust crate gives what the `score` stage
-//! needs together: scikit-learn-compatible scores (so users can compare with
-//! Astronomaly and their notebooks), f32 data, rayon parallelism, bit-identical
-//! results for a seed whatever the thread count, a serde model, and throughput
-//! on 10^7 x 10^2 matrices. On crates.io, `extended-isolation-forest` (0.2.3)
-//! is the *extended* variant (random hyperplane splits, so its scores differ
-//! from scikit-learn's), takes the dimension as a const generic over `[f64; N]`
-//! rows and scores one row at a time; the few other `isolation*` crates are
-//! unmaintained single-threaded ports.
+//! Why hand-written: the `score` stage needs, together, scikit-learn's scores
+//! (so users can compare with Astronomaly and their notebooks), f32 matrices of
+//! 10^7 x 10^2, bit-identical results for a seed whatever the thread count, a
+//! compact serde model, and cache-friendly blocked scoring on all cores. On
+//! crates.io, `extended-isolation-forest` (0.2.3, 2022) is the *extended*
+//! variant (random hyperplane cuts, so not scikit-learn's scores) over
+//! `[f64; N]` rows with a const-generic dimension, scoring one row per call;
+//! `rustyml` models its IsolationForest on scikit-learn but keeps boxed
+//! recursive f64 trees inside a large ML and deep-learning library. The forest
+//! itself is a few hundred lines, pinned to scikit-learn by a fixture test.
 //!
 //! Typical use (the `score` stage):
 //! ```no_run

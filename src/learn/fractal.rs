@@ -286,6 +286,7 @@ mod tests {
             }
         }
         let (within, across) = (within / nw as f64, across / na as f64);
+        eprintln!("between {between} within {within} across {across}");
         assert!(within < 0.8 * across, "within {within} vs across {across}");
     }
 }

@@ -4,7 +4,12 @@
 //! Pure library functions: the caller streams images as normalised f32
 //! tensors N x C x H x W; nothing here touches the store.
 
+pub mod augment;
+pub mod checkpoint;
+pub mod fractal;
+pub mod infer;
 pub mod net;
+pub mod train;
 
 /// The device training and inference run on: CUDA when present, else CPU.
 pub fn device() -> tch::Device {

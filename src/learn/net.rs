@@ -100,7 +100,9 @@ fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
     let cfg = nn::BatchNormConfig {
         ws_init: nn::Init::Const(1.0),
         eps: 1e-3,
-        momentum: 0.01,
+        // PyTorch's default rather than TF's 0.01: running statistics must
+        // settle within short CPU fine-tuning runs.
+        momentum: 0.1,
         ..Default::default()
     };
     nn::batch_norm2d(p, c, cfg)

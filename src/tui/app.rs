@@ -105,6 +105,13 @@ pub struct App {
     pub dirty: bool,
     pub no_color: bool,
     pub graphics: &'static str,
+    /// Gallery grid instead of the single-object view.
+    pub gallery: bool,
+    /// Grid shape (columns, rows) and thumbnail size for the current screen.
+    pub grid: (usize, usize),
+    pub thumb_area: Size,
+    /// Score histogram panel, with every score of the current version.
+    pub histogram: Option<Vec<f32>>,
 }
 
 impl App {
@@ -132,6 +139,10 @@ impl App {
             dirty: true,
             no_color: false,
             graphics: "halfblocks",
+            gallery: false,
+            grid: (1, 1),
+            thumb_area: Size::new(0, 0),
+            histogram: None,
         };
         app.settle()?;
         Ok(app)
@@ -254,6 +265,53 @@ impl App {
                 }
             }
             Action::RestFrame => self.rest_frame = !self.rest_frame,
+            Action::Gallery => {
+                self.gallery = !self.gallery;
+                self.settle()?;
+            }
+            Action::Up => {
+                if self.gallery {
+                    self.go(self.pos.saturating_sub(self.grid.0))?;
+                }
+            }
+            Action::Down => {
+                if self.gallery {
+                    let target = self.pos + self.grid.0;
+                    self.queue.fill(target + 1, &self.store, &self.book)?;
+                    if target < self.queue.items.len() {
+                        self.go(target)?;
+                    }
+                }
+            }
+            Action::PageDown => {
+                let step = if self.gallery { self.page_size() } else { 10 };
+                let start = if self.gallery { self.page_start() } else { self.pos };
+                self.queue.fill(start + step + 1, &self.store, &self.book)?;
+                let target = (start + step).min(self.queue.items.len().saturating_sub(1));
+                self.go(target)?;
+            }
+            Action::PageUp => {
+                let step = if self.gallery { self.page_size() } else { 10 };
+                let start = if self.gallery { self.page_start() } else { self.pos };
+                self.go(start.saturating_sub(step))?;
+            }
+            Action::PageNormal => {
+                if self.gallery {
+                    self.label_page_normal()?;
+                } else {
+                    self.message = Some("page normal works in the gallery (g)".into());
+                }
+            }
+            Action::Histogram => {
+                self.histogram = match self.histogram {
+                    Some(_) => None,
+                    None => Some(self.store.all_scores()?),
+                };
+                if self.histogram.as_ref().is_some_and(|h| h.is_empty()) {
+                    self.message = Some("no scores yet: run `oddity score`".into());
+                    self.histogram = None;
+                }
+            }
             Action::Help => self.mode = Mode::Help,
             Action::Quit => self.quit = true,
         }
@@ -267,9 +325,53 @@ impl App {
             self.message = Some("nothing to label".into());
             return Ok(());
         };
+        self.label_key(key, value, tags)?;
+        if advance {
+            self.go(self.pos + 1)?;
+        }
+        Ok(())
+    }
+
+    /// First index of the gallery page holding the cursor.
+    pub fn page_start(&self) -> usize {
+        self.pos - self.pos % self.page_size()
+    }
+
+    pub fn page_size(&self) -> usize {
+        (self.grid.0 * self.grid.1).max(1)
+    }
+
+    /// Keys on the gallery page holding the cursor (pulled from the store).
+    pub fn page_keys(&mut self) -> Result<Vec<ObjectKey>, StoreError> {
+        let start = self.page_start();
+        self.queue.fill(start + self.page_size(), &self.store, &self.book)?;
+        Ok(self.queue.items.iter().skip(start).take(self.page_size()).copied().collect())
+    }
+
+    /// Labels every unlabelled object on the page normal: the expert has seen
+    /// them all and flagged the interesting ones already.
+    fn label_page_normal(&mut self) -> Result<(), StoreError> {
+        let keys = self.page_keys()?;
+        let mut n = 0;
+        for key in keys {
+            if !self.book.is_labelled(key) {
+                self.label_key(key, LabelValue::Normal, vec![])?;
+                n += 1;
+            }
+        }
+        self.message = Some(format!("saved ✓ {n} normal on this page"));
+        let next = self.page_start() + self.page_size();
+        self.queue.fill(next + 1, &self.store, &self.book)?;
+        if next < self.queue.items.len() {
+            self.go(next)?;
+        }
+        Ok(())
+    }
+
+    fn label_key(&mut self, key: ObjectKey, value: LabelValue, tags: Vec<String>) -> Result<(), StoreError> {
         let event = LabelEvent {
             object: key,
-            value: value.clone(),
+            value,
             tags,
             user: self.session.user.clone(),
             time: chrono::Utc::now().to_rfc3339(),
@@ -281,9 +383,6 @@ impl App {
         self.recount();
         let name = self.loaded.get(&key).map(|c| c.object.id.clone()).unwrap_or_default();
         self.message = Some(format!("saved ✓ {what} {name}"));
-        if advance {
-            self.go(self.pos + 1)?;
-        }
         Ok(())
     }
 
@@ -337,6 +436,9 @@ impl App {
 
     /// Makes sure the current and next candidates are requested.
     pub fn settle(&mut self) -> Result<(), StoreError> {
+        if self.gallery {
+            return self.settle_gallery();
+        }
         self.queue.fill(self.pos + 1 + PREFETCH, &self.store, &self.book)?;
         let keys: Vec<ObjectKey> = self.queue.items.iter().skip(self.pos).take(1 + PREFETCH).copied().collect();
         for (i, key) in keys.iter().enumerate() {
@@ -356,22 +458,52 @@ impl App {
         Ok(())
     }
 
+    /// Gallery: this page's thumbnails first, then the next page's.
+    fn settle_gallery(&mut self) -> Result<(), StoreError> {
+        let size = self.page_size();
+        let start = self.page_start();
+        self.queue.fill(start + 2 * size, &self.store, &self.book)?;
+        let keys: Vec<ObjectKey> = self.queue.items.iter().skip(start).take(2 * size).copied().collect();
+        for (i, key) in keys.iter().enumerate() {
+            let urgent = i < size;
+            if !self.loaded.contains_key(key) {
+                self.requests.push((urgent, Request::Load(*key)));
+            }
+            let have = self.images.iter().any(|s| s.key == *key && s.view == self.view && s.area == self.thumb_area);
+            if !have && self.thumb_area.width > 0 {
+                self.requests.push((urgent, Request::Encode { key: *key, view: self.view.clone(), area: self.thumb_area }));
+            }
+        }
+        let keep: Vec<ObjectKey> = self.queue.items.iter().skip(start.saturating_sub(size)).take(3 * size).copied().collect();
+        self.loaded.retain(|k, _| keep.contains(k));
+        self.images.retain(|s| keep.contains(&s.key));
+        Ok(())
+    }
+
+    /// The encoded thumbnail of `key` for the gallery, if ready.
+    pub fn thumbnail(&self, key: ObjectKey) -> Option<&Shown> {
+        self.images.iter().find(|s| s.key == key && s.view == self.view && s.area == self.thumb_area)
+    }
+
     /// A result from the worker; stale ones are dropped.
     pub fn on_reply(&mut self, reply: Reply) {
         match reply {
             Reply::Loaded(c) => {
-                let shown = self.queue.items.iter().skip(self.pos).take(1 + PREFETCH).any(|k| *k == c.key);
+                let (from, n) = self.window();
+                let shown = self.queue.items.iter().skip(from).take(n).any(|k| *k == c.key);
                 if shown {
-                    self.dirty |= Some(c.key) == self.current();
+                    self.dirty |= Some(c.key) == self.current() || self.gallery;
                     self.loaded.insert(c.key, *c);
                 }
             }
             Reply::Encoded { key, view, area, protocol } => {
-                if view == self.view && area == self.image_area {
-                    self.dirty |= Some(key) == self.current();
-                    self.images.retain(|s| s.key != key);
+                let wanted = if self.gallery { self.thumb_area } else { self.image_area };
+                if view == self.view && area == wanted {
+                    self.dirty |= Some(key) == self.current() || self.gallery;
+                    self.images.retain(|s| !(s.key == key && s.area == area));
                     self.images.push(Shown { key, view, area, protocol });
-                    if self.images.len() > 1 + PREFETCH * 2 {
+                    let cap = if self.gallery { 3 * self.page_size() } else { 1 + PREFETCH * 2 };
+                    while self.images.len() > cap {
                         self.images.remove(0);
                     }
                 }
@@ -379,13 +511,32 @@ impl App {
         }
     }
 
-    /// The terminal changed size: the cutout area follows.
+    /// The part of the queue whose data is worth keeping: (start, count).
+    fn window(&self) -> (usize, usize) {
+        if self.gallery { (self.page_start(), 2 * self.page_size()) } else { (self.pos, 1 + PREFETCH) }
+    }
+
+    /// The terminal changed size: the cutout area and the grid follow.
     pub fn resize(&mut self, image_area: Size) -> Result<(), StoreError> {
         if image_area != self.image_area {
             self.image_area = image_area;
             self.images.clear();
             self.dirty = true;
             self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// The gallery's grid for the current screen.
+    pub fn resize_grid(&mut self, grid: (usize, usize), thumb: Size) -> Result<(), StoreError> {
+        if grid != self.grid || thumb != self.thumb_area {
+            self.grid = grid;
+            self.thumb_area = thumb;
+            self.images.retain(|s| s.area == self.image_area);
+            self.dirty = true;
+            if self.gallery {
+                self.settle()?;
+            }
         }
         Ok(())
     }

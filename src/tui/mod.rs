@@ -58,6 +58,8 @@ pub struct SessionSummary {
     pub minutes: f64,
     pub per_minute: f64,
     pub labelled_total: usize,
+    /// What a retrain would learn from: (interesting, normal) objects.
+    pub training: (usize, usize),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +150,7 @@ pub fn run(store: Store, opts: &TriageOptions) -> Result<SessionSummary, TuiErro
             minutes: app.session.started.elapsed().as_secs_f64() / 60.0,
             per_minute: app.session.per_minute(),
             labelled_total: app.book.iter().filter(|(_, l)| l.is_labelled()).count(),
+            training: training_counts(&app.book),
         })
     })();
     ratatui::restore();
@@ -178,8 +181,11 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, picker: Pi
     let mut last_tick = Instant::now();
     loop {
         let size = terminal.size()?;
-        let areas = ui::layout(ratatui::layout::Rect::new(0, 0, size.width, size.height));
+        let screen = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+        let areas = ui::layout(screen);
         app.resize(ui::image_size(&areas))?;
+        let (grid, _, thumb) = ui::gallery_layout(screen);
+        app.resize_grid(grid, thumb)?;
         for r in app.requests.drain(..) {
             let _ = req_tx.send(r);
         }
@@ -218,6 +224,24 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, picker: Pi
             app.dirty = true;
         }
     }
+}
+
+/// Objects a retrain learns from: interesting (anomaly, or relevance >= 3)
+/// and normal (normal, or relevance < 3); unsure ones are left out.
+pub fn training_counts(book: &crate::store::LabelBook) -> (usize, usize) {
+    use crate::store::Verdict;
+    let mut counts = (0, 0);
+    for (_, l) in book.iter() {
+        match (l.verdict, l.relevance) {
+            (Some(Verdict::Anomaly), _) => counts.0 += 1,
+            (Some(Verdict::Normal), _) => counts.1 += 1,
+            (Some(Verdict::Unsure), _) => {}
+            (None, Some(r)) if r >= 3 => counts.0 += 1,
+            (None, Some(_)) => counts.1 += 1,
+            (None, None) => {}
+        }
+    }
+    counts
 }
 
 /// Puts text on the clipboard of the terminal the user sits at (OSC 52 works

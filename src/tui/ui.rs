@@ -42,6 +42,26 @@ pub fn layout(area: Rect) -> Areas {
     Areas { cutout: Some(cutout), info, spectrum: Some(spectrum), status }
 }
 
+/// Gallery cell size (border included): a 16x8-cell thumbnail is square on
+/// terminals whose cells are twice as tall as wide.
+pub const GALLERY_CELL: (u16, u16) = (18, 10);
+
+/// The gallery grid on a screen: (columns, rows), each cell's rectangle, and
+/// the thumbnail size inside a cell.
+pub fn gallery_layout(area: Rect) -> ((usize, usize), Vec<Rect>, Size) {
+    let body = Rect { height: area.height.saturating_sub(1), ..area };
+    let cols = (body.width / GALLERY_CELL.0).max(1);
+    let rows = (body.height / GALLERY_CELL.1).max(1);
+    let (w, h) = (GALLERY_CELL.0.min(body.width), GALLERY_CELL.1.min(body.height));
+    let mut cells = Vec::new();
+    for r in 0..rows {
+        for c in 0..cols {
+            cells.push(Rect { x: body.x + c * w, y: body.y + r * h, width: w, height: h });
+        }
+    }
+    ((cols as usize, rows as usize), cells, Size::new(w.saturating_sub(2), h.saturating_sub(2)))
+}
+
 /// The cells inside the cutout's border.
 pub fn image_size(areas: &Areas) -> Size {
     areas.cutout.map(|r| Block::bordered().inner(r)).map(|r| Size::new(r.width, r.height)).unwrap_or(Size::new(0, 0))
@@ -89,18 +109,38 @@ impl Palette {
 pub fn draw(frame: &mut Frame, app: &App) {
     let areas = layout(frame.area());
     let pal = Palette::new(app.no_color);
+    if app.gallery {
+        draw_gallery(frame, app, &pal);
+        draw_status(frame, app, areas.status, &pal);
+        if app.histogram.is_some() {
+            let area = popup(frame.area(), 80, 16);
+            frame.render_widget(Clear, area);
+            draw_histogram(frame, app, area, &pal);
+        }
+        draw_overlays(frame, app, &pal);
+        return;
+    }
     let candidate = app.current_candidate();
     if let Some(area) = areas.cutout {
         draw_cutout(frame, app, candidate, area, &pal);
     }
     draw_info(frame, app, candidate, areas.info, &pal, areas.cutout.is_none());
     if let Some(area) = areas.spectrum {
-        draw_spectrum(frame, app, candidate, area, &pal);
+        if app.histogram.is_some() {
+            draw_histogram(frame, app, area, &pal);
+        } else {
+            draw_spectrum(frame, app, candidate, area, &pal);
+        }
     }
     draw_status(frame, app, areas.status, &pal);
+    draw_overlays(frame, app, &pal);
+}
+
+fn draw_overlays(frame: &mut Frame, app: &App, pal: &Palette) {
+    let pal = pal;
     match &app.mode {
-        Mode::Help => draw_help(frame, app, &pal),
-        Mode::Menu { kind, selected } => draw_menu(frame, app, *kind, *selected, &pal),
+        Mode::Help => draw_help(frame, app, pal),
+        Mode::Menu { kind, selected } => draw_menu(frame, app, *kind, *selected, pal),
         Mode::Browse | Mode::Prompt { .. } => {}
     }
 }
@@ -128,6 +168,122 @@ fn draw_cutout(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, 
         (None, None) if app.current().is_none() => frame.render_widget(Paragraph::new("no candidates").style(pal.dim), inner),
         _ => frame.render_widget(Paragraph::new("loading…").style(pal.dim), inner),
     }
+}
+
+fn draw_gallery(frame: &mut Frame, app: &App, pal: &Palette) {
+    let (_, cells, _) = gallery_layout(frame.area());
+    let start = app.page_start();
+    if app.queue.items.is_empty() {
+        frame.render_widget(Paragraph::new("no candidates: f to change the filter").style(pal.dim), frame.area());
+        return;
+    }
+    for (i, cell) in cells.iter().enumerate() {
+        let Some(&key) = app.queue.items.get(start + i) else { break };
+        let cursor = start + i == app.pos;
+        let c = app.loaded.get(&key);
+        let id = c.map(|c| c.object.id.clone()).unwrap_or_default();
+        let tail: String = id.chars().rev().take(cell.width.saturating_sub(4) as usize).collect::<Vec<_>>().into_iter().rev().collect();
+        let mut marks = String::new();
+        if let Some(l) = app.book.get(key) {
+            if l.favourite {
+                marks.push('★');
+            }
+            match l.verdict {
+                Some(Verdict::Anomaly) => marks.push('A'),
+                Some(Verdict::Normal) => marks.push('N'),
+                Some(Verdict::Unsure) => marks.push('?'),
+                None => {}
+            }
+            if let Some(r) = l.relevance {
+                marks.push_str(&r.to_string());
+            }
+            if !l.tags.is_empty() {
+                marks.push('#');
+            }
+        }
+        let score = c.and_then(|c| c.score).map(|s| format!("{s:.2}")).unwrap_or_default();
+        let border = if cursor { pal.accent } else { pal.dim };
+        let block = Block::bordered()
+            .border_style(border)
+            .border_type(if cursor { ratatui::widgets::BorderType::Double } else { ratatui::widgets::BorderType::Plain })
+            .title(Span::styled(tail, if cursor { pal.title } else { Style::default() }))
+            .title_bottom(Line::from(vec![Span::styled(marks, pal.good), Span::raw(" "), Span::styled(score, pal.dim)]));
+        let inner = block.inner(*cell);
+        frame.render_widget(block, *cell);
+        match app.thumbnail(key) {
+            Some(shown) => frame.render_widget(Image::new(&shown.protocol), inner),
+            None => frame.render_widget(Paragraph::new("…").style(pal.dim), inner),
+        }
+    }
+}
+
+/// The score distribution of the current version, with the labelled objects
+/// and the cursor's object marked.
+fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
+    let Some(scores) = &app.histogram else { return };
+    const BINS: usize = 60;
+    let (lo, hi) = scores.iter().filter(|s| s.is_finite()).fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
+    if !(lo < hi) {
+        frame.render_widget(Paragraph::new("no score spread to show").block(Block::bordered().title(" scores ")), area);
+        return;
+    }
+    let bin = |s: f32| (((s - lo) / (hi - lo)) * BINS as f32).clamp(0.0, BINS as f32 - 1.0) as usize;
+    let mut counts = [0u64; BINS];
+    for &s in scores.iter().filter(|s| s.is_finite()) {
+        counts[bin(s)] += 1;
+    }
+    // Log counts: the anomalous tail is a handful of objects next to thousands.
+    let height = |c: u64| if c == 0 { 0.0 } else { (c as f64).ln_1p() };
+    let ymax = counts.iter().map(|&c| height(c)).fold(0.0, f64::max).max(1.0);
+    let mut anomalies = Vec::new();
+    let mut normals = Vec::new();
+    for (key, l) in app.book.iter() {
+        let Some(score) = app.store.score_of(*key).ok().flatten() else { continue };
+        match l.verdict {
+            Some(Verdict::Anomaly) => anomalies.push(score),
+            Some(Verdict::Normal) => normals.push(score),
+            _ if l.relevance.is_some_and(|r| r >= 3) => anomalies.push(score),
+            _ if l.relevance.is_some() => normals.push(score),
+            _ => {}
+        }
+    }
+    let cursor = app.current().and_then(|k| app.store.score_of(k).ok().flatten());
+    let title = format!(
+        " scores {lo:.3}–{hi:.3} · {} objects · log counts · labelled: {} interesting (red), {} normal (green){} ",
+        scores.len(),
+        anomalies.len(),
+        normals.len(),
+        cursor.map(|s| format!(" · cursor {s:.3} (yellow)")).unwrap_or_default()
+    );
+    let (bar, red, green, yellow) = if app.no_color {
+        (Color::Reset, Color::Reset, Color::Reset, Color::Reset)
+    } else {
+        (Color::Gray, Color::Red, Color::Green, Color::Yellow)
+    };
+    let canvas = Canvas::default()
+        .block(Block::bordered().title(Span::styled(title, pal.title)))
+        .marker(Marker::HalfBlock)
+        .x_bounds([0.0, BINS as f64])
+        .y_bounds([0.0, ymax])
+        .paint(move |ctx| {
+            for (i, &c) in counts.iter().enumerate() {
+                let x = i as f64 + 0.5;
+                ctx.draw(&CLine { x1: x, y1: 0.0, x2: x, y2: height(c), color: bar });
+            }
+            ctx.layer();
+            let x_of = |s: f32| ((s - lo) / (hi - lo)) as f64 * BINS as f64;
+            for &s in &normals {
+                ctx.draw(&CLine { x1: x_of(s), y1: 0.0, x2: x_of(s), y2: ymax * 0.25, color: green });
+            }
+            for &s in &anomalies {
+                ctx.draw(&CLine { x1: x_of(s), y1: 0.0, x2: x_of(s), y2: ymax * 0.5, color: red });
+            }
+            if let Some(s) = cursor {
+                ctx.draw(&CLine { x1: x_of(s), y1: 0.0, x2: x_of(s), y2: ymax, color: yellow });
+                ctx.print(x_of(s), ymax, Span::styled("▼ here", Style::default().fg(yellow)));
+            }
+        });
+    frame.render_widget(canvas, area);
 }
 
 fn short_band(name: &str) -> String {

@@ -228,6 +228,16 @@ impl Loader {
         let (h, w) = c.shape;
         let nb = c.pixels.len() / (h * w).max(1);
         let rgb = render_cutout(&c.pixels, nb, h, w, &c.bands, view);
+        if self.picker.protocol_type() == ratatui_image::picker::ProtocolType::Halfblocks {
+            // Half-blocks are two pixels a cell: scale straight to that grid
+            // instead of to font pixels and back.
+            let side = (area.width as u32).min(area.height as u32 * 2).max(1);
+            let small = image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Triangle);
+            return self
+                .picker
+                .new_protocol(image::DynamicImage::ImageRgb8(small), area, Resize::Scale(Some(image::imageops::FilterType::Nearest)))
+                .ok();
+        }
         // Scale to the cells' pixel size with nearest-neighbour (astronomers
         // want to see pixels, not blur) before handing to the protocol.
         let font = self.picker.font_size();
