@@ -220,7 +220,7 @@ fn three_band_files_and_string_ids() {
     let key = store.find_id("decals", "gal_1001_é").unwrap().expect("variable-length unicode id");
     assert_eq!(key.row, 1);
     let img = store.image(key).unwrap().unwrap();
-    assert_eq!(img.band_median.len(), 3);
+    assert_eq!(img.band_flux.len(), 3);
     assert_eq!(store.find_any("obj-1000").unwrap().len(), 1);
 }
 

@@ -26,7 +26,9 @@ use crate::store::{
 use table::Batch;
 
 /// Target bytes of pixel data per batch: bounds memory whatever the file size.
-const BATCH_BYTES: usize = 32 << 20;
+/// Kept under glibc's dynamic mmap threshold so batch buffers are reused
+/// instead of being mapped and page-faulted afresh each time.
+const BATCH_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Clone, Default)]
 pub struct IngestOptions {
@@ -333,9 +335,10 @@ fn ingest_file(
             outcome.added += good.len() as u64;
             outcome.rejected += bad;
             record.complete = record.rows_done >= n as u64;
-            // The file record moves on only once its batch is durable.
+            // Written after its batch: sled recovers a prefix of its log after
+            // a crash, so a record that says "rows done" never outruns the
+            // rows themselves. Flushed once per file, not per batch.
             store.put_source(id, &record)?;
-            store.flush()?;
             progress.advance(rows);
             if let Some(b) = batches_left.as_mut() {
                 *b = b.saturating_sub(1);
@@ -344,6 +347,7 @@ fn ingest_file(
         Ok(())
     });
     result?;
+    store.flush()?;
     if n == 0 && !record.complete {
         record.complete = true;
         store.put_source(id, &record)?;
@@ -417,26 +421,26 @@ fn payloads(batch: &Batch, record: &SourceFile) -> Vec<Payload> {
             .into_par_iter()
             .map(|i| {
                 let obj = px.data.index_axis(Axis(0), i);
+                // One pass: bad pixels and each band's total flux.
                 let mut bad = 0usize;
-                let mut band_median = Vec::with_capacity(nb);
-                let mut buf = Vec::with_capacity(obj.shape()[1]);
+                let mut band_flux = Vec::with_capacity(nb);
                 for band in obj.axis_iter(Axis(0)) {
-                    buf.clear();
+                    let mut sum = 0.0f64;
                     for &v in band.iter() {
                         if v.is_finite() {
-                            buf.push(v);
+                            sum += v as f64;
                         } else {
                             bad += 1;
                         }
                     }
-                    band_median.push(median(&mut buf));
+                    band_flux.push(sum as f32);
                 }
                 let row = |a: &Option<ndarray::Array2<f32>>| a.as_ref().map(|a| a.row(i).to_vec()).unwrap_or_default();
                 Payload::Image(ImageRef {
                     psf_fwhm: row(&px.psf),
                     pixel_scale: row(&px.scale),
                     bad_fraction: bad as f32 / obj.len().max(1) as f32,
-                    band_median,
+                    band_flux,
                 })
             })
             .collect();

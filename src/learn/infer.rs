@@ -60,7 +60,13 @@ mod tests {
     #[ignore]
     fn predict_throughput() {
         tch::manual_seed(0);
-        for (name, cfg) in [("tiny", NetConfig::tiny(5, 2)), ("lite0", NetConfig::lite0(5, 2))] {
+        for (name, cfg, threads) in [
+            ("tiny", NetConfig::tiny(5, 2), 1),
+            ("tiny", NetConfig::tiny(5, 2), 2),
+            ("lite0", NetConfig::lite0(5, 2), 1),
+            ("lite0", NetConfig::lite0(5, 2), 2),
+        ] {
+            tch::set_num_threads(threads);
             let vs = nn::VarStore::new(Device::Cpu);
             let net = Net::new(&vs.root(), &cfg);
             let x = Tensor::randn([256, 5, 64, 64], (Kind::Float, Device::Cpu));

@@ -1,5 +1,7 @@
-//! Learning with libtorch (tch). For now: which compute device the neural
-//! stages will use; the CNN, fractal pretraining and FixMatch build on it.
+//! Learning with libtorch (tch): the EfficientNet-Lite classifier (`net`),
+//! fractal pretraining data (`fractal`), pretraining and FixMatch (`train`,
+//! `augment`), batched inference (`infer`) and safetensors checkpoints
+//! (`checkpoint`), all on the device from [`device()`].
 //!
 //! Pure library functions: the caller streams images as normalised f32
 //! tensors N x C x H x W; nothing here touches the store.

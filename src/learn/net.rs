@@ -275,6 +275,9 @@ mod tests {
 
     #[test]
     fn forward_shapes_tiny_5band_64_and_3band_32() {
+        // One intra-op thread: tests run side by side on small CI machines, and
+        // OpenMP spin-waiting on a busy core costs far more than it gains.
+        tch::set_num_threads(1);
         tch::manual_seed(0);
         for (c, s, k) in [(5, 64, 2), (3, 32, 7)] {
             let vs = nn::VarStore::new(Device::Cpu);
@@ -289,6 +292,9 @@ mod tests {
 
     #[test]
     fn lite0_shape_and_size() {
+        // One intra-op thread: tests run side by side on small CI machines, and
+        // OpenMP spin-waiting on a busy core costs far more than it gains.
+        tch::set_num_threads(1);
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
         let net = Net::new(&vs.root(), &NetConfig::lite0(5, 2));
@@ -302,6 +308,9 @@ mod tests {
 
     #[test]
     fn replace_head_and_copy_backbone() {
+        // One intra-op thread: tests run side by side on small CI machines, and
+        // OpenMP spin-waiting on a busy core costs far more than it gains.
+        tch::set_num_threads(1);
         tch::manual_seed(1);
         let src = nn::VarStore::new(Device::Cpu);
         let mut net = Net::new(&src.root(), &NetConfig::tiny(3, 10));

@@ -428,6 +428,9 @@ mod tests {
 
     #[test]
     fn pretrain_reduces_loss_on_two_fractal_classes() {
+        // One intra-op thread: tests run side by side on small CI machines, and
+        // OpenMP spin-waiting on a busy core costs far more than it gains.
+        tch::set_num_threads(1);
         tch::manual_seed(0);
         let losses = std::cell::RefCell::new(Vec::new());
         let p = PretrainParams {
@@ -464,6 +467,9 @@ mod tests {
 
     #[test]
     fn fixmatch_reduces_supervised_loss_and_ema_tracks() {
+        // One intra-op thread: tests run side by side on small CI machines, and
+        // OpenMP spin-waiting on a busy core costs far more than it gains.
+        tch::set_num_threads(1);
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
         let net = Net::new(&vs.root(), &NetConfig::tiny(3, 2));

@@ -117,8 +117,8 @@ pub struct ImageRef {
     pub pixel_scale: Vec<f32>,
     /// Fraction of non-finite pixels over all bands.
     pub bad_fraction: f32,
-    /// Per-band median of the finite pixels (a sky level estimate).
-    pub band_median: Vec<f32>,
+    /// Per-band sum of the finite pixels (flux in the cutout, file units).
+    pub band_flux: Vec<f32>,
 }
 
 /// Reference to an object's spectrum in its source file.

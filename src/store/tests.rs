@@ -79,7 +79,7 @@ fn batches_rewrite_the_same_keys() {
             kind: SourceKind::Images,
             props: vec![Prop::Float(1.5), Prop::Text("x".into())],
         },
-        payload: Payload::Image(ImageRef { psf_fwhm: vec![0.6], pixel_scale: vec![0.168], bad_fraction: 0.0, band_median: vec![0.0] }),
+        payload: Payload::Image(ImageRef { psf_fwhm: vec![0.6], pixel_scale: vec![0.168], bad_fraction: 0.0, band_flux: vec![0.0] }),
     };
     s.write_batch(std::slice::from_ref(&row)).unwrap();
     s.write_batch(std::slice::from_ref(&row)).unwrap();
