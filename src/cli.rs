@@ -102,6 +102,9 @@ pub struct ScoreArgs {
     pub max_features: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Anomaly scores only: ignore the expert's labels (no active-learning re-rank).
+    #[arg(long)]
+    pub no_rerank: bool,
     /// Scores written per store batch.
     #[arg(long, hide = true, default_value_t = 50_000)]
     pub write_batch: usize,

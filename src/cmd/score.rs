@@ -35,6 +35,7 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
             seed: args.seed,
         },
         write_batch: args.write_batch,
+        rerank: !args.no_rerank,
         crash_after_batches: args.crash_after_batches,
     };
     let bar = Bar(super::progress_bar("score"));
@@ -47,6 +48,9 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
         report.version,
         started.elapsed().as_secs_f64()
     );
+    if report.relevance_labels > 0 {
+        out.push_str(&format!("  re-ranked with the expert's relevance from {} labelled objects\n", report.relevance_labels));
+    }
     for (survey, n, model, hash) in &report.per_survey {
         out.push_str(&format!("  {survey:<14} {n:>10} objects  model {model} (isolation-forest, sha256 {})\n", &hash[..12]));
     }

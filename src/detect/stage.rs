@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use sha2::Digest;
 
+use super::relevance::{RelevanceModel, combine};
 use super::{ForestParams, IsolationForest, Standardiser};
+use crate::store::{LabelBook, Verdict};
 use crate::ingest::Progress;
 use crate::store::{ModelRecord, ObjectKey, ScoreVersion, Store, StoreError};
 
@@ -14,6 +16,8 @@ pub struct ScoreOptions {
     pub forest: ForestParams,
     /// Scores written per store batch.
     pub write_batch: usize,
+    /// Re-rank with the expert's labels (when there are any).
+    pub rerank: bool,
     /// SIGKILL the process after writing this many batches (crash tests).
     pub crash_after_batches: Option<usize>,
 }
@@ -24,11 +28,13 @@ pub struct ScoreReport {
     pub n_scored: u64,
     /// (survey, objects scored, model id, model hash)
     pub per_survey: Vec<(String, u64, u32, String)>,
+    /// Labelled objects the re-rank learnt from (0: anomaly scores only).
+    pub relevance_labels: usize,
 }
 
 impl Default for ScoreOptions {
     fn default() -> Self {
-        ScoreOptions { forest: ForestParams::default(), write_batch: 50_000, crash_after_batches: None }
+        ScoreOptions { forest: ForestParams::default(), write_batch: 50_000, rerank: true, crash_after_batches: None }
     }
 }
 
@@ -37,6 +43,23 @@ impl Default for ScoreOptions {
 pub struct ForestModel {
     pub scaler: Standardiser,
     pub forest: IsolationForest,
+    /// The active-learning re-rank, when labels were used.
+    pub relevance: Option<RelevanceModel>,
+}
+
+/// The relevance (0–5) an expert's labels give an object, if any: their
+/// relevance score, else anomaly = 5, normal = 0, an "artefact" tag = 0.
+pub fn relevance_target(labels: &crate::store::ObjectLabels) -> Option<f32> {
+    if let Some(r) = labels.relevance {
+        return Some(r as f32);
+    }
+    match labels.verdict {
+        Some(Verdict::Anomaly) => Some(5.0),
+        Some(Verdict::Normal) => Some(0.0),
+        Some(Verdict::Unsure) => None,
+        None if labels.tags.contains("artefact") => Some(0.0),
+        None => None,
+    }
 }
 
 /// Decodes a stored Isolation Forest model.
@@ -61,6 +84,7 @@ pub fn score_store(store: &Store, opts: &ScoreOptions, progress: &dyn Progress) 
     let version = store.begin_scores()?;
     let mut report = ScoreReport { version, ..Default::default() };
     let mut batches = 0usize;
+    let book = if opts.rerank { LabelBook::from_events(store.label_events()?) } else { LabelBook::default() };
     let mut surveys: Vec<_> = per_survey.into_iter().collect();
     surveys.sort_by(|a, b| a.0.cmp(&b.0));
     for (survey, (keys, raw)) in surveys {
@@ -74,9 +98,27 @@ pub fn score_store(store: &Store, opts: &ScoreOptions, progress: &dyn Progress) 
         let x = scaler.transform(&raw);
         drop(raw);
         let forest = IsolationForest::fit(&x, scaler.n_out(), &opts.forest);
-        let scores = forest.score(&x);
+        let mut scores = forest.score(&x);
+        // Active learning: what the expert said re-ranks the anomaly scores.
+        let n_out = scaler.n_out();
+        let mut lx = Vec::new();
+        let mut ly = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(y) = book.get(*key).and_then(relevance_target) {
+                lx.extend_from_slice(&x[i * n_out..(i + 1) * n_out]);
+                ly.push(y);
+            }
+        }
+        let relevance = (!ly.is_empty()).then(|| RelevanceModel::fit(&lx, n_out, &ly));
+        if let Some(model) = &relevance {
+            let predicted = model.predict(&x);
+            for (s, r) in scores.iter_mut().zip(predicted) {
+                *s = combine(*s, r);
+            }
+            report.relevance_labels += model.n_labelled();
+        }
         drop(x);
-        let model = ForestModel { scaler, forest };
+        let model = ForestModel { scaler, forest, relevance };
         let blob = postcard::to_allocvec(&model).expect("model encodes");
         let hash = hex(&sha2::Sha256::digest(&blob));
         let params = serde_json::to_string(&opts.forest).unwrap_or_default();
@@ -105,10 +147,15 @@ pub fn score_store(store: &Store, opts: &ScoreOptions, progress: &dyn Progress) 
         report.n_scored += pairs.len() as u64;
         report.per_survey.push((survey, pairs.len() as u64, model_id, hash));
     }
+    let method = if report.relevance_labels > 0 {
+        format!("isolation-forest + relevance re-rank ({} labels)", report.relevance_labels)
+    } else {
+        "isolation-forest".into()
+    };
     store.commit_scores(&ScoreVersion {
         version,
         models: report.per_survey.iter().map(|s| s.2).collect(),
-        method: "isolation-forest".into(),
+        method,
         time: chrono::Utc::now().to_rfc3339(),
         n_scored: report.n_scored,
     })?;
