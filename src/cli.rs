@@ -32,6 +32,10 @@ pub enum Command {
     Top(TopArgs),
     /// Label candidates in the terminal (cutout, spectrum, single-key labels).
     Triage(TriageArgs),
+    /// Pretrain the CNN backbone on procedurally generated IFS fractals.
+    Pretrain(PretrainArgs),
+    /// Retrain the CNN with FixMatch on the labels, then rescore every object.
+    Retrain(RetrainArgs),
     /// Write the labels for other tools (CSV, Astronomaly, AnomalyMatch).
     Export(ExportArgs),
     /// Show what the store holds.
@@ -162,4 +166,58 @@ pub struct ExportArgs {
     /// Image file extension for AnomalyMatch file names.
     #[arg(long, default_value = "png")]
     pub image_ext: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PretrainArgs {
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub net: crate::learn::NetSize,
+    /// Fractal classes (the paper uses ~1000; on a CPU start smaller).
+    #[arg(long, default_value_t = 100)]
+    pub classes: usize,
+    #[arg(long, default_value_t = 20)]
+    pub images_per_class: usize,
+    /// Image size in pixels (the survey's cutout size).
+    #[arg(long, default_value_t = 64)]
+    pub size: i64,
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// libtorch CPU threads (default: libtorch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RetrainArgs {
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub net: crate::learn::NetSize,
+    /// FixMatch steps.
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Labelled batch size B (the unlabelled batch is mu x B).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 5)]
+    pub mu: usize,
+    /// Unlabelled images sampled for FixMatch.
+    #[arg(long, default_value_t = 2048)]
+    pub pool: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Seconds to wait for the store if another process holds it.
+    #[arg(long, default_value_t = 86_400)]
+    pub wait: u64,
+    /// For schedulers and GPU nodes: no progress lines, only the summary.
+    #[arg(long = "batch-mode", alias = "batch-job")]
+    pub batch_mode: bool,
+    /// libtorch CPU threads (default: libtorch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// SIGKILL after writing this many score batches (testing crash safety).
+    #[arg(long, hide = true)]
+    pub crash_after_batches: Option<usize>,
 }

@@ -5,6 +5,7 @@ mod crossmatch;
 mod export;
 mod features;
 mod ingest;
+mod learn;
 mod score;
 mod status;
 mod synth;
@@ -25,6 +26,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Top(args) => score::top(&cli.store, &args),
         Command::Triage(args) => triage::run(&cli.store, &args),
         Command::Export(args) => export::run(&cli.store, &args),
+        Command::Pretrain(args) => learn::pretrain(&cli.store, &args),
+        Command::Retrain(args) => learn::retrain_cmd(&cli.store, &args),
         Command::Status(args) => status::run(&cli.store, &args),
     }
 }

@@ -104,6 +104,9 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     }
     writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
     writeln!(out, "models    {}", store.model_count())?;
+    if let Some((state, message, time)) = crate::learn::read_status(store.path()) {
+        writeln!(out, "retrain   {state}: {message} ({time})")?;
+    }
     writeln!(out, "compute   {}", crate::learn::device_summary())?;
     if args.files {
         writeln!(out, "\nfiles:")?;

@@ -12,6 +12,9 @@ pub mod fractal;
 pub mod infer;
 pub mod net;
 pub mod train;
+mod stage;
+
+pub use stage::{LearnError, NetSize, RetrainOptions, RetrainReport, normalise, pretrain_store, read_status, retrain, write_status};
 
 /// The device training and inference run on: CUDA when present, else CPU.
 pub fn device() -> tch::Device {

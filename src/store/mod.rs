@@ -658,6 +658,19 @@ impl Store {
         }
     }
 
+    /// Models of one kind, oldest first.
+    pub fn models_of_kind(&self, kind: &str) -> Result<Vec<ModelRecord>> {
+        let mut out = Vec::new();
+        for kv in self.models.iter() {
+            let (_, v) = kv.map_err(|e| self.sled(e))?;
+            let m: ModelRecord = self.decode("models", &v)?;
+            if m.kind == kind {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn model_count(&self) -> usize {
         self.models.len()
     }

@@ -246,3 +246,11 @@ pub struct ModelRecord {
     pub blob: Vec<u8>,
     pub hash: String,
 }
+
+impl ModelRecord {
+    /// For models kept as checkpoint files (CNNs): the file the blob names.
+    pub fn blob_path(&self) -> Option<std::path::PathBuf> {
+        let text = std::str::from_utf8(&self.blob).ok()?;
+        text.ends_with(".safetensors").then(|| std::path::PathBuf::from(text))
+    }
+}

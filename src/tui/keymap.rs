@@ -279,10 +279,11 @@ mod tests {
 
     #[test]
     fn user_overrides_replace_an_actions_keys() {
-        let km = Keymap::with_overrides("[keys]\nanomaly = [\"j\"]\nnext = [\"k\", \"down\"]\n", "mine.toml").unwrap();
-        assert_eq!(km.action(&press(KeyCode::Char('j'))), Some(Action::Anomaly));
+        let km = Keymap::with_overrides("[keys]\nanomaly = [\"w\"]\nnext = [\"m\", \"end\"]\n", "mine.toml").unwrap();
+        assert_eq!(km.action(&press(KeyCode::Char('w'))), Some(Action::Anomaly));
         assert_eq!(km.action(&press(KeyCode::Char('a'))), None, "old key freed");
-        assert_eq!(km.action(&press(KeyCode::Down)), Some(Action::Next));
+        assert_eq!(km.action(&press(KeyCode::End)), Some(Action::Next));
+        assert_eq!(km.action(&press(KeyCode::Char('l'))), None, "next's old keys freed");
         assert_eq!(km.action(&press(KeyCode::Char('n'))), Some(Action::Normal), "others keep defaults");
     }
 

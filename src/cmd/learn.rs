@@ -1,0 +1,79 @@
+use std::path::Path;
+use std::time::Duration;
+
+use color_eyre::Result;
+
+use crate::cli::{PretrainArgs, RetrainArgs};
+use crate::learn::{RetrainOptions, pretrain_store, retrain, write_status};
+use crate::learn::train::PretrainParams;
+
+/// Fractal pretraining of the CNN backbone (no data or weights downloaded).
+pub fn pretrain(store_path: &Path, args: &PretrainArgs) -> Result<i32> {
+    let _log = super::log_to(&store_path.join("logs"));
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t);
+    }
+    let params = PretrainParams {
+        n_classes: args.classes,
+        images_per_class: args.images_per_class,
+        image_size: args.size,
+        epochs: args.epochs,
+        batch: args.batch,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let bar = super::progress_bar("pretrain");
+    bar.set_length(args.epochs as u64);
+    let started = std::time::Instant::now();
+    let (id, hash, loss) = pretrain_store(store_path, args.net, &params, &|epoch, loss| {
+        bar.set_position(epoch as u64 + 1);
+        bar.set_message(format!("loss {loss:.3}"));
+    })
+    .inspect_err(|e| write_status(store_path, "failed", &e.to_string()))?;
+    bar.finish_and_clear();
+    super::print(&format!(
+        "pretrained {:?} on {} fractal classes in {:.0}s: final loss {loss:.3}, model {id} (sha256 {})\n",
+        args.net,
+        args.classes,
+        started.elapsed().as_secs_f64(),
+        &hash[..12]
+    ))
+}
+
+/// FixMatch retrain from the labels, then a new score version.
+pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
+    let _log = super::log_to(&store_path.join("logs"));
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t);
+    }
+    let opts = RetrainOptions {
+        net: args.net,
+        steps: args.steps,
+        batch: args.batch,
+        mu: args.mu,
+        pool: args.pool,
+        seed: args.seed,
+        wait: Duration::from_secs(args.wait),
+        crash_after_batches: args.crash_after_batches,
+    };
+    let started = std::time::Instant::now();
+    let quiet = args.batch_mode;
+    let report = retrain(store_path, &opts, &|line| {
+        tracing::info!("{line}");
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })
+    .inspect_err(|e| write_status(store_path, "failed", &e.to_string()))?;
+    super::print(&format!(
+        "retrained on {} anomalies and {} normals ({}) in {:.0}s; scored {} objects as score version {} (model {}, sha256 {})\n",
+        report.n_anomalies,
+        report.n_normals,
+        report.device,
+        started.elapsed().as_secs_f64(),
+        report.n_scored,
+        report.version,
+        report.model,
+        &report.hash[..12]
+    ))
+}
