@@ -144,6 +144,12 @@ pub struct TriageArgs {
     /// Who is labelling (default $USER).
     #[arg(long)]
     pub user: Option<String>,
+    /// When quitting with new labels: start a background retrain, ask, or never.
+    #[arg(long, default_value = "retrain", value_parser = ["retrain", "ask", "never"])]
+    pub on_quit: String,
+    /// Extra arguments for that retrain (e.g. "--steps 1000 --net lite0").
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub retrain_args: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -137,3 +137,47 @@ fn gallery_page_labelled_normal_in_tmux() {
     let labelled: Vec<_> = events.iter().map(|(_, e)| e.object).collect();
     assert_eq!(labelled, ranked);
 }
+
+#[test]
+fn quitting_with_new_labels_starts_a_background_retrain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::pipeline::scored_store(dir.path(), 60);
+    let bin = env!("CARGO_BIN_EXE_oddity");
+    let t = Tmux::start(
+        "onquit",
+        160,
+        48,
+        &[
+            bin,
+            "--store",
+            store.to_str().unwrap(),
+            "triage",
+            "--graphics",
+            "halfblocks",
+            "--retrain-args",
+            "--steps 10 --batch 4 --mu 1 --pool 16 --threads 1",
+        ],
+        &[("TERM", "xterm-256color")],
+    );
+    t.wait_for("1/", 20);
+    t.keys(&["a"]);
+    t.wait_for("saved ✓ anomaly", 10);
+    t.keys(&["n"]);
+    t.wait_for("saved ✓ normal", 10);
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(10), 0);
+    t.wait_for("retrain started in the background", 10);
+    // The retrain runs detached and ends with a new score version.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let state = oddity::learn::read_status(&store).map(|s| s.0).unwrap_or_default();
+        if state == "done" {
+            break;
+        }
+        assert!(state != "failed", "{:?}", oddity::learn::read_status(&store));
+        assert!(std::time::Instant::now() < deadline, "retrain did not finish: {:?}", oddity::learn::read_status(&store));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let s = Store::open(&store).unwrap();
+    assert!(s.current_scores().unwrap().unwrap().method.starts_with("fixmatch-cnn (1 anomalies, 1 normals"));
+}
