@@ -205,7 +205,7 @@ pub struct RetrainArgs {
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
     /// Labelled batch size B (the unlabelled batch is mu x B).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long = "batch-size", default_value_t = 16)]
     pub batch: usize,
     #[arg(long, default_value_t = 5)]
     pub mu: usize,
@@ -218,7 +218,7 @@ pub struct RetrainArgs {
     #[arg(long, default_value_t = 86_400)]
     pub wait: u64,
     /// For schedulers and GPU nodes: no progress lines, only the summary.
-    #[arg(long = "batch-mode", alias = "batch-job")]
+    #[arg(long = "batch")]
     pub batch_mode: bool,
     /// libtorch CPU threads (default: libtorch's choice).
     #[arg(long)]

@@ -83,7 +83,7 @@ fn pretrain_then_retrain_writes_a_cnn_ranking() {
     assert!(text(&out).contains("pretrained Tiny on 4 fractal classes"), "{}", text(&out));
     let if_auroc = auroc(&Store::open(&store_path).unwrap(), &held_out);
 
-    let out = run(&["--store", s, "retrain", "--steps", "150", "--batch", "8", "--mu", "2", "--pool", "128", "--threads", "1"]);
+    let out = run(&["--store", s, "retrain", "--steps", "150", "--batch-size", "8", "--mu", "2", "--pool", "128", "--threads", "1"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("backbone from the fractal-pretrained checkpoint"), "{t}");
@@ -108,7 +108,7 @@ fn a_crash_mid_retrain_keeps_the_previous_scores() {
     let (store_path, _) = labelled_store(dir.path());
     let s = store_path.to_str().unwrap();
     let before = String::from_utf8(run(&["--store", s, "top", "400", "--tsv"]).stdout).unwrap();
-    let out = run(&["--store", s, "retrain", "--steps", "5", "--batch", "4", "--mu", "1", "--pool", "16", "--threads", "1", "--crash-after-batches", "1"]);
+    let out = run(&["--store", s, "retrain", "--steps", "5", "--batch-size", "4", "--mu", "1", "--pool", "16", "--threads", "1", "--crash-after-batches", "1"]);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8(run(&["--store", s, "top", "400", "--tsv"]).stdout).unwrap(), before);
     let store = Store::open(&store_path).unwrap();
@@ -125,7 +125,7 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
     drop(held);
     let mut child = spawn(
         oddity()
-            .args(["--store", s, "retrain", "--steps", "20", "--batch", "4", "--mu", "1", "--pool", "32", "--threads", "1", "--wait", "120"])
+            .args(["--store", s, "retrain", "--steps", "20", "--batch-size", "4", "--mu", "1", "--pool", "32", "--threads", "1", "--wait", "120"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null()),
     );

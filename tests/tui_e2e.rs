@@ -155,7 +155,7 @@ fn quitting_with_new_labels_starts_a_background_retrain() {
             "--graphics",
             "halfblocks",
             "--retrain-args",
-            "--steps 10 --batch 4 --mu 1 --pool 16 --threads 1",
+            "--steps 10 --batch-size 4 --mu 1 --pool 16 --threads 1",
         ],
         &[("TERM", "xterm-256color")],
     );

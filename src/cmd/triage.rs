@@ -65,7 +65,7 @@ fn after_session(store_path: &Path, on_quit: &str, extra: &str, summary: &crate:
     std::fs::create_dir_all(&log_dir)?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_dir.join("retrain.log"))?;
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.arg("--store").arg(store_path).args(["retrain", "--batch-mode"]).args(extra.split_whitespace());
+    cmd.arg("--store").arg(store_path).args(["retrain", "--batch"]).args(extra.split_whitespace());
     cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // Its own process group: a Ctrl-C in this shell does not stop it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
