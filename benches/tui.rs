@@ -19,7 +19,7 @@ use ratatui_image::picker::{Picker, ProtocolType};
 
 use oddity::store::Store;
 use oddity::tui::app::App;
-use oddity::tui::worker::{Loader, Reply, Request};
+use oddity::tui::worker::Loader;
 use oddity::tui::{Filter, Keymap, Ordering, ui};
 
 fn run(cmd: &[&str]) {
@@ -29,28 +29,7 @@ fn run(cmd: &[&str]) {
 }
 
 fn serve(app: &mut App, loader: &mut Loader, only_urgent: bool) {
-    for _ in 0..4 {
-        let (requests, later): (Vec<_>, Vec<_>) = app.requests.drain(..).partition(|(urgent, _)| *urgent || !only_urgent);
-        // Prefetches stay queued for the worker's idle time.
-        app.requests.extend(later);
-        if requests.is_empty() {
-            break;
-        }
-        for (_, r) in requests {
-            match r {
-                Request::Load(k) => {
-                    if let Some(c) = loader.candidate(k) {
-                        app.on_reply(Reply::Loaded(Box::new(c)));
-                    }
-                }
-                Request::Encode { key, view, area } => {
-                    if let Some(p) = loader.encode(key, &view, area) {
-                        app.on_reply(Reply::Encoded { key, view, area, protocol: Box::new(p) });
-                    }
-                }
-            }
-        }
-    }
+    oddity::tui::serve_requests(app, loader, only_urgent);
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {

@@ -13,18 +13,7 @@ use oddity::store::{LabelEvent, LabelValue, Store};
 /// and on some normal galaxies; returns the held-out truth (id → anomalous).
 fn labelled_store(dir: &std::path::Path) -> (std::path::PathBuf, HashMap<String, bool>) {
     let survey = dir.join("survey");
-    let store_path = dir.join("store");
-    let s = store_path.to_str().unwrap();
-    for args in [
-        vec!["synth", survey.to_str().unwrap(), "--galaxies", "400", "--size", "32", "--nside", "32", "--anomalies", "0.1", "--seed", "3"],
-        vec!["--store", s, "ingest", survey.to_str().unwrap()],
-        vec!["--store", s, "crossmatch"],
-        vec!["--store", s, "features"],
-        vec!["--store", s, "score"],
-    ] {
-        let out = run(&args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-    }
+    let store_path = common::pipeline::scored_store_with(dir, &["--galaxies", "400", "--size", "32", "--nside", "32", "--anomalies", "0.1", "--seed", "3"]);
     let truth: Vec<(String, bool)> = std::fs::read_to_string(survey.join("truth.csv"))
         .unwrap()
         .lines()

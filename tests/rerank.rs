@@ -13,18 +13,8 @@ use oddity::store::{LabelEvent, LabelValue, Store};
 fn labels_move_similar_unlabelled_objects() {
     let dir = tempfile::tempdir().unwrap();
     let survey = dir.path().join("survey");
-    let store_path = dir.path().join("store");
+    let store_path = common::pipeline::scored_store_with(dir.path(), &["--galaxies", "900", "--size", "48", "--nside", "32", "--anomalies", "0.1", "--seed", "7"]);
     let s = store_path.to_str().unwrap();
-    for args in [
-        vec!["synth", survey.to_str().unwrap(), "--galaxies", "900", "--size", "48", "--nside", "32", "--anomalies", "0.1", "--seed", "7"],
-        vec!["--store", s, "ingest", survey.to_str().unwrap()],
-        vec!["--store", s, "crossmatch"],
-        vec!["--store", s, "features"],
-        vec!["--store", s, "score"],
-    ] {
-        let out = run(&args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-    }
     let truth: HashMap<String, String> = std::fs::read_to_string(survey.join("truth.csv"))
         .unwrap()
         .lines()

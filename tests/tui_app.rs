@@ -13,7 +13,7 @@ use ratatui_image::picker::Picker;
 
 use oddity::store::{LabelValue, Store};
 use oddity::tui::app::{App, Mode};
-use oddity::tui::worker::{Loader, Reply, Request};
+use oddity::tui::worker::Loader;
 use oddity::tui::{Filter, Keymap, Ordering, ui};
 
 fn key(c: char) -> KeyEvent {
@@ -28,28 +28,8 @@ fn app(store: &Arc<Store>) -> App {
     App::new(store.clone(), Keymap::default_keys(), "tester".into(), Ordering::Score, Filter::Unlabelled).unwrap()
 }
 
-/// Serves the app's requests synchronously, as the worker thread would.
 fn serve(app: &mut App, loader: &mut Loader) {
-    for _ in 0..4 {
-        let requests: Vec<_> = app.requests.drain(..).collect();
-        if requests.is_empty() {
-            break;
-        }
-        for (_, r) in requests {
-            match r {
-                Request::Load(k) => {
-                    if let Some(c) = loader.candidate(k) {
-                        app.on_reply(Reply::Loaded(Box::new(c)));
-                    }
-                }
-                Request::Encode { key, view, area } => {
-                    if let Some(p) = loader.encode(key, &view, area) {
-                        app.on_reply(Reply::Encoded { key, view, area, protocol: Box::new(p) });
-                    }
-                }
-            }
-        }
-    }
+    oddity::tui::serve_requests(app, loader, false);
 }
 
 fn screen(app: &mut App, loader: &mut Loader, w: u16, h: u16) -> String {

@@ -3,19 +3,7 @@ use std::path::Path;
 use color_eyre::Result;
 
 use crate::features::compute;
-use crate::ingest::Progress;
 use crate::store::Store;
-
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn set_total(&self, rows: u64) {
-        self.0.set_length(rows);
-    }
-    fn advance(&self, rows: u64) {
-        self.0.inc(rows);
-    }
-}
 
 /// Computes morphology, colour and spectral-line features for every object.
 pub fn run(store_path: &Path) -> Result<i32> {
@@ -24,7 +12,7 @@ pub fn run(store_path: &Path) -> Result<i32> {
     if store.crossmatch_info()?.is_none() {
         eprintln!("note: no cross-match yet, so image features carry no spectral lines (run `oddity crossmatch` first)");
     }
-    let bar = Bar(super::progress_bar("features"));
+    let bar = super::Bar(super::progress_bar("features"));
     let started = std::time::Instant::now();
     let report = compute(&store, &bar)?;
     bar.0.finish_and_clear();

@@ -3,25 +3,14 @@ use std::path::Path;
 use color_eyre::Result;
 
 use crate::cli::IngestArgs;
-use crate::ingest::{IngestOptions, Progress, ingest};
+use crate::ingest::{IngestOptions, ingest};
 use crate::store::Store;
-
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn set_total(&self, rows: u64) {
-        self.0.set_length(rows);
-    }
-    fn advance(&self, rows: u64) {
-        self.0.inc(rows);
-    }
-}
 
 pub fn run(store_path: &Path, args: &IngestArgs) -> Result<i32> {
     let store = Store::open_or_create(store_path)?;
     let _log = super::log_to(&store.log_dir());
     let opts = IngestOptions { survey: args.survey.clone(), max_batches: args.max_batches };
-    let bar = Bar(super::progress_bar("ingest"));
+    let bar = super::Bar(super::progress_bar("ingest"));
     let started = std::time::Instant::now();
     let report = ingest(&store, &args.paths, &opts, &bar)?;
     bar.0.finish_and_clear();

@@ -43,6 +43,18 @@ pub(crate) fn log_to(dir: &std::path::Path) -> Option<tracing_appender::non_bloc
     Some(guard)
 }
 
+/// Stage progress shown on an indicatif bar.
+pub(crate) struct Bar(pub indicatif::ProgressBar);
+
+impl crate::ingest::Progress for Bar {
+    fn set_total(&self, rows: u64) {
+        self.0.set_length(rows);
+    }
+    fn advance(&self, rows: u64) {
+        self.0.inc(rows);
+    }
+}
+
 /// A progress bar on stderr; indicatif hides it when stderr is not a terminal.
 pub(crate) fn progress_bar(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);

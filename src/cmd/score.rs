@@ -4,19 +4,7 @@ use color_eyre::Result;
 
 use crate::cli::{ScoreArgs, TopArgs};
 use crate::detect::{ForestParams, ScoreOptions, score_store};
-use crate::ingest::Progress;
 use crate::store::Store;
-
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn set_total(&self, rows: u64) {
-        self.0.set_length(rows);
-    }
-    fn advance(&self, rows: u64) {
-        self.0.inc(rows);
-    }
-}
 
 /// Scores every object with an Isolation Forest; the new ranking replaces
 /// the old one only once it is complete.
@@ -38,7 +26,7 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
         rerank: !args.no_rerank,
         crash_after_batches: args.crash_after_batches,
     };
-    let bar = Bar(super::progress_bar("score"));
+    let bar = super::Bar(super::progress_bar("score"));
     let started = std::time::Instant::now();
     let report = score_store(&store, &opts, &bar)?;
     bar.0.finish_and_clear();

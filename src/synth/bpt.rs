@@ -5,67 +5,9 @@
 
 use rand::Rng;
 
-/// The BPT class written to `truth.csv`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BptClass {
-    StarForming,
-    Composite,
-    Seyfert,
-    Liner,
-    /// Some BPT line has S/N < 3: no class may be guessed.
-    Unclassifiable,
-}
-
-impl BptClass {
-    #[cfg(test)]
-    pub const ALL: [BptClass; 5] = [
-        BptClass::StarForming,
-        BptClass::Composite,
-        BptClass::Seyfert,
-        BptClass::Liner,
-        BptClass::Unclassifiable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BptClass::StarForming => "star-forming",
-            BptClass::Composite => "composite",
-            BptClass::Seyfert => "seyfert",
-            BptClass::Liner => "liner",
-            BptClass::Unclassifiable => "unclassifiable",
-        }
-    }
-}
-
-/// Kauffmann et al. (2003) upper envelope of star formation (valid for x < 0.05).
-pub fn kauffmann03(x: f64) -> f64 {
-    0.61 / (x - 0.05) + 1.3
-}
-
-/// Kewley et al. (2001) maximum-starburst line (valid for x < 0.47).
-pub fn kewley01(x: f64) -> f64 {
-    0.61 / (x - 0.47) + 1.19
-}
-
-/// Schawinski et al. (2007) Seyfert/LINER division.
-pub fn schawinski07(x: f64) -> f64 {
-    1.05 * x + 0.45
-}
-
-/// Classifies a point with measurable lines (never `Unclassifiable`).
-pub fn classify(x: f64, y: f64) -> BptClass {
-    if x < 0.05 && y < kauffmann03(x) {
-        BptClass::StarForming
-    } else if x >= 0.47 || y > kewley01(x) {
-        if y > schawinski07(x) {
-            BptClass::Seyfert
-        } else {
-            BptClass::Liner
-        }
-    } else {
-        BptClass::Composite
-    }
-}
+// One definition of the curves and classes for the whole crate: the
+// generator draws with the same geometry the classifier measures with.
+pub use crate::features::spectral::{BptClass, bpt_region as classify, kauffmann03};
 
 /// Margin (dex) kept between drawn points and every demarcation curve.
 pub const MARGIN: f64 = 0.1;

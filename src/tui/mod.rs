@@ -226,6 +226,33 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, picker: Pi
     }
 }
 
+/// Serves the app's pending requests on this thread, as the worker thread
+/// would; prefetches stay queued when `only_urgent`. For tests and benches
+/// that drive the screen without threads.
+pub fn serve_requests(app: &mut App, loader: &mut worker::Loader, only_urgent: bool) {
+    for _ in 0..4 {
+        let (now, later): (Vec<_>, Vec<_>) = app.requests.drain(..).partition(|(urgent, _)| *urgent || !only_urgent);
+        app.requests.extend(later);
+        if now.is_empty() {
+            break;
+        }
+        for (_, r) in now {
+            match r {
+                worker::Request::Load(k) => {
+                    if let Some(c) = loader.candidate(k) {
+                        app.on_reply(worker::Reply::Loaded(Box::new(c)));
+                    }
+                }
+                worker::Request::Encode { key, view, area } => {
+                    if let Some(p) = loader.encode(key, &view, area) {
+                        app.on_reply(worker::Reply::Encoded { key, view, area, protocol: Box::new(p) });
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Objects a retrain learns from: interesting (anomaly, or relevance >= 3)
 /// and normal (normal, or relevance < 3); unsure ones are left out.
 pub fn training_counts(book: &crate::store::LabelBook) -> (usize, usize) {
