@@ -644,7 +644,10 @@ impl Store {
 
     /// Stores a model and returns its id.
     pub fn put_model(&self, mut model: ModelRecord) -> Result<u32> {
-        let id = self.db.generate_id().map_err(|e| self.sled(e))? as u32;
+        // Small consecutive ids (1, 2, 3…) that people can say out loud; one
+        // process per store, so no race.
+        let last = self.models.last().map_err(|e| self.sled(e))?;
+        let id = last.and_then(|(k, _)| k.as_ref().try_into().ok().map(u32::from_be_bytes)).map(|v| v + 1).unwrap_or(1);
         model.id = id;
         self.models.insert(id.to_be_bytes(), encode(&model)).map_err(|e| self.sled(e))?;
         self.flush()?;
