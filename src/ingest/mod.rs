@@ -162,7 +162,7 @@ pub fn ingest(store: &Store, paths: &[PathBuf], opts: &IngestOptions, progress: 
     let mut batches_left = opts.max_batches;
     for plan in plans {
         let path = plan.path.clone();
-        match ingest_file(store, plan, progress, &mut batches_left, &mut problems) {
+        match ingest_file(store, *plan, progress, &mut batches_left, &mut problems) {
             Ok(FileOutcome { added, rejected, complete }) => {
                 report.objects_added += added;
                 report.rows_rejected += rejected;
@@ -198,7 +198,7 @@ struct FilePlan {
 
 enum Plan {
     Skip,
-    Ingest(FilePlan),
+    Ingest(Box<FilePlan>),
 }
 
 enum PlanError {
@@ -275,7 +275,7 @@ fn plan_file(store: &Store, path: &Path, opts: &IngestOptions) -> Result<Plan, P
             (id, fresh, 0)
         }
     };
-    Ok(Plan::Ingest(FilePlan { path: path.to_owned(), id, record, table, resume_from }))
+    Ok(Plan::Ingest(Box::new(FilePlan { path: path.to_owned(), id, record, table, resume_from })))
 }
 
 struct FileOutcome {

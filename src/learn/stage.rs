@@ -197,9 +197,8 @@ fn load_images(snap: &Snapshot, keys: &[ObjectKey]) -> Result<Tensor, LearnError
     for i in order {
         let key = keys[i];
         let source = &snap.sources[&key.file];
-        if !tables.contains_key(&key.file) {
-            let t = Table::open(Path::new(&source.path)).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
-            tables.insert(key.file, t);
+        if let std::collections::hash_map::Entry::Vacant(slot) = tables.entry(key.file) {
+            slot.insert(Table::open(Path::new(&source.path)).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?);
         }
         let px = tables[&key.file]
             .read_images(key.row as usize..key.row as usize + 1)

@@ -63,6 +63,9 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Objects with their scores, most anomalous first, owning the cursor.
+pub type RankedIter = Box<dyn Iterator<Item = Result<(ObjectKey, f32)>> + Send>;
+
 /// An open store. Holding it holds the store's exclusive lock.
 pub struct Store {
     path: PathBuf,
@@ -595,16 +598,16 @@ impl Store {
         let iter = version.map(|v| self.score_index.scan_prefix(v.to_be_bytes()));
         Ok(iter.into_iter().flatten().map(move |kv| {
             let (k, _) = kv.map_err(|e| self.sled(e))?;
-            Ok(parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
+            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
                 path: self.path.clone(),
                 tree: "score_index",
                 why: "bad key".into(),
-            })?)
+            })
         }))
     }
 
     /// Like [`Store::ranked`], but owning its cursor (for long-lived queues).
-    pub fn ranked_owned(&self) -> Result<Box<dyn Iterator<Item = Result<(ObjectKey, f32)>> + Send>> {
+    pub fn ranked_owned(&self) -> Result<RankedIter> {
         let Some(v) = self.current_scores()? else { return Ok(Box::new(std::iter::empty())) };
         let path = self.path.clone();
         Ok(Box::new(self.score_index.scan_prefix(v.version.to_be_bytes()).map(move |kv| {

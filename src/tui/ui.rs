@@ -137,7 +137,6 @@ pub fn draw(frame: &mut Frame, app: &App) {
 }
 
 fn draw_overlays(frame: &mut Frame, app: &App, pal: &Palette) {
-    let pal = pal;
     match &app.mode {
         Mode::Help => draw_help(frame, app, pal),
         Mode::Menu { kind, selected } => draw_menu(frame, app, *kind, *selected, pal),
