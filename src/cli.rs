@@ -36,6 +36,8 @@ pub enum Command {
     Pretrain(PretrainArgs),
     /// Retrain the CNN with FixMatch on the labels, then rescore every object.
     Retrain(RetrainArgs),
+    /// Simulated-expert evaluation against ground truth (on a copy of the store).
+    Eval(EvalArgs),
     /// Write the labels for other tools (CSV, Astronomaly, AnomalyMatch).
     Export(ExportArgs),
     /// Show what the store holds.
@@ -226,4 +228,33 @@ pub struct RetrainArgs {
     /// SIGKILL after writing this many score batches (testing crash safety).
     #[arg(long, hide = true)]
     pub crash_after_batches: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Ground truth (the synthetic survey's truth.csv: object_id, kind, interesting).
+    #[arg(long)]
+    pub truth: std::path::PathBuf,
+    /// Where the working copy of the store and eval.csv go.
+    #[arg(long, default_value = "oddity-eval")]
+    pub out: std::path::PathBuf,
+    #[arg(long, default_value_t = 3)]
+    pub cycles: usize,
+    /// Candidates the simulated expert labels per cycle.
+    #[arg(long, default_value_t = 100)]
+    pub per_cycle: usize,
+    /// Interesting anomalies labelled before the first cycle.
+    #[arg(long, default_value_t = 10)]
+    pub start: usize,
+    /// Recall is measured in the top K.
+    #[arg(long, default_value_t = 2000)]
+    pub recall_k: usize,
+    /// FixMatch steps per cycle (0: no CNN).
+    #[arg(long, default_value_t = 150)]
+    pub cnn_steps: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// libtorch CPU threads.
+    #[arg(long)]
+    pub threads: Option<i32>,
 }

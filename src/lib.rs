@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod detect;
+pub mod eval;
 pub mod features;
 pub mod ingest;
 pub mod learn;

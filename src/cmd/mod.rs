@@ -2,6 +2,7 @@
 //! through the library modules, and prints for people on stdout/stderr.
 
 mod crossmatch;
+mod eval;
 mod export;
 mod features;
 mod ingest;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Export(args) => export::run(&cli.store, &args),
         Command::Pretrain(args) => learn::pretrain(&cli.store, &args),
         Command::Retrain(args) => learn::retrain_cmd(&cli.store, &args),
+        Command::Eval(args) => eval::run_cmd(&cli.store, &args),
         Command::Status(args) => status::run(&cli.store, &args),
     }
 }
