@@ -34,7 +34,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let dir = args.first().expect("usage: crossmatch DIR [RADIUS_ARCSEC]");
     let radius: f64 = args.get(1).map(|r| r.parse().expect("radius")).unwrap_or(1.0);
-    let to_radec = |ra: Vec<f64>, dec: Vec<f64>| -> Vec<Radec> { ra.into_iter().zip(dec).map(|(ra, dec)| Radec { ra, dec }).collect() };
+    let to_radec = |ra: Vec<f64>, dec: Vec<f64>| -> Vec<Radec> {
+        ra.into_iter().zip(dec).map(|(ra, dec)| Radec { ra, dec }).collect()
+    };
     let a = to_radec(read_f64(&format!("{dir}/a_ra.bin")), read_f64(&format!("{dir}/a_dec.bin")));
     let b = to_radec(read_f64(&format!("{dir}/b_ra.bin")), read_f64(&format!("{dir}/b_dec.bin")));
     let t = Instant::now();
@@ -48,5 +50,9 @@ fn main() {
     }
     let same = ours.iter().zip(&reference).filter(|(x, y)| x == y).count();
     let differ = a.len() - same;
-    println!("oddity_seconds={secs:.3} oddity_rss_mib={:.0} matches={} differing={differ}", peak_rss_mib(), pairs.len());
+    println!(
+        "oddity_seconds={secs:.3} oddity_rss_mib={:.0} matches={} differing={differ}",
+        peak_rss_mib(),
+        pairs.len()
+    );
 }

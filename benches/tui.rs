@@ -24,7 +24,11 @@ use oddity::tui::{Filter, Keymap, Ordering, ui};
 
 fn run(cmd: &[&str]) {
     let bin = env!("CARGO_BIN_EXE_oddity");
-    let st = std::process::Command::new(bin).args(cmd).stdout(std::process::Stdio::null()).status().unwrap_or_else(|e| panic!("{bin}: {e}"));
+    let st = std::process::Command::new(bin)
+        .args(cmd)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{bin}: {e}"));
     assert!(st.success(), "{cmd:?}");
 }
 
@@ -58,7 +62,8 @@ fn main() {
             let mut picker = Picker::halfblocks();
             picker.set_protocol_type(proto);
             let mut loader = Loader::new(store.clone(), picker);
-            let mut app = App::new(store.clone(), Keymap::default_keys(), "bench".into(), Ordering::Score, Filter::All).unwrap();
+            let mut app =
+                App::new(store.clone(), Keymap::default_keys(), "bench".into(), Ordering::Score, Filter::All).unwrap();
             let mut terminal = Terminal::new(TestBackend::new(200, 60)).unwrap();
             let areas = ui::layout(Rect::new(0, 0, 200, 60));
             app.resize(ui::image_size(&areas)).unwrap();
@@ -82,7 +87,10 @@ fn main() {
             }
             let max = times.iter().cloned().fold(0.0, f64::max);
             let (p50, p99) = (percentile(&mut times, 0.5), percentile(&mut times, 0.99));
-            println!("{name:<12} {:<11} {p50:>8.2} {p99:>8.2} {max:>8.2}", if prefetched { "prefetched" } else { "cold" });
+            println!(
+                "{name:<12} {:<11} {p50:>8.2} {p99:>8.2} {max:>8.2}",
+                if prefetched { "prefetched" } else { "cold" }
+            );
         }
     }
     println!("goal: p99 < 30 ms");
@@ -96,7 +104,8 @@ fn main() {
     println!("{:<12} {:<11} {:>8} {:>8} {:>8}", "encoding", "mode", "p50 ms", "p99 ms", "max ms");
     for prefetched in [true, false] {
         let mut loader = Loader::new(store.clone(), Picker::halfblocks());
-        let mut app = App::new(store.clone(), Keymap::default_keys(), "bench".into(), Ordering::Score, Filter::All).unwrap();
+        let mut app =
+            App::new(store.clone(), Keymap::default_keys(), "bench".into(), Ordering::Score, Filter::All).unwrap();
         let screen = Rect::new(0, 0, 120, 41);
         let mut terminal = Terminal::new(TestBackend::new(120, 41)).unwrap();
         app.resize(ui::image_size(&ui::layout(screen))).unwrap();
@@ -121,7 +130,11 @@ fn main() {
         }
         let max = times.iter().cloned().fold(0.0, f64::max);
         let (p50, p99) = (percentile(&mut times, 0.5), percentile(&mut times, 0.99));
-        println!("{:<12} {:<11} {p50:>8.2} {p99:>8.2} {max:>8.2}", "halfblocks", if prefetched { "prefetched" } else { "cold" });
+        println!(
+            "{:<12} {:<11} {p50:>8.2} {p99:>8.2} {max:>8.2}",
+            "halfblocks",
+            if prefetched { "prefetched" } else { "cold" }
+        );
     }
     println!("goal: p99 < 100 ms");
 }

@@ -8,7 +8,10 @@ use common::*;
 #[test]
 fn the_simulated_expert_loop_improves_the_ranking() {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::pipeline::scored_store_with(dir.path(), &["--galaxies", "600", "--size", "32", "--nside", "32", "--anomalies", "0.08", "--seed", "11"]);
+    let store = common::pipeline::scored_store_with(
+        dir.path(),
+        &["--galaxies", "600", "--size", "32", "--nside", "32", "--anomalies", "0.08", "--seed", "11"],
+    );
     let truth = dir.path().join("survey").join("truth.csv");
     let out_dir = dir.path().join("eval");
     let out = run(&[
@@ -42,7 +45,9 @@ fn the_simulated_expert_loop_improves_the_ranking() {
     assert!(!rows.iter().any(|r| r[0] == "0" && r[1] == "fixmatch-cnn"), "{csv}");
     assert!(rows.iter().any(|r| r[0] == "2" && r[1] == "fixmatch-cnn"), "{csv}");
     let auprc = |cycle: &str, method: &str| -> f64 {
-        rows.iter().find(|r| r[0] == cycle && r[1] == method).unwrap_or_else(|| panic!("{cycle} {method}\n{csv}"))[4].parse().unwrap()
+        rows.iter().find(|r| r[0] == cycle && r[1] == method).unwrap_or_else(|| panic!("{cycle} {method}\n{csv}"))[4]
+            .parse()
+            .unwrap()
     };
     assert!(auprc("2", "forest+re-rank") > auprc("0", "forest+re-rank"), "active learning improves AUPRC:\n{t}");
     // The forest alone does not learn from labels: the same every cycle.

@@ -27,7 +27,9 @@ fn csv_astronomaly_and_anomalymatch_formats() {
     let store_path = dir.path().join("store");
     {
         let store = Store::open_or_create(&store_path).unwrap();
-        let report = oddity::ingest::ingest(&store, &[dir.path().join("hsc")], &Default::default(), &oddity::ingest::NoProgress).unwrap();
+        let report =
+            oddity::ingest::ingest(&store, &[dir.path().join("hsc")], &Default::default(), &oddity::ingest::NoProgress)
+                .unwrap();
         assert_eq!(report.objects_added, 6);
         event(&store, "1000", LabelValue::Relevance(5), &[], "ann");
         event(&store, "1000", LabelValue::Tag, &["ring"], "ann");
@@ -42,10 +44,17 @@ fn csv_astronomaly_and_anomalymatch_formats() {
     let s = store_path.to_str().unwrap();
     let csv = String::from_utf8(run(&["--store", s, "export"]).stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score");
+    assert_eq!(
+        lines[0],
+        "object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score"
+    );
     assert_eq!(lines.len(), 1 + 4, "retracted object 1002 is not exported: {csv}");
     assert!(lines[1].starts_with("1000,hsc,150.0000000,2.0000000,5,,ring,0,ann:5:,0,"), "{}", lines[1]);
-    assert!(lines[2].starts_with("1001,hsc,") && lines[2].contains(",anomaly,,0,ann::normal;bob::anomaly,1,"), "{}", lines[2]);
+    assert!(
+        lines[2].starts_with("1001,hsc,") && lines[2].contains(",anomaly,,0,ann::normal;bob::anomaly,1,"),
+        "{}",
+        lines[2]
+    );
     assert!(lines[3].contains(",unsure,"), "{}", lines[3]);
     assert!(lines[4].contains(",1,,artefact,1,ann:1:,0,"), "favourite + tag: {}", lines[4]);
 
@@ -55,5 +64,8 @@ fn csv_astronomaly_and_anomalymatch_formats() {
     let out = dir.path().join("labeled_data.csv");
     let r = run(&["--store", s, "export", "--format", "anomalymatch", "--out", out.to_str().unwrap()]);
     assert!(r.status.success(), "{}", text(&r));
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "filename,label\n1000.png,anomaly\n1001.png,anomaly\n1004.png,normal\n");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "filename,label\n1000.png,anomaly\n1001.png,anomaly\n1004.png,normal\n"
+    );
 }

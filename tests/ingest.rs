@@ -76,7 +76,10 @@ fn synth_survey_round_trip_and_idempotence() {
         assert_eq!(sdss.survey, "sdss");
         let h = hdf5::File::open(&sdss.path).unwrap();
         let z = h.dataset("Z").unwrap().read_1d::<f32>().unwrap();
-        let spec = s.spectrum(oddity::store::ObjectKey { file: s.source_id(&sdss.path).unwrap().unwrap(), row: 0 }).unwrap().unwrap();
+        let spec = s
+            .spectrum(oddity::store::ObjectKey { file: s.source_id(&sdss.path).unwrap().unwrap(), row: 0 })
+            .unwrap()
+            .unwrap();
         assert_eq!(spec.z, Some(z[0]));
         assert!(spec.n_good > 100);
     }
@@ -185,10 +188,16 @@ fn bad_files_are_reported_and_good_ones_go_in() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     let line_for = |p: &Path| -> String {
-        t.lines().find(|l| l.contains(p.to_str().unwrap())).unwrap_or_else(|| panic!("no line for {}:\n{t}", p.display())).to_string()
+        t.lines()
+            .find(|l| l.contains(p.to_str().unwrap()))
+            .unwrap_or_else(|| panic!("no line for {}:\n{t}", p.display()))
+            .to_string()
     };
     let l = line_for(&truncated);
-    assert!(l.starts_with("error: ") && (l.contains("truncated") || l.contains("cannot open") || l.contains("failed")), "{l}");
+    assert!(
+        l.starts_with("error: ") && (l.contains("truncated") || l.contains("cannot open") || l.contains("failed")),
+        "{l}"
+    );
     let l = line_for(&wrong);
     assert!(l.contains("`image_array` has shape [5, 64]"), "{l}");
     let l = line_for(&no_ra);
@@ -206,9 +215,15 @@ fn bad_files_are_reported_and_good_ones_go_in() {
 fn three_band_files_and_string_ids() {
     let dir = tempfile::tempdir().unwrap();
     let rgb = mmu_path(dir.path(), "legacysurvey", 11);
-    write_image_table(&rgb, &ImageTable { n: 12, bands: vec!["r", "g", "b"], ids: Ids::FixedString, ..Default::default() });
+    write_image_table(
+        &rgb,
+        &ImageTable { n: 12, bands: vec!["r", "g", "b"], ids: Ids::FixedString, ..Default::default() },
+    );
     let uni = mmu_path(dir.path(), "decals", 12);
-    write_image_table(&uni, &ImageTable { n: 4, bands: vec!["g", "r", "z"], ids: Ids::VarString, ..Default::default() });
+    write_image_table(
+        &uni,
+        &ImageTable { n: 4, bands: vec!["g", "r", "z"], ids: Ids::VarString, ..Default::default() },
+    );
     let store = Store::open_or_create(&dir.path().join("store")).unwrap();
     let report = ingest(&store, &[dir.path().to_path_buf()], &IngestOptions::default(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
@@ -245,7 +260,11 @@ fn a_locked_store_and_a_foreign_schema_get_clear_errors() {
     let held = Store::open_or_create(&path).unwrap();
     let out = run(&["--store", path.to_str().unwrap(), "status"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains(&format!("store {} is in use by another oddity process", path.display())), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("store {} is in use by another oddity process", path.display())),
+        "{}",
+        text(&out)
+    );
     held.force_schema_version(99).unwrap();
     drop(held);
     let out = run(&["--store", path.to_str().unwrap(), "status"]);

@@ -13,7 +13,10 @@ use oddity::store::{LabelEvent, LabelValue, Store};
 /// and on some normal galaxies; returns the held-out truth (id → anomalous).
 fn labelled_store(dir: &std::path::Path) -> (std::path::PathBuf, HashMap<String, bool>) {
     let survey = dir.join("survey");
-    let store_path = common::pipeline::scored_store_with(dir, &["--galaxies", "400", "--size", "32", "--nside", "32", "--anomalies", "0.1", "--seed", "3"]);
+    let store_path = common::pipeline::scored_store_with(
+        dir,
+        &["--galaxies", "400", "--size", "32", "--nside", "32", "--anomalies", "0.1", "--seed", "3"],
+    );
     let truth: Vec<(String, bool)> = std::fs::read_to_string(survey.join("truth.csv"))
         .unwrap()
         .lines()
@@ -37,7 +40,8 @@ fn labelled_store(dir: &std::path::Path) -> (std::path::PathBuf, HashMap<String,
         match label {
             Some(value) => {
                 let object = store.find_id("hsc", &id).unwrap().unwrap();
-                let event = LabelEvent { object, value, tags: vec![], user: "t".into(), time: "t".into(), session: "s".into() };
+                let event =
+                    LabelEvent { object, value, tags: vec![], user: "t".into(), time: "t".into(), session: "s".into() };
                 store.append_label(&event).unwrap();
             }
             None => {
@@ -67,12 +71,42 @@ fn pretrain_then_retrain_writes_a_cnn_ranking() {
     let dir = tempfile::tempdir().unwrap();
     let (store_path, held_out) = labelled_store(dir.path());
     let s = store_path.to_str().unwrap();
-    let out = run(&["--store", s, "pretrain", "--classes", "4", "--images-per-class", "8", "--size", "32", "--epochs", "1", "--batch", "16", "--threads", "1"]);
+    let out = run(&[
+        "--store",
+        s,
+        "pretrain",
+        "--classes",
+        "4",
+        "--images-per-class",
+        "8",
+        "--size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch",
+        "16",
+        "--threads",
+        "1",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("pretrained Tiny on 4 fractal classes"), "{}", text(&out));
     let if_auroc = auroc(&Store::open(&store_path).unwrap(), &held_out);
 
-    let out = run(&["--store", s, "retrain", "--steps", "150", "--batch-size", "8", "--mu", "2", "--pool", "128", "--threads", "1"]);
+    let out = run(&[
+        "--store",
+        s,
+        "retrain",
+        "--steps",
+        "150",
+        "--batch-size",
+        "8",
+        "--mu",
+        "2",
+        "--pool",
+        "128",
+        "--threads",
+        "1",
+    ]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("backbone from the fractal-pretrained checkpoint"), "{t}");
@@ -97,7 +131,23 @@ fn a_crash_mid_retrain_keeps_the_previous_scores() {
     let (store_path, _) = labelled_store(dir.path());
     let s = store_path.to_str().unwrap();
     let before = String::from_utf8(run(&["--store", s, "top", "400", "--tsv"]).stdout).unwrap();
-    let out = run(&["--store", s, "retrain", "--steps", "5", "--batch-size", "4", "--mu", "1", "--pool", "16", "--threads", "1", "--crash-after-batches", "1"]);
+    let out = run(&[
+        "--store",
+        s,
+        "retrain",
+        "--steps",
+        "5",
+        "--batch-size",
+        "4",
+        "--mu",
+        "1",
+        "--pool",
+        "16",
+        "--threads",
+        "1",
+        "--crash-after-batches",
+        "1",
+    ]);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8(run(&["--store", s, "top", "400", "--tsv"]).stdout).unwrap(), before);
     let store = Store::open(&store_path).unwrap();
@@ -114,7 +164,23 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
     drop(held);
     let mut child = spawn(
         oddity()
-            .args(["--store", s, "retrain", "--steps", "20", "--batch-size", "4", "--mu", "1", "--pool", "32", "--threads", "1", "--wait", "120"])
+            .args([
+                "--store",
+                s,
+                "retrain",
+                "--steps",
+                "20",
+                "--batch-size",
+                "4",
+                "--mu",
+                "1",
+                "--pool",
+                "32",
+                "--threads",
+                "1",
+                "--wait",
+                "120",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null()),
     );

@@ -34,7 +34,18 @@ fn synth_ingest_crossmatch_features_agree_with_truth() {
     let survey = dir.path().join("survey");
     let store = dir.path().join("store");
     let s = store.to_str().unwrap();
-    let out = run(&["synth", survey.to_str().unwrap(), "--galaxies", "800", "--size", "48", "--spectra", "0.3", "--nside", "128"]);
+    let out = run(&[
+        "synth",
+        survey.to_str().unwrap(),
+        "--galaxies",
+        "800",
+        "--size",
+        "48",
+        "--spectra",
+        "0.3",
+        "--nside",
+        "128",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let out = run(&["--store", s, "ingest", survey.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));

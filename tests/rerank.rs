@@ -13,7 +13,10 @@ use oddity::store::{LabelEvent, LabelValue, Store};
 fn labels_move_similar_unlabelled_objects() {
     let dir = tempfile::tempdir().unwrap();
     let survey = dir.path().join("survey");
-    let store_path = common::pipeline::scored_store_with(dir.path(), &["--galaxies", "900", "--size", "48", "--nside", "32", "--anomalies", "0.1", "--seed", "7"]);
+    let store_path = common::pipeline::scored_store_with(
+        dir.path(),
+        &["--galaxies", "900", "--size", "48", "--nside", "32", "--anomalies", "0.1", "--seed", "7"],
+    );
     let s = store_path.to_str().unwrap();
     let truth: HashMap<String, String> = std::fs::read_to_string(survey.join("truth.csv"))
         .unwrap()
@@ -64,13 +67,19 @@ fn labels_move_similar_unlabelled_objects() {
     assert!(store.current_scores().unwrap().unwrap().method.contains("relevance re-rank"));
     let after = ranks(&store);
     let mean = |ranks: &HashMap<String, usize>, trail: bool| {
-        let v: Vec<f64> = held_out.iter().filter(|(_, k)| (k == "trail") == trail).map(|(id, _)| ranks[id] as f64).collect();
+        let v: Vec<f64> =
+            held_out.iter().filter(|(_, k)| (k == "trail") == trail).map(|(id, _)| ranks[id] as f64).collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
     let (interesting_before, interesting_after) = (mean(&before, false), mean(&after, false));
     let (trail_before, trail_after) = (mean(&before, true), mean(&after, true));
-    eprintln!("held-out interesting mean rank {interesting_before:.0} -> {interesting_after:.0}; trails {trail_before:.0} -> {trail_after:.0}");
-    assert!(interesting_after < interesting_before, "interesting objects rise: {interesting_before} -> {interesting_after}");
+    eprintln!(
+        "held-out interesting mean rank {interesting_before:.0} -> {interesting_after:.0}; trails {trail_before:.0} -> {trail_after:.0}"
+    );
+    assert!(
+        interesting_after < interesting_before,
+        "interesting objects rise: {interesting_before} -> {interesting_after}"
+    );
     assert!(trail_after > trail_before, "artefacts sink: {trail_before} -> {trail_after}");
     // --no-rerank gives the plain anomaly ranking back.
     drop(store);

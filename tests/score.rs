@@ -11,7 +11,18 @@ fn prepared_store(dir: &std::path::Path) -> std::path::PathBuf {
     let store = dir.join("store");
     let s = store.to_str().unwrap();
     for args in [
-        vec!["synth", survey.to_str().unwrap(), "--galaxies", "300", "--size", "32", "--nside", "32", "--anomalies", "0.05"],
+        vec![
+            "synth",
+            survey.to_str().unwrap(),
+            "--galaxies",
+            "300",
+            "--size",
+            "32",
+            "--nside",
+            "32",
+            "--anomalies",
+            "0.05",
+        ],
         vec!["--store", s, "ingest", survey.to_str().unwrap()],
         vec!["--store", s, "crossmatch"],
         vec!["--store", s, "features"],

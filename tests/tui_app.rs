@@ -85,21 +85,28 @@ fn labels_undo_tags_and_navigation_reach_the_store() {
 
     let events = store.label_events().unwrap();
     let values: Vec<&LabelValue> = events.iter().map(|(_, e)| &e.value).collect();
-    assert!(matches!(values[..], [
-        LabelValue::Anomaly,
-        LabelValue::Relevance(4),
-        LabelValue::Retract(_),
-        LabelValue::Tag,
-        LabelValue::Tag,
-        LabelValue::Favourite(true),
-        LabelValue::Unsure
-    ]), "{values:?}");
+    assert!(
+        matches!(
+            values[..],
+            [
+                LabelValue::Anomaly,
+                LabelValue::Relevance(4),
+                LabelValue::Retract(_),
+                LabelValue::Tag,
+                LabelValue::Tag,
+                LabelValue::Favourite(true),
+                LabelValue::Unsure
+            ]
+        ),
+        "{values:?}"
+    );
     assert!(events.iter().all(|(_, e)| e.user == "tester" && e.session == app.session.id));
     assert_eq!(events[0].1.object, first);
 
     // A fresh app (next session) skips what is labelled.
     drop(app);
-    let next = App::new(store.clone(), Keymap::default_keys(), "tester".into(), Ordering::Score, Filter::Unlabelled).unwrap();
+    let next =
+        App::new(store.clone(), Keymap::default_keys(), "tester".into(), Ordering::Score, Filter::Unlabelled).unwrap();
     assert!(!next.queue.items.contains(&first));
 }
 
@@ -108,7 +115,8 @@ fn jump_filter_ordering_and_view_keys() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 80)).unwrap());
     let mut app = app(&store);
-    let target = store.iter_objects().map(|r| r.unwrap()).find(|(_, o)| o.kind == oddity::store::SourceKind::Images).unwrap();
+    let target =
+        store.iter_objects().map(|r| r.unwrap()).find(|(_, o)| o.kind == oddity::store::SourceKind::Images).unwrap();
     app.on_key(key('/')).unwrap();
     for c in target.1.id.chars() {
         app.on_key(key(c)).unwrap();
@@ -250,5 +258,10 @@ fn histogram_panel_marks_labels() {
     app.on_key(key('n')).unwrap();
     app.on_key(key('H')).unwrap();
     let s = screen(&mut app, &mut loader, 120, 40);
-    assert!(s.contains("60 objects") && s.contains("labelled: 1 interesting (red), 1 normal (green)") && s.contains("▼ here"), "{s}");
+    assert!(
+        s.contains("60 objects")
+            && s.contains("labelled: 1 interesting (red), 1 normal (green)")
+            && s.contains("▼ here"),
+        "{s}"
+    );
 }

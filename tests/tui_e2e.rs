@@ -175,7 +175,11 @@ fn quitting_with_new_labels_starts_a_background_retrain() {
             break;
         }
         assert!(state != "failed", "{:?}", oddity::learn::read_status(&store));
-        assert!(std::time::Instant::now() < deadline, "retrain did not finish: {:?}", oddity::learn::read_status(&store));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retrain did not finish: {:?}",
+            oddity::learn::read_status(&store)
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let s = Store::open(&store).unwrap();

@@ -20,8 +20,7 @@ pub fn run(store_path: &Path, args: &CrossmatchArgs) -> Result<i32> {
     let b: Vec<Radec> = spectra.iter().map(|&(_, ra, dec)| Radec { ra, dec }).collect();
     let pairs = crossmatch(&a, &b, radius, MatchMode::OneToOne);
 
-    let partition: HashMap<u32, Option<u64>> =
-        store.sources()?.into_iter().map(|(id, s)| (id, s.partition)).collect();
+    let partition: HashMap<u32, Option<u64>> = store.sources()?.into_iter().map(|(id, s)| (id, s.partition)).collect();
     let stored: Vec<_> = pairs.iter().map(|p| (images[p.a].0, spectra[p.b].0, p.sep_arcsec)).collect();
     let across = stored
         .iter()

@@ -16,13 +16,21 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
     let mut written = 0usize;
     match args.format {
         ExportFormat::Csv => {
-            out.push_str("object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score\n");
+            out.push_str(
+                "object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score\n",
+            );
             for (key, l) in &rows {
                 let Some(obj) = store.object(*key)? else { continue };
                 let users: Vec<String> = l
                     .by_user
                     .iter()
-                    .map(|(u, r, v)| format!("{u}:{}:{}", r.map(|r| r.to_string()).unwrap_or_default(), v.map(verdict_name).unwrap_or("")))
+                    .map(|(u, r, v)| {
+                        format!(
+                            "{u}:{}:{}",
+                            r.map(|r| r.to_string()).unwrap_or_default(),
+                            v.map(verdict_name).unwrap_or("")
+                        )
+                    })
                     .collect();
                 out.push_str(&format!(
                     "{},{},{:.7},{:.7},{},{},{},{},{},{},{},{}\n",

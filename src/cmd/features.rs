@@ -10,7 +10,9 @@ pub fn run(store_path: &Path) -> Result<i32> {
     let store = Store::open(store_path)?;
     let _log = super::log_to(&store.log_dir());
     if store.crossmatch_info()?.is_none() {
-        eprintln!("note: no cross-match yet, so image features carry no spectral lines (run `oddity crossmatch` first)");
+        eprintln!(
+            "note: no cross-match yet, so image features carry no spectral lines (run `oddity crossmatch` first)"
+        );
     }
     let bar = super::Bar(super::progress_bar("features"));
     let started = std::time::Instant::now();

@@ -31,7 +31,10 @@ pub fn run(store_path: &Path, args: &IngestArgs) -> Result<i32> {
     if report.ok() {
         Ok(0)
     } else {
-        eprintln!("{} problem(s); the rest went in. Fix the files and run the same command again to add them.", report.problems.len());
+        eprintln!(
+            "{} problem(s); the rest went in. Fix the files and run the same command again to add them.",
+            report.problems.len()
+        );
         Ok(1)
     }
 }

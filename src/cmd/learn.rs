@@ -4,8 +4,8 @@ use std::time::Duration;
 use color_eyre::Result;
 
 use crate::cli::{PretrainArgs, RetrainArgs};
-use crate::learn::{RetrainOptions, pretrain_store, retrain, write_status};
 use crate::learn::train::PretrainParams;
+use crate::learn::{RetrainOptions, pretrain_store, retrain, write_status};
 
 /// Fractal pretraining of the CNN backbone (no data or weights downloaded).
 pub fn pretrain(store_path: &Path, args: &PretrainArgs) -> Result<i32> {

@@ -37,10 +37,16 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
         started.elapsed().as_secs_f64()
     );
     if report.relevance_labels > 0 {
-        out.push_str(&format!("  re-ranked with the expert's relevance from {} labelled objects\n", report.relevance_labels));
+        out.push_str(&format!(
+            "  re-ranked with the expert's relevance from {} labelled objects\n",
+            report.relevance_labels
+        ));
     }
     for (survey, n, model, hash) in &report.per_survey {
-        out.push_str(&format!("  {survey:<14} {n:>10} objects  model {model} (isolation-forest, sha256 {})\n", &hash[..12]));
+        out.push_str(&format!(
+            "  {survey:<14} {n:>10} objects  model {model} (isolation-forest, sha256 {})\n",
+            &hash[..12]
+        ));
     }
     out.push_str("see the best candidates with `oddity top 20`\n");
     super::print(&out)
@@ -56,7 +62,10 @@ pub fn top(store_path: &Path, args: &TopArgs) -> Result<i32> {
     };
     let mut out = String::new();
     if !args.tsv {
-        out.push_str(&format!("# score version {} ({}, {}), {} objects\n", version.version, version.method, version.time, version.n_scored));
+        out.push_str(&format!(
+            "# score version {} ({}, {}), {} objects\n",
+            version.version, version.method, version.time, version.n_scored
+        ));
     }
     out.push_str("rank\tsurvey\tobject_id\tra\tdec\tscore\n");
     for (rank, item) in store.ranked()?.take(args.n).enumerate() {

@@ -49,13 +49,9 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     }
     for (survey, c) in &by_survey {
         let what = match c.kind {
-            Some(SourceKind::Images) => format!(
-                "images  {} bands ({}), {}x{} px",
-                c.bands.len(),
-                c.bands.join(","),
-                c.shape.0,
-                c.shape.1
-            ),
+            Some(SourceKind::Images) => {
+                format!("images  {} bands ({}), {}x{} px", c.bands.len(), c.bands.join(","), c.shape.0, c.shape.1)
+            }
             Some(SourceKind::Spectra) => format!("spectra {} pixels", c.shape.0),
             None => String::new(),
         };
@@ -82,7 +78,12 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     }
     let n_features = store.feature_count();
     if n_features > 0 {
-        writeln!(out, "features  {} objects (version {})", thousands(n_features as u64), crate::features::FEATURES_VERSION)?;
+        writeln!(
+            out,
+            "features  {} objects (version {})",
+            thousands(n_features as u64),
+            crate::features::FEATURES_VERSION
+        )?;
     } else if images > 0 {
         writeln!(out, "features  none yet: run `oddity features`")?;
     }
@@ -91,10 +92,23 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
             let mut models = Vec::new();
             for id in &v.models {
                 if let Some(m) = store.model(*id)? {
-                    models.push(format!("{} model {} for {} (sha256 {})", m.kind, m.id, m.survey, &m.hash[..m.hash.len().min(12)]));
+                    models.push(format!(
+                        "{} model {} for {} (sha256 {})",
+                        m.kind,
+                        m.id,
+                        m.survey,
+                        &m.hash[..m.hash.len().min(12)]
+                    ));
                 }
             }
-            writeln!(out, "scores    {} objects, version {} by {} ({})", thousands(v.n_scored), v.version, v.method, v.time)?;
+            writeln!(
+                out,
+                "scores    {} objects, version {} by {} ({})",
+                thousands(v.n_scored),
+                v.version,
+                v.method,
+                v.time
+            )?;
             for m in models {
                 writeln!(out, "            {m}")?;
             }

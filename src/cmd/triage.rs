@@ -28,22 +28,29 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
     let summary = crate::tui::run(store, &opts)?;
     let retrain_note = after_session(store_path, &args.on_quit, &args.retrain_args, &summary)?;
     let values: Vec<String> = summary.by_value.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    super::print(&(format!(
-        "session: {} labels in {:.1} min ({:.1}/min){}\n{} objects labelled in this store; every label is saved.\nthe next retrain will learn from {} interesting and {} normal objects.\n",
-        summary.labels,
-        summary.minutes,
-        summary.per_minute,
-        if values.is_empty() { String::new() } else { format!(": {}", values.join(", ")) },
-        summary.labelled_total,
-        summary.training.0,
-        summary.training.1
-    ) + &retrain_note))
+    super::print(
+        &(format!(
+            "session: {} labels in {:.1} min ({:.1}/min){}\n{} objects labelled in this store; every label is saved.\nthe next retrain will learn from {} interesting and {} normal objects.\n",
+            summary.labels,
+            summary.minutes,
+            summary.per_minute,
+            if values.is_empty() { String::new() } else { format!(": {}", values.join(", ")) },
+            summary.labelled_total,
+            summary.training.0,
+            summary.training.1
+        ) + &retrain_note),
+    )
 }
 
 /// Between sessions: a retrain from the new labels, detached from this
 /// terminal, that takes the store only for its short final write (so the next
 /// labelling session can open at once).
-fn after_session(store_path: &Path, on_quit: &str, extra: &str, summary: &crate::tui::SessionSummary) -> Result<String> {
+fn after_session(
+    store_path: &Path,
+    on_quit: &str,
+    extra: &str,
+    summary: &crate::tui::SessionSummary,
+) -> Result<String> {
     let (interesting, normal) = summary.training;
     if summary.labels == 0 || on_quit == "never" {
         return Ok(String::new());
@@ -70,7 +77,11 @@ fn after_session(store_path: &Path, on_quit: &str, extra: &str, summary: &crate:
     // Its own process group: a Ctrl-C in this shell does not stop it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn()?;
-    crate::learn::write_status(store_path, "running", &format!("started after a labelling session (pid {})", child.id()));
+    crate::learn::write_status(
+        store_path,
+        "running",
+        &format!("started after a labelling session (pid {})", child.id()),
+    );
     Ok(format!(
         "retrain started in the background (pid {}); log {}; `oddity status` shows it\n",
         child.id(),

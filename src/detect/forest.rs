@@ -110,8 +110,7 @@ impl IsolationForest {
         let subsample = params.max_samples.max(1).min(n_rows);
         // scikit-learn: max(1, int(max_features * n_features)); the product in f32
         // so that e.g. 0.7 of 10 features is 7, as the decimal literal means.
-        let tree_features =
-            ((params.max_features * n_features as f32).floor() as usize).clamp(1, n_features);
+        let tree_features = ((params.max_features * n_features as f32).floor() as usize).clamp(1, n_features);
         // scikit-learn: ceil(log2(max(max_samples, 2))).
         let height = usize::BITS - (subsample.max(2) - 1).leading_zeros();
         let grower = Grower { data, n_rows, n_features, subsample, tree_features, height };

@@ -67,7 +67,9 @@ impl RelevanceModel {
                 || Vec::with_capacity(self.y.len()),
                 |near: &mut Vec<(f32, f32)>, row| {
                     near.clear();
-                    near.extend(self.y.iter().enumerate().map(|(j, &y)| (dist2(row, &self.x[j * f..(j + 1) * f]).sqrt(), y)));
+                    near.extend(
+                        self.y.iter().enumerate().map(|(j, &y)| (dist2(row, &self.x[j * f..(j + 1) * f]).sqrt(), y)),
+                    );
                     near.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
                     let (mut num, mut den) = (0.0f32, 0.0f32);
                     for &(d, y) in &near[..k] {

@@ -7,8 +7,8 @@ use sha2::Digest;
 
 use super::relevance::{RelevanceModel, combine};
 use super::{ForestParams, IsolationForest, Standardiser};
-use crate::store::{LabelBook, Verdict};
 use crate::ingest::Progress;
+use crate::store::{LabelBook, Verdict};
 use crate::store::{ModelRecord, ObjectKey, ScoreVersion, Store, StoreError};
 
 #[derive(Debug, Clone)]

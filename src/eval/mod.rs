@@ -117,7 +117,8 @@ pub fn read_truth(path: &Path) -> Result<HashMap<String, (bool, String)>, String
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let col = |n: &str| header.iter().position(|h| *h == n).ok_or_else(|| format!("{}: no column `{n}`", path.display()));
+    let col =
+        |n: &str| header.iter().position(|h| *h == n).ok_or_else(|| format!("{}: no column `{n}`", path.display()));
     let (id, kind, interesting) = (col("object_id")?, col("kind")?, col("interesting")?);
     Ok(lines
         .filter(|l| !l.is_empty())
@@ -142,7 +143,12 @@ fn label(store: &Store, key: ObjectKey, value: LabelValue) -> Result<(), String>
 
 /// Runs the simulated-expert loop on `store_path` (a working copy: labels are
 /// written to it). Returns one row per cycle and method.
-pub fn run(store_path: &Path, truth: &HashMap<String, (bool, String)>, opts: &EvalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Row>, String> {
+pub fn run(
+    store_path: &Path,
+    truth: &HashMap<String, (bool, String)>,
+    opts: &EvalOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<Row>, String> {
     let err = |e: crate::store::StoreError| e.to_string();
     // Objects scored, in key order, with their truth.
     let (keys, labels, kinds) = {
@@ -153,7 +159,8 @@ pub fn run(store_path: &Path, truth: &HashMap<String, (bool, String)>, opts: &Ev
         for item in store.iter_features() {
             let (key, _) = item.map_err(err)?;
             let obj = store.object(key).map_err(err)?.ok_or("object without record")?;
-            let (interesting, kind) = truth.get(&obj.id).cloned().ok_or_else(|| format!("object {} is not in the truth file", obj.id))?;
+            let (interesting, kind) =
+                truth.get(&obj.id).cloned().ok_or_else(|| format!("object {} is not in the truth file", obj.id))?;
             keys.push(key);
             labels.push(interesting);
             kinds.push(kind);
@@ -203,7 +210,14 @@ pub fn run(store_path: &Path, truth: &HashMap<String, (bool, String)>, opts: &Ev
             methods.push((method, current_scores(&store)?));
         }
         if opts.cnn_steps > 0 {
-            let r = RetrainOptions { steps: opts.cnn_steps, batch: 8, mu: 2, pool: 512, seed: opts.seed + cycle as u64, ..Default::default() };
+            let r = RetrainOptions {
+                steps: opts.cnn_steps,
+                batch: 8,
+                mu: 2,
+                pool: 512,
+                seed: opts.seed + cycle as u64,
+                ..Default::default()
+            };
             match retrain(store_path, &r, &|_| {}) {
                 Ok(_) => {
                     let store = Store::open(store_path).map_err(err)?;
@@ -273,11 +287,21 @@ pub fn table(rows: &[Row]) -> String {
 
 /// The table as CSV.
 pub fn csv(rows: &[Row]) -> String {
-    let mut out = String::from("cycle,method,labelled,auroc,auprc,precision_top1pct,recall_top_k,mean_rank_interesting,mean_rank_artefacts\n");
+    let mut out = String::from(
+        "cycle,method,labelled,auroc,auprc,precision_top1pct,recall_top_k,mean_rank_interesting,mean_rank_artefacts\n",
+    );
     for r in rows {
         out.push_str(&format!(
             "{},{},{},{:.5},{:.5},{:.5},{:.5},{:.1},{:.1}\n",
-            r.cycle, r.method, r.labelled, r.metrics.auroc, r.metrics.auprc, r.metrics.precision_top1, r.metrics.recall_top, r.interesting_rank, r.artefact_rank
+            r.cycle,
+            r.method,
+            r.labelled,
+            r.metrics.auroc,
+            r.metrics.auprc,
+            r.metrics.precision_top1,
+            r.metrics.recall_top,
+            r.interesting_rank,
+            r.artefact_rank
         ));
     }
     out

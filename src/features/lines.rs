@@ -21,19 +21,11 @@ pub struct Line {
 }
 
 const fn emission(name: &'static str, wavelength: f64) -> Line {
-    Line {
-        name,
-        wavelength,
-        kind: LineKind::Emission,
-    }
+    Line { name, wavelength, kind: LineKind::Emission }
 }
 
 const fn absorption(name: &'static str, wavelength: f64) -> Line {
-    Line {
-        name,
-        wavelength,
-        kind: LineKind::Absorption,
-    }
+    Line { name, wavelength, kind: LineKind::Absorption }
 }
 
 /// The lines of DESIGN.md ("Science the tool must get right"), in that order.
@@ -70,11 +62,7 @@ mod tests {
     #[test]
     fn names_are_unique() {
         for (i, a) in LINES.iter().enumerate() {
-            assert!(
-                LINES[i + 1..].iter().all(|b| b.name != a.name),
-                "{}",
-                a.name
-            );
+            assert!(LINES[i + 1..].iter().all(|b| b.name != a.name), "{}", a.name);
         }
     }
 }

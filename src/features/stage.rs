@@ -33,7 +33,18 @@ fn spectral_values(rec: Option<&LineRecord>) -> [f32; 10] {
         BptClass::Unclassifiable => f32::NAN,
         _ => 0.0,
     };
-    [rec.z.unwrap_or(f32::NAN), ew(&l.ha), ew(&l.nii_6585), ew(&l.hb), ew(&l.oiii_5008), ew(&l.oii_3728), sii, x, y, agn]
+    [
+        rec.z.unwrap_or(f32::NAN),
+        ew(&l.ha),
+        ew(&l.nii_6585),
+        ew(&l.hb),
+        ew(&l.oiii_5008),
+        ew(&l.oii_3728),
+        sii,
+        x,
+        y,
+        agn,
+    ]
 }
 
 /// The band used for shapes: i for HSC-like band sets, else r, else the middle.

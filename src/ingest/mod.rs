@@ -134,7 +134,12 @@ pub fn layout(path: &Path) -> (String, String, Option<u64>) {
 }
 
 /// Ingests every survey file under `paths` into `store`.
-pub fn ingest(store: &Store, paths: &[PathBuf], opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport, StoreError> {
+pub fn ingest(
+    store: &Store,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestReport, StoreError> {
     let (files, mut problems) = discover(paths);
     let mut report = IngestReport { files_seen: files.len(), ..Default::default() };
     report.files_failed += problems.len();

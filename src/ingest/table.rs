@@ -17,7 +17,9 @@ pub enum TableError {
     Open(String),
     #[error("missing required field `{field}` (a {kind} table needs {needs})")]
     MissingField { field: &'static str, kind: &'static str, needs: &'static str },
-    #[error("neither `image_array` nor `spectrum_flux` found: not a MultimodalUniverse image or spectrum table (columns: {0})")]
+    #[error(
+        "neither `image_array` nor `spectrum_flux` found: not a MultimodalUniverse image or spectrum table (columns: {0})"
+    )]
     UnknownTable(String),
     #[error("field `{field}` has shape {shape:?}; expected {expected}")]
     Shape { field: String, shape: Vec<usize>, expected: String },
@@ -130,7 +132,8 @@ impl Table {
                 return Err(TableError::MissingField { field, kind: kind_name, needs });
             }
         }
-        let dataset = |n: &str| file.dataset(n).map_err(|e| TableError::Open(format!("`{n}`: {}", clean(&e.to_string()))));
+        let dataset =
+            |n: &str| file.dataset(n).map_err(|e| TableError::Open(format!("`{n}`: {}", clean(&e.to_string()))));
         let ra = dataset("ra")?;
         let n_rows = ra.shape().first().copied().unwrap_or(0);
         if ra.ndim() != 1 {
@@ -208,7 +211,8 @@ impl Table {
                 table.has.ivar = optional_2d(&file, "spectrum_ivar", n_rows, n_pix)?;
                 table.has.mask = optional_2d(&file, "spectrum_mask", n_rows, n_pix)?;
                 table.has.z = ["Z", "z", "redshift"].iter().find(|n| has_name(n)).map(|s| s.to_string());
-                table.has.z_err = ["Z_ERR", "z_err", "redshift_err"].iter().find(|n| has_name(n)).map(|s| s.to_string());
+                table.has.z_err =
+                    ["Z_ERR", "z_err", "redshift_err"].iter().find(|n| has_name(n)).map(|s| s.to_string());
             }
         }
 
@@ -261,29 +265,52 @@ impl Table {
     /// pixel scale when the file has them.
     pub fn read_images(&self, range: Range<usize>) -> Result<PixelBatch, TableError> {
         let (start, end) = (range.start, range.end);
-        let read_err = |field: &str, e: hdf5::Error| TableError::Read { field: field.to_string(), start, end, why: clean(&e.to_string()) };
+        let read_err = |field: &str, e: hdf5::Error| TableError::Read {
+            field: field.to_string(),
+            start,
+            end,
+            why: clean(&e.to_string()),
+        };
         let ds = |n: &str| self.file.dataset(n).map_err(|e| read_err(n, e));
-        let shape_err = |e: ndarray::ShapeError| TableError::Read { field: "image_array".into(), start, end, why: e.to_string() };
+        let shape_err =
+            |e: ndarray::ShapeError| TableError::Read { field: "image_array".into(), start, end, why: e.to_string() };
         let img = ds("image_array")?;
         let (h, w) = self.shape;
         let n = end - start;
         let data = if self.single_band {
-            let a = img.read_slice::<f32, _, ndarray::Ix3>(s![start..end, .., ..]).map_err(|e| read_err("image_array", e))?;
+            let a = img
+                .read_slice::<f32, _, ndarray::Ix3>(s![start..end, .., ..])
+                .map_err(|e| read_err("image_array", e))?;
             a.into_shape_with_order((n, 1, h * w)).map_err(shape_err)?
         } else {
-            let a = img.read_slice::<f32, _, ndarray::Ix4>(s![start..end, .., .., ..]).map_err(|e| read_err("image_array", e))?;
+            let a = img
+                .read_slice::<f32, _, ndarray::Ix4>(s![start..end, .., .., ..])
+                .map_err(|e| read_err("image_array", e))?;
             let b = a.shape()[1];
             a.into_shape_with_order((n, b, h * w)).map_err(shape_err)?
         };
-        let psf = if self.has.psf { Some(read_2d(&ds("image_psf_fwhm")?, start, end).map_err(|e| read_err("image_psf_fwhm", e))?) } else { None };
-        let scale = if self.has.scale { Some(read_2d(&ds("image_scale")?, start, end).map_err(|e| read_err("image_scale", e))?) } else { None };
+        let psf = if self.has.psf {
+            Some(read_2d(&ds("image_psf_fwhm")?, start, end).map_err(|e| read_err("image_psf_fwhm", e))?)
+        } else {
+            None
+        };
+        let scale = if self.has.scale {
+            Some(read_2d(&ds("image_scale")?, start, end).map_err(|e| read_err("image_scale", e))?)
+        } else {
+            None
+        };
         Ok(PixelBatch { data, psf, scale })
     }
 
     /// Spectra of rows `range`.
     pub fn read_spectra(&self, range: Range<usize>) -> Result<SpectrumBatch, TableError> {
         let (start, end) = (range.start, range.end);
-        let read_err = |field: &str, e: hdf5::Error| TableError::Read { field: field.to_string(), start, end, why: clean(&e.to_string()) };
+        let read_err = |field: &str, e: hdf5::Error| TableError::Read {
+            field: field.to_string(),
+            start,
+            end,
+            why: clean(&e.to_string()),
+        };
         let ds = |n: &str| self.file.dataset(n).map_err(|e| read_err(n, e));
         let n = end - start;
         let flux = read_2d(&ds("spectrum_flux")?, start, end).map_err(|e| read_err("spectrum_flux", e))?;
@@ -299,11 +326,17 @@ impl Table {
         } else {
             read_2d(&ds("spectrum_lambda")?, start, end).map_err(|e| read_err("spectrum_lambda", e))?
         };
-        let ivar = if self.has.ivar { Some(read_2d(&ds("spectrum_ivar")?, start, end).map_err(|e| read_err("spectrum_ivar", e))?) } else { None };
+        let ivar = if self.has.ivar {
+            Some(read_2d(&ds("spectrum_ivar")?, start, end).map_err(|e| read_err("spectrum_ivar", e))?)
+        } else {
+            None
+        };
         let mask = if self.has.mask {
             let d = ds("spectrum_mask")?;
             let m = match d.dtype().and_then(|t| t.to_descriptor()) {
-                Ok(TypeDescriptor::Boolean) => d.read_slice_2d::<bool, _>(s![start..end, ..]).map(|a| a.mapv(i32::from)),
+                Ok(TypeDescriptor::Boolean) => {
+                    d.read_slice_2d::<bool, _>(s![start..end, ..]).map(|a| a.mapv(i32::from))
+                }
                 _ => d.read_slice_2d::<i32, _>(s![start..end, ..]),
             };
             Some(m.map_err(|e| read_err("spectrum_mask", e))?)
@@ -394,8 +427,12 @@ fn read_strings(d: &hdf5::Dataset, range: Range<usize>) -> hdf5::Result<Vec<Stri
 
 fn read_ids(d: &hdf5::Dataset, range: Range<usize>) -> hdf5::Result<Vec<String>> {
     match descriptor(d) {
-        Some(TypeDescriptor::Integer(_)) => Ok(d.read_slice_1d::<i64, _>(range)?.iter().map(|v| v.to_string()).collect()),
-        Some(TypeDescriptor::Unsigned(_)) => Ok(d.read_slice_1d::<u64, _>(range)?.iter().map(|v| v.to_string()).collect()),
+        Some(TypeDescriptor::Integer(_)) => {
+            Ok(d.read_slice_1d::<i64, _>(range)?.iter().map(|v| v.to_string()).collect())
+        }
+        Some(TypeDescriptor::Unsigned(_)) => {
+            Ok(d.read_slice_1d::<u64, _>(range)?.iter().map(|v| v.to_string()).collect())
+        }
         _ => read_strings(d, range),
     }
 }
@@ -419,7 +456,9 @@ fn read_props(d: &hdf5::Dataset, range: Range<usize>) -> hdf5::Result<Vec<Prop>>
         Some(TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_)) => {
             d.read_slice_1d::<i64, _>(range)?.iter().map(|&v| Prop::Int(v)).collect()
         }
-        Some(TypeDescriptor::Boolean) => d.read_slice_1d::<bool, _>(range)?.iter().map(|&v| Prop::Int(v as i64)).collect(),
+        Some(TypeDescriptor::Boolean) => {
+            d.read_slice_1d::<bool, _>(range)?.iter().map(|&v| Prop::Int(v as i64)).collect()
+        }
         Some(TypeDescriptor::Float(_)) => d
             .read_slice_1d::<f64, _>(range)?
             .iter()
@@ -465,7 +504,12 @@ fn read_bands(file: &hdf5::File, n_bands: usize, n_rows: usize) -> Result<Vec<St
                     .read_slice_1d::<VarLenUnicode, _>(s![0, ..])
                     .map(|a| a.iter().map(|s| s.as_str().trim().to_string()).collect::<Vec<_>>()),
             };
-            row.map_err(|e| TableError::Read { field: "image_band".into(), start: 0, end: 1, why: clean(&e.to_string()) })?
+            row.map_err(|e| TableError::Read {
+                field: "image_band".into(),
+                start: 0,
+                end: 1,
+                why: clean(&e.to_string()),
+            })?
         }
         other => return Err(shape_err("image_band", other.to_vec(), &format!("({n_rows}, {n_bands})"))),
     };

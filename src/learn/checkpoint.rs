@@ -65,7 +65,7 @@ pub fn content_hash(path: &Path) -> Result<String, CheckpointError> {
 mod tests {
     use super::*;
     use crate::learn::net::{Net, NetConfig};
-    use tch::{nn, Device, Kind, Tensor};
+    use tch::{Device, Kind, Tensor, nn};
 
     #[test]
     fn round_trip_gives_identical_outputs() {

@@ -115,10 +115,7 @@ impl FractalClass {
             .maps
             .iter()
             .map(|m| {
-                let mut a = Affine {
-                    m: m.m.map(|v| v + noise.sample(rng)),
-                    t: m.t.map(|v| v + noise.sample(rng)),
-                };
+                let mut a = Affine { m: m.m.map(|v| v + noise.sample(rng)), t: m.t.map(|v| v + noise.sample(rng)) };
                 // Stay contractive whatever the jitter did.
                 let (s1, _) = a.singular_values();
                 if s1 > 0.98 {

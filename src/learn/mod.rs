@@ -11,10 +11,12 @@ pub mod checkpoint;
 pub mod fractal;
 pub mod infer;
 pub mod net;
-pub mod train;
 mod stage;
+pub mod train;
 
-pub use stage::{LearnError, NetSize, RetrainOptions, RetrainReport, normalise, pretrain_store, read_status, retrain, write_status};
+pub use stage::{
+    LearnError, NetSize, RetrainOptions, RetrainReport, normalise, pretrain_store, read_status, retrain, write_status,
+};
 
 /// The device training and inference run on: CUDA when present, else CPU.
 pub fn device() -> tch::Device {

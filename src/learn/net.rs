@@ -7,7 +7,7 @@
 //! ([`copy_backbone`]).
 
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::ModuleT, Tensor};
+use tch::{Tensor, nn, nn::ModuleT};
 
 /// One stage of MBConv blocks, given at width/depth multiplier 1.0.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -189,11 +189,7 @@ impl Backbone {
         for b in &self.blocks {
             h = b.forward_t(&h, train);
         }
-        h.apply(&self.head_conv)
-            .apply_t(&self.head_bn, train)
-            .relu6()
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
+        h.apply(&self.head_conv).apply_t(&self.head_bn, train).relu6().adaptive_avg_pool2d([1, 1]).flatten(1, -1)
     }
 }
 

@@ -130,14 +130,19 @@ pub fn read_status(store: &Path) -> Option<(String, String, String)> {
 
 fn snapshot(store_path: &Path) -> Result<Snapshot, LearnError> {
     let store = Store::open(store_path)?;
-    let sources: HashMap<u32, SourceFile> = store.sources()?.into_iter().filter(|(_, s)| s.kind == SourceKind::Images).collect();
+    let sources: HashMap<u32, SourceFile> =
+        store.sources()?.into_iter().filter(|(_, s)| s.kind == SourceKind::Images).collect();
     let first = sources.values().next().ok_or_else(|| LearnError::Data("no image objects in the store".into()))?;
     let (bands, shape) = (first.bands.len().max(1), (first.shape.0 as usize, first.shape.1 as usize));
     // One network takes one band count and cutout size: the first survey's.
     let images: Vec<ObjectKey> = store
         .image_keys_owned()
         .filter_map(|k| k.ok())
-        .filter(|k| sources.get(&k.file).is_some_and(|s| s.bands.len().max(1) == bands && (s.shape.0 as usize, s.shape.1 as usize) == shape))
+        .filter(|k| {
+            sources
+                .get(&k.file)
+                .is_some_and(|s| s.bands.len().max(1) == bands && (s.shape.0 as usize, s.shape.1 as usize) == shape)
+        })
         .collect();
     let events = store.label_events()?;
     let n_events = events.len();
@@ -198,7 +203,9 @@ fn load_images(snap: &Snapshot, keys: &[ObjectKey]) -> Result<Tensor, LearnError
         let key = keys[i];
         let source = &snap.sources[&key.file];
         if let std::collections::hash_map::Entry::Vacant(slot) = tables.entry(key.file) {
-            slot.insert(Table::open(Path::new(&source.path)).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?);
+            slot.insert(
+                Table::open(Path::new(&source.path)).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?,
+            );
         }
         let px = tables[&key.file]
             .read_images(key.row as usize..key.row as usize + 1)
@@ -235,19 +242,26 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
     let n_anomalies = snap.labelled.iter().filter(|(_, y)| *y == 1).count();
     let n_normals = snap.labelled.len() - n_anomalies;
     if n_anomalies == 0 || n_normals == 0 {
-        let msg = format!("retrain needs labelled anomalies and normals (have {n_anomalies} and {n_normals}): label some in `oddity triage`");
+        let msg = format!(
+            "retrain needs labelled anomalies and normals (have {n_anomalies} and {n_normals}): label some in `oddity triage`"
+        );
         write_status(store_path, "failed", &msg);
         return Err(LearnError::Data(msg));
     }
     let device = super::device();
     tch::manual_seed(opts.seed as i64);
-    write_status(store_path, "running", &format!("training on {n_anomalies} anomalies and {n_normals} normals ({device:?})"));
+    write_status(
+        store_path,
+        "running",
+        &format!("training on {n_anomalies} anomalies and {n_normals} normals ({device:?})"),
+    );
     progress(&format!("training on {n_anomalies} anomalies, {n_normals} normals, device {device:?}"));
 
     // Labelled images, and an unlabelled pool sampled from the rest.
     let labelled_keys: Vec<ObjectKey> = snap.labelled.iter().map(|(k, _)| *k).collect();
     let labels: Vec<i64> = snap.labelled.iter().map(|(_, y)| *y).collect();
-    let mut pool: Vec<ObjectKey> = snap.images.iter().copied().filter(|k| labelled_keys.binary_search(k).is_err()).collect();
+    let mut pool: Vec<ObjectKey> =
+        snap.images.iter().copied().filter(|k| labelled_keys.binary_search(k).is_err()).collect();
     pool.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
     pool.truncate(opts.pool);
     let labelled = Labelled { images: load_images(&snap, &labelled_keys)?, labels };
@@ -265,7 +279,8 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
             Err(e) => progress(&format!("pretrained checkpoint does not fit ({e}); training from scratch")),
         }
     }
-    let params = FixMatchParams { steps: opts.steps, batch: opts.batch, mu: opts.mu, seed: opts.seed, ..Default::default() };
+    let params =
+        FixMatchParams { steps: opts.steps, batch: opts.batch, mu: opts.mu, seed: opts.seed, ..Default::default() };
     let report = fixmatch_train(&net, &vs, &labelled, &unlabelled, &params, device, &|s| {
         if s.step % 50 == 0 {
             tracing::info!(step = s.step, loss = s.loss, mask = s.mask_rate, "fixmatch");
@@ -335,13 +350,22 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
         n_scored: scores.len(),
         device: format!("{device:?}"),
     };
-    write_status(store_path, "done", &format!("score version {version} from model {model} ({} labels)", n_anomalies + n_normals));
+    write_status(
+        store_path,
+        "done",
+        &format!("score version {version} from model {model} ({} labels)", n_anomalies + n_normals),
+    );
     Ok(report)
 }
 
 /// Fractal pretraining of the backbone; the checkpoint goes next to the store
 /// and a `cnn-pretrain` model record points at it.
-pub fn pretrain_store(store_path: &Path, net: NetSize, params: &PretrainParams, progress: &dyn Fn(usize, f64)) -> Result<(u32, String, f64), LearnError> {
+pub fn pretrain_store(
+    store_path: &Path,
+    net: NetSize,
+    params: &PretrainParams,
+    progress: &dyn Fn(usize, f64),
+) -> Result<(u32, String, f64), LearnError> {
     let channels = {
         let store = Store::open(store_path)?;
         store

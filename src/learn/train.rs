@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Reduction, Tensor, nn, nn::OptimizerConfig};
 
 pub use super::augment::{strong_augment, weak_augment, weak_augment_with};
 use super::fractal::{self, FractalClass};
@@ -375,7 +375,8 @@ pub fn fixmatch_train(
         };
         opt.backward_step(&loss);
         ema.update(vs);
-        let stats = StepStats { step: step + 1, loss: loss.double_value(&[]), sup_loss: sup, unsup_loss: unsup, mask_rate };
+        let stats =
+            StepStats { step: step + 1, loss: loss.double_value(&[]), sup_loss: sup, unsup_loss: unsup, mask_rate };
         progress(&stats);
         history.push(stats);
     }
@@ -394,13 +395,7 @@ mod tests {
         // Two-class logits with softmax p = sigmoid(d): choose d for p just
         // below / above 0.95.
         let logit = |p: f64| (p / (1.0 - p)).ln();
-        let rows = [
-            [0.0, logit(0.9499)],
-            [0.0, logit(0.9501)],
-            [logit(0.9501), 0.0],
-            [logit(0.9499), 0.0],
-            [0.0, 0.0],
-        ];
+        let rows = [[0.0, logit(0.9499)], [0.0, logit(0.9501)], [logit(0.9501), 0.0], [logit(0.9499), 0.0], [0.0, 0.0]];
         let flat: Vec<f32> = rows.iter().flatten().map(|&v| v as f32).collect();
         let logits = Tensor::from_slice(&flat).reshape([5, 2]);
         let (labels, mask) = pseudo_label_mask(&logits, 0.95);

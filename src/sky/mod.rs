@@ -222,7 +222,9 @@ fn one_to_one(mut pairs: Vec<Pair>, n_a: usize, n_b: usize) -> Vec<Pair> {
 /// `0.001deg`; a bare number is arcseconds. Returns arcseconds.
 pub fn parse_radius(text: &str) -> Result<f64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a radius (try 1arcsec, 2arcmin, 0.01deg)"))?;
     let scale = match unit.trim() {
@@ -248,7 +250,11 @@ fn galloping_lower_bound_matches_binary_search() {
     let keys: Vec<u64> = vec![1, 3, 3, 3, 7, 9, 9, 20, 31, 31, 40];
     for hint in 0..=keys.len() {
         for target in 0..45 {
-            assert_eq!(lower_bound_near(&keys, hint, target), keys.partition_point(|&c| c < target), "hint {hint} target {target}");
+            assert_eq!(
+                lower_bound_near(&keys, hint, target),
+                keys.partition_point(|&c| c < target),
+                "hint {hint} target {target}"
+            );
         }
     }
 }

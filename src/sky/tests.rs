@@ -59,7 +59,8 @@ fn agrees_with_brute_force_everywhere_including_wrap_and_poles() {
             .collect();
         b.extend(random_field(&mut rng, 300, ra0, dec0, 0.01));
         for r in [1.0, 3.0, 30.0] {
-            let got: Vec<(usize, usize)> = crossmatch(&a, &b, r, MatchMode::Nearest).iter().map(|p| (p.a, p.b)).collect();
+            let got: Vec<(usize, usize)> =
+                crossmatch(&a, &b, r, MatchMode::Nearest).iter().map(|p| (p.a, p.b)).collect();
             assert_eq!(got, brute_nearest(&a, &b, r), "field ({ra0}, {dec0}) radius {r}\"");
         }
     }

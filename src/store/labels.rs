@@ -73,7 +73,9 @@ impl LabelBook {
         self.events
             .iter()
             .rev()
-            .find(|(id, e)| e.object == object && !matches!(e.value, LabelValue::Retract(_)) && !self.retracted.contains(id))
+            .find(|(id, e)| {
+                e.object == object && !matches!(e.value, LabelValue::Retract(_)) && !self.retracted.contains(id)
+            })
             .map(|(id, _)| *id)
     }
 
@@ -82,7 +84,9 @@ impl LabelBook {
         self.events
             .iter()
             .rev()
-            .find(|(id, e)| e.session == session && !matches!(e.value, LabelValue::Retract(_)) && !self.retracted.contains(id))
+            .find(|(id, e)| {
+                e.session == session && !matches!(e.value, LabelValue::Retract(_)) && !self.retracted.contains(id)
+            })
             .map(|(id, e)| (*id, e.object))
     }
 
@@ -155,7 +159,9 @@ impl LabelBook {
     pub fn effective_in_session<'a>(&'a self, session: &'a str) -> impl Iterator<Item = &'a LabelEvent> + 'a {
         self.events
             .iter()
-            .filter(move |(id, e)| e.session == session && !matches!(e.value, LabelValue::Retract(_)) && !self.retracted.contains(id))
+            .filter(move |(id, e)| {
+                e.session == session && !matches!(e.value, LabelValue::Retract(_)) && !self.retracted.contains(id)
+            })
             .map(|(_, e)| e)
     }
 

@@ -122,13 +122,8 @@ impl Store {
             fs::create_dir_all(path).map_err(io)?;
         }
         let lock_path = path.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(io)?;
         if lock.try_lock_exclusive().is_err() {
             return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path });
         }
@@ -182,9 +177,7 @@ impl Store {
             }
             None => {
                 self.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(|e| self.sled(e))?;
-                self.meta
-                    .insert(META_CREATED, chrono::Utc::now().to_rfc3339().as_bytes())
-                    .map_err(|e| self.sled(e))?;
+                self.meta.insert(META_CREATED, chrono::Utc::now().to_rfc3339().as_bytes()).map_err(|e| self.sled(e))?;
                 self.flush()?;
             }
         }
@@ -211,7 +204,11 @@ impl Store {
     }
 
     pub(crate) fn decode<T: DeserializeOwned>(&self, tree: &'static str, bytes: &[u8]) -> Result<T> {
-        postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt { path: self.path.clone(), tree, why: e.to_string() })
+        postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            tree,
+            why: e.to_string(),
+        })
     }
 
     /// Writes the schema version of another build; for tests of the version check.
@@ -465,8 +462,11 @@ impl Store {
     pub fn iter_features(&self) -> impl Iterator<Item = Result<(ObjectKey, FeatureRecord)>> + '_ {
         self.features.iter().map(move |kv| {
             let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k)
-                .ok_or_else(|| StoreError::Corrupt { path: self.path.clone(), tree: "features", why: "bad key".into() })?;
+            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                tree: "features",
+                why: "bad key".into(),
+            })?;
             Ok((key, self.decode("features", &v)?))
         })
     }
@@ -494,8 +494,11 @@ impl Store {
     pub fn iter_lines(&self) -> impl Iterator<Item = Result<(ObjectKey, LineRecord)>> + '_ {
         self.lines.iter().map(move |kv| {
             let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k)
-                .ok_or_else(|| StoreError::Corrupt { path: self.path.clone(), tree: "lines", why: "bad key".into() })?;
+            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                tree: "lines",
+                why: "bad key".into(),
+            })?;
             Ok((key, self.decode("lines", &v)?))
         })
     }
@@ -612,7 +615,11 @@ impl Store {
         let path = self.path.clone();
         Ok(Box::new(self.score_index.scan_prefix(v.version.to_be_bytes()).map(move |kv| {
             let (k, _) = kv.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
-            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt { path: path.clone(), tree: "score_index", why: "bad key".into() })
+            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
+                path: path.clone(),
+                tree: "score_index",
+                why: "bad key".into(),
+            })
         })))
     }
 
@@ -621,7 +628,11 @@ impl Store {
         let path = self.path.clone();
         Box::new(self.images.iter().keys().map(move |k| {
             let k = k.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
-            ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt { path: path.clone(), tree: "images", why: "bad key".into() })
+            ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
+                path: path.clone(),
+                tree: "images",
+                why: "bad key".into(),
+            })
         }))
     }
 

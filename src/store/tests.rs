@@ -44,7 +44,9 @@ fn other_schema_version_names_both_versions() {
     Store::open_or_create(&path).unwrap().force_schema_version(SCHEMA_VERSION + 6).unwrap();
     let err = Store::open(&path).unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, StoreError::SchemaMismatch { found, expected, .. } if found == SCHEMA_VERSION + 6 && expected == SCHEMA_VERSION));
+    assert!(
+        matches!(err, StoreError::SchemaMismatch { found, expected, .. } if found == SCHEMA_VERSION + 6 && expected == SCHEMA_VERSION)
+    );
     assert!(text.contains(&format!("schema version {}", SCHEMA_VERSION + 6)), "{text}");
     assert!(text.contains(&format!("reads schema version {SCHEMA_VERSION}")), "{text}");
 }
@@ -79,7 +81,12 @@ fn batches_rewrite_the_same_keys() {
             kind: SourceKind::Images,
             props: vec![Prop::Float(1.5), Prop::Text("x".into())],
         },
-        payload: Payload::Image(ImageRef { psf_fwhm: vec![0.6], pixel_scale: vec![0.168], bad_fraction: 0.0, band_flux: vec![0.0] }),
+        payload: Payload::Image(ImageRef {
+            psf_fwhm: vec![0.6],
+            pixel_scale: vec![0.168],
+            bad_fraction: 0.0,
+            band_flux: vec![0.0],
+        }),
     };
     s.write_batch(std::slice::from_ref(&row)).unwrap();
     s.write_batch(std::slice::from_ref(&row)).unwrap();

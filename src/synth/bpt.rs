@@ -15,8 +15,7 @@ pub const MARGIN: f64 = 0.1;
 /// True if every point within `MARGIN` (in x and y) has the same class.
 pub fn robustly_in(class: BptClass, x: f64, y: f64) -> bool {
     let d = [-MARGIN, 0.0, MARGIN];
-    d.iter()
-        .all(|&dx| d.iter().all(|&dy| classify(x + dx, y + dy) == class))
+    d.iter().all(|&dx| d.iter().all(|&dy| classify(x + dx, y + dy) == class))
 }
 
 /// Draws (x, y) inside `class`'s region, at least `MARGIN` dex from any curve,

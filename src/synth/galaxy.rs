@@ -48,14 +48,7 @@ pub enum Kind {
 
 impl Kind {
     /// Anomalous kinds, in the order they are dealt out.
-    pub const ANOMALIES: [Kind; 6] = [
-        Kind::Ring,
-        Kind::Merger,
-        Kind::Lens,
-        Kind::Colour,
-        Kind::Agn,
-        Kind::Trail,
-    ];
+    pub const ANOMALIES: [Kind; 6] = [Kind::Ring, Kind::Merger, Kind::Lens, Kind::Colour, Kind::Agn, Kind::Trail];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,58 +84,20 @@ pub struct Arms {
 pub enum Shape {
     /// Sérsic profile; total flux normalised analytically (so flux falling
     /// outside the cutout is lost, as in a real cutout).
-    Sersic {
-        x: f64,
-        y: f64,
-        re: f64,
-        n: f64,
-        q: f64,
-        pa: f64,
-        arms: Option<Arms>,
-    },
+    Sersic { x: f64, y: f64, re: f64, n: f64, q: f64, pa: f64, arms: Option<Arms> },
     /// Unresolved source (star, AGN nucleus): becomes the PSF after blurring.
     Point { x: f64, y: f64 },
     /// Small Gaussian knot (star-forming clump).
     Blob { x: f64, y: f64, sigma: f64 },
     /// Clumpy ring (ring galaxy, Einstein ring).
-    Ring {
-        x: f64,
-        y: f64,
-        radius: f64,
-        width: f64,
-        q: f64,
-        pa: f64,
-        knots: u32,
-        knot_amp: f64,
-        phase: f64,
-    },
+    Ring { x: f64, y: f64, radius: f64, width: f64, q: f64, pa: f64, knots: u32, knot_amp: f64, phase: f64 },
     /// Gravitational arc: part of a circle of `radius` around (x, y), centred
     /// on angle `phi`, with angular Gaussian extent `spread`.
-    Arc {
-        x: f64,
-        y: f64,
-        radius: f64,
-        width: f64,
-        phi: f64,
-        spread: f64,
-    },
+    Arc { x: f64, y: f64, radius: f64, width: f64, phi: f64, spread: f64 },
     /// Tidal tail: a widening, fading spiral segment from (x, y).
-    Tail {
-        x: f64,
-        y: f64,
-        r0: f64,
-        r1: f64,
-        theta0: f64,
-        sweep: f64,
-        width: f64,
-    },
+    Tail { x: f64, y: f64, r0: f64, r1: f64, theta0: f64, sweep: f64, width: f64 },
     /// Straight satellite trail through (x, y) across the whole cutout.
-    Trail {
-        x: f64,
-        y: f64,
-        angle: f64,
-        width: f64,
-    },
+    Trail { x: f64, y: f64, angle: f64, width: f64 },
 }
 
 /// A shape with its flux per band (the shape itself has unit flux).
@@ -160,13 +115,7 @@ pub enum Defect {
     /// A bad column from row `from` down, in the bands of `bands` (bit mask).
     Column { x: usize, from: usize, bands: u8 },
     /// A masked rectangle in one band.
-    Block {
-        band: usize,
-        x0: usize,
-        y0: usize,
-        w: usize,
-        h: usize,
-    },
+    Block { band: usize, x0: usize, y0: usize, w: usize, h: usize },
     /// The survey edge: a triangular corner with no data in any band.
     Corner { corner: u8, extent: usize },
 }
@@ -285,11 +234,7 @@ pub fn draw_clusters(rng: &mut impl Rng, n: usize) -> Vec<Cluster> {
     (0..n)
         .map(|_| {
             let (ra, dec) = field_position(rng);
-            Cluster {
-                ra,
-                dec,
-                z: rng.random_range(0.06..0.22),
-            }
+            Cluster { ra, dec, z: rng.random_range(0.06..0.22) }
         })
         .collect()
 }
@@ -299,18 +244,8 @@ pub fn draw_clusters(rng: &mut impl Rng, n: usize) -> Vec<Cluster> {
 /// Colours roughly follow the red sequence and blue cloud of HSC galaxies.
 pub fn sed(old: f64, z: f64) -> Fluxes {
     // (g−r, r−i, i−z, z−y)
-    let red = [
-        (0.75 + 2.0 * z).min(1.9),
-        (0.38 + 0.8 * z).min(1.1),
-        (0.22 + 0.3 * z).min(0.6),
-        0.08 + 0.2 * z,
-    ];
-    let blue = [
-        (0.25 + 0.8 * z).min(1.0),
-        0.12 + 0.35 * z,
-        0.05 + 0.2 * z,
-        0.03 + 0.1 * z,
-    ];
+    let red = [(0.75 + 2.0 * z).min(1.9), (0.38 + 0.8 * z).min(1.1), (0.22 + 0.3 * z).min(0.6), 0.08 + 0.2 * z];
+    let blue = [(0.25 + 0.8 * z).min(1.0), 0.12 + 0.35 * z, 0.05 + 0.2 * z, 0.03 + 0.1 * z];
     let ratios = |c: [f64; 4]| colours_to_ratios(c[0], c[1], c[2], c[3]);
     let (r, b) = (ratios(red), ratios(blue));
     std::array::from_fn(|k| old * r[k] + (1.0 - old) * b[k])
@@ -325,40 +260,20 @@ pub fn colours_to_ratios(gr: f64, ri: f64, iz: f64, zy: f64) -> Fluxes {
 /// Scales a relative SED to an i-band flux, with a little colour scatter.
 fn fluxes(sed: Fluxes, flux_i: f64, rng: &mut impl Rng) -> Fluxes {
     std::array::from_fn(|k| {
-        let jitter = if k == I {
-            1.0
-        } else {
-            10f64.powf(-0.4 * 0.04 * normal(rng))
-        };
+        let jitter = if k == I { 1.0 } else { 10f64.powf(-0.4 * 0.04 * normal(rng)) };
         sed[k] * flux_i * jitter
     })
 }
 
 /// Bulge/disc model of an ordinary galaxy centred at (x, y) with i flux `fi`.
-fn host(
-    rng: &mut impl Rng,
-    morph: Morph,
-    fi: f64,
-    z: f64,
-    x: f64,
-    y: f64,
-    re_px: f64,
-) -> Vec<Component> {
+fn host(rng: &mut impl Rng, morph: Morph, fi: f64, z: f64, x: f64, y: f64, re_px: f64) -> Vec<Component> {
     let pa = rng.random_range(0.0..std::f64::consts::PI);
     // Intrinsic disc thickness 0.15; cos(inclination) uniform.
     let cos_i: f64 = rng.random();
     let q_disc = (cos_i * cos_i * (1.0 - 0.15f64 * 0.15) + 0.15 * 0.15).sqrt();
     let mut out = Vec::with_capacity(4);
     let sersic = |n: f64, re: f64, q: f64, pa: f64, arms: Option<Arms>, flux: Fluxes| Component {
-        shape: Shape::Sersic {
-            x,
-            y,
-            re,
-            n,
-            q,
-            pa,
-            arms,
-        },
+        shape: Shape::Sersic { x, y, re, n, q, pa, arms },
         flux,
         own: true,
     };
@@ -367,14 +282,7 @@ fn host(
             let bt = rng.random_range(0.65..1.0);
             let q = rng.random_range(0.55..1.0);
             let n = rng.random_range(3.0..5.0);
-            out.push(sersic(
-                n,
-                re_px,
-                q,
-                pa,
-                None,
-                fluxes(sed(1.0, z), bt * fi, rng),
-            ));
+            out.push(sersic(n, re_px, q, pa, None, fluxes(sed(1.0, z), bt * fi, rng)));
             if bt < 0.97 {
                 let disc_sed = sed(0.8, z);
                 out.push(sersic(
@@ -395,24 +303,10 @@ fn host(
                 phase: rng.random_range(0.0..std::f64::consts::TAU),
             });
             let old = rng.random_range(0.2..0.6);
-            out.push(sersic(
-                1.0,
-                re_px,
-                q_disc,
-                pa,
-                arms,
-                fluxes(sed(old, z), (1.0 - bt) * fi, rng),
-            ));
+            out.push(sersic(1.0, re_px, q_disc, pa, arms, fluxes(sed(old, z), (1.0 - bt) * fi, rng)));
             let re_b = re_px * rng.random_range(0.2..0.45);
             let n_b = rng.random_range(1.5..4.0);
-            out.push(sersic(
-                n_b,
-                re_b,
-                rng.random_range(0.6..1.0),
-                pa,
-                None,
-                fluxes(sed(1.0, z), bt * fi, rng),
-            ));
+            out.push(sersic(n_b, re_b, rng.random_range(0.6..1.0), pa, None, fluxes(sed(1.0, z), bt * fi, rng)));
         }
         Morph::Irregular => {
             // Clumpy blue disc: some of the light in star-forming knots.
@@ -428,16 +322,9 @@ fn host(
             ));
             let n_clumps = rng.random_range(1..=4);
             for _ in 0..n_clumps {
-                let (r, t) = (
-                    re_px * rng.random_range(0.2..1.3),
-                    rng.random_range(0.0..std::f64::consts::TAU),
-                );
+                let (r, t) = (re_px * rng.random_range(0.2..1.3), rng.random_range(0.0..std::f64::consts::TAU));
                 out.push(Component {
-                    shape: Shape::Blob {
-                        x: x + r * t.cos(),
-                        y: y + r * t.sin(),
-                        sigma: rng.random_range(0.4..1.0),
-                    },
+                    shape: Shape::Blob { x: x + r * t.cos(), y: y + r * t.sin(), sigma: rng.random_range(0.4..1.0) },
                     flux: fluxes(sed(0.0, z), clump_frac * fi / n_clumps as f64, rng),
                     own: true,
                 });
@@ -449,8 +336,7 @@ fn host(
 
 /// Half-light radius in arcsec for an i magnitude (bright galaxies are bigger).
 fn draw_re_arcsec(rng: &mut impl Rng, imag: f64, morph: Morph, max: f64) -> f64 {
-    let median =
-        1.3 * 10f64.powf(-0.1 * (imag - 20.0)) * if morph == Morph::Early { 0.7 } else { 1.0 };
+    let median = 1.3 * 10f64.powf(-0.1 * (imag - 20.0)) * if morph == Morph::Early { 0.7 } else { 1.0 };
     (median * 10f64.powf(0.18 * normal(rng))).clamp(0.25, max)
 }
 
@@ -521,10 +407,7 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
                 if rng.random_bool(0.3) {
                     flux[if band == 4 { 3 } else { band + 1 }] = level * rng.random_range(0.3..1.0);
                 }
-                let (r, t) = (
-                    rng.random_range(0.0..size / 3.0),
-                    rng.random_range(0.0..tau),
-                );
+                let (r, t) = (rng.random_range(0.0..size / 3.0), rng.random_range(0.0..tau));
                 components.push(Component {
                     shape: Shape::Trail {
                         x: cx + r * t.cos(),
@@ -576,11 +459,7 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
             let primary = rng.random_range(0.45..0.7);
             let tail = rng.random_range(0.1..0.25);
             let secondary = 1.0 - primary - tail;
-            let m1 = if rng.random_bool(0.5) {
-                Morph::Spiral
-            } else {
-                Morph::Early
-            };
+            let m1 = if rng.random_bool(0.5) { Morph::Spiral } else { Morph::Early };
             let re1 = draw_re_arcsec(rng, a.imag + 0.5, m1, max_re * 0.8);
             let sep = px(rng.random_range(1.0..2.5f64).min(0.6 * half_arcsec));
             let t = rng.random_range(0.0..tau);
@@ -593,12 +472,7 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
             let two_tails = rng.random_bool(0.5);
             let per_tail = if two_tails { 0.5 } else { 1.0 } * tail * fi;
             let dir = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-            for (k, &(x, y)) in
-                [(x1, y1), (x2, y2)]
-                    .iter()
-                    .enumerate()
-                    .take(if two_tails { 2 } else { 1 })
-            {
+            for (k, &(x, y)) in [(x1, y1), (x2, y2)].iter().enumerate().take(if two_tails { 2 } else { 1 }) {
                 let r1 = px(rng.random_range(2.5..(0.9 * half_arcsec).max(2.6)));
                 components.push(Component {
                     shape: Shape::Tail {
@@ -606,9 +480,7 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
                         y,
                         r0: px(0.4),
                         r1,
-                        theta0: t
-                            + if k == 0 { std::f64::consts::PI } else { 0.0 }
-                            + rng.random_range(-0.6..0.6),
+                        theta0: t + if k == 0 { std::f64::consts::PI } else { 0.0 } + rng.random_range(-0.6..0.6),
                         sweep: dir * rng.random_range(0.8..2.0),
                         width: px(rng.random_range(0.2..0.45)),
                     },
@@ -667,14 +539,7 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
                 let spread = rng.random_range(0.3..0.8);
                 let counter = rng.random_range(0.25..0.6);
                 components.push(Component {
-                    shape: Shape::Arc {
-                        x: cx,
-                        y: cy,
-                        radius: theta_e,
-                        width,
-                        phi,
-                        spread,
-                    },
+                    shape: Shape::Arc { x: cx, y: cy, radius: theta_e, width, phi, spread },
                     flux: fluxes(src_sed, arc_flux / (1.0 + counter), rng),
                     own: true,
                 });
@@ -707,11 +572,7 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
             }
         }
         Kind::Agn => {
-            morph = if rng.random_bool(0.6) {
-                Morph::Spiral
-            } else {
-                Morph::Early
-            };
+            morph = if rng.random_bool(0.6) { Morph::Spiral } else { Morph::Early };
             nucleus_ratio = rng.random_range(0.5..2.0);
             let host_fi = fi / (1.0 + nucleus_ratio);
             let re = draw_re_arcsec(rng, flux_to_mag(host_fi), morph, max_re);
@@ -726,13 +587,11 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
 
     // Seeing varies per object and band; i and r get the best of it (HSC).
     let seeing = rng.random_range(0.85..1.2);
-    let psf_fwhm = [0.77, 0.72, 0.60, 0.66, 0.70]
-        .map(|b: f64| (b * seeing * rng.random_range(0.95..1.05)).clamp(0.5, 0.9) as f32);
-    let sky_sigma = [0.0012, 0.0013, 0.0016, 0.0025, 0.0045]
-        .map(|s: f64| (s * rng.random_range(0.8..1.25)) as f32);
+    let psf_fwhm =
+        [0.77, 0.72, 0.60, 0.66, 0.70].map(|b: f64| (b * seeing * rng.random_range(0.95..1.05)).clamp(0.5, 0.9) as f32);
+    let sky_sigma = [0.0012, 0.0013, 0.0016, 0.0025, 0.0045].map(|s: f64| (s * rng.random_range(0.8..1.25)) as f32);
     let sky_level = sky_sigma.map(|s| (0.2 * f64::from(s) * normal(rng)) as f32);
-    let defect =
-        (a.kind == Kind::Normal && rng.random_bool(0.02)).then(|| draw_defect(rng, ctx.cfg.size));
+    let defect = (a.kind == Kind::Normal && rng.random_bool(0.02)).then(|| draw_defect(rng, ctx.cfg.size));
 
     let mut g = Galaxy {
         index: a.index,
@@ -770,14 +629,9 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
             // 0.15" either side of the border, along the walk direction.
             let img = sky::offset(inside.0, inside.1, -0.15 * pa.sin(), -0.15 * pa.cos());
             let fib = sky::offset(outside.0, outside.1, 0.15 * pa.sin(), 0.15 * pa.cos());
-            let differ = |a: (f64, f64), b: (f64, f64)| {
-                sky::healpix(ctx.depth, a.0, a.1) != sky::healpix(ctx.depth, b.0, b.1)
-            };
-            let (img, fib) = if differ(img, fib) {
-                (img, fib)
-            } else {
-                (inside, outside)
-            };
+            let differ =
+                |a: (f64, f64), b: (f64, f64)| sky::healpix(ctx.depth, a.0, a.1) != sky::healpix(ctx.depth, b.0, b.1);
+            let (img, fib) = if differ(img, fib) { (img, fib) } else { (inside, outside) };
             (ra, dec) = img;
             fib
         } else {
@@ -804,14 +658,7 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
 }
 
 /// A second, unrelated source in the cutout: a smaller galaxy or a star.
-fn neighbour(
-    rng: &mut impl Rng,
-    imag: f64,
-    z: f64,
-    cx: f64,
-    cy: f64,
-    half_arcsec: f64,
-) -> Component {
+fn neighbour(rng: &mut impl Rng, imag: f64, z: f64, cx: f64, cy: f64, half_arcsec: f64) -> Component {
     let r = rng.random_range(2.5..(half_arcsec - 1.0).max(2.6)) / PIXEL_SCALE;
     let t = rng.random_range(0.0..std::f64::consts::TAU);
     let (x, y) = (cx + r * t.cos(), cy + r * t.sin());
@@ -823,15 +670,7 @@ fn neighbour(
         let q = rng.random_range(0.3..1.0);
         let pa = rng.random_range(0.0..std::f64::consts::PI);
         Component {
-            shape: Shape::Sersic {
-                x,
-                y,
-                re,
-                n: 1.5,
-                q,
-                pa,
-                arms: None,
-            },
+            shape: Shape::Sersic { x, y, re, n: 1.5, q, pa, arms: None },
             flux: fluxes(sed(old, z2), f, rng),
             own: false,
         }
@@ -850,16 +689,8 @@ fn neighbour(
 fn draw_defect(rng: &mut impl Rng, size: usize) -> Defect {
     let u: f64 = rng.random();
     if u < 0.4 {
-        let bands = if rng.random_bool(0.5) {
-            0b11111
-        } else {
-            1 << rng.random_range(0..5)
-        };
-        Defect::Column {
-            x: rng.random_range(0..size),
-            from: rng.random_range(0..size / 2),
-            bands,
-        }
+        let bands = if rng.random_bool(0.5) { 0b11111 } else { 1 << rng.random_range(0..5) };
+        Defect::Column { x: rng.random_range(0..size), from: rng.random_range(0..size / 2), bands }
     } else if u < 0.8 {
         let (w, h) = (rng.random_range(4..size / 3), rng.random_range(4..size / 3));
         Defect::Block {
@@ -870,10 +701,7 @@ fn draw_defect(rng: &mut impl Rng, size: usize) -> Defect {
             h,
         }
     } else {
-        Defect::Corner {
-            corner: rng.random_range(0..4),
-            extent: rng.random_range(size / 4..size / 2),
-        }
+        Defect::Corner { corner: rng.random_range(0..4), extent: rng.random_range(size / 4..size / 2) }
     }
 }
 
@@ -884,30 +712,12 @@ fn intended_class(rng: &mut impl Rng, kind: Kind, morph: Morph) -> BptClass {
         (Kind::Agn, _) => return Seyfert,
         (Kind::Lens, _) => return Unclassifiable,
         (Kind::Ring | Kind::Colour, _) => &[(StarForming, 0.85), (Composite, 0.15)],
-        (Kind::Merger, _) => &[
-            (StarForming, 0.5),
-            (Composite, 0.3),
-            (Seyfert, 0.1),
-            (Liner, 0.1),
-        ],
-        (_, Morph::Early) => &[
-            (Unclassifiable, 0.7),
-            (Liner, 0.2),
-            (Composite, 0.05),
-            (Seyfert, 0.05),
-        ],
-        (_, Morph::Spiral) => &[
-            (StarForming, 0.55),
-            (Composite, 0.2),
-            (Seyfert, 0.07),
-            (Liner, 0.08),
-            (Unclassifiable, 0.1),
-        ],
-        (_, Morph::Irregular) => &[
-            (StarForming, 0.9),
-            (Composite, 0.05),
-            (Unclassifiable, 0.05),
-        ],
+        (Kind::Merger, _) => &[(StarForming, 0.5), (Composite, 0.3), (Seyfert, 0.1), (Liner, 0.1)],
+        (_, Morph::Early) => &[(Unclassifiable, 0.7), (Liner, 0.2), (Composite, 0.05), (Seyfert, 0.05)],
+        (_, Morph::Spiral) => {
+            &[(StarForming, 0.55), (Composite, 0.2), (Seyfert, 0.07), (Liner, 0.08), (Unclassifiable, 0.1)]
+        }
+        (_, Morph::Irregular) => &[(StarForming, 0.9), (Composite, 0.05), (Unclassifiable, 0.05)],
     };
     let mut u: f64 = rng.random();
     for &(c, p) in table {

@@ -16,10 +16,7 @@ pub fn render(g: &Galaxy, size: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
     let npix = size * size;
     for b in 0..5 {
         let (sigma, level) = (f64::from(g.sky_sigma[b]), f64::from(g.sky_level[b]));
-        for (o, &m) in out[b * npix..(b + 1) * npix]
-            .iter_mut()
-            .zip(&model[b * npix..(b + 1) * npix])
-        {
+        for (o, &m) in out[b * npix..(b + 1) * npix].iter_mut().zip(&model[b * npix..(b + 1) * npix]) {
             let noise: f64 = rng.sample(StandardNormal);
             *o = (f64::from(m) + level + sigma * noise) as f32;
         }
@@ -53,15 +50,7 @@ pub fn render_model(g: &Galaxy, size: usize) -> Vec<f32> {
 /// Unit-flux image of a shape (before the PSF).
 fn template(shape: &Shape, size: usize) -> Vec<f64> {
     match *shape {
-        Shape::Sersic {
-            x,
-            y,
-            re,
-            n,
-            q,
-            pa,
-            arms,
-        } => sersic(size, x, y, re, n, q, pa, arms),
+        Shape::Sersic { x, y, re, n, q, pa, arms } => sersic(size, x, y, re, n, q, pa, arms),
         Shape::Point { x, y } => {
             let mut t = vec![0.0; size * size];
             splat(&mut t, size, x, y, 1.0);
@@ -72,17 +61,7 @@ fn template(shape: &Shape, size: usize) -> Vec<f64> {
             stamp(&mut t, size, x, y, sigma, 1.0);
             t
         }
-        Shape::Ring {
-            x,
-            y,
-            radius,
-            width,
-            q,
-            pa,
-            knots,
-            knot_amp,
-            phase,
-        } => {
+        Shape::Ring { x, y, radius, width, q, pa, knots, knot_amp, phase } => {
             let (c, s) = (pa.cos(), pa.sin());
             normalised(sampled(size, 2, |u, v| {
                 let (dx, dy) = (u - x, v - y);
@@ -93,28 +72,13 @@ fn template(shape: &Shape, size: usize) -> Vec<f64> {
                     * (1.0 + knot_amp * (f64::from(knots) * theta + phase).cos())
             }))
         }
-        Shape::Arc {
-            x,
-            y,
-            radius,
-            width,
-            phi,
-            spread,
-        } => normalised(sampled(size, 2, |u, v| {
+        Shape::Arc { x, y, radius, width, phi, spread } => normalised(sampled(size, 2, |u, v| {
             let (dx, dy) = (u - x, v - y);
             let r = (dx * dx + dy * dy).sqrt();
             let dphi = wrap_angle(dy.atan2(dx) - phi);
             (-0.5 * ((r - radius) / width).powi(2) - 0.5 * (dphi / spread).powi(2)).exp()
         })),
-        Shape::Tail {
-            x,
-            y,
-            r0,
-            r1,
-            theta0,
-            sweep,
-            width,
-        } => {
+        Shape::Tail { x, y, r0, r1, theta0, sweep, width } => {
             // Gaussian knots along a spiral segment, widening and fading.
             let mut t = vec![0.0; size * size];
             let steps = 200;
@@ -123,14 +87,7 @@ fn template(shape: &Shape, size: usize) -> Vec<f64> {
                 let r = r0 + (r1 - r0) * s;
                 let th = theta0 + sweep * s;
                 let w = width * (1.0 + s);
-                stamp(
-                    &mut t,
-                    size,
-                    x + r * th.cos(),
-                    y + r * th.sin(),
-                    w,
-                    (-1.5 * s).exp(),
-                );
+                stamp(&mut t, size, x + r * th.cos(), y + r * th.sin(), w, (-1.5 * s).exp());
             }
             normalised(t)
         }
@@ -168,10 +125,7 @@ fn sampled(size: usize, k: usize, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
             let mut acc = 0.0;
             for sj in 0..k {
                 for si in 0..k {
-                    acc += f(
-                        i as f64 + (si as f64 + 0.5) * inv,
-                        j as f64 + (sj as f64 + 0.5) * inv,
-                    );
+                    acc += f(i as f64 + (si as f64 + 0.5) * inv, j as f64 + (sj as f64 + 0.5) * inv);
                 }
             }
             t[j * size + i] = acc * inv * inv;
@@ -225,22 +179,12 @@ fn stamp(t: &mut [f64], size: usize, x: f64, y: f64, sigma: f64, w: f64) {
 /// fraction and the difference is put in the central pixel (the PSF spreads
 /// it anyway).
 #[allow(clippy::too_many_arguments)]
-fn sersic(
-    size: usize,
-    x0: f64,
-    y0: f64,
-    re: f64,
-    n: f64,
-    q: f64,
-    pa: f64,
-    arms: Option<Arms>,
-) -> Vec<f64> {
+fn sersic(size: usize, x0: f64, y0: f64, re: f64, n: f64, q: f64, pa: f64, arms: Option<Arms>) -> Vec<f64> {
     let b = sersic_b(n);
     let q = q.max(0.05);
     // Surface brightness at re for unit total flux:
     // F = 2π q re² n e^b b^(−2n) Γ(2n) I_e.
-    let ln_norm = (2.0 * std::f64::consts::PI * q * re * re * n).ln() + b - 2.0 * n * b.ln()
-        + ln_gamma(2.0 * n);
+    let ln_norm = (2.0 * std::f64::consts::PI * q * re * re * n).ln() + b - 2.0 * n * b.ln() + ln_gamma(2.0 * n);
     let ie = (-ln_norm).exp();
     let (c, s) = (pa.cos(), pa.sin());
     let (inv_n, inv_q) = (1.0 / n, 1.0 / q);
@@ -258,11 +202,7 @@ fn sersic(
     let (half_inv_n, ln_ie_b, b32) = ((0.5 * inv_n) as f32, (ie.ln() + b) as f32, b as f32);
     let profile = |r2: f64, a: f64, bb: f64| {
         let x2 = (r2 * inv_re2) as f32; // (r / re)²
-        let x = if exponential {
-            x2.sqrt()
-        } else {
-            (half_inv_n * x2.max(1e-30).ln()).exp()
-        };
+        let x = if exponential { x2.sqrt() } else { (half_inv_n * x2.max(1e-30).ln()).exp() };
         let mut i = (ln_ie_b - b32 * x).exp();
         if let Some(arm) = arms {
             // m = 2 logarithmic spiral, cos(2θ + ψ(r)), fading in outside the
@@ -273,8 +213,7 @@ fn sersic(
             if fade > 0.0 {
                 let (a, bb, r2) = (a as f32, bb as f32, r2 as f32);
                 let (cos2, sin2) = ((a * a - bb * bb) / r2, 2.0 * a * bb / r2);
-                let (sin_psi, cos_psi) =
-                    (arm.phase as f32 - 2.0 * rr.ln() / arm.tan_pitch as f32).sin_cos();
+                let (sin_psi, cos_psi) = (arm.phase as f32 - 2.0 * rr.ln() / arm.tan_pitch as f32).sin_cos();
                 i *= 1.0 + arm.amplitude as f32 * fade * (cos2 * cos_psi - sin2 * sin_psi);
             }
         }
@@ -307,10 +246,7 @@ fn sersic(
         let mut acc = 0.0;
         for sj in 0..k {
             for si in 0..k {
-                let (r2, a, bb) = ell(
-                    i as f64 + (si as f64 + 0.5) * inv,
-                    j as f64 + (sj as f64 + 0.5) * inv,
-                );
+                let (r2, a, bb) = ell(i as f64 + (si as f64 + 0.5) * inv, j as f64 + (sj as f64 + 0.5) * inv);
                 let val = profile(r2, a, bb);
                 acc += val;
                 if r2 < core * core {
@@ -334,9 +270,7 @@ fn sersic(
 /// multiply-adds so the compiler vectorises it: this is the hot loop.
 fn blur(plane: &mut [f32], size: usize, sigma: f64) {
     let r = (3.5 * sigma).ceil() as usize;
-    let mut kernel: Vec<f64> = (0..=2 * r)
-        .map(|k| (-0.5 * ((k as f64 - r as f64) / sigma).powi(2)).exp())
-        .collect();
+    let mut kernel: Vec<f64> = (0..=2 * r).map(|k| (-0.5 * ((k as f64 - r as f64) / sigma).powi(2)).exp()).collect();
     let s: f64 = kernel.iter().sum();
     kernel.iter_mut().for_each(|k| *k /= s);
     let kernel: Vec<f32> = kernel.into_iter().map(|k| k as f32).collect();
@@ -348,18 +282,12 @@ fn blur(plane: &mut [f32], size: usize, sigma: f64) {
             if t >= r {
                 let o = t - r;
                 if o < size {
-                    dst[..size - o]
-                        .iter_mut()
-                        .zip(&src[o..])
-                        .for_each(|(d, s)| *d += w * s);
+                    dst[..size - o].iter_mut().zip(&src[o..]).for_each(|(d, s)| *d += w * s);
                 }
             } else {
                 let o = r - t;
                 if o < size {
-                    dst[o..]
-                        .iter_mut()
-                        .zip(&src[..size - o])
-                        .for_each(|(d, s)| *d += w * s);
+                    dst[o..].iter_mut().zip(&src[..size - o]).for_each(|(d, s)| *d += w * s);
                 }
             }
         }
@@ -369,9 +297,7 @@ fn blur(plane: &mut [f32], size: usize, sigma: f64) {
         for (t, &w) in kernel.iter().enumerate() {
             let jj = (j + t).wrapping_sub(r);
             if jj < size {
-                dst.iter_mut()
-                    .zip(&tmp[jj * size..(jj + 1) * size])
-                    .for_each(|(d, s)| *d += w * s);
+                dst.iter_mut().zip(&tmp[jj * size..(jj + 1) * size]).for_each(|(d, s)| *d += w * s);
             }
         }
     }
@@ -419,20 +345,12 @@ mod tests {
     #[test]
     fn sersic_templates_hold_their_flux() {
         // Small galaxies in a big stamp: nearly all the light is inside.
-        for (n, re, q) in [
-            (4.0, 1.5, 0.8),
-            (4.0, 3.0, 0.5),
-            (1.0, 4.0, 0.3),
-            (2.5, 0.8, 1.0),
-        ] {
+        for (n, re, q) in [(4.0, 1.5, 0.8), (4.0, 3.0, 0.5), (1.0, 4.0, 0.3), (2.5, 0.8, 1.0)] {
             let t = sersic(96, 48.3, 47.8, re, n, q, 0.7, None);
             let sum: f64 = t.iter().sum();
             // Analytic fraction inside the inscribed circle is a lower bound.
             let inside = gamma_p(2.0 * n, sersic_b(n) * (47.0 / re).powf(1.0 / n));
-            assert!(
-                sum > inside - 0.01 && sum < 1.005,
-                "n={n} re={re}: {sum} vs ≥{inside}"
-            );
+            assert!(sum > inside - 0.01 && sum < 1.005, "n={n} re={re}: {sum} vs ≥{inside}");
         }
     }
 

@@ -83,10 +83,7 @@ pub fn gamma_p(a: f64, x: f64) -> f64 {
 /// enclosed fraction for the n ≥ 0.7 used here). Only the profile's shape
 /// depends on it: normalisation uses the same b, so total flux is exact.
 pub fn sersic_b(n: f64) -> f64 {
-    2.0 * n - 1.0 / 3.0
-        + 4.0 / (405.0 * n)
-        + 46.0 / (25_515.0 * n * n)
-        + 131.0 / (1_148_175.0 * n * n * n)
+    2.0 * n - 1.0 / 3.0 + 4.0 / (405.0 * n) + 46.0 / (25_515.0 * n * n) + 131.0 / (1_148_175.0 * n * n * n)
 }
 
 /// Fraction of a Sérsic profile's total flux inside elliptical radius `r`

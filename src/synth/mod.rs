@@ -66,14 +66,7 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        Self {
-            n_galaxies: 20_000,
-            size: 64,
-            seed: 42,
-            spectrum_fraction: 0.15,
-            anomaly_fraction: 0.01,
-            nside: 64,
-        }
+        Self { n_galaxies: 20_000, size: 64, seed: 42, spectrum_fraction: 0.15, anomaly_fraction: 0.01, nside: 64 }
     }
 }
 
@@ -113,9 +106,7 @@ fn survey_rng(seed: u64) -> ChaCha8Rng {
 
 /// Relative path of a sample's cell file, MMU style.
 fn cell_path(sample: &Path, cell: u64) -> PathBuf {
-    sample
-        .join(format!("healpix={cell}"))
-        .join("001-of-001.hdf5")
+    sample.join(format!("healpix={cell}")).join("001-of-001.hdf5")
 }
 
 /// Decides everything about every object (no pixels yet).
@@ -126,10 +117,7 @@ pub(crate) fn plan_survey(cfg: &SynthConfig) -> Result<Vec<Galaxy>> {
     if cfg.size < 16 {
         bail!("cutout size must be at least 16 pixels (got {})", cfg.size);
     }
-    for (name, f) in [
-        ("spectrum_fraction", cfg.spectrum_fraction),
-        ("anomaly_fraction", cfg.anomaly_fraction),
-    ] {
+    for (name, f) in [("spectrum_fraction", cfg.spectrum_fraction), ("anomaly_fraction", cfg.anomaly_fraction)] {
         if !(0.0..=1.0).contains(&f) {
             bail!("{name} must be within [0, 1] (got {f})");
         }
@@ -159,15 +147,9 @@ pub(crate) fn plan_survey(cfg: &SynthConfig) -> Result<Vec<Galaxy>> {
         })
         .collect();
     let n_agn = kinds.iter().filter(|k| **k == Kind::Agn).count();
-    let n_spec = ((n as f64 * cfg.spectrum_fraction).round() as usize)
-        .max(n_agn)
-        .min(n);
+    let n_spec = ((n as f64 * cfg.spectrum_fraction).round() as usize).max(n_agn).min(n);
     let key = |i: usize| {
-        if kinds[i] == Kind::Agn {
-            f64::NEG_INFINITY
-        } else {
-            bright[i].1
-        }
+        if kinds[i] == Kind::Agn { f64::NEG_INFINITY } else { bright[i].1 }
     };
     let mut by_key: Vec<usize> = (0..n).collect();
     by_key.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
@@ -176,17 +158,10 @@ pub(crate) fn plan_survey(cfg: &SynthConfig) -> Result<Vec<Galaxy>> {
 
     // A handful of spectra sit across a HEALPix border from their image.
     let mut spec_objects: Vec<usize> = (0..n).filter(|&i| has_spec[i]).collect();
-    let n_border = if n_spec == 0 {
-        0
-    } else {
-        (n_spec / 100).clamp(3, 50).min(n_spec)
-    };
+    let n_border = if n_spec == 0 { 0 } else { (n_spec / 100).clamp(3, 50).min(n_spec) };
     spec_objects.shuffle(&mut srng);
     let mut border = vec![false; n];
-    spec_objects
-        .iter()
-        .take(n_border)
-        .for_each(|&i| border[i] = true);
+    spec_objects.iter().take(n_border).for_each(|&i| border[i] = true);
 
     let mut number = 0;
     let assignments: Vec<Assignment> = (0..n)
@@ -201,11 +176,7 @@ pub(crate) fn plan_survey(cfg: &SynthConfig) -> Result<Vec<Galaxy>> {
             border: border[i],
         })
         .collect();
-    let ctx = Context {
-        cfg,
-        depth,
-        clusters: &clusters,
-    };
+    let ctx = Context { cfg, depth, clusters: &clusters };
     Ok(assignments
         .par_iter()
         .map(|a| galaxy::plan(&ctx, a, &mut object_rng(cfg.seed, a.index, Stream::Plan)))
@@ -215,11 +186,7 @@ pub(crate) fn plan_survey(cfg: &SynthConfig) -> Result<Vec<Galaxy>> {
 /// Writes a synthetic survey under `out` (see the module docs for the
 /// layout). `progress` is called with the number of galaxies written, batch
 /// by batch.
-pub fn write_survey(
-    out: &Path,
-    cfg: &SynthConfig,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<SynthSummary> {
+pub fn write_survey(out: &Path, cfg: &SynthConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<SynthSummary> {
     let gals = plan_survey(cfg)?;
     let images_dir = out.join("hsc").join("pdr3_synth");
     let spectra_dir = out.join("sdss").join("synth");
@@ -252,12 +219,7 @@ pub fn write_survey(
     let truth = out.join("truth.csv");
     writer::write_truth(&truth, &gals)?;
 
-    tracing::info!(
-        images = gals.len(),
-        files = files.len(),
-        "synthetic survey written to {}",
-        out.display()
-    );
+    tracing::info!(images = gals.len(), files = files.len(), "synthetic survey written to {}", out.display());
     Ok(SynthSummary {
         n_images: gals.len(),
         n_spectra: spectrum_cells.values().map(Vec::len).sum(),

@@ -46,13 +46,7 @@ pub fn healpix(depth: u8, ra: f64, dec: f64) -> u64 {
 /// the cell changes, then bisects the crossing down to `tol` arcsec.
 ///
 /// Returns (inside, outside) positions, in different cells, `tol` apart.
-pub fn border_crossing(
-    depth: u8,
-    ra: f64,
-    dec: f64,
-    pa: f64,
-    tol: f64,
-) -> ((f64, f64), (f64, f64)) {
+pub fn border_crossing(depth: u8, ra: f64, dec: f64, pa: f64, tol: f64) -> ((f64, f64), (f64, f64)) {
     let (east, north) = (pa.sin(), pa.cos());
     let at = |d: f64| offset(ra, dec, east * d, north * d);
     let home = healpix(depth, ra, dec);
@@ -67,11 +61,7 @@ pub fn border_crossing(
     }
     while hi - lo > tol {
         let mid = 0.5 * (lo + hi);
-        if healpix(depth, at(mid).0, at(mid).1) == home {
-            lo = mid
-        } else {
-            hi = mid
-        }
+        if healpix(depth, at(mid).0, at(mid).1) == home { lo = mid } else { hi = mid }
     }
     (at(lo), at(hi))
 }

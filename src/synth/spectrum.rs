@@ -39,9 +39,7 @@ pub fn wavelength(k: usize) -> f64 {
 
 /// Rest wavelength of a line of the shared table.
 fn rest(name: &str) -> f64 {
-    lines::line(name)
-        .unwrap_or_else(|| panic!("{name} missing from LINES"))
-        .wavelength
+    lines::line(name).unwrap_or_else(|| panic!("{name} missing from LINES")).wavelength
 }
 
 /// One Gaussian emission line.
@@ -164,10 +162,7 @@ fn population(lambda: f64, temperature: f64, break_depth: f64, line_strength: f6
     // Below 4000 Å metal-line blanketing removes a fraction of the light.
     let brk = 1.0 - break_depth / (1.0 + ((lambda - 4000.0) / 30.0).exp());
     let mut absorb = 1.0;
-    for l in lines::LINES
-        .iter()
-        .filter(|l| l.kind == LineKind::Absorption)
-    {
+    for l in lines::LINES.iter().filter(|l| l.kind == LineKind::Absorption) {
         let d = lambda - l.wavelength;
         let (depth, w) = absorption_profile(l.name);
         if d.abs() < 6.0 * w {
@@ -179,8 +174,7 @@ fn population(lambda: f64, temperature: f64, break_depth: f64, line_strength: f6
 
 /// Rest-frame continuum shape: old and young stars plus an AGN power law.
 fn rest_continuum(lambda: f64, old: f64, agn: f64) -> f64 {
-    let stars = old * population(lambda, 4800.0, 0.45, 1.0)
-        + (1.0 - old) * population(lambda, 12_000.0, 0.12, 0.3);
+    let stars = old * population(lambda, 4800.0, 0.45, 1.0) + (1.0 - old) * population(lambda, 12_000.0, 0.12, 0.3);
     (1.0 - agn) * stars + agn * (lambda / 5500.0).powf(-1.5)
 }
 
@@ -261,15 +255,7 @@ pub const MAX_SNR_UNCLASSIFIABLE: f64 = 1.5;
 
 /// Plans a spectrum of the given intended class. `rmag` is the object's
 /// r-band magnitude and `old` its old-star light fraction.
-pub fn plan(
-    rng: &mut ChaCha8Rng,
-    number: usize,
-    z: f64,
-    rmag: f64,
-    old: f64,
-    class: BptClass,
-    agn: bool,
-) -> SpecPlan {
+pub fn plan(rng: &mut ChaCha8Rng, number: usize, z: f64, rmag: f64, old: f64, class: BptClass, agn: bool) -> SpecPlan {
     // f_λ at 6200 Å (1e-17 erg/s/cm²/Å) of an AB magnitude, times the
     // fraction of the galaxy's light that enters a 3" fibre.
     let fibre = rng.random_range(0.3..0.55);
@@ -303,11 +289,7 @@ pub fn plan(
                 return sp; // passive: no emission at all
             }
             // Weak lines with arbitrary ratios: some ionised gas, too little to classify.
-            (
-                rng.random_range(-0.8..0.4),
-                rng.random_range(-0.6..0.8),
-                rng.random_range(0.2..2.0),
-            )
+            (rng.random_range(-0.8..0.4), rng.random_range(-0.6..0.8), rng.random_range(0.2..2.0))
         }
         c => {
             let (x, y) = bpt::draw_ratios(c, rng);
@@ -332,11 +314,7 @@ pub fn plan(
     };
     let sii_ratio = rng.random_range(1.1..1.4); // 6718/6733, density sensitive
     let sii = ha * sii_ha;
-    let line = |rest: f64, flux: f64| EmissionLine {
-        rest,
-        flux,
-        sigma_kms: v,
-    };
+    let line = |rest: f64, flux: f64| EmissionLine { rest, flux, sigma_kms: v };
     sp.lines = vec![
         line(ha_w, ha),
         line(nii_w, nii),
@@ -359,11 +337,7 @@ pub fn plan(
         if max > target { target / max } else { 1.0 }
     } else {
         let min = snrs.iter().cloned().fold(f64::INFINITY, f64::min);
-        if min < MIN_SNR_CLASSIFIABLE {
-            MIN_SNR_CLASSIFIABLE / min * rng.random_range(1.0..1.5)
-        } else {
-            1.0
-        }
+        if min < MIN_SNR_CLASSIFIABLE { MIN_SNR_CLASSIFIABLE / min * rng.random_range(1.0..1.5) } else { 1.0 }
     };
     for l in sp.lines.iter_mut() {
         l.flux *= scale;
@@ -374,16 +348,8 @@ pub fn plan(
         // Broad-line region: FWHM 2000–6000 km/s, stronger than narrow Hα.
         let sigma = rng.random_range(2000.0..6000.0) / 2.3548;
         let broad_ha = sp.bpt_flux[0] * rng.random_range(1.5..4.0);
-        sp.lines.push(EmissionLine {
-            rest: ha_w,
-            flux: broad_ha,
-            sigma_kms: sigma,
-        });
-        sp.lines.push(EmissionLine {
-            rest: hb_w,
-            flux: broad_ha / rng.random_range(3.0..4.0),
-            sigma_kms: sigma,
-        });
+        sp.lines.push(EmissionLine { rest: ha_w, flux: broad_ha, sigma_kms: sigma });
+        sp.lines.push(EmissionLine { rest: hb_w, flux: broad_ha / rng.random_range(3.0..4.0), sigma_kms: sigma });
     }
     sp
 }
@@ -502,17 +468,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let n = n_pixels();
         for i in 0..30 {
-            let sp = plan(
-                &mut rng,
-                i,
-                0.1,
-                17.5,
-                0.5,
-                BptClass::StarForming,
-                i % 5 == 0,
-            );
-            let (mut f, mut iv, mut m, mut l) =
-                (vec![0.0; n], vec![0.0; n], vec![0; n], vec![0.0; n]);
+            let sp = plan(&mut rng, i, 0.1, 17.5, 0.5, BptClass::StarForming, i % 5 == 0);
+            let (mut f, mut iv, mut m, mut l) = (vec![0.0; n], vec![0.0; n], vec![0; n], vec![0.0; n]);
             render(&sp, &mut rng, &mut f, &mut iv, &mut m, &mut l);
             for k in 0..n {
                 assert_eq!(m[k] != 0, iv[k] == 0.0);

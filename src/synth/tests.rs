@@ -10,11 +10,7 @@ use super::spectrum::{MAX_SNR_UNCLASSIFIABLE, MIN_SNR_CLASSIFIABLE};
 use super::*;
 
 fn small(n: usize) -> SynthConfig {
-    SynthConfig {
-        n_galaxies: n,
-        size: 32,
-        ..SynthConfig::default()
-    }
+    SynthConfig { n_galaxies: n, size: 32, ..SynthConfig::default() }
 }
 
 fn hdf5_files(dir: &Path) -> Vec<PathBuf> {
@@ -43,16 +39,9 @@ fn same_config_gives_identical_data() {
     assert_eq!(sa.files.len(), sb.files.len());
     assert!(sa.n_spectra > 0);
     for (fa, fb) in sa.files.iter().zip(&sb.files) {
-        assert_eq!(
-            fa.strip_prefix(a.path()).unwrap(),
-            fb.strip_prefix(b.path()).unwrap()
-        );
+        assert_eq!(fa.strip_prefix(a.path()).unwrap(), fb.strip_prefix(b.path()).unwrap());
         let (ha, hb) = (hdf5::File::open(fa).unwrap(), hdf5::File::open(fb).unwrap());
-        let name = if ha.link_exists("image_array") {
-            "image_array"
-        } else {
-            "spectrum_flux"
-        };
+        let name = if ha.link_exists("image_array") { "image_array" } else { "spectrum_flux" };
         let (da, db) = (
             ha.dataset(name).unwrap().read_raw::<f32>().unwrap(),
             hb.dataset(name).unwrap().read_raw::<f32>().unwrap(),
@@ -70,10 +59,7 @@ fn same_config_gives_identical_data() {
             bb.len()
         );
     }
-    assert_eq!(
-        std::fs::read(&sa.truth).unwrap(),
-        std::fs::read(&sb.truth).unwrap()
-    );
+    assert_eq!(std::fs::read(&sa.truth).unwrap(), std::fs::read(&sb.truth).unwrap());
 }
 
 #[test]
@@ -91,15 +77,8 @@ fn files_have_mmu_columns_and_shapes() {
     let depth = sky::depth_of(cfg.nside).unwrap();
     for path in &summary.files {
         let f = hdf5::File::open(path).unwrap();
-        let cell: u64 = path
-            .parent()
-            .unwrap()
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()["healpix=".len()..]
-            .parse()
-            .unwrap();
+        let cell: u64 =
+            path.parent().unwrap().file_name().unwrap().to_str().unwrap()["healpix=".len()..].parse().unwrap();
         let ra = f.dataset("ra").unwrap().read_1d::<f64>().unwrap();
         let dec = f.dataset("dec").unwrap().read_1d::<f64>().unwrap();
         let hp = f.dataset("healpix").unwrap().read_1d::<i64>().unwrap();
@@ -107,11 +86,7 @@ fn files_have_mmu_columns_and_shapes() {
         for k in 0..n {
             assert!((0.0..360.0).contains(&ra[k]));
             assert_eq!(hp[k] as u64, cell);
-            assert_eq!(
-                sky::healpix(depth, ra[k], dec[k]),
-                cell,
-                "partitioned by position"
-            );
+            assert_eq!(sky::healpix(depth, ra[k], dec[k]), cell, "partitioned by position");
         }
         if path.starts_with(dir.path().join("hsc/pdr3_synth")) {
             n_img += n;
@@ -124,20 +99,12 @@ fn files_have_mmu_columns_and_shapes() {
             assert_eq!(bands.dim(), (n, 5));
             assert_eq!(bands[[0, 0]].as_str(), "HSC-G");
             assert_eq!(bands[[n - 1, 4]].as_str(), "HSC-Y");
-            let psf = f
-                .dataset("image_psf_fwhm")
-                .unwrap()
-                .read_2d::<f32>()
-                .unwrap();
+            let psf = f.dataset("image_psf_fwhm").unwrap().read_2d::<f32>().unwrap();
             assert!(psf.iter().all(|p| (0.5..=0.9).contains(p)));
             let scale = f.dataset("image_scale").unwrap().read_2d::<f32>().unwrap();
             assert!(scale.iter().all(|s| *s == 0.168f32));
             for c in ["g", "r", "i", "z", "y"] {
-                let m = f
-                    .dataset(&format!("{c}_cmodel_mag"))
-                    .unwrap()
-                    .read_1d::<f32>()
-                    .unwrap();
+                let m = f.dataset(&format!("{c}_cmodel_mag")).unwrap().read_1d::<f32>().unwrap();
                 assert!(m.iter().all(|m| (10.0..30.0).contains(m)), "{c}: {m:?}");
             }
             for c in ["i_extendedness_value", "i_sdssshape_shape11"] {
@@ -145,43 +112,17 @@ fn files_have_mmu_columns_and_shapes() {
             }
         } else {
             n_spec += n;
-            let ids = f
-                .dataset("object_id")
-                .unwrap()
-                .read_1d::<FixedAscii<16>>()
-                .unwrap();
+            let ids = f.dataset("object_id").unwrap().read_1d::<FixedAscii<16>>().unwrap();
             assert!(ids.iter().all(|id| id.as_str().starts_with("sdss-")));
             let l = spectrum::n_pixels();
-            for c in [
-                "spectrum_lambda",
-                "spectrum_flux",
-                "spectrum_ivar",
-                "spectrum_lsf_sigma",
-                "spectrum_mask",
-            ] {
+            for c in ["spectrum_lambda", "spectrum_flux", "spectrum_ivar", "spectrum_lsf_sigma", "spectrum_mask"] {
                 assert_eq!(f.dataset(c).unwrap().shape(), vec![n, l], "{c}");
             }
-            let lam = f
-                .dataset("spectrum_lambda")
-                .unwrap()
-                .read_2d::<f32>()
-                .unwrap();
+            let lam = f.dataset("spectrum_lambda").unwrap().read_2d::<f32>().unwrap();
             assert!((lam[[0, 0]] - 3800.0).abs() < 0.01 && lam[[n - 1, l - 1]] <= 9200.0);
-            let ivar = f
-                .dataset("spectrum_ivar")
-                .unwrap()
-                .read_2d::<f32>()
-                .unwrap();
-            let mask = f
-                .dataset("spectrum_mask")
-                .unwrap()
-                .read_2d::<i32>()
-                .unwrap();
-            assert!(
-                ivar.iter()
-                    .zip(mask.iter())
-                    .all(|(iv, m)| (*m != 0) == (*iv == 0.0))
-            );
+            let ivar = f.dataset("spectrum_ivar").unwrap().read_2d::<f32>().unwrap();
+            let mask = f.dataset("spectrum_mask").unwrap().read_2d::<i32>().unwrap();
+            assert!(ivar.iter().zip(mask.iter()).all(|(iv, m)| (*m != 0) == (*iv == 0.0)));
             let z = f.dataset("Z").unwrap().read_1d::<f32>().unwrap();
             assert!(z.iter().all(|z| (0.019..0.251).contains(z)));
             assert_eq!(f.dataset("Z_ERR").unwrap().shape(), vec![n]);
@@ -193,25 +134,15 @@ fn files_have_mmu_columns_and_shapes() {
 
 #[test]
 fn truth_lists_every_object_and_kind() {
-    let cfg = SynthConfig {
-        anomaly_fraction: 0.6,
-        ..small(120)
-    };
+    let cfg = SynthConfig { anomaly_fraction: 0.6, ..small(120) };
     let dir = tempfile::tempdir().unwrap();
     let summary = write_survey(dir.path(), &cfg, &|_| {}).unwrap();
     let text = std::fs::read_to_string(&summary.truth).unwrap();
     let mut lines = text.lines();
-    assert_eq!(
-        lines.next(),
-        Some("object_id,spec_id,kind,interesting,bpt_class,z")
-    );
+    assert_eq!(lines.next(), Some("object_id,spec_id,kind,interesting,bpt_class,z"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 120);
-    assert_eq!(
-        rows.iter().map(|r| r[0]).collect::<HashSet<_>>().len(),
-        120,
-        "unique ids"
-    );
+    assert_eq!(rows.iter().map(|r| r[0]).collect::<HashSet<_>>().len(), 120, "unique ids");
     let kinds: HashSet<&str> = rows.iter().map(|r| r[2]).collect();
     for k in ["normal", "ring", "merger", "lens", "colour", "agn", "trail"] {
         assert!(kinds.contains(k), "no {k}");
@@ -226,20 +157,13 @@ fn truth_lists_every_object_and_kind() {
     }
     assert_eq!(summary.n_anomalies, 72);
     // Spectra: ~15%, plus all the AGN.
-    assert_eq!(
-        rows.iter().filter(|r| !r[1].is_empty()).count(),
-        summary.n_spectra
-    );
+    assert_eq!(rows.iter().filter(|r| !r[1].is_empty()).count(), summary.n_spectra);
 }
 
 #[test]
 fn spectra_land_in_their_bpt_regions() {
-    let cfg = SynthConfig {
-        n_galaxies: 3000,
-        spectrum_fraction: 0.5,
-        anomaly_fraction: 0.05,
-        ..SynthConfig::default()
-    };
+    let cfg =
+        SynthConfig { n_galaxies: 3000, spectrum_fraction: 0.5, anomaly_fraction: 0.05, ..SynthConfig::default() };
     let gals = plan_survey(&cfg).unwrap();
     let mut seen = HashSet::new();
     for sp in gals.iter().filter_map(|g| g.spectrum.as_ref()) {
@@ -263,10 +187,7 @@ fn spectra_land_in_their_bpt_regions() {
 
 #[test]
 fn spectra_sit_within_half_an_arcsec_of_their_images() {
-    let cfg = SynthConfig {
-        n_galaxies: 2000,
-        ..SynthConfig::default()
-    };
+    let cfg = SynthConfig { n_galaxies: 2000, ..SynthConfig::default() };
     let gals = plan_survey(&cfg).unwrap();
     let (mut n, mut across) = (0, 0);
     let (mut west, mut east) = (false, false);
@@ -288,16 +209,10 @@ fn spectra_sit_within_half_an_arcsec_of_their_images() {
 
 #[test]
 fn pixels_sum_to_catalogue_flux() {
-    let cfg = SynthConfig {
-        n_galaxies: 300,
-        ..SynthConfig::default()
-    };
+    let cfg = SynthConfig { n_galaxies: 300, ..SynthConfig::default() };
     let gals = plan_survey(&cfg).unwrap();
     let mut checked = 0;
-    for g in gals
-        .iter()
-        .filter(|g| g.kind == Kind::Normal && g.components.iter().all(|c| c.own))
-    {
+    for g in gals.iter().filter(|g| g.kind == Kind::Normal && g.components.iter().all(|c| c.own)) {
         // Compact galaxies only: big ones lose light off the cutout edge.
         let compact = g.components.iter().all(|c| match c.shape {
             galaxy::Shape::Sersic { re, n, .. } => re < if n > 2.0 { 3.0 } else { 6.0 },
@@ -310,23 +225,13 @@ fn pixels_sum_to_catalogue_flux() {
         let npix = cfg.size * cfg.size;
         let own = g.own_flux();
         for b in 0..5 {
-            let sum: f64 = model[b * npix..(b + 1) * npix]
-                .iter()
-                .map(|&v| f64::from(v))
-                .sum();
-            assert!(
-                (sum / own[b] - 1.0).abs() < 0.03,
-                "band {b}: {sum} vs {}",
-                own[b]
-            );
+            let sum: f64 = model[b * npix..(b + 1) * npix].iter().map(|&v| f64::from(v)).sum();
+            assert!((sum / own[b] - 1.0).abs() < 0.03, "band {b}: {sum} vs {}", own[b]);
             // Catalogue magnitudes carry a measurement error that grows
             // for faint objects; allow 4σ of it.
             let (mag, cat) = (flux_to_mag(sum), f64::from(g.mags[b]));
             let sigma = 0.005 + 0.03 * 10f64.powf(0.4 * (cat - 23.0));
-            assert!(
-                (mag - cat).abs() < 0.04 + 4.0 * sigma,
-                "band {b}: {mag} vs {cat}"
-            );
+            assert!((mag - cat).abs() < 0.04 + 4.0 * sigma, "band {b}: {mag} vs {cat}");
         }
         checked += 1;
     }
@@ -337,38 +242,19 @@ fn pixels_sum_to_catalogue_flux() {
 fn rewriting_leaves_no_stale_cells() {
     let dir = tempfile::tempdir().unwrap();
     write_survey(dir.path(), &small(100), &|_| {}).unwrap();
-    let coarser = SynthConfig {
-        nside: 16,
-        seed: 7,
-        ..small(60)
-    };
+    let coarser = SynthConfig { nside: 16, seed: 7, ..small(60) };
     let summary = write_survey(dir.path(), &coarser, &|_| {}).unwrap();
     assert_eq!(summary.files, hdf5_files(dir.path()));
-    assert_eq!(
-        std::fs::read_to_string(&summary.truth)
-            .unwrap()
-            .lines()
-            .count(),
-        61
-    );
+    assert_eq!(std::fs::read_to_string(&summary.truth).unwrap().lines().count(), 61);
 }
 
 #[test]
 fn rejects_bad_configs() {
     let dir = tempfile::tempdir().unwrap();
     for cfg in [
-        SynthConfig {
-            nside: 48,
-            ..small(10)
-        },
-        SynthConfig {
-            size: 8,
-            ..small(10)
-        },
-        SynthConfig {
-            spectrum_fraction: 1.5,
-            ..small(10)
-        },
+        SynthConfig { nside: 48, ..small(10) },
+        SynthConfig { size: 8, ..small(10) },
+        SynthConfig { spectrum_fraction: 1.5, ..small(10) },
     ] {
         assert!(write_survey(dir.path(), &cfg, &|_| {}).is_err());
     }
@@ -381,11 +267,7 @@ fn default_survey_timing() {
     let dir = tempfile::tempdir().unwrap();
     let t = std::time::Instant::now();
     let s = write_survey(dir.path(), &SynthConfig::default(), &|_| {}).unwrap();
-    let bytes: u64 = s
-        .files
-        .iter()
-        .map(|f| std::fs::metadata(f).unwrap().len())
-        .sum();
+    let bytes: u64 = s.files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
     eprintln!(
         "{} images, {} spectra, {} anomalies, {} files, {:.2} GB in {:.2?}",
         s.n_images,

@@ -24,39 +24,28 @@ pub const BATCH: usize = 512;
 
 /// Writes a 1-D column.
 fn column<T: hdf5::H5Type>(file: &hdf5::File, name: &str, data: &[T]) -> Result<()> {
-    file.new_dataset_builder()
-        .with_data(data)
-        .create(name)
-        .wrap_err_with(|| format!("dataset {name}"))?;
+    file.new_dataset_builder().with_data(data).create(name).wrap_err_with(|| format!("dataset {name}"))?;
     Ok(())
 }
 
 fn column_2d<T: hdf5::H5Type>(file: &hdf5::File, name: &str, data: ArrayView2<T>) -> Result<()> {
-    file.new_dataset_builder()
-        .with_data(data)
-        .create(name)
-        .wrap_err_with(|| format!("dataset {name}"))?;
+    file.new_dataset_builder().with_data(data).create(name).wrap_err_with(|| format!("dataset {name}"))?;
     Ok(())
 }
 
 fn ascii<const N: usize>(s: &str) -> Result<FixedAscii<N>> {
-    FixedAscii::<N>::from_ascii(s.as_bytes())
-        .map_err(|e| eyre!("{s:?} as a fixed-length string: {e}"))
+    FixedAscii::<N>::from_ascii(s.as_bytes()).map_err(|e| eyre!("{s:?} as a fixed-length string: {e}"))
 }
 
 /// Creates the file under a temporary name, fills it, then renames it.
 fn atomically(path: &Path, fill: impl FnOnce(&hdf5::File) -> Result<()>) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| eyre!("{} has no parent directory", path.display()))?;
+    let dir = path.parent().ok_or_else(|| eyre!("{} has no parent directory", path.display()))?;
     fs::create_dir_all(dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
     let tmp = path.with_extension("hdf5.partial");
     let result = (|| -> Result<()> {
         // No object timestamps (the root group's included), so the same
         // survey gives byte-identical files.
-        let file = hdf5::File::with_options()
-            .with_fcpl(|p| p.obj_track_times(false))
-            .create(&tmp)?;
+        let file = hdf5::File::with_options().with_fcpl(|p| p.obj_track_times(false)).create(&tmp)?;
         fill(&file)?;
         file.close()?;
         fs::rename(&tmp, path)?;
@@ -80,12 +69,7 @@ pub struct ImageWriter {
 
 impl ImageWriter {
     pub fn new(size: usize, seed: u64) -> Self {
-        Self {
-            size,
-            seed,
-            front: Vec::new(),
-            back: Vec::new(),
-        }
+        Self { size, seed, front: Vec::new(), back: Vec::new() }
     }
 
     /// Writes one file holding `rows` (indices into `gals`).
@@ -107,60 +91,29 @@ impl ImageWriter {
         let (front, back) = (&mut self.front, &mut self.back);
         atomically(path, |file| {
             let g = |k: usize| &gals[rows[k]];
-            column(
-                file,
-                "object_id",
-                &(0..n).map(|k| g(k).object_id).collect::<Vec<i64>>(),
-            )?;
+            column(file, "object_id", &(0..n).map(|k| g(k).object_id).collect::<Vec<i64>>())?;
             column(file, "ra", &(0..n).map(|k| g(k).ra).collect::<Vec<f64>>())?;
             column(file, "dec", &(0..n).map(|k| g(k).dec).collect::<Vec<f64>>())?;
-            column(
-                file,
-                "healpix",
-                &(0..n).map(|k| g(k).healpix as i64).collect::<Vec<i64>>(),
-            )?;
-            let bands: Vec<FixedAscii<8>> =
-                BANDS.iter().map(|b| ascii(b)).collect::<Result<_>>()?;
+            column(file, "healpix", &(0..n).map(|k| g(k).healpix as i64).collect::<Vec<i64>>())?;
+            let bands: Vec<FixedAscii<8>> = BANDS.iter().map(|b| ascii(b)).collect::<Result<_>>()?;
             let band_rows = Array2::from_shape_fn((n, 5), |(_, b)| bands[b]);
             column_2d(file, "image_band", band_rows.view())?;
             let psf = Array2::from_shape_fn((n, 5), |(k, b)| g(k).psf_fwhm[b]);
             column_2d(file, "image_psf_fwhm", psf.view())?;
-            column_2d(
-                file,
-                "image_scale",
-                Array2::from_elem((n, 5), PIXEL_SCALE as f32).view(),
-            )?;
+            column_2d(file, "image_scale", Array2::from_elem((n, 5), PIXEL_SCALE as f32).view())?;
             for (b, name) in ["g", "r", "i", "z", "y"].iter().enumerate() {
-                column(
-                    file,
-                    &format!("{name}_cmodel_mag"),
-                    &(0..n).map(|k| g(k).mags[b]).collect::<Vec<f32>>(),
-                )?;
+                column(file, &format!("{name}_cmodel_mag"), &(0..n).map(|k| g(k).mags[b]).collect::<Vec<f32>>())?;
             }
-            column(
-                file,
-                "i_extendedness_value",
-                &(0..n).map(|k| g(k).extendedness).collect::<Vec<f32>>(),
-            )?;
-            column(
-                file,
-                "i_sdssshape_shape11",
-                &(0..n).map(|k| g(k).shape11).collect::<Vec<f32>>(),
-            )?;
+            column(file, "i_extendedness_value", &(0..n).map(|k| g(k).extendedness).collect::<Vec<f32>>())?;
+            column(file, "i_sdssshape_shape11", &(0..n).map(|k| g(k).shape11).collect::<Vec<f32>>())?;
 
-            let ds = file
-                .new_dataset::<f32>()
-                .shape((n, 5, size, size))
-                .create("image_array")?;
+            let ds = file.new_dataset::<f32>().shape((n, 5, size, size)).create("image_array")?;
             let mut pending: Option<(usize, usize)> = None; // (first row, rows) held in `back`
-            let batches = (0..n)
-                .step_by(BATCH)
-                .map(|s| (s, &rows[s..(s + BATCH).min(n)]));
+            let batches = (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)]));
             for (start, chunk) in batches.chain(std::iter::once((n, &rows[..0]))) {
                 let write = || -> Result<()> {
                     if let Some((first, len)) = pending {
-                        let view =
-                            ArrayView4::from_shape((len, 5, size, size), &back[..len * per])?;
+                        let view = ArrayView4::from_shape((len, 5, size, size), &back[..len * per])?;
                         ds.write_slice(view, s![first..first + len, .., .., ..])?;
                         progress(len as u64);
                     }
@@ -169,17 +122,9 @@ impl ImageWriter {
                 // Each object has its own noise stream: rayon's scheduling
                 // cannot change a pixel.
                 let render = || {
-                    front[..chunk.len() * per]
-                        .par_chunks_mut(per)
-                        .zip(chunk.par_iter())
-                        .for_each(|(out, &i)| {
-                            image::render(
-                                &gals[i],
-                                size,
-                                &mut object_rng(seed, i, Stream::Image),
-                                out,
-                            );
-                        });
+                    front[..chunk.len() * per].par_chunks_mut(per).zip(chunk.par_iter()).for_each(|(out, &i)| {
+                        image::render(&gals[i], size, &mut object_rng(seed, i, Stream::Image), out);
+                    });
                 };
                 rayon::join(write, render).0?;
                 pending = (!chunk.is_empty()).then_some((start, chunk.len()));
@@ -202,14 +147,7 @@ pub struct SpectrumWriter {
 
 impl SpectrumWriter {
     pub fn new(seed: u64) -> Self {
-        Self {
-            seed,
-            lambda_rows: Vec::new(),
-            flux: Vec::new(),
-            ivar: Vec::new(),
-            lsf: Vec::new(),
-            mask: Vec::new(),
-        }
+        Self { seed, lambda_rows: Vec::new(), flux: Vec::new(), ivar: Vec::new(), lsf: Vec::new(), mask: Vec::new() }
     }
 
     /// Writes one file holding the spectra of `rows` (indices into `gals`).
@@ -225,48 +163,17 @@ impl SpectrumWriter {
             self.lsf.resize(cap, 0.0);
             self.mask.resize(cap, 0);
         }
-        let Self {
-            seed,
-            lambda_rows,
-            flux,
-            ivar,
-            lsf,
-            mask,
-        } = self;
+        let Self { seed, lambda_rows, flux, ivar, lsf, mask } = self;
         let seed = *seed;
         atomically(path, |file| {
-            let sp = |k: usize| {
-                gals[rows[k]]
-                    .spectrum
-                    .as_ref()
-                    .expect("row without a spectrum")
-            };
-            let ids: Vec<FixedAscii<16>> =
-                (0..n).map(|k| ascii(&sp(k).id())).collect::<Result<_>>()?;
+            let sp = |k: usize| gals[rows[k]].spectrum.as_ref().expect("row without a spectrum");
+            let ids: Vec<FixedAscii<16>> = (0..n).map(|k| ascii(&sp(k).id())).collect::<Result<_>>()?;
             column(file, "object_id", &ids)?;
             column(file, "ra", &(0..n).map(|k| sp(k).ra).collect::<Vec<f64>>())?;
-            column(
-                file,
-                "dec",
-                &(0..n).map(|k| sp(k).dec).collect::<Vec<f64>>(),
-            )?;
-            column(
-                file,
-                "healpix",
-                &(0..n).map(|k| sp(k).healpix as i64).collect::<Vec<i64>>(),
-            )?;
-            column(
-                file,
-                "Z",
-                &(0..n)
-                    .map(|k| sp(k).z_measured as f32)
-                    .collect::<Vec<f32>>(),
-            )?;
-            column(
-                file,
-                "Z_ERR",
-                &(0..n).map(|k| sp(k).z_err as f32).collect::<Vec<f32>>(),
-            )?;
+            column(file, "dec", &(0..n).map(|k| sp(k).dec).collect::<Vec<f64>>())?;
+            column(file, "healpix", &(0..n).map(|k| sp(k).healpix as i64).collect::<Vec<i64>>())?;
+            column(file, "Z", &(0..n).map(|k| sp(k).z_measured as f32).collect::<Vec<f32>>())?;
+            column(file, "Z_ERR", &(0..n).map(|k| sp(k).z_err as f32).collect::<Vec<f32>>())?;
 
             let create = |name: &str| file.new_dataset::<f32>().shape((n, l)).create(name);
             let (ds_lambda, ds_flux, ds_ivar, ds_lsf) = (
@@ -275,22 +182,11 @@ impl SpectrumWriter {
                 create("spectrum_ivar")?,
                 create("spectrum_lsf_sigma")?,
             );
-            let ds_mask = file
-                .new_dataset::<i32>()
-                .shape((n, l))
-                .create("spectrum_mask")?;
+            let ds_mask = file.new_dataset::<i32>().shape((n, l)).create("spectrum_mask")?;
 
-            for (start, chunk) in (0..n)
-                .step_by(BATCH)
-                .map(|s| (s, &rows[s..(s + BATCH).min(n)]))
-            {
+            for (start, chunk) in (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)])) {
                 let m = chunk.len() * l;
-                let (flux, ivar, lsf, mask) = (
-                    &mut flux[..m],
-                    &mut ivar[..m],
-                    &mut lsf[..m],
-                    &mut mask[..m],
-                );
+                let (flux, ivar, lsf, mask) = (&mut flux[..m], &mut ivar[..m], &mut lsf[..m], &mut mask[..m]);
                 flux.par_chunks_mut(l)
                     .zip(ivar.par_chunks_mut(l))
                     .zip(lsf.par_chunks_mut(l))
@@ -298,14 +194,7 @@ impl SpectrumWriter {
                     .zip(chunk.par_iter())
                     .for_each(|((((f, iv), ls), mk), &i)| {
                         let plan = gals[i].spectrum.as_ref().expect("row without a spectrum");
-                        spectrum::render(
-                            plan,
-                            &mut object_rng(seed, i, Stream::Spectrum),
-                            f,
-                            iv,
-                            mk,
-                            ls,
-                        );
+                        spectrum::render(plan, &mut object_rng(seed, i, Stream::Spectrum), f, iv, mk, ls);
                     });
                 let sel = s![start..start + chunk.len(), ..];
                 let shape = (chunk.len(), l);
@@ -355,10 +244,7 @@ pub fn clear_sample(dir: &Path) -> Result<()> {
     };
     for entry in entries {
         let cell: PathBuf = entry?.path();
-        let is_cell = cell
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("healpix="));
+        let is_cell = cell.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("healpix="));
         if !is_cell || !cell.is_dir() {
             continue;
         }

@@ -115,9 +115,16 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: Arc<Store>, keymap: Keymap, user: String, ordering: Ordering, filter: Filter) -> Result<App, StoreError> {
+    pub fn new(
+        store: Arc<Store>,
+        keymap: Keymap,
+        user: String,
+        ordering: Ordering,
+        filter: Filter,
+    ) -> Result<App, StoreError> {
         let book = LabelBook::from_events(store.label_events()?);
-        let ordering = if ordering == Ordering::Score && store.current_scores()?.is_none() { Ordering::Id } else { ordering };
+        let ordering =
+            if ordering == Ordering::Score && store.current_scores()?.is_none() { Ordering::Id } else { ordering };
         let queue = Queue::new(&store, &book, ordering, filter)?;
         let mut app = App {
             store,
@@ -193,7 +200,9 @@ impl App {
                 let n = self.menu_items(kind).len();
                 match key.code {
                     KeyCode::Esc | KeyCode::Char('q') => self.mode = Mode::Browse,
-                    KeyCode::Up | KeyCode::Char('k') => self.mode = Mode::Menu { kind, selected: (selected + n - 1) % n },
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        self.mode = Mode::Menu { kind, selected: (selected + n - 1) % n }
+                    }
                     KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
                         self.mode = Mode::Menu { kind, selected: (selected + 1) % n }
                     }
@@ -429,7 +438,11 @@ impl App {
         if pos < self.queue.items.len() {
             self.pos = pos;
         } else if self.queue.exhausted {
-            self.message = Some(format!("end of the queue ({} candidates, filter {})", self.queue.items.len(), self.queue.filter.name()));
+            self.message = Some(format!(
+                "end of the queue ({} candidates, filter {})",
+                self.queue.items.len(),
+                self.queue.filter.name()
+            ));
         }
         self.settle()
     }
@@ -448,7 +461,8 @@ impl App {
             }
             let have = self.images.iter().any(|s| s.key == *key && s.view == self.view && s.area == self.image_area);
             if !have && self.image_area.width > 0 {
-                self.requests.push((urgent, Request::Encode { key: *key, view: self.view.clone(), area: self.image_area }));
+                self.requests
+                    .push((urgent, Request::Encode { key: *key, view: self.view.clone(), area: self.image_area }));
             }
         }
         // Forget what is far behind.
@@ -471,10 +485,12 @@ impl App {
             }
             let have = self.images.iter().any(|s| s.key == *key && s.view == self.view && s.area == self.thumb_area);
             if !have && self.thumb_area.width > 0 {
-                self.requests.push((urgent, Request::Encode { key: *key, view: self.view.clone(), area: self.thumb_area }));
+                self.requests
+                    .push((urgent, Request::Encode { key: *key, view: self.view.clone(), area: self.thumb_area }));
             }
         }
-        let keep: Vec<ObjectKey> = self.queue.items.iter().skip(start.saturating_sub(size)).take(3 * size).copied().collect();
+        let keep: Vec<ObjectKey> =
+            self.queue.items.iter().skip(start.saturating_sub(size)).take(3 * size).copied().collect();
         self.loaded.retain(|k, _| keep.contains(k));
         self.images.retain(|s| keep.contains(&s.key));
         Ok(())

@@ -219,7 +219,11 @@ impl Keymap {
                 if let Some(prev) = bindings.insert(*key, ACTIONS[index].1) {
                     if prev != ACTIONS[index].1 {
                         let other = ACTIONS.iter().find(|a| a.1 == prev).map(|a| a.0).unwrap_or("?");
-                        return Err(invalid(format!("key `{}` is bound to both `{other}` and `{}`", key_name(key), ACTIONS[index].0)));
+                        return Err(invalid(format!(
+                            "key `{}` is bound to both `{other}` and `{}`",
+                            key_name(key),
+                            ACTIONS[index].0
+                        )));
                     }
                 }
             }
@@ -237,7 +241,8 @@ impl Keymap {
             .iter()
             .enumerate()
             .map(|(i, (_, _, desc))| {
-                let keys = self.keys.get(&i).map(|k| k.iter().map(key_name).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+                let keys =
+                    self.keys.get(&i).map(|k| k.iter().map(key_name).collect::<Vec<_>>().join(" ")).unwrap_or_default();
                 (keys, *desc)
             })
             .collect()

@@ -135,7 +135,10 @@ pub fn run(store: Store, opts: &TriageOptions) -> Result<SessionSummary, TuiErro
         // racing the input reader would swallow a keypress).
         let picker = picker_for(opts.graphics);
         tracing::info!(protocol = protocol_name(picker.protocol_type()), font = ?picker.font_size(), "graphics");
-        if picker.tmux_detected() && picker.protocol_type() == ProtocolType::Halfblocks && opts.graphics == Graphics::Auto {
+        if picker.tmux_detected()
+            && picker.protocol_type() == ProtocolType::Halfblocks
+            && opts.graphics == Graphics::Auto
+        {
             tracing::info!("inside tmux: for kitty/sixel images enable `set -g allow-passthrough on` in tmux.conf");
         }
         let mut app = App::new(store.clone(), keymap, opts.user.clone(), opts.ordering, opts.filter.clone())?;
@@ -157,7 +160,12 @@ pub fn run(store: Store, opts: &TriageOptions) -> Result<SessionSummary, TuiErro
     result
 }
 
-fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, picker: Picker, store: Arc<Store>) -> Result<(), TuiError> {
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    picker: Picker,
+    store: Arc<Store>,
+) -> Result<(), TuiError> {
     let (tx, rx) = mpsc::channel::<Event>();
     let (req_tx, req_rx) = mpsc::channel();
     let reply_tx = tx.clone();

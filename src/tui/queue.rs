@@ -26,7 +26,8 @@ pub enum Ordering {
 }
 
 impl Ordering {
-    pub const ALL: [Ordering; 5] = [Ordering::Score, Ordering::Id, Ordering::Random, Ordering::Recent, Ordering::Uncertain];
+    pub const ALL: [Ordering; 5] =
+        [Ordering::Score, Ordering::Id, Ordering::Random, Ordering::Recent, Ordering::Uncertain];
 
     pub fn name(self) -> &'static str {
         match self {

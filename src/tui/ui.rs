@@ -164,7 +164,9 @@ fn draw_cutout(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, 
             Paragraph::new(c.problem.clone().unwrap_or_default()).style(pal.warn).wrap(Wrap { trim: true }),
             inner,
         ),
-        (None, None) if app.current().is_none() => frame.render_widget(Paragraph::new("no candidates").style(pal.dim), inner),
+        (None, None) if app.current().is_none() => {
+            frame.render_widget(Paragraph::new("no candidates").style(pal.dim), inner)
+        }
         _ => frame.render_widget(Paragraph::new("loading…").style(pal.dim), inner),
     }
 }
@@ -181,7 +183,14 @@ fn draw_gallery(frame: &mut Frame, app: &App, pal: &Palette) {
         let cursor = start + i == app.pos;
         let c = app.loaded.get(&key);
         let id = c.map(|c| c.object.id.clone()).unwrap_or_default();
-        let tail: String = id.chars().rev().take(cell.width.saturating_sub(4) as usize).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = id
+            .chars()
+            .rev()
+            .take(cell.width.saturating_sub(4) as usize)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         let mut marks = String::new();
         if let Some(l) = app.book.get(key) {
             if l.favourite {
@@ -204,9 +213,17 @@ fn draw_gallery(frame: &mut Frame, app: &App, pal: &Palette) {
         let border = if cursor { pal.accent } else { pal.dim };
         let block = Block::bordered()
             .border_style(border)
-            .border_type(if cursor { ratatui::widgets::BorderType::Double } else { ratatui::widgets::BorderType::Plain })
+            .border_type(if cursor {
+                ratatui::widgets::BorderType::Double
+            } else {
+                ratatui::widgets::BorderType::Plain
+            })
             .title(Span::styled(tail, if cursor { pal.title } else { Style::default() }))
-            .title_bottom(Line::from(vec![Span::styled(marks, pal.good), Span::raw(" "), Span::styled(score, pal.dim)]));
+            .title_bottom(Line::from(vec![
+                Span::styled(marks, pal.good),
+                Span::raw(" "),
+                Span::styled(score, pal.dim),
+            ]));
         let inner = block.inner(*cell);
         frame.render_widget(block, *cell);
         match app.thumbnail(key) {
@@ -221,7 +238,10 @@ fn draw_gallery(frame: &mut Frame, app: &App, pal: &Palette) {
 fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
     let Some(scores) = &app.histogram else { return };
     const BINS: usize = 60;
-    let (lo, hi) = scores.iter().filter(|s| s.is_finite()).fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
+    let (lo, hi) = scores
+        .iter()
+        .filter(|s| s.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
     if !(lo < hi) {
         frame.render_widget(Paragraph::new("no score spread to show").block(Block::bordered().title(" scores ")), area);
         return;
@@ -292,17 +312,31 @@ fn short_band(name: &str) -> String {
 fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal: &Palette, compact: bool) {
     let mut lines: Vec<Line> = Vec::new();
     let Some(key) = app.current() else {
-        let msg = format!("No candidates (ordering {}, filter {}). Press f to change the filter, q to quit.", app.queue.ordering.name(), app.queue.filter.name());
-        frame.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }).block(Block::bordered().title(" object ")), area);
+        let msg = format!(
+            "No candidates (ordering {}, filter {}). Press f to change the filter, q to quit.",
+            app.queue.ordering.name(),
+            app.queue.filter.name()
+        );
+        frame.render_widget(
+            Paragraph::new(msg).wrap(Wrap { trim: true }).block(Block::bordered().title(" object ")),
+            area,
+        );
         return;
     };
     match c {
         None => lines.push(Line::styled("loading…", pal.dim)),
         Some(c) => {
-            lines.push(Line::from(vec![Span::styled(c.object.id.clone(), pal.title), Span::raw(format!("  {}", c.object.survey))]));
+            lines.push(Line::from(vec![
+                Span::styled(c.object.id.clone(), pal.title),
+                Span::raw(format!("  {}", c.object.survey)),
+            ]));
             lines.push(Line::raw(format!("ra {:.6}  dec {:+.6}", c.object.ra, c.object.dec)));
             match c.score {
-                Some(s) => lines.push(Line::raw(format!("score {s:.3}  rank {} ({} order)", app.pos + 1, app.queue.ordering.name()))),
+                Some(s) => lines.push(Line::raw(format!(
+                    "score {s:.3}  rank {} ({} order)",
+                    app.pos + 1,
+                    app.queue.ordering.name()
+                ))),
                 None => lines.push(Line::styled("no score yet", pal.dim)),
             }
             if !c.drivers.is_empty() {
@@ -329,12 +363,14 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
                 parts.push(format!("relevance {r}"));
             }
             if let Some(v) = l.verdict {
-                parts.push(match v {
-                    Verdict::Anomaly => "anomaly",
-                    Verdict::Normal => "normal",
-                    Verdict::Unsure => "unsure",
-                }
-                .to_string());
+                parts.push(
+                    match v {
+                        Verdict::Anomaly => "anomaly",
+                        Verdict::Normal => "normal",
+                        Verdict::Unsure => "unsure",
+                    }
+                    .to_string(),
+                );
             }
             parts.extend(l.tags.iter().map(|t| format!("#{t}")));
             lines.push(Line::from(vec![Span::raw("labels "), Span::styled(parts.join(" "), pal.accent)]));
@@ -342,16 +378,29 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
                 let who: Vec<String> = l
                     .by_user
                     .iter()
-                    .map(|(u, r, v)| format!("{u}:{}{}", r.map(|r| r.to_string()).unwrap_or_default(), v.map(|v| format!("{v:?}").to_lowercase()).unwrap_or_default()))
+                    .map(|(u, r, v)| {
+                        format!(
+                            "{u}:{}{}",
+                            r.map(|r| r.to_string()).unwrap_or_default(),
+                            v.map(|v| format!("{v:?}").to_lowercase()).unwrap_or_default()
+                        )
+                    })
                     .collect();
                 let style = if l.disagreement() { pal.warn } else { pal.dim };
-                lines.push(Line::styled(format!("{} {}", if l.disagreement() { "disagree" } else { "agree" }, who.join(" ")), style));
+                lines.push(Line::styled(
+                    format!("{} {}", if l.disagreement() { "disagree" } else { "agree" }, who.join(" ")),
+                    style,
+                ));
             }
         }
         None => lines.push(Line::styled("unlabelled", pal.dim)),
     }
     // Small terminals: say how to get images back, where it stays visible.
-    let title = if compact { format!(" object · enlarge to {}x{} for images ", MIN_GRAPHIC.0, MIN_GRAPHIC.1) } else { " object ".into() };
+    let title = if compact {
+        format!(" object · enlarge to {}x{} for images ", MIN_GRAPHIC.0, MIN_GRAPHIC.1)
+    } else {
+        " object ".into()
+    };
     let block = if area.height >= 3 { Block::bordered().title(Span::styled(title, pal.title)) } else { Block::new() };
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), area);
 }
@@ -389,14 +438,18 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
     let z = s.z.map(|z| z as f64);
     let rest = if app.rest_frame { z } else { None };
     let max_points = (area.width as usize).saturating_sub(2) * 2;
-    let segments = spectrum_segments(&s.lambda, &s.flux, s.ivar.as_deref(), s.mask.as_deref(), 5, rest, max_points.max(16));
+    let segments =
+        spectrum_segments(&s.lambda, &s.flux, s.ivar.as_deref(), s.mask.as_deref(), 5, rest, max_points.max(16));
     let (ylo, yhi) = flux_range(&segments);
     let xlo = segments.iter().filter_map(|g| g.lambda.first()).copied().fold(f64::INFINITY, f64::min);
     let xhi = segments.iter().filter_map(|g| g.lambda.last()).copied().fold(f64::NEG_INFINITY, f64::max);
     let frame_name = if app.rest_frame { "rest" } else { "observed" };
     let title = format!(" spectrum · {frame_name} Å {xlo:.0}–{xhi:.0} · flux {ylo:.1}–{yhi:.1} ");
     if !(xlo < xhi) || !(ylo < yhi) {
-        frame.render_widget(Paragraph::new("spectrum has no usable pixels").style(pal.warn).block(Block::bordered().title(title)), area);
+        frame.render_widget(
+            Paragraph::new("spectrum has no usable pixels").style(pal.warn).block(Block::bordered().title(title)),
+            area,
+        );
         return;
     }
     let scale = match (app.rest_frame, z) {
@@ -448,11 +501,16 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
             PromptKind::Jump => "jump to id: ",
             PromptKind::CustomTag => "tag: ",
         };
-        let line = Line::from(vec![Span::styled(label, pal.title), Span::raw(text.clone()), Span::raw("▏  (enter ok, esc cancel)")]);
+        let line = Line::from(vec![
+            Span::styled(label, pal.title),
+            Span::raw(text.clone()),
+            Span::raw("▏  (enter ok, esc cancel)"),
+        ]);
         frame.render_widget(Paragraph::new(line), area);
         return;
     }
-    let total = if app.queue.exhausted { app.queue.items.len().to_string() } else { format!("{}+", app.queue.items.len()) };
+    let total =
+        if app.queue.exhausted { app.queue.items.len().to_string() } else { format!("{}+", app.queue.items.len()) };
     let position = if app.queue.items.is_empty() { "0/0".to_string() } else { format!("{}/{total}", app.pos + 1) };
     // The save confirmation comes right after the position: on a narrow
     // terminal it must not be the part that is cut off.
@@ -490,7 +548,8 @@ fn draw_help(frame: &mut Frame, app: &App, pal: &Palette) {
     // Clear first: images beneath must not show through.
     frame.render_widget(Clear, area);
     frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().borders(Borders::ALL).title(Span::styled(" keys (any key closes) ", pal.title))),
+        Paragraph::new(lines)
+            .block(Block::bordered().borders(Borders::ALL).title(Span::styled(" keys (any key closes) ", pal.title))),
         area,
     );
 }
@@ -502,8 +561,11 @@ fn draw_menu(frame: &mut Frame, app: &App, kind: MenuKind, selected: usize, pal:
         MenuKind::Filter => " filter ",
         MenuKind::Ordering => " ordering ",
     };
-    let list_items: Vec<ListItem> =
-        items.iter().enumerate().map(|(i, t)| ListItem::new(if i < 9 { format!("{} {t}", i + 1) } else { format!("  {t}") })).collect();
+    let list_items: Vec<ListItem> = items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ListItem::new(if i < 9 { format!("{} {t}", i + 1) } else { format!("  {t}") }))
+        .collect();
     let area = popup(frame.area(), 34, items.len() as u16 + 2);
     frame.render_widget(Clear, area);
     let list = List::new(list_items)

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use ratatui::layout::Size;
+use ratatui_image::Resize;
 use ratatui_image::picker::Picker;
 use ratatui_image::protocol::Protocol;
-use ratatui_image::Resize;
 
 use crate::detect::{ForestModel, load_forest};
 use crate::ingest::Table;
@@ -168,7 +168,10 @@ impl Loader {
             spectrum: None,
             problem: None,
         };
-        match self.table(key.file).and_then(|t| t.read_images(key.row as usize..key.row as usize + 1).map_err(|e| e.to_string())) {
+        match self
+            .table(key.file)
+            .and_then(|t| t.read_images(key.row as usize..key.row as usize + 1).map_err(|e| e.to_string()))
+        {
             Ok(px) => c.pixels = px.data.into_raw_vec_and_offset().0,
             Err(e) => c.problem = Some(format!("pixels unavailable: {e}")),
         }
@@ -208,7 +211,9 @@ impl Loader {
                 (m.survey == survey).then(|| load_forest(&m).map(|f| (f, m.features.clone()))).flatten()
             })
         });
-        let (Some((model, names)), Ok(Some(features))) = (model.as_ref(), store.features_of(key)) else { return Vec::new() };
+        let (Some((model, names)), Ok(Some(features))) = (model.as_ref(), store.features_of(key)) else {
+            return Vec::new();
+        };
         if features.values.len() != names.len() {
             return Vec::new();
         }
@@ -235,7 +240,11 @@ impl Loader {
             let small = image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Triangle);
             return self
                 .picker
-                .new_protocol(image::DynamicImage::ImageRgb8(small), area, Resize::Scale(Some(image::imageops::FilterType::Nearest)))
+                .new_protocol(
+                    image::DynamicImage::ImageRgb8(small),
+                    area,
+                    Resize::Scale(Some(image::imageops::FilterType::Nearest)),
+                )
                 .ok();
         }
         // Scale to the cells' pixel size with nearest-neighbour (astronomers

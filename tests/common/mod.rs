@@ -94,7 +94,8 @@ pub fn write_image_table(path: &Path, t: &ImageTable) {
             f.new_dataset_builder().with_data(&Array1::from(ids.clone())).create("object_id").unwrap();
         }
         Ids::FixedString => {
-            let s: Vec<FixedAscii<16>> = ids.iter().map(|i| FixedAscii::from_ascii(&format!("obj-{i}")).unwrap()).collect();
+            let s: Vec<FixedAscii<16>> =
+                ids.iter().map(|i| FixedAscii::from_ascii(&format!("obj-{i}")).unwrap()).collect();
             f.new_dataset_builder().with_data(&Array1::from(s)).create("object_id").unwrap();
         }
         Ids::VarString => {
@@ -123,7 +124,8 @@ pub fn write_image_table(path: &Path, t: &ImageTable) {
             f.new_dataset_builder().with_data(&img).create("image_array").unwrap();
         }
     }
-    let bands: Vec<FixedAscii<8>> = (0..n).flat_map(|_| t.bands.iter().map(|b| FixedAscii::from_ascii(b).unwrap())).collect();
+    let bands: Vec<FixedAscii<8>> =
+        (0..n).flat_map(|_| t.bands.iter().map(|b| FixedAscii::from_ascii(b).unwrap())).collect();
     let bands = Array2::from_shape_vec((n, nb), bands).unwrap();
     f.new_dataset_builder().with_data(&bands).create("image_band").unwrap();
     let mag: Vec<f32> = (0..n).map(|i| 20.0 + i as f32 * 0.1).collect();

@@ -8,7 +8,10 @@ use super::{run, text};
 /// synth → ingest → crossmatch → features → score into `dir/store`.
 pub fn scored_store(dir: &Path, galaxies: usize) -> PathBuf {
     let n = galaxies.to_string();
-    scored_store_with(dir, &["--galaxies", &n, "--size", "32", "--nside", "32", "--spectra", "0.3", "--anomalies", "0.05"])
+    scored_store_with(
+        dir,
+        &["--galaxies", &n, "--size", "32", "--nside", "32", "--spectra", "0.3", "--anomalies", "0.05"],
+    )
 }
 
 /// The same with the synthetic survey made by `synth OUT <synth_args>`.

@@ -25,10 +25,16 @@ impl Tmux {
         }
         // A shell records the exit status ($? is 128 + signal after a kill):
         // tmux's own pane_dead_status is not reliably filled in.
-        args.extend(["sh".into(), "-c".into(), format!("\"$@\"; echo $? > '{}'", t.status_file.display()), "sh".into()]);
+        args.extend([
+            "sh".into(),
+            "-c".into(),
+            format!("\"$@\"; echo $? > '{}'", t.status_file.display()),
+            "sh".into(),
+        ]);
         args.extend(command.iter().map(|s| s.to_string()));
         let _g = super::fork_guard();
-        let out = Command::new("tmux").args(["-L", &t.socket, "-f", "/dev/null"]).args(&args).output().expect("tmux runs");
+        let out =
+            Command::new("tmux").args(["-L", &t.socket, "-f", "/dev/null"]).args(&args).output().expect("tmux runs");
         assert!(out.status.success(), "tmux: {}", String::from_utf8_lossy(&out.stderr));
         // Keep the pane after the program exits so its output can be read.
         t.tmux(&["set-option", "-t", "main", "remain-on-exit", "on"]);
@@ -84,9 +90,14 @@ impl Tmux {
 
     /// The pid of the program (the wrapper shell's child).
     pub fn pid(&self) -> u32 {
-        let shell: u32 = self.tmux(&["list-panes", "-t", "main", "-F", "#{pane_pid}"]).trim().parse().expect("pane pid");
+        let shell: u32 =
+            self.tmux(&["list-panes", "-t", "main", "-F", "#{pane_pid}"]).trim().parse().expect("pane pid");
         let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap_or_default();
-        children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the program runs under the wrapper shell")
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the program runs under the wrapper shell")
     }
 
     /// Exit status once the program has ended (128 + signal when killed).

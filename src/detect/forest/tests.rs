@@ -226,7 +226,8 @@ fn serde_round_trip_keeps_scores() {
 
 #[test]
 fn malformed_models_are_errors() {
-    let good = |trees| StoredForest { format: FORMAT, n_features: 2, subsample: 4, params: ForestParams::default(), trees };
+    let good =
+        |trees| StoredForest { format: FORMAT, n_features: 2, subsample: 4, params: ForestParams::default(), trees };
     let leaf = StoredNode::Leaf { path: 1.0 };
     let split = |feature, left| StoredNode::Split { feature, threshold: 0.5, left };
     let load = |s: StoredForest| serde_json::from_str::<IsolationForest>(&serde_json::to_string(&s).unwrap());
