@@ -235,7 +235,14 @@ impl Store {
 
     /// Registers a new source file and returns its id (durable before return).
     pub fn add_source(&self, source: &SourceFile) -> Result<u32> {
-        let id = u32::try_from(self.db.generate_id().map_err(|e| self.sled(e))?).map_err(|_| StoreError::Corrupt {
+        // Consecutive ids: sled's generate_id skips ahead by a million after
+        // every restart, which would exhaust a u32 after a few thousand runs.
+        let last = self.sources.last().map_err(|e| self.sled(e))?;
+        let next = match last {
+            Some((k, _)) => u32::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 4])).checked_add(1),
+            None => Some(1),
+        };
+        let id = next.ok_or_else(|| StoreError::Corrupt {
             path: self.path.clone(),
             tree: "sources",
             why: "more than 2^32 source files".into(),

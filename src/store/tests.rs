@@ -95,3 +95,34 @@ fn batches_rewrite_the_same_keys() {
     assert_eq!(s.object(row.key).unwrap().unwrap(), row.object);
     assert_eq!(s.find_any("42").unwrap(), Vec::<ObjectKey>::new(), "no source registered for hsc yet");
 }
+
+#[test]
+fn source_ids_stay_small_across_reopenings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let source = |p: &str| SourceFile {
+        path: p.into(),
+        survey: "hsc".into(),
+        sample: String::new(),
+        partition: None,
+        kind: SourceKind::Images,
+        size: 0,
+        mtime: 0,
+        n_rows: 0,
+        rows_done: 0,
+        n_objects: 0,
+        n_rejected: 0,
+        complete: false,
+        columns: vec![],
+        array_columns: vec![],
+        bands: vec![],
+        shape: (0, 0),
+    };
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        // Each run of oddity opens the store afresh.
+        let s = Store::open_or_create(&path).unwrap();
+        ids.push(s.add_source(&source(&format!("/f{i}.hdf5"))).unwrap());
+    }
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+}
