@@ -52,6 +52,9 @@ fn the_simulated_expert_loop_improves_the_ranking() {
     assert!(auprc("2", "forest+re-rank") > auprc("0", "forest+re-rank"), "active learning improves AUPRC:\n{t}");
     // The forest alone does not learn from labels: the same every cycle.
     assert_eq!(auprc("0", "isolation-forest"), auprc("2", "isolation-forest"));
+    // The curves as a PNG beside the CSV.
+    let png = std::fs::read(out_dir.join("eval.png")).expect("eval.png written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real picture, {} bytes", png.len());
     // The real store got no simulated labels.
     let s = oddity::store::Store::open(&store).unwrap();
     assert_eq!(s.label_events().unwrap().len(), 0);

@@ -119,6 +119,9 @@ fn pretrain_then_retrain_writes_a_cnn_ranking() {
     assert_eq!(oddity::learn::checkpoint::content_hash(&ckpt).unwrap(), model.hash);
     let cnn_auroc = auroc(&store, &held_out);
     eprintln!("held-out AUROC: isolation forest {if_auroc:.3}, fixmatch cnn {cnn_auroc:.3}");
+    // 150 CPU steps on 32-pixel cutouts, seeded: 0.87 here (the forest: 0.82).
+    // What must hold on any CPU is that planted anomalies move up, clearly
+    // above chance.
     assert!(cnn_auroc > 0.65, "the CNN ranks held-out anomalies above normals: {cnn_auroc}");
     drop(store);
     let status = text(&run(&["--store", s, "status"]));

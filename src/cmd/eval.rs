@@ -30,5 +30,13 @@ pub fn run_cmd(store_path: &Path, args: &EvalArgs) -> Result<i32> {
     let rows = run(&work, &truth, &opts, &|line| eprintln!("{line}")).map_err(|e| eyre!(e))?;
     let csv_path = args.out.join("eval.csv");
     std::fs::write(&csv_path, csv(&rows))?;
-    super::print(&format!("{}\nwritten to {}\n", table(&rows), csv_path.display()))
+    let png_path = args.out.join("eval.png");
+    let png = match crate::eval::plot(&rows, &png_path) {
+        Ok(()) => format!(" and {}", png_path.display()),
+        Err(e) => {
+            eprintln!("warning: no plot: {e}");
+            String::new()
+        }
+    };
+    super::print(&format!("{}\nwritten to {}{png}\n", table(&rows), csv_path.display()))
 }

@@ -5,6 +5,10 @@
 //! The truth file (the synthetic survey's `truth.csv`) is read here only; the
 //! pipeline itself never sees it.
 
+mod plot;
+
+pub use plot::plot;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

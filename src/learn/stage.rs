@@ -376,6 +376,8 @@ pub fn pretrain_store(
             .ok_or_else(|| LearnError::Data("no image objects in the store: ingest first".into()))?
     };
     let device = super::device();
+    // Same seed, same initial weights: a pretraining run can be reproduced.
+    tch::manual_seed(params.seed as i64);
     write_status(store_path, "running", "fractal pretraining");
     let cfg = net.config(channels, params.n_classes as i64);
     let (vs, _net, loss) = pretrain(&cfg, params, device, progress);
