@@ -238,13 +238,9 @@ impl Table {
     /// Reads rows `range` of every column.
     pub fn read(&self, range: Range<usize>) -> Result<Batch, TableError> {
         let (start, end) = (range.start, range.end);
-        let read_err = |field: &str, e: hdf5::Error| TableError::Read {
-            field: field.to_string(),
-            start,
-            end,
-            why: clean(&e.to_string()),
-        };
-        let ds = |n: &str| self.file.dataset(n).map_err(|e| read_err(n, e));
+        let rows = Rows { file: &self.file, start, end };
+        let read_err = |field: &str, e: hdf5::Error| rows.err(field, e);
+        let ds = |n: &str| rows.dataset(n);
         let ids = read_ids(&ds("object_id")?, range.clone()).map_err(|e| read_err("object_id", e))?;
         let ra = ds("ra")?.read_slice_1d::<f64, _>(range.clone()).map_err(|e| read_err("ra", e))?.to_vec();
         let dec = ds("dec")?.read_slice_1d::<f64, _>(range.clone()).map_err(|e| read_err("dec", e))?.to_vec();
@@ -265,13 +261,9 @@ impl Table {
     /// pixel scale when the file has them.
     pub fn read_images(&self, range: Range<usize>) -> Result<PixelBatch, TableError> {
         let (start, end) = (range.start, range.end);
-        let read_err = |field: &str, e: hdf5::Error| TableError::Read {
-            field: field.to_string(),
-            start,
-            end,
-            why: clean(&e.to_string()),
-        };
-        let ds = |n: &str| self.file.dataset(n).map_err(|e| read_err(n, e));
+        let rows = Rows { file: &self.file, start, end };
+        let read_err = |field: &str, e: hdf5::Error| rows.err(field, e);
+        let ds = |n: &str| rows.dataset(n);
         let shape_err =
             |e: ndarray::ShapeError| TableError::Read { field: "image_array".into(), start, end, why: e.to_string() };
         let img = ds("image_array")?;
@@ -305,13 +297,9 @@ impl Table {
     /// Spectra of rows `range`.
     pub fn read_spectra(&self, range: Range<usize>) -> Result<SpectrumBatch, TableError> {
         let (start, end) = (range.start, range.end);
-        let read_err = |field: &str, e: hdf5::Error| TableError::Read {
-            field: field.to_string(),
-            start,
-            end,
-            why: clean(&e.to_string()),
-        };
-        let ds = |n: &str| self.file.dataset(n).map_err(|e| read_err(n, e));
+        let rows = Rows { file: &self.file, start, end };
+        let read_err = |field: &str, e: hdf5::Error| rows.err(field, e);
+        let ds = |n: &str| rows.dataset(n);
         let n = end - start;
         let flux = read_2d(&ds("spectrum_flux")?, start, end).map_err(|e| read_err("spectrum_flux", e))?;
         let lambda = if self.shared_lambda {
@@ -361,6 +349,24 @@ impl Table {
             SourceKind::Spectra => 4 * 4 * self.shape.0,
         }
         .max(64)
+    }
+}
+
+/// Rows `start..end` of a file being read: every error names the field and
+/// the rows.
+struct Rows<'a> {
+    file: &'a hdf5::File,
+    start: usize,
+    end: usize,
+}
+
+impl Rows<'_> {
+    fn err(&self, field: &str, e: hdf5::Error) -> TableError {
+        TableError::Read { field: field.to_string(), start: self.start, end: self.end, why: clean(&e.to_string()) }
+    }
+
+    fn dataset(&self, name: &str) -> Result<hdf5::Dataset, TableError> {
+        self.file.dataset(name).map_err(|e| self.err(name, e))
     }
 }
 
