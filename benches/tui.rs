@@ -41,6 +41,45 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Presses `key` `n` times; times each press until its frame is drawn.
+/// Prefetched: the worker's background work runs between presses (untimed),
+/// as while the expert looks; cold: it is thrown away.
+fn timed_presses(
+    app: &mut App,
+    loader: &mut Loader,
+    terminal: &mut Terminal<TestBackend>,
+    key: KeyCode,
+    n: usize,
+    prefetched: bool,
+    check_cutout: bool,
+) -> Vec<f64> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        app.on_key(KeyEvent::new(key, KeyModifiers::NONE)).unwrap();
+        // What must happen before the frame shows the candidate.
+        serve(app, loader, true);
+        terminal.draw(|f| ui::draw(f, app)).unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if check_cutout {
+            assert!(app.current_image().is_some(), "the frame shows the cutout");
+        }
+        if prefetched {
+            serve(app, loader, false);
+        } else {
+            app.requests.clear();
+        }
+    }
+    times
+}
+
+fn report(encoding: &str, prefetched: bool, mut times: Vec<f64>) {
+    let max = times.iter().cloned().fold(0.0, f64::max);
+    let (p50, p99) = (percentile(&mut times, 0.5), percentile(&mut times, 0.99));
+    let mode = if prefetched { "prefetched" } else { "cold" };
+    println!("{encoding:<12} {mode:<11} {p50:>8.2} {p99:>8.2} {max:>8.2}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let galaxies: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(3000);
@@ -69,28 +108,9 @@ fn main() {
             app.resize(ui::image_size(&areas)).unwrap();
             serve(&mut app, &mut loader, false);
             terminal.draw(|f| ui::draw(f, &app)).unwrap();
-            let mut times = Vec::with_capacity(presses);
-            for _ in 0..presses {
-                let t = Instant::now();
-                app.on_key(KeyEvent::new(KeyCode::Char('l'), KeyModifiers::NONE)).unwrap();
-                // What must happen before the frame shows the candidate.
-                serve(&mut app, &mut loader, true);
-                terminal.draw(|f| ui::draw(f, &app)).unwrap();
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-                assert!(app.current_image().is_some(), "the frame shows the cutout");
-                if prefetched {
-                    // The worker's background work while the expert looks.
-                    serve(&mut app, &mut loader, false);
-                } else {
-                    app.requests.clear();
-                }
-            }
-            let max = times.iter().cloned().fold(0.0, f64::max);
-            let (p50, p99) = (percentile(&mut times, 0.5), percentile(&mut times, 0.99));
-            println!(
-                "{name:<12} {:<11} {p50:>8.2} {p99:>8.2} {max:>8.2}",
-                if prefetched { "prefetched" } else { "cold" }
-            );
+            let times =
+                timed_presses(&mut app, &mut loader, &mut terminal, KeyCode::Char('l'), presses, prefetched, true);
+            report(name, prefetched, times);
         }
     }
     println!("goal: p99 < 30 ms");
@@ -115,26 +135,8 @@ fn main() {
         app.on_key(KeyEvent::new(KeyCode::Char('g'), KeyModifiers::NONE)).unwrap();
         serve(&mut app, &mut loader, false);
         terminal.draw(|f| ui::draw(f, &app)).unwrap();
-        let mut times = Vec::with_capacity(pages);
-        for _ in 0..pages {
-            let t = Instant::now();
-            app.on_key(KeyEvent::new(KeyCode::PageDown, KeyModifiers::NONE)).unwrap();
-            serve(&mut app, &mut loader, true);
-            terminal.draw(|f| ui::draw(f, &app)).unwrap();
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-            if prefetched {
-                serve(&mut app, &mut loader, false);
-            } else {
-                app.requests.clear();
-            }
-        }
-        let max = times.iter().cloned().fold(0.0, f64::max);
-        let (p50, p99) = (percentile(&mut times, 0.5), percentile(&mut times, 0.99));
-        println!(
-            "{:<12} {:<11} {p50:>8.2} {p99:>8.2} {max:>8.2}",
-            "halfblocks",
-            if prefetched { "prefetched" } else { "cold" }
-        );
+        let times = timed_presses(&mut app, &mut loader, &mut terminal, KeyCode::PageDown, pages, prefetched, false);
+        report("halfblocks", prefetched, times);
     }
     println!("goal: p99 < 100 ms");
 }

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::morphology::{MORPHOLOGY_VERSION, feature_names, morphology};
 use super::spectral::{BptClass, SpectralLines, bpt_class, measure_lines};
-use crate::ingest::{Progress, Table, TableError};
+use crate::ingest::{FileError, Progress, Table};
 use crate::store::{FeatureRecord, FeatureSchema, LineRecord, ObjectKey, SourceFile, SourceKind, Store, StoreError};
 
 /// Version of the whole feature vector (morphology + spectral part).
@@ -113,23 +113,6 @@ pub fn compute(store: &Store, progress: &dyn Progress) -> Result<FeatureReport, 
     report.bpt_counts = counts.into_values().collect();
     store.flush()?;
     Ok(report)
-}
-
-enum FileError {
-    Table(TableError),
-    Store(StoreError),
-}
-
-impl From<StoreError> for FileError {
-    fn from(e: StoreError) -> Self {
-        FileError::Store(e)
-    }
-}
-
-impl From<TableError> for FileError {
-    fn from(e: TableError) -> Self {
-        FileError::Table(e)
-    }
 }
 
 fn open(source: &SourceFile) -> Result<Table, FileError> {

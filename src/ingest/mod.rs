@@ -289,7 +289,9 @@ struct FileOutcome {
     complete: bool,
 }
 
-enum FileError {
+/// A stage's failure on one file: the file's own problem (reported, the
+/// rest goes on) or the store's (which stops the stage).
+pub(crate) enum FileError {
     Table(TableError),
     Store(StoreError),
 }
@@ -297,6 +299,12 @@ enum FileError {
 impl From<StoreError> for FileError {
     fn from(e: StoreError) -> Self {
         FileError::Store(e)
+    }
+}
+
+impl From<TableError> for FileError {
+    fn from(e: TableError) -> Self {
+        FileError::Table(e)
     }
 }
 
