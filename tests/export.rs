@@ -40,15 +40,18 @@ fn csv_astronomaly_and_anomalymatch_formats() {
         event(&store, "1003", LabelValue::Unsure, &[], "ann");
         event(&store, "1004", LabelValue::Favourite(true), &[], "ann");
         event(&store, "1004", LabelValue::Relevance(1), &["artefact"], "ann");
+        // One rule everywhere: the latest judgement wins (relevance 4, then "normal").
+        event(&store, "1005", LabelValue::Relevance(4), &[], "ann");
+        event(&store, "1005", LabelValue::Normal, &[], "ann");
     }
     let s = store_path.to_str().unwrap();
     let csv = String::from_utf8(run(&["--store", s, "export"]).stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score"
+        "object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score,target_relevance,interesting"
     );
-    assert_eq!(lines.len(), 1 + 4, "retracted object 1002 is not exported: {csv}");
+    assert_eq!(lines.len(), 1 + 5, "retracted object 1002 is not exported: {csv}");
     assert!(lines[1].starts_with("1000,hsc,150.0000000,2.0000000,5,,ring,0,ann:5:,0,"), "{}", lines[1]);
     assert!(
         lines[2].starts_with("1001,hsc,") && lines[2].contains(",anomaly,,0,ann::normal;bob::anomaly,1,"),
@@ -57,15 +60,19 @@ fn csv_astronomaly_and_anomalymatch_formats() {
     );
     assert!(lines[3].contains(",unsure,"), "{}", lines[3]);
     assert!(lines[4].contains(",1,,artefact,1,ann:1:,0,"), "favourite + tag: {}", lines[4]);
+    assert!(lines[1].ends_with(",5,1"), "target of relevance 5: {}", lines[1]);
+    assert!(lines[4].ends_with(",0,0"), "an artefact is boring: {}", lines[4]);
+    assert!(lines[5].starts_with("1005,") && lines[5].ends_with(",0,0"), "normal after 4: {}", lines[5]);
 
     let astro = String::from_utf8(run(&["--store", s, "export", "--format", "astronomaly"]).stdout).unwrap();
-    assert_eq!(astro, "id,human_label\n1000,5\n1001,5\n1004,1\n");
+    // The artefact tag makes 1004 boring (0) though its relevance said 1.
+    assert_eq!(astro, "id,human_label\n1000,5\n1001,5\n1004,0\n1005,0\n");
 
     let out = dir.path().join("labeled_data.csv");
     let r = run(&["--store", s, "export", "--format", "anomalymatch", "--out", out.to_str().unwrap()]);
     assert!(r.status.success(), "{}", text(&r));
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
-        "filename,label\n1000.png,anomaly\n1001.png,anomaly\n1004.png,normal\n"
+        "filename,label\n1000.png,anomaly\n1001.png,anomaly\n1004.png,normal\n1005.png,normal\n"
     );
 }

@@ -17,7 +17,7 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
     match args.format {
         ExportFormat::Csv => {
             out.push_str(
-                "object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score\n",
+                "object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score,target_relevance,interesting\n",
             );
             for (key, l) in &rows {
                 let Some(obj) = store.object(*key)? else { continue };
@@ -33,7 +33,7 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
                     })
                     .collect();
                 out.push_str(&format!(
-                    "{},{},{:.7},{:.7},{},{},{},{},{},{},{},{}\n",
+                    "{},{},{:.7},{:.7},{},{},{},{},{},{},{},{},{},{}\n",
                     csv_field(&obj.id),
                     csv_field(&obj.survey),
                     obj.ra,
@@ -46,6 +46,8 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
                     u8::from(l.disagreement()),
                     l.last_time,
                     store.score_of(*key)?.map(|s| format!("{s:.5}")).unwrap_or_default(),
+                    l.target().map(|t| t.relevance.to_string()).unwrap_or_default(),
+                    l.target().map(|t| u8::from(t.interesting).to_string()).unwrap_or_default(),
                 ));
                 written += 1;
             }
@@ -54,11 +56,7 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
             // Astronomaly's labels file: id, human_label (relevance 0–5).
             out.push_str("id,human_label\n");
             for (key, l) in &rows {
-                let label = l.relevance.or(match l.verdict {
-                    Some(Verdict::Anomaly) => Some(5),
-                    Some(Verdict::Normal) => Some(0),
-                    _ => None,
-                });
+                let label = l.target().map(|t| t.relevance);
                 let (Some(label), Some(obj)) = (label, store.object(*key)?) else { continue };
                 out.push_str(&format!("{},{label}\n", csv_field(&obj.id)));
                 written += 1;
@@ -68,12 +66,10 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
             // AnomalyMatch's labeled_data.csv: filename,label (anomaly/normal).
             out.push_str("filename,label\n");
             for (key, l) in &rows {
-                let label = match (l.verdict, l.relevance) {
-                    (Some(Verdict::Anomaly), _) => "anomaly",
-                    (Some(Verdict::Normal), _) => "normal",
-                    (None, Some(r)) if r >= 3 => "anomaly",
-                    (None, Some(_)) => "normal",
-                    _ => continue,
+                let label = match l.target() {
+                    Some(t) if t.interesting => "anomaly",
+                    Some(_) => "normal",
+                    None => continue,
                 };
                 let Some(obj) = store.object(*key)? else { continue };
                 out.push_str(&format!("{},{label}\n", csv_field(&format!("{}.{}", obj.id, args.image_ext))));

@@ -72,4 +72,4 @@ mod tests {
 
 pub mod relevance;
 mod stage;
-pub use stage::{ForestModel, ScoreOptions, ScoreReport, load_forest, relevance_target, score_store};
+pub use stage::{ForestModel, ScoreOptions, ScoreReport, load_forest, score_store};

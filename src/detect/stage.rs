@@ -8,7 +8,7 @@ use sha2::Digest;
 use super::relevance::{RelevanceModel, combine};
 use super::{ForestParams, IsolationForest, Standardiser};
 use crate::ingest::Progress;
-use crate::store::{LabelBook, Verdict};
+use crate::store::LabelBook;
 use crate::store::{ModelRecord, ObjectKey, ScoreVersion, Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -45,21 +45,6 @@ pub struct ForestModel {
     pub forest: IsolationForest,
     /// The active-learning re-rank, when labels were used.
     pub relevance: Option<RelevanceModel>,
-}
-
-/// The relevance (0–5) an expert's labels give an object, if any: their
-/// relevance score, else anomaly = 5, normal = 0, an "artefact" tag = 0.
-pub fn relevance_target(labels: &crate::store::ObjectLabels) -> Option<f32> {
-    if let Some(r) = labels.relevance {
-        return Some(r as f32);
-    }
-    match labels.verdict {
-        Some(Verdict::Anomaly) => Some(5.0),
-        Some(Verdict::Normal) => Some(0.0),
-        Some(Verdict::Unsure) => None,
-        None if labels.tags.contains("artefact") => Some(0.0),
-        None => None,
-    }
 }
 
 /// Decodes a stored Isolation Forest model.
@@ -104,7 +89,7 @@ pub fn score_store(store: &Store, opts: &ScoreOptions, progress: &dyn Progress) 
         let mut lx = Vec::new();
         let mut ly = Vec::new();
         for (i, key) in keys.iter().enumerate() {
-            if let Some(y) = book.get(*key).and_then(relevance_target) {
+            if let Some(y) = book.get(*key).and_then(|l| l.target()).map(|t| f32::from(t.relevance)) {
                 lx.extend_from_slice(&x[i * n_out..(i + 1) * n_out]);
                 ly.push(y);
             }

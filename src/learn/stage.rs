@@ -21,7 +21,6 @@ use super::checkpoint;
 use super::infer::predict;
 use super::net::{Net, NetConfig, copy_backbone};
 use super::train::{FixMatchParams, Labelled, PretrainParams, fixmatch_train, pretrain};
-use crate::detect::relevance_target;
 use crate::ingest::Table;
 use crate::store::{LabelBook, ModelRecord, ObjectKey, ScoreVersion, SourceFile, SourceKind, Store, StoreError};
 
@@ -148,9 +147,9 @@ fn snapshot(store_path: &Path) -> Result<Snapshot, LearnError> {
     let n_events = events.len();
     let book = LabelBook::from_events(events);
     let mut labelled: Vec<(ObjectKey, i64)> = book
-        .iter()
+        .targets()
         .filter(|(k, _)| sources.contains_key(&k.file))
-        .filter_map(|(k, l)| relevance_target(l).map(|r| (*k, i64::from(r >= 3.0))))
+        .map(|(k, t)| (k, i64::from(t.interesting)))
         .collect();
     labelled.sort();
     let mut pretrained = None;

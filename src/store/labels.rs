@@ -13,11 +13,40 @@ pub enum Verdict {
     Unsure,
 }
 
+/// What an object's labels mean for learning and for every export: the one
+/// rule that turns labels into a target (re-rank, retrain, the on-quit
+/// trigger, the info panel and the exports all call [`ObjectLabels::target`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Target {
+    /// Astronomaly-style relevance, 0 (boring) to 5 (what I am looking for).
+    pub relevance: u8,
+    /// The class a classifier learns: relevance >= [`INTERESTING_FROM`].
+    pub interesting: bool,
+}
+
+/// Relevance from which an object counts as interesting (an anomaly to a classifier).
+pub const INTERESTING_FROM: u8 = 3;
+
+impl Target {
+    fn from_relevance(relevance: u8) -> Target {
+        Target { relevance, interesting: relevance >= INTERESTING_FROM }
+    }
+}
+
+/// The latest judgement of an object's class, relevance score or verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Judgement {
+    Relevance(u8),
+    Verdict(Verdict),
+}
+
 /// An object's labels after replaying every event.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectLabels {
     pub relevance: Option<u8>,
     pub verdict: Option<Verdict>,
+    /// Whichever of `relevance` and `verdict` was given last.
+    pub latest: Option<Judgement>,
     pub tags: BTreeSet<String>,
     pub favourite: bool,
     /// Users who labelled it, with their latest relevance/verdict.
@@ -31,6 +60,22 @@ impl ObjectLabels {
         self.relevance.is_some() || self.verdict.is_some()
     }
 
+    /// The training target, by one rule: an "artefact" tag makes the object
+    /// boring (relevance 0) whatever else was said; otherwise the latest
+    /// judgement decides: a relevance score as given, anomaly = 5, normal = 0;
+    /// unsure (or no judgement) gives no target.
+    pub fn target(&self) -> Option<Target> {
+        if self.tags.contains(ARTEFACT_TAG) {
+            return Some(Target::from_relevance(0));
+        }
+        match self.latest? {
+            Judgement::Relevance(r) => Some(Target::from_relevance(r.min(5))),
+            Judgement::Verdict(Verdict::Anomaly) => Some(Target::from_relevance(5)),
+            Judgement::Verdict(Verdict::Normal) => Some(Target::from_relevance(0)),
+            Judgement::Verdict(Verdict::Unsure) => None,
+        }
+    }
+
     /// Whether users disagree (different relevance or verdict).
     pub fn disagreement(&self) -> bool {
         let rel: BTreeSet<u8> = self.by_user.iter().filter_map(|u| u.1).collect();
@@ -38,6 +83,9 @@ impl ObjectLabels {
         rel.len() > 1 || ver.len() > 1
     }
 }
+
+/// The tag that marks an artefact (a satellite trail, a ghost): boring.
+pub const ARTEFACT_TAG: &str = "artefact";
 
 /// Current labels of every labelled object, rebuilt from the event log.
 #[derive(Debug, Default)]
@@ -107,18 +155,22 @@ impl LabelBook {
             match &e.value {
                 LabelValue::Relevance(r) => {
                     labels.relevance = Some(*r);
+                    labels.latest = Some(Judgement::Relevance(*r));
                     users[user].1 = Some(*r);
                 }
                 LabelValue::Anomaly => {
                     labels.verdict = Some(Verdict::Anomaly);
+                    labels.latest = Some(Judgement::Verdict(Verdict::Anomaly));
                     users[user].2 = Some(Verdict::Anomaly);
                 }
                 LabelValue::Normal => {
                     labels.verdict = Some(Verdict::Normal);
+                    labels.latest = Some(Judgement::Verdict(Verdict::Normal));
                     users[user].2 = Some(Verdict::Normal);
                 }
                 LabelValue::Unsure => {
                     labels.verdict = Some(Verdict::Unsure);
+                    labels.latest = Some(Judgement::Verdict(Verdict::Unsure));
                     users[user].2 = Some(Verdict::Unsure);
                 }
                 LabelValue::Favourite(on) => labels.favourite = *on,
@@ -172,6 +224,16 @@ impl LabelBook {
     pub fn events(&self) -> &[(u64, LabelEvent)] {
         &self.events
     }
+
+    /// Every object with a training target, in no particular order.
+    pub fn targets(&self) -> impl Iterator<Item = (ObjectKey, Target)> + '_ {
+        self.objects.iter().filter_map(|(k, l)| l.target().map(|t| (*k, t)))
+    }
+
+    /// (interesting, boring) objects a retrain would learn from.
+    pub fn training_counts(&self) -> (usize, usize) {
+        self.targets().fold((0, 0), |(a, b), (_, t)| if t.interesting { (a + 1, b) } else { (a, b + 1) })
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +266,41 @@ mod tests {
         book.push(4, ev(1, LabelValue::Retract(1), "ann"));
         assert!(book.get(k).is_none(), "all retracted: unlabelled again");
         assert!(!book.is_labelled(k));
+    }
+
+    #[test]
+    fn one_rule_turns_labels_into_targets() {
+        let k = ObjectKey { file: 1, row: 7 };
+        let target = |events: Vec<LabelValue>, tags: &[&str]| {
+            let mut book = LabelBook::default();
+            for (i, v) in events.into_iter().enumerate() {
+                let mut e = ev(7, v, "ann");
+                e.tags = tags.iter().map(|t| t.to_string()).collect();
+                book.push(i as u64 + 1, e);
+            }
+            book.get(k).and_then(|l| l.target())
+        };
+        let t = |r: u8| Some(Target { relevance: r, interesting: r >= 3 });
+        assert_eq!(target(vec![LabelValue::Anomaly], &[]), t(5));
+        assert_eq!(target(vec![LabelValue::Normal], &[]), t(0));
+        assert_eq!(target(vec![LabelValue::Unsure], &[]), None);
+        assert_eq!(target(vec![LabelValue::Relevance(3)], &[]), t(3));
+        assert_eq!(target(vec![LabelValue::Relevance(2)], &[]), t(2));
+        // The latest judgement wins: relevance 4 then "normal" is normal...
+        assert_eq!(target(vec![LabelValue::Relevance(4), LabelValue::Normal], &[]), t(0));
+        // ...and "normal" then relevance 4 is interesting.
+        assert_eq!(target(vec![LabelValue::Normal, LabelValue::Relevance(4)], &[]), t(4));
+        // An artefact is boring whatever else was said.
+        assert_eq!(target(vec![LabelValue::Anomaly], &["artefact"]), t(0));
+        assert_eq!(target(vec![LabelValue::Tag], &["artefact"]), t(0));
+        assert_eq!(target(vec![LabelValue::Tag], &["ring"]), None);
+        // Undoing the later judgement brings the earlier one back.
+        let mut book = LabelBook::default();
+        book.push(1, ev(7, LabelValue::Relevance(4), "ann"));
+        book.push(2, ev(7, LabelValue::Normal, "ann"));
+        book.push(3, ev(7, LabelValue::Retract(2), "ann"));
+        assert_eq!(book.get(k).unwrap().target(), t(4));
+        assert_eq!(book.training_counts(), (1, 0));
     }
 
     #[test]

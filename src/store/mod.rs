@@ -25,7 +25,7 @@
 mod labels;
 mod records;
 
-pub use labels::{LabelBook, ObjectLabels, Verdict};
+pub use labels::{ARTEFACT_TAG, INTERESTING_FROM, Judgement, LabelBook, ObjectLabels, Target, Verdict};
 pub use records::*;
 
 use std::fs::{self, File, OpenOptions};

@@ -153,7 +153,7 @@ pub fn run(store: Store, opts: &TriageOptions) -> Result<SessionSummary, TuiErro
             minutes: app.session.started.elapsed().as_secs_f64() / 60.0,
             per_minute: app.session.per_minute(),
             labelled_total: app.book.iter().filter(|(_, l)| l.is_labelled()).count(),
-            training: training_counts(&app.book),
+            training: app.book.training_counts(),
         })
     })();
     ratatui::restore();
@@ -259,24 +259,6 @@ pub fn serve_requests(app: &mut App, loader: &mut worker::Loader, only_urgent: b
             }
         }
     }
-}
-
-/// Objects a retrain learns from: interesting (anomaly, or relevance >= 3)
-/// and normal (normal, or relevance < 3); unsure ones are left out.
-pub fn training_counts(book: &crate::store::LabelBook) -> (usize, usize) {
-    use crate::store::Verdict;
-    let mut counts = (0, 0);
-    for (_, l) in book.iter() {
-        match (l.verdict, l.relevance) {
-            (Some(Verdict::Anomaly), _) => counts.0 += 1,
-            (Some(Verdict::Normal), _) => counts.1 += 1,
-            (Some(Verdict::Unsure), _) => {}
-            (None, Some(r)) if r >= 3 => counts.0 += 1,
-            (None, Some(_)) => counts.1 += 1,
-            (None, None) => {}
-        }
-    }
-    counts
 }
 
 /// Puts text on the clipboard of the terminal the user sits at (OSC 52 works

@@ -373,7 +373,17 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
                 );
             }
             parts.extend(l.tags.iter().map(|t| format!("#{t}")));
-            lines.push(Line::from(vec![Span::raw("labels "), Span::styled(parts.join(" "), pal.accent)]));
+            // What the labels teach the ranking (the one rule of `ObjectLabels::target`).
+            let learns = match l.target() {
+                Some(t) if t.interesting => format!(" → learns interesting ({})", t.relevance),
+                Some(t) => format!(" → learns boring ({})", t.relevance),
+                None => String::new(),
+            };
+            lines.push(Line::from(vec![
+                Span::raw("labels "),
+                Span::styled(parts.join(" "), pal.accent),
+                Span::styled(learns, pal.dim),
+            ]));
             if l.by_user.len() > 1 {
                 let who: Vec<String> = l
                     .by_user
