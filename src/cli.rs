@@ -32,6 +32,8 @@ pub enum Command {
     Top(TopArgs),
     /// Label candidates in the terminal (cutout, spectrum, single-key labels).
     Triage(TriageArgs),
+    /// Deep features: embed every cutout with the fractal-pretrained backbone (PCA-reduced).
+    Embed(EmbedArgs),
     /// Pretrain the CNN backbone on procedurally generated IFS fractals.
     Pretrain(PretrainArgs),
     /// Retrain the CNN with FixMatch on the labels, then rescore every object.
@@ -111,6 +113,9 @@ pub struct ScoreArgs {
     /// Anomaly scores only: ignore the expert's labels (no active-learning re-rank).
     #[arg(long)]
     pub no_rerank: bool,
+    /// Image features ranked on: hand-made, deep (`oddity embed`), or both.
+    #[arg(long, default_value = "hand", value_parser = ["hand", "deep", "both"])]
+    pub features: String,
     /// Scores written per store batch.
     #[arg(long, hide = true, default_value_t = 50_000)]
     pub write_batch: usize,
@@ -192,6 +197,21 @@ pub struct PretrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// libtorch CPU threads (default: libtorch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// Backbone pretrained first when the store has none for a survey's band count.
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub net: crate::learn::NetSize,
+    /// Principal components kept of the pooled embedding.
+    #[arg(long, default_value_t = 16)]
+    pub components: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// libtorch CPU threads (default: libtorch's choice).

@@ -72,9 +72,16 @@ fn a_crash_mid_score_keeps_the_previous_ranking() {
     assert_eq!(st.ranked().unwrap().count(), 300, "one index entry per object, no leftovers");
     let model = st.model(current.models[0]).unwrap().unwrap();
     assert_eq!(model.kind, "isolation-forest");
-    assert_eq!(model.features, st.feature_schema("hsc").unwrap().unwrap().names);
     let forest = oddity::detect::load_forest(&model).expect("stored model decodes");
-    assert_eq!(forest.forest.n_trees(), 200);
+    // One forest per feature group; every image feature but the spectral ones is in one.
+    use oddity::detect::Group;
+    let names = st.feature_schema("hsc").unwrap().unwrap().names;
+    let image_features: Vec<&String> = names.iter().filter(|n| Group::of_feature(n) != Group::Spectrum).collect();
+    assert_eq!(model.features.len(), image_features.len());
+    for g in [Group::Shape, Group::Colour, Group::Quality] {
+        assert_eq!(forest.group(g).unwrap_or_else(|| panic!("{g:?}")).forest.n_trees(), 200);
+    }
+    assert!(forest.group(Group::Spectrum).is_none(), "spectra have their own model");
 }
 
 #[test]
@@ -91,4 +98,75 @@ fn ranking_streams_most_anomalous_first_and_is_deterministic() {
     assert_eq!(top(s), first, "same seed, same ranking");
     let status = text(&run(&["--store", s, "status"]));
     assert!(status.contains("scores    300 objects, version 2 by isolation-forest"), "{status}");
+}
+
+/// The modality-fairness and spectrum-only checks, on one survey: 1,000
+/// galaxies, 30% with spectra; the spectra of one image file have no images.
+#[test]
+fn no_object_is_odd_for_having_a_spectrum_and_lone_spectra_are_ranked() {
+    let dir = tempfile::tempdir().unwrap();
+    let survey = dir.path().join("survey");
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    let out = run(&[
+        "synth",
+        survey.to_str().unwrap(),
+        "--galaxies",
+        "1000",
+        "--size",
+        "32",
+        "--nside",
+        "32",
+        "--spectra",
+        "0.3",
+        "--anomalies",
+        "0.0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Drop one image file: its spectra are left without images.
+    let images = survey.join("hsc").join("pdr3_synth");
+    let first = std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().path()).min().unwrap();
+    std::fs::remove_dir_all(&first).unwrap();
+    for args in [
+        vec!["--store", s, "ingest", survey.to_str().unwrap()],
+        vec!["--store", s, "crossmatch"],
+        vec!["--store", s, "features"],
+        vec!["--store", s, "score"],
+    ] {
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        if args[2] == "score" {
+            assert!(text(&out).contains("spectra without an image in the match radius ranked"), "{}", text(&out));
+        }
+    }
+    let st = Store::open(&store).unwrap();
+    let ranked: Vec<oddity::store::ObjectKey> = st.ranked().unwrap().map(|r| r.unwrap().0).collect();
+    let n = ranked.len();
+    let spectrum_files: std::collections::HashSet<u32> = st
+        .sources()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, f)| f.kind == oddity::store::SourceKind::Spectra)
+        .map(|(id, _)| id)
+        .collect();
+    let lone = ranked.iter().filter(|k| spectrum_files.contains(&k.file)).count();
+    assert!(lone > 0, "spectra without images are candidates");
+    assert_eq!(n, st.image_count() + lone);
+    // Galaxies with and without a spectrum (all ordinary here) rank alike: the
+    // share of those with one is about the same in every quarter of the ranking.
+    let with: Vec<bool> = ranked
+        .iter()
+        .filter(|k| !spectrum_files.contains(&k.file))
+        .map(|k| st.spectrum_match(*k).unwrap().is_some())
+        .collect();
+    let overall = with.iter().filter(|&&w| w).count() as f64 / with.len() as f64;
+    for quarter in with.chunks(with.len().div_ceil(4)) {
+        let share = quarter.iter().filter(|&&w| w).count() as f64 / quarter.len() as f64;
+        assert!((share - overall).abs() < 0.1, "share with a spectrum {share:.2} vs {overall:.2} overall");
+    }
+    // What made each score is stored: groups, and the artefact score apart.
+    let parts = st.score_parts_of(ranked[0]).unwrap().unwrap();
+    assert!(!parts.groups.is_empty());
+    let image = ranked.iter().find(|k| !spectrum_files.contains(&k.file)).unwrap();
+    assert!(st.score_parts_of(*image).unwrap().unwrap().artefact.is_some());
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use color_eyre::Result;
 
-use crate::cli::{PretrainArgs, RetrainArgs};
+use crate::cli::{EmbedArgs, PretrainArgs, RetrainArgs};
 use crate::learn::train::PretrainParams;
 use crate::learn::{RetrainOptions, pretrain_store, retrain, write_status};
 
@@ -76,4 +76,37 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         report.model,
         &report.hash[..12]
     ))
+}
+
+/// Deep features: every cutout through the fractal-pretrained backbone, PCA-reduced.
+pub fn embed(store_path: &Path, args: &EmbedArgs) -> Result<i32> {
+    let _log = super::log_to(&store_path.join("logs"));
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t);
+    }
+    let opts = crate::learn::embed::EmbedOptions {
+        net: args.net,
+        components: args.components,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let report = crate::learn::embed::embed_store(store_path, &opts, &|line| {
+        tracing::info!("{line}");
+        eprintln!("{line}");
+    })?;
+    let mut out = String::new();
+    for (survey, n, model, kept) in &report.per_survey {
+        out.push_str(&format!(
+            "{survey}: {n} cutouts embedded by pretrained model {model}; {} components keep {:.0}% of the variance\n",
+            args.components,
+            100.0 * kept
+        ));
+    }
+    for (survey, why) in &report.skipped {
+        out.push_str(&format!("{survey}: skipped: {why}\n"));
+    }
+    out.push_str(&format!("done in {:.0}s; `oddity score` ranks on them\n", started.elapsed().as_secs_f64()));
+    let code = super::print(&out)?;
+    Ok(if report.skipped.is_empty() { code } else { 1 })
 }

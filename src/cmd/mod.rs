@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Top(args) => score::top(&cli.store, &args),
         Command::Triage(args) => triage::run(&cli.store, &args),
         Command::Export(args) => export::run(&cli.store, &args),
+        Command::Embed(args) => learn::embed(&cli.store, &args),
         Command::Pretrain(args) => learn::pretrain(&cli.store, &args),
         Command::Retrain(args) => learn::retrain_cmd(&cli.store, &args),
         Command::Eval(args) => eval::run_cmd(&cli.store, &args),

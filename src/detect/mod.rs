@@ -72,4 +72,6 @@ mod tests {
 
 pub mod relevance;
 mod stage;
-pub use stage::{ForestModel, ScoreOptions, ScoreReport, load_forest, score_store};
+pub use stage::{
+    FeatureSet, ForestModel, Group, GroupModel, ScoreOptions, ScoreReport, load_forest, score_store, score_without,
+};

@@ -58,8 +58,8 @@ pub fn plot(rows: &[Row], path: &Path) -> Result<(), String> {
     let cycles = rows.iter().map(|r| r.cycle).max().unwrap_or(0).max(1);
     let mut methods: Vec<&str> = Vec::new();
     for r in rows {
-        if !methods.contains(&r.method) {
-            methods.push(r.method);
+        if !methods.contains(&r.method.as_str()) {
+            methods.push(r.method.as_str());
         }
     }
     let colours = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];

@@ -8,6 +8,7 @@
 
 pub mod augment;
 pub mod checkpoint;
+pub mod embed;
 pub mod fractal;
 pub mod infer;
 pub mod net;

@@ -82,8 +82,10 @@ pub struct Store {
     pub(crate) matches_by_spectrum: sled::Tree,
     pub(crate) features: sled::Tree,
     pub(crate) lines: sled::Tree,
+    pub(crate) embeddings: sled::Tree,
     pub(crate) scores: sled::Tree,
     pub(crate) score_index: sled::Tree,
+    pub(crate) score_parts: sled::Tree,
     pub(crate) models: sled::Tree,
     // Kept open so that the lock lasts as long as the Store.
     _lock: File,
@@ -148,8 +150,10 @@ impl Store {
             matches_by_spectrum: tree("matches_by_spectrum")?,
             features: tree("features")?,
             lines: tree("lines")?,
+            embeddings: tree("embeddings")?,
             scores: tree("scores")?,
             score_index: tree("score_index")?,
+            score_parts: tree("score_parts")?,
             models: tree("models")?,
             db,
             _lock: lock,
@@ -510,6 +514,56 @@ impl Store {
         })
     }
 
+    // ---------------------------------------------------------------- deep features
+
+    /// How a survey's deep features were made (`oddity embed`), if they were.
+    pub fn embedding_schema(&self, survey: &str) -> Result<Option<EmbeddingSchema>> {
+        match self.meta.get(format!("embedding_schema/{survey}")).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("meta", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces a survey's deep features: the schema and every object's
+    /// components, written in one flush after the records.
+    pub fn put_embedding_schema(&self, survey: &str, schema: &EmbeddingSchema) -> Result<()> {
+        self.meta.insert(format!("embedding_schema/{survey}"), encode(schema)).map_err(|e| self.sled(e))?;
+        self.flush()
+    }
+
+    pub fn put_embeddings(&self, rows: &[(ObjectKey, Vec<f32>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, values) in rows {
+            batch.insert(&key.to_bytes(), encode(values));
+        }
+        self.embeddings.apply_batch(batch).map_err(|e| self.sled(e))
+    }
+
+    /// An image object's deep features (aligned with its survey's [`EmbeddingSchema`]).
+    pub fn embedding_of(&self, key: ObjectKey) -> Result<Option<Vec<f32>>> {
+        match self.embeddings.get(key.to_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("embeddings", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Streams every object's deep features in key order.
+    pub fn iter_embeddings(&self) -> impl Iterator<Item = Result<(ObjectKey, Vec<f32>)>> + '_ {
+        self.embeddings.iter().map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                tree: "embeddings",
+                why: "bad key".into(),
+            })?;
+            Ok((key, self.decode("embeddings", &v)?))
+        })
+    }
+
+    pub fn embedding_count(&self) -> usize {
+        self.embeddings.len()
+    }
+
     // ---------------------------------------------------------------- scores
 
     /// Starts a new score version: removes what an interrupted run left
@@ -517,7 +571,7 @@ impl Store {
     pub fn begin_scores(&self) -> Result<u32> {
         let current = self.current_scores()?.map(|v| v.version);
         let mut stale = std::collections::BTreeSet::new();
-        for key in self.scores.iter().keys() {
+        for key in self.scores.iter().keys().chain(self.score_parts.iter().keys()) {
             let key = key.map_err(|e| self.sled(e))?;
             let v = u32::from_be_bytes(key[..4].try_into().unwrap_or([0; 4]));
             if Some(v) != current {
@@ -547,6 +601,30 @@ impl Store {
         Ok(())
     }
 
+    /// Writes what made the scores of a version that is not current yet.
+    pub fn put_score_parts(&self, version: u32, parts: &[(ObjectKey, ScoreParts)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, p) in parts {
+            let mut k = Vec::with_capacity(12);
+            k.extend_from_slice(&version.to_be_bytes());
+            k.extend_from_slice(&key.to_bytes());
+            batch.insert(k, encode(p));
+        }
+        self.score_parts.apply_batch(batch).map_err(|e| self.sled(e))
+    }
+
+    /// What made an object's score in the current version.
+    pub fn score_parts_of(&self, key: ObjectKey) -> Result<Option<ScoreParts>> {
+        let Some(v) = self.current_scores()? else { return Ok(None) };
+        let mut k = Vec::with_capacity(12);
+        k.extend_from_slice(&v.version.to_be_bytes());
+        k.extend_from_slice(&key.to_bytes());
+        match self.score_parts.get(k).map_err(|e| self.sled(e))? {
+            Some(b) => Ok(Some(self.decode("score_parts", &b)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Makes a complete version current — one durable write, so a crash
     /// leaves either the old ranking or the new one — then drops the old.
     pub fn commit_scores(&self, info: &ScoreVersion) -> Result<()> {
@@ -565,7 +643,7 @@ impl Store {
 
     fn remove_score_version(&self, version: u32) -> Result<()> {
         let prefix = version.to_be_bytes();
-        for tree in [&self.scores, &self.score_index] {
+        for tree in [&self.scores, &self.score_index, &self.score_parts] {
             let mut batch = sled::Batch::default();
             let mut n = 0;
             for key in tree.scan_prefix(prefix).keys() {

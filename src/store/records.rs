@@ -209,6 +209,25 @@ pub struct FeatureRecord {
     pub values: Vec<f32>,
 }
 
+/// How one survey's deep features were made: the backbone, and the PCA that
+/// reduces its pooled embedding to a few components (`oddity embed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingSchema {
+    pub version: u32,
+    /// Component names, `deep_00`…
+    pub names: Vec<String>,
+    /// The `cnn-pretrain` model record whose backbone embedded the cutouts, and its hash.
+    pub model: u32,
+    pub hash: String,
+    /// Embedding width before the reduction.
+    pub dims: usize,
+    /// PCA: the mean embedding (dims) and the components (names.len() x dims, row-major).
+    pub mean: Vec<f32>,
+    pub components: Vec<f32>,
+    /// Fraction of the embedding's variance each component holds.
+    pub explained: Vec<f32>,
+}
+
 /// A spectrum's emission-line measurements and BPT class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineRecord {
@@ -229,6 +248,22 @@ pub struct ScoreVersion {
     pub method: String,
     pub time: String,
     pub n_scored: u64,
+}
+
+/// What made one object's score: the science anomaly score and the tail
+/// probability of each feature group, the relevance the expert's labels
+/// predict, and the separate data-quality (artefact) score.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ScoreParts {
+    /// Anomaly score before the re-rank, in [0, 1].
+    pub anomaly: f32,
+    /// (feature group, tail probability): the fraction of objects of that group
+    /// at least as unusual; small = odd. Only groups the object has data for.
+    pub groups: Vec<(String, f32)>,
+    /// Relevance 0–5 the labels predict (when the ranking was re-ranked).
+    pub relevance: Option<f32>,
+    /// Data-quality oddness in [0, 1] (sky, noise, masked pixels): not part of the ranking.
+    pub artefact: Option<f32>,
 }
 
 /// A fitted model with what it needs to be used again.

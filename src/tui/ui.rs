@@ -339,9 +339,29 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
                 ))),
                 None => lines.push(Line::styled("no score yet", pal.dim)),
             }
-            if !c.drivers.is_empty() {
-                let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
-                lines.push(Line::raw(format!("drivers {}", d.join(", "))));
+            if let Some(p) = &c.parts {
+                // Why it ranks here: each feature group's tail probability (the
+                // oddest first, with the features that made it odd), the relevance
+                // the labels predict; the artefact score stands apart.
+                let mut groups = p.groups.clone();
+                groups.sort_by(|a, b| a.1.total_cmp(&b.1));
+                let mut why: Vec<String> = Vec::new();
+                for (i, (g, pv)) in groups.iter().enumerate() {
+                    let mut s = format!("{g} p={}", fmt_p(*pv));
+                    if i == 0 && !c.drivers.is_empty() {
+                        let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
+                        s.push_str(&format!(" ({})", d.join(", ")));
+                    }
+                    why.push(s);
+                }
+                if let Some(r) = p.relevance {
+                    why.push(format!("relevance {r:.1}/5"));
+                }
+                lines.push(Line::raw(format!("why {}", why.join(" · "))));
+                if let Some(a) = p.artefact {
+                    let style = if a > 0.99 { pal.warn } else { pal.dim };
+                    lines.push(Line::styled(format!("artefact score {a:.2} (sky, noise, masked pixels)"), style));
+                }
             }
             if c.bad_fraction > 0.0 {
                 lines.push(Line::styled(format!("masked pixels {:.1}%", c.bad_fraction * 100.0), pal.warn));
@@ -583,4 +603,15 @@ fn draw_menu(frame: &mut Frame, app: &App, kind: MenuKind, selected: usize, pal:
         .highlight_style(pal.accent.add_modifier(Modifier::REVERSED));
     let mut state = ListState::default().with_selected(Some(selected));
     frame.render_stateful_widget(list, area, &mut state);
+}
+
+/// A tail probability for people: 0.31, 0.004, 2e-5.
+fn fmt_p(p: f32) -> String {
+    if p >= 0.01 {
+        format!("{p:.2}")
+    } else if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.0e}")
+    }
 }
