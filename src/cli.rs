@@ -176,10 +176,17 @@ pub struct ExportArgs {
     pub image_ext: String,
 }
 
+/// Network size: `tiny` for CPUs and tests, `lite0` for GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Net {
+    Tiny,
+    Lite0,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct PretrainArgs {
     #[arg(long, value_enum, default_value = "tiny")]
-    pub net: crate::learn::NetSize,
+    pub net: Net,
     /// Fractal classes (the paper uses ~1000; on a CPU start smaller).
     #[arg(long, default_value_t = 100)]
     pub classes: usize,
@@ -202,7 +209,7 @@ pub struct PretrainArgs {
 #[derive(Debug, clap::Args)]
 pub struct RetrainArgs {
     #[arg(long, value_enum, default_value = "tiny")]
-    pub net: crate::learn::NetSize,
+    pub net: Net,
     /// FixMatch steps.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,

@@ -77,7 +77,7 @@ fn after_session(
     // Its own process group: a Ctrl-C in this shell does not stop it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn()?;
-    crate::learn::write_status(
+    crate::store::write_retrain_status(
         store_path,
         "running",
         &format!("started after a labelling session (pid {})", child.id()),

@@ -760,6 +760,30 @@ fn id_key(survey: &str, id: &str) -> Vec<u8> {
     k
 }
 
+/// Writes the retrain progress file read by `oddity status` (a file beside
+/// the database: a retrain writes it while it does not hold the store).
+pub fn write_retrain_status(store: &std::path::Path, state: &str, message: &str) {
+    let body = serde_json::json!({
+        "state": state,
+        "message": message,
+        "pid": std::process::id(),
+        "time": chrono::Utc::now().to_rfc3339(),
+    });
+    let path = store.join("retrain.json");
+    let tmp = store.join("retrain.json.partial");
+    if std::fs::write(&tmp, body.to_string()).is_ok() {
+        let _ = std::fs::rename(tmp, path);
+    }
+}
+
+/// The last retrain's state, if any: (state, message, time).
+pub fn read_retrain_status(store: &std::path::Path) -> Option<(String, String, String)> {
+    let text = std::fs::read_to_string(store.join("retrain.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    Some((s("state"), s("message"), s("time")))
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own plain records into a Vec cannot fail.
     postcard::to_allocvec(value).expect("postcard encoding of a store record")
