@@ -63,7 +63,8 @@ pub fn plot(rows: &[Row], path: &Path) -> Result<(), String> {
         }
     }
     let colours = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
-    let metrics: [(&str, fn(&Row) -> f64); 4] = [
+    type Metric = (&'static str, fn(&Row) -> f64);
+    let metrics: [Metric; 4] = [
         ("AUROC", |r| r.metrics.auroc),
         ("AUPRC", |r| r.metrics.auprc),
         ("precision in the top 1%", |r| r.metrics.precision_top1),

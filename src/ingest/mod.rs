@@ -472,7 +472,8 @@ fn payloads(batch: &Batch, record: &SourceFile) -> Vec<Payload> {
                 let ivar = sp.ivar.as_ref().map(|a| a[[i, j]]).unwrap_or(1.0);
                 let masked = sp.mask.as_ref().map(|m| m[[i, j]] != 0).unwrap_or(false);
                 let (f, l) = (flux[j], lambda[j]);
-                if masked || !(ivar > 0.0) || !ivar.is_finite() || !f.is_finite() || !l.is_finite() {
+                let usable = ivar > 0.0 && ivar.is_finite() && f.is_finite() && l.is_finite(); // NaN: false
+                if masked || !usable {
                     continue;
                 }
                 lo = lo.min(l);
