@@ -133,7 +133,7 @@ pub struct TopArgs {
 pub struct TriageArgs {
     /// How to draw cutouts.
     #[arg(long, value_enum, default_value = "auto")]
-    pub graphics: crate::tui::Graphics,
+    pub graphics: Graphics,
     /// Keymap TOML overriding the defaults (default ~/.config/oddity/keymap.toml).
     #[arg(long)]
     pub keymap: Option<std::path::PathBuf>,
@@ -152,6 +152,30 @@ pub struct TriageArgs {
     /// Extra arguments for that retrain (e.g. "--steps 1000 --net lite0").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub retrain_args: String,
+}
+
+/// How cutouts reach the terminal (`tui::Graphics`, which has no clap in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Graphics {
+    /// Ask the terminal (kitty, sixel, iTerm2), else half-blocks.
+    Auto,
+    Kitty,
+    Sixel,
+    Iterm2,
+    /// Unicode half-blocks: works in every colour terminal.
+    Halfblocks,
+}
+
+impl From<Graphics> for crate::tui::Graphics {
+    fn from(g: Graphics) -> Self {
+        match g {
+            Graphics::Auto => Self::Auto,
+            Graphics::Kitty => Self::Kitty,
+            Graphics::Sixel => Self::Sixel,
+            Graphics::Iterm2 => Self::Iterm2,
+            Graphics::Halfblocks => Self::Halfblocks,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

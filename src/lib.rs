@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod detect;
 pub mod features;
 pub mod ingest;
+pub mod progress;
 pub mod render;
 pub mod sky;
 pub mod store;

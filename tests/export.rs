@@ -27,9 +27,13 @@ fn csv_astronomaly_and_anomalymatch_formats() {
     let store_path = dir.path().join("store");
     {
         let store = Store::open_or_create(&store_path).unwrap();
-        let report =
-            oddity::ingest::ingest(&store, &[dir.path().join("hsc")], &Default::default(), &oddity::ingest::NoProgress)
-                .unwrap();
+        let report = oddity::ingest::ingest(
+            &store,
+            &[dir.path().join("hsc")],
+            &Default::default(),
+            &oddity::progress::NoProgress,
+        )
+        .unwrap();
         assert_eq!(report.objects_added, 6);
         event(&store, "1000", LabelValue::Relevance(5), &[], "ann");
         event(&store, "1000", LabelValue::Tag, &["ring"], "ann");

@@ -81,7 +81,7 @@ pub fn log_to(dir: &std::path::Path) -> Option<tracing_appender::non_blocking::W
 /// Stage progress shown on an indicatif bar.
 pub(crate) struct Bar(pub indicatif::ProgressBar);
 
-impl crate::ingest::Progress for Bar {
+impl crate::progress::Progress for Bar {
     fn set_total(&self, rows: u64) {
         self.0.set_length(rows);
     }

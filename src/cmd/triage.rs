@@ -12,7 +12,7 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
     let _log = super::log_to(&store.log_dir());
     let user = args.user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
     let opts = TriageOptions {
-        graphics: args.graphics,
+        graphics: args.graphics.into(),
         keymap: args.keymap.clone(),
         ordering: match args.order.as_str() {
             "id" => Ordering::Id,

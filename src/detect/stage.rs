@@ -7,7 +7,7 @@ use sha2::Digest;
 
 use super::relevance::{RelevanceModel, combine};
 use super::{ForestParams, IsolationForest, Standardiser};
-use crate::ingest::Progress;
+use crate::progress::Progress;
 use crate::store::LabelBook;
 use crate::store::{ModelRecord, ObjectKey, ScoreVersion, Store, StoreError};
 

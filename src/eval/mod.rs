@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::detect::{ScoreOptions, auroc, score_store};
-use crate::ingest::NoProgress;
 use crate::learn::{RetrainOptions, retrain};
+use crate::progress::NoProgress;
 use crate::store::{LabelEvent, LabelValue, ObjectKey, Store};
 
 /// Average precision (area under the precision–recall curve, scikit-learn's

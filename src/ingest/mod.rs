@@ -20,6 +20,7 @@ use std::sync::mpsc;
 
 use ndarray::Axis;
 
+use crate::progress::Progress;
 use crate::store::{
     ImageRef, IngestedRow, ObjectKey, ObjectRecord, Payload, SourceFile, SpectrumRef, Store, StoreError,
 };
@@ -72,17 +73,6 @@ impl IngestReport {
         self.files_failed == 0 && self.rows_rejected == 0
     }
 }
-
-/// Receives progress: total rows once known, then rows done as they go in.
-pub trait Progress: Sync {
-    fn set_total(&self, _rows: u64) {}
-    fn advance(&self, _rows: u64) {}
-    fn message(&self, _line: &str) {}
-}
-
-/// Progress that goes nowhere (tests, benches).
-pub struct NoProgress;
-impl Progress for NoProgress {}
 
 /// Finds survey files under `paths` (files are taken as given, folders are
 /// walked for `.hdf5`/`.h5`), in a stable order.
