@@ -193,11 +193,11 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
     let mut held = None;
     while Instant::now() < deadline {
         let state = oddity::store::read_retrain_status(&store_path).map(|s| s.0).unwrap_or_default();
-        if state == "running" {
-            if let Ok(st) = Store::open(&store_path) {
-                held = Some(st);
-                break;
-            }
+        if state == "running"
+            && let Ok(st) = Store::open(&store_path)
+        {
+            held = Some(st);
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -23,10 +23,10 @@ fn find_font() -> Option<Vec<u8>> {
     // Any TrueType font will do.
     for dir in FONT_DIRS {
         for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
-            if entry.path().extension().is_some_and(|e| e == "ttf") {
-                if let Ok(bytes) = std::fs::read(entry.path()) {
-                    return Some(bytes);
-                }
+            if entry.path().extension().is_some_and(|e| e == "ttf")
+                && let Ok(bytes) = std::fs::read(entry.path())
+            {
+                return Some(bytes);
             }
         }
     }

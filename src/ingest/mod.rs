@@ -223,17 +223,18 @@ fn plan_file(store: &Store, path: &Path, opts: &IngestOptions) -> Result<Plan, P
         None => None,
     };
     let changed = |s: &SourceFile| s.size != size || s.mtime != mtime;
-    if let Some((_, s)) = &existing {
-        if s.complete && !changed(s) {
-            return Ok(Plan::Skip);
-        }
+    if let Some((_, s)) = &existing
+        && s.complete
+        && !changed(s)
+    {
+        return Ok(Plan::Skip);
     }
     let table = Table::open(&canonical).map_err(|e| PlanError::Table(e.to_string()))?;
     let (mut survey, sample, partition) = layout(&canonical);
-    if partition.is_none() {
-        if let Some(s) = &opts.survey {
-            survey = s.clone();
-        }
+    if partition.is_none()
+        && let Some(s) = &opts.survey
+    {
+        survey = s.clone();
     }
     let fresh = SourceFile {
         path: key,
@@ -395,12 +396,12 @@ fn rows_of(
             continue;
         }
         let key = ObjectKey { file: file_id, row: row as u32 };
-        if let Some(other) = store.find_id(&record.survey, id)? {
-            if other != key {
-                let where_ = store.source(other.file)?.map(|s| s.path).unwrap_or_default();
-                reject(format!("duplicate id: already ingested from {where_} row {}; object skipped", other.row));
-                continue;
-            }
+        if let Some(other) = store.find_id(&record.survey, id)?
+            && other != key
+        {
+            let where_ = store.source(other.file)?.map(|s| s.path).unwrap_or_default();
+            reject(format!("duplicate id: already ingested from {where_} row {}; object skipped", other.row));
+            continue;
         }
         let object = ObjectRecord {
             survey: record.survey.clone(),

@@ -133,10 +133,11 @@ fn snapshot(store_path: &Path) -> Result<Snapshot, LearnError> {
     let mut pretrained = None;
     for item in store.models_of_kind("cnn-pretrain")? {
         let cfg: Option<NetConfig> = serde_json::from_str(&item.params).ok();
-        if let (Some(cfg), Some(path)) = (cfg, item.blob_path()) {
-            if cfg.in_channels == bands as i64 && path.exists() {
-                pretrained = Some((path, cfg));
-            }
+        if let (Some(cfg), Some(path)) = (cfg, item.blob_path())
+            && cfg.in_channels == bands as i64
+            && path.exists()
+        {
+            pretrained = Some((path, cfg));
         }
     }
     Ok(Snapshot { sources, images, labelled, pretrained, events: n_events, bands, shape })

@@ -31,7 +31,6 @@ pub use records::*;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use fs2::FileExt;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Bumped whenever a record layout changes incompatibly.
@@ -124,8 +123,13 @@ impl Store {
         let lock_path = path.join(LOCK_FILE);
         let lock =
             OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(io)?;
-        if lock.try_lock_exclusive().is_err() {
-            return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path });
+        // Released when `lock` closes, even if the process is killed.
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
         }
         let db = sled::Config::new()
             .path(&db_path)
@@ -314,10 +318,10 @@ impl Store {
     pub fn find_any(&self, id: &str) -> Result<Vec<ObjectKey>> {
         let mut found = Vec::new();
         for (_, source) in self.sources()? {
-            if let Some(k) = self.find_id(&source.survey, id)? {
-                if !found.contains(&k) {
-                    found.push(k);
-                }
+            if let Some(k) = self.find_id(&source.survey, id)?
+                && !found.contains(&k)
+            {
+                found.push(k);
             }
         }
         Ok(found)
@@ -554,11 +558,11 @@ impl Store {
         self.flush()?;
         self.meta.insert(META_SCORES, encode(info)).map_err(|e| self.sled(e))?;
         self.flush()?;
-        if let Some(p) = previous {
-            if p.version != info.version {
-                self.remove_score_version(p.version)?;
-                self.flush()?;
-            }
+        if let Some(p) = previous
+            && p.version != info.version
+        {
+            self.remove_score_version(p.version)?;
+            self.flush()?;
         }
         Ok(())
     }
