@@ -215,6 +215,42 @@ impl Store {
         })
     }
 
+    // One helper per access pattern of the record trees (keys: object keys,
+    // file or model ids; values: postcard), so every tree reports a bad key
+    // or value the same way, naming itself.
+
+    /// One record of `tree` (called `name` in errors), decoded.
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<T>> {
+        tree.get(key).map_err(|e| self.sled(e))?.map(|v| self.decode(name, &v)).transpose()
+    }
+
+    /// Writes records keyed by object in one batch (all or nothing).
+    fn put_keyed<T: Serialize>(&self, tree: &sled::Tree, rows: &[(ObjectKey, T)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, rec) in rows {
+            batch.insert(&key.to_bytes(), encode(rec));
+        }
+        tree.apply_batch(batch).map_err(|e| self.sled(e))
+    }
+
+    /// Streams the records of a tree keyed by object, decoded, in key order.
+    fn iter_keyed<'a, T: DeserializeOwned>(
+        &'a self,
+        tree: &'a sled::Tree,
+        name: &'static str,
+    ) -> impl Iterator<Item = Result<(ObjectKey, T)>> + 'a {
+        tree.iter().map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let key = ObjectKey::from_bytes(&k).ok_or_else(|| bad_key(&self.path, name))?;
+            Ok((key, self.decode(name, &v)?))
+        })
+    }
+
     /// Writes the schema version of another build; for tests of the version check.
     #[doc(hidden)]
     pub fn force_schema_version(&self, version: u32) -> Result<()> {
@@ -263,10 +299,7 @@ impl Store {
     }
 
     pub fn source(&self, id: u32) -> Result<Option<SourceFile>> {
-        match self.sources.get(id.to_be_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("sources", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.sources, "sources", id.to_be_bytes())
     }
 
     /// All source files, in id order (a few thousand at most: cheap).
@@ -328,37 +361,20 @@ impl Store {
     }
 
     pub fn object(&self, key: ObjectKey) -> Result<Option<ObjectRecord>> {
-        match self.objects.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("objects", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.objects, "objects", key.to_bytes())
     }
 
     pub fn image(&self, key: ObjectKey) -> Result<Option<ImageRef>> {
-        match self.images.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("images", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.images, "images", key.to_bytes())
     }
 
     pub fn spectrum(&self, key: ObjectKey) -> Result<Option<SpectrumRef>> {
-        match self.spectra.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("spectra", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.spectra, "spectra", key.to_bytes())
     }
 
     /// Streams all objects in key order without loading them all.
     pub fn iter_objects(&self) -> impl Iterator<Item = Result<(ObjectKey, ObjectRecord)>> + '_ {
-        self.objects.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "objects",
-                why: "bad key".into(),
-            })?;
-            Ok((key, self.decode("objects", &v)?))
-        })
+        self.iter_keyed(&self.objects, "objects")
     }
 
     /// Sky positions of every object of one kind, in key order.
@@ -455,31 +471,16 @@ impl Store {
     }
 
     pub fn put_features(&self, rows: &[(ObjectKey, FeatureRecord)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (key, rec) in rows {
-            batch.insert(&key.to_bytes(), encode(rec));
-        }
-        self.features.apply_batch(batch).map_err(|e| self.sled(e))
+        self.put_keyed(&self.features, rows)
     }
 
     pub fn features_of(&self, key: ObjectKey) -> Result<Option<FeatureRecord>> {
-        match self.features.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("features", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.features, "features", key.to_bytes())
     }
 
     /// Streams every feature record in key order.
     pub fn iter_features(&self) -> impl Iterator<Item = Result<(ObjectKey, FeatureRecord)>> + '_ {
-        self.features.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "features",
-                why: "bad key".into(),
-            })?;
-            Ok((key, self.decode("features", &v)?))
-        })
+        self.iter_keyed(&self.features, "features")
     }
 
     pub fn feature_count(&self) -> usize {
@@ -487,31 +488,16 @@ impl Store {
     }
 
     pub fn put_lines(&self, rows: &[(ObjectKey, LineRecord)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (key, rec) in rows {
-            batch.insert(&key.to_bytes(), encode(rec));
-        }
-        self.lines.apply_batch(batch).map_err(|e| self.sled(e))
+        self.put_keyed(&self.lines, rows)
     }
 
     /// Emission-line measurements and BPT class of a spectrum.
     pub fn lines_of(&self, spectrum: ObjectKey) -> Result<Option<LineRecord>> {
-        match self.lines.get(spectrum.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("lines", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.lines, "lines", spectrum.to_bytes())
     }
 
     pub fn iter_lines(&self) -> impl Iterator<Item = Result<(ObjectKey, LineRecord)>> + '_ {
-        self.lines.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "lines",
-                why: "bad key".into(),
-            })?;
-            Ok((key, self.decode("lines", &v)?))
-        })
+        self.iter_keyed(&self.lines, "lines")
     }
 
     // ---------------------------------------------------------------- scores
@@ -612,11 +598,7 @@ impl Store {
         let iter = version.map(|v| self.score_index.scan_prefix(v.to_be_bytes()));
         Ok(iter.into_iter().flatten().map(move |kv| {
             let (k, _) = kv.map_err(|e| self.sled(e))?;
-            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "score_index",
-                why: "bad key".into(),
-            })
+            parse_rank_key(&k).ok_or_else(|| bad_key(&self.path, "score_index"))
         }))
     }
 
@@ -626,11 +608,7 @@ impl Store {
         let path = self.path.clone();
         Ok(Box::new(self.score_index.scan_prefix(v.version.to_be_bytes()).map(move |kv| {
             let (k, _) = kv.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
-            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                tree: "score_index",
-                why: "bad key".into(),
-            })
+            parse_rank_key(&k).ok_or_else(|| bad_key(&path, "score_index"))
         })))
     }
 
@@ -639,11 +617,7 @@ impl Store {
         let path = self.path.clone();
         Box::new(self.images.iter().keys().map(move |k| {
             let k = k.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
-            ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                tree: "images",
-                why: "bad key".into(),
-            })
+            ObjectKey::from_bytes(&k).ok_or_else(|| bad_key(&path, "images"))
         }))
     }
 
@@ -680,10 +654,7 @@ impl Store {
     }
 
     pub fn model(&self, id: u32) -> Result<Option<ModelRecord>> {
-        match self.models.get(id.to_be_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("models", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.models, "models", id.to_be_bytes())
     }
 
     /// Models of one kind, oldest first.
@@ -754,6 +725,10 @@ fn parse_rank_key(k: &[u8]) -> Option<(ObjectKey, f32)> {
     }
     let bits = u32::MAX - u32::from_be_bytes(k[4..8].try_into().ok()?);
     Some((ObjectKey::from_bytes(&k[8..])?, f32::from_bits(bits)))
+}
+
+fn bad_key(path: &Path, tree: &'static str) -> StoreError {
+    StoreError::Corrupt { path: path.to_owned(), tree, why: "bad key".into() }
 }
 
 fn id_key(survey: &str, id: &str) -> Vec<u8> {
