@@ -138,7 +138,7 @@ pub struct TopArgs {
 pub struct TriageArgs {
     /// How to draw cutouts.
     #[arg(long, value_enum, default_value = "auto")]
-    pub graphics: crate::tui::Graphics,
+    pub graphics: Graphics,
     /// Keymap TOML overriding the defaults (default ~/.config/oddity/keymap.toml).
     #[arg(long)]
     pub keymap: Option<std::path::PathBuf>,
@@ -157,6 +157,30 @@ pub struct TriageArgs {
     /// Extra arguments for that retrain (e.g. "--steps 1000 --net lite0").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub retrain_args: String,
+}
+
+/// How cutouts reach the terminal (`tui::Graphics`, which has no clap in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Graphics {
+    /// Ask the terminal (kitty, sixel, iTerm2), else half-blocks.
+    Auto,
+    Kitty,
+    Sixel,
+    Iterm2,
+    /// Unicode half-blocks: works in every colour terminal.
+    Halfblocks,
+}
+
+impl From<Graphics> for crate::tui::Graphics {
+    fn from(g: Graphics) -> Self {
+        match g {
+            Graphics::Auto => Self::Auto,
+            Graphics::Kitty => Self::Kitty,
+            Graphics::Sixel => Self::Sixel,
+            Graphics::Iterm2 => Self::Iterm2,
+            Graphics::Halfblocks => Self::Halfblocks,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -181,10 +205,17 @@ pub struct ExportArgs {
     pub image_ext: String,
 }
 
+/// Network size: `tiny` for CPUs and tests, `lite0` for GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Net {
+    Tiny,
+    Lite0,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct PretrainArgs {
     #[arg(long, value_enum, default_value = "tiny")]
-    pub net: crate::learn::NetSize,
+    pub net: Net,
     /// Fractal classes (the paper uses ~1000; on a CPU start smaller).
     #[arg(long, default_value_t = 100)]
     pub classes: usize,
@@ -208,7 +239,7 @@ pub struct PretrainArgs {
 pub struct EmbedArgs {
     /// Backbone pretrained first when the store has none for a survey's band count.
     #[arg(long, value_enum, default_value = "tiny")]
-    pub net: crate::learn::NetSize,
+    pub net: Net,
     /// Principal components kept of the pooled embedding.
     #[arg(long, default_value_t = 16)]
     pub components: usize,
@@ -222,7 +253,7 @@ pub struct EmbedArgs {
 #[derive(Debug, clap::Args)]
 pub struct RetrainArgs {
     #[arg(long, value_enum, default_value = "tiny")]
-    pub net: crate::learn::NetSize,
+    pub net: Net,
     /// FixMatch steps.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,

@@ -116,7 +116,8 @@ fn pretrain_then_retrain_writes_a_cnn_ranking() {
     assert_eq!(v.n_scored, 400);
     let model = store.model(v.models[0]).unwrap().unwrap();
     let ckpt = model.blob_path().expect("checkpoint path");
-    assert_eq!(oddity::learn::checkpoint::content_hash(&ckpt).unwrap(), model.hash);
+    let sha256 = <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&ckpt).unwrap());
+    assert_eq!(sha256.iter().map(|b| format!("{b:02x}")).collect::<String>(), model.hash);
     let cnn_auroc = auroc(&store, &held_out);
     eprintln!("held-out AUROC: isolation forest {if_auroc:.3}, fixmatch cnn {cnn_auroc:.3}");
     // 150 CPU steps on 32-pixel cutouts, seeded: 0.87 here (the forest: 0.82).
@@ -191,18 +192,18 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut held = None;
     while Instant::now() < deadline {
-        let state = oddity::learn::read_status(&store_path).map(|s| s.0).unwrap_or_default();
-        if state == "running" {
-            if let Ok(st) = Store::open(&store_path) {
-                held = Some(st);
-                break;
-            }
+        let state = oddity::store::read_retrain_status(&store_path).map(|s| s.0).unwrap_or_default();
+        if state == "running"
+            && let Ok(st) = Store::open(&store_path)
+        {
+            held = Some(st);
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let held = held.expect("the store could be opened while the retrain ran");
     // The retrain finishes training, then waits for us to let go.
-    while oddity::learn::read_status(&store_path).map(|s| s.0).unwrap_or_default() != "waiting" {
+    while oddity::store::read_retrain_status(&store_path).map(|s| s.0).unwrap_or_default() != "waiting" {
         assert!(Instant::now() < deadline + Duration::from_secs(60), "retrain never reached the write step");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -3,9 +3,16 @@ use std::time::Duration;
 
 use color_eyre::Result;
 
-use crate::cli::{EmbedArgs, PretrainArgs, RetrainArgs};
+use crate::cli::{EmbedArgs, Net, PretrainArgs, RetrainArgs};
 use crate::learn::train::PretrainParams;
-use crate::learn::{RetrainOptions, pretrain_store, retrain, write_status};
+use crate::learn::{NetSize, RetrainOptions, pretrain_store, retrain, write_status};
+
+fn net_size(net: Net) -> NetSize {
+    match net {
+        Net::Tiny => NetSize::Tiny,
+        Net::Lite0 => NetSize::Lite0,
+    }
+}
 
 /// Fractal pretraining of the CNN backbone (no data or weights downloaded).
 pub fn pretrain(store_path: &Path, args: &PretrainArgs) -> Result<i32> {
@@ -25,7 +32,7 @@ pub fn pretrain(store_path: &Path, args: &PretrainArgs) -> Result<i32> {
     let bar = super::progress_bar("pretrain");
     bar.set_length(args.epochs as u64);
     let started = std::time::Instant::now();
-    let (id, hash, loss) = pretrain_store(store_path, args.net, &params, &|epoch, loss| {
+    let (id, hash, loss) = pretrain_store(store_path, net_size(args.net), &params, &|epoch, loss| {
         bar.set_position(epoch as u64 + 1);
         bar.set_message(format!("loss {loss:.3}"));
     })
@@ -47,7 +54,7 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         tch::set_num_threads(t);
     }
     let opts = RetrainOptions {
-        net: args.net,
+        net: net_size(args.net),
         steps: args.steps,
         batch: args.batch,
         mu: args.mu,
@@ -85,7 +92,7 @@ pub fn embed(store_path: &Path, args: &EmbedArgs) -> Result<i32> {
         tch::set_num_threads(t);
     }
     let opts = crate::learn::embed::EmbedOptions {
-        net: args.net,
+        net: net_size(args.net),
         components: args.components,
         seed: args.seed,
         ..Default::default()

@@ -118,10 +118,10 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     }
     writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
     writeln!(out, "models    {}", store.model_count())?;
-    if let Some((state, message, time)) = crate::learn::read_status(store.path()) {
+    if let Some((state, message, time)) = crate::store::read_retrain_status(store.path()) {
         writeln!(out, "retrain   {state}: {message} ({time})")?;
     }
-    writeln!(out, "compute   {}", crate::learn::device_summary())?;
+    writeln!(out, "compute   {}", compute_summary())?;
     if args.files {
         writeln!(out, "\nfiles:")?;
         for (id, s) in &sources {
@@ -139,12 +139,22 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     super::print(&out)
 }
 
+/// CPU threads and NVIDIA GPUs, read without loading libtorch (only
+/// `oddity-learn` loads it; it trains on CUDA where its libtorch has CUDA).
+fn compute_summary() -> String {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::fs::read_dir("/proc/driver/nvidia/gpus").map_or(0, |d| d.count()) {
+        0 => format!("cpu ({threads} threads; no CUDA device)"),
+        gpus => format!("{gpus} NVIDIA GPU(s) visible, {threads} CPU threads"),
+    }
+}
+
 /// 1234567 → "1,234,567".
 pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

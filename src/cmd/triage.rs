@@ -12,7 +12,7 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
     let _log = super::log_to(&store.log_dir());
     let user = args.user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
     let opts = TriageOptions {
-        graphics: args.graphics,
+        graphics: args.graphics.into(),
         keymap: args.keymap.clone(),
         ordering: match args.order.as_str() {
             "id" => Ordering::Id,
@@ -77,7 +77,7 @@ fn after_session(
     // Its own process group: a Ctrl-C in this shell does not stop it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn()?;
-    crate::learn::write_status(
+    crate::store::write_retrain_status(
         store_path,
         "running",
         &format!("started after a labelling session (pid {})", child.id()),

@@ -101,7 +101,7 @@ impl IsolationForest {
     pub fn fit(data: &[f32], n_features: usize, params: &ForestParams) -> IsolationForest {
         assert!(n_features > 0, "IsolationForest::fit: n_features must be > 0");
         assert!(
-            data.len() % n_features == 0,
+            data.len().is_multiple_of(n_features),
             "IsolationForest::fit: data length {} is not a multiple of n_features {n_features}",
             data.len()
         );

@@ -79,7 +79,7 @@ impl RelevanceModel {
     /// # Panics
     /// If `y` holds more rows than `x` or `n_features` does not divide `x.len()`.
     pub fn fit(x: &[f32], n_features: usize, y: &[f32], params: &RelevanceParams) -> RelevanceModel {
-        assert!(n_features > 0 && x.len() % n_features == 0, "RelevanceModel::fit: whole rows");
+        assert!(n_features > 0 && x.len().is_multiple_of(n_features), "RelevanceModel::fit: whole rows");
         let n_rows = x.len() / n_features;
         assert!(y.len() <= n_rows, "RelevanceModel::fit: more targets than rows");
         let n_unlabelled = n_rows - y.len();
@@ -260,15 +260,13 @@ mod tests {
         // 15 of them interesting too (what the ranking should find).
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut x = Vec::new();
-        let mut y = Vec::new();
         for _ in 0..8 {
             x.extend([3.0 + rng.random_range(-0.3..0.3), 3.0 + rng.random_range(-0.3..0.3)]);
-            y.push(5.0);
         }
         for _ in 0..20 {
             x.extend([rng.random_range(-2.0..2.0), rng.random_range(-2.0..2.0)]);
-            y.push(0.0);
         }
+        let y: Vec<f32> = [vec![5.0; 8], vec![0.0; 20]].concat();
         let hidden_start = x.len() / 2;
         for i in 0..20_000 {
             if i < 15 {

@@ -21,7 +21,7 @@ use sha2::Digest;
 
 use super::relevance::{PRIOR, RelevanceModel, RelevanceParams, combine};
 use super::{ForestParams, IsolationForest, Standardiser};
-use crate::ingest::Progress;
+use crate::progress::Progress;
 use crate::store::{LabelBook, ModelRecord, ObjectKey, ScoreParts, ScoreVersion, SourceKind, Store, StoreError};
 
 /// Which image features the ranking uses.
@@ -319,10 +319,10 @@ fn rank(store: &Store, opts: &ScoreOptions, held_out: &HashSet<ObjectKey>) -> Re
                 _ => {}
             }
         }
-        if let Some(m) = store.spectrum_match(key)? {
-            if let Some(lines) = store.lines_of(m.other)? {
-                spectrum.push(i, crate::features::spectral_values(Some(&lines)));
-            }
+        if let Some(m) = store.spectrum_match(key)?
+            && let Some(lines) = store.lines_of(m.other)?
+        {
+            spectrum.push(i, crate::features::spectral_values(Some(&lines)));
         }
     }
     let n_images = keys.len();

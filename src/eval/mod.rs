@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::detect::{FeatureSet, ScoreOptions, auroc, score_store};
-use crate::ingest::NoProgress;
 use crate::learn::{RetrainOptions, retrain};
+use crate::progress::NoProgress;
 use crate::store::{LabelEvent, LabelValue, ObjectKey, Store};
 
 /// Average precision (area under the precision–recall curve, scikit-learn's
@@ -469,7 +469,7 @@ mod tests {
         // Per kind: rings all found, the lens not found but in the top 4 of the rest.
         assert_eq!(row.kinds[0].0, 2);
         assert_eq!((row.kinds[2].0, row.kinds[2].1, row.kinds[2].2), (0, 1.0, 1));
-        let text = table(&[row.clone()]);
+        let text = table(std::slice::from_ref(&row));
         assert!(text.contains("found r/m/l/c/a") && text.contains("2/0/0/0/0"), "{text}");
         assert!(csv(&[row]).starts_with("cycle,method,labelled,found,auroc"));
     }

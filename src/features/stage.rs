@@ -7,7 +7,8 @@ use rayon::prelude::*;
 
 use super::morphology::{MORPHOLOGY_VERSION, feature_names, morphology};
 use super::spectral::{BptClass, SpectralLines, bpt_class, measure_lines};
-use crate::ingest::{FileError, Progress, Table};
+use crate::ingest::{FileError, Table};
+use crate::progress::Progress;
 use crate::store::{FeatureRecord, FeatureSchema, LineRecord, ObjectKey, SourceFile, SourceKind, Store, StoreError};
 
 /// Version of the whole feature vector (morphology + spectral part).

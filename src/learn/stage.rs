@@ -23,6 +23,7 @@ use super::net::{Net, NetConfig, copy_backbone};
 use super::train::{FixMatchParams, Labelled, PretrainParams, fixmatch_train, pretrain};
 use crate::ingest::Table;
 use crate::store::{LabelBook, ModelRecord, ObjectKey, ScoreVersion, SourceFile, SourceKind, Store, StoreError};
+pub use crate::store::{read_retrain_status as read_status, write_retrain_status as write_status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
@@ -37,7 +38,7 @@ pub enum LearnError {
 }
 
 /// Network size: `tiny` for CPUs and tests, `lite0` for GPUs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NetSize {
     Tiny,
     Lite0,
@@ -104,29 +105,6 @@ struct Snapshot {
     shape: (usize, usize),
 }
 
-/// Writes the progress file read by `oddity status`.
-pub fn write_status(store: &Path, state: &str, message: &str) {
-    let body = serde_json::json!({
-        "state": state,
-        "message": message,
-        "pid": std::process::id(),
-        "time": chrono::Utc::now().to_rfc3339(),
-    });
-    let path = store.join("retrain.json");
-    let tmp = store.join("retrain.json.partial");
-    if std::fs::write(&tmp, body.to_string()).is_ok() {
-        let _ = std::fs::rename(tmp, path);
-    }
-}
-
-/// The last retrain's state, if any: (state, message, time).
-pub fn read_status(store: &Path) -> Option<(String, String, String)> {
-    let text = std::fs::read_to_string(store.join("retrain.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    Some((s("state"), s("message"), s("time")))
-}
-
 fn snapshot(store_path: &Path) -> Result<Snapshot, LearnError> {
     let store = Store::open(store_path)?;
     let sources: HashMap<u32, SourceFile> =
@@ -155,10 +133,11 @@ fn snapshot(store_path: &Path) -> Result<Snapshot, LearnError> {
     let mut pretrained = None;
     for item in store.models_of_kind("cnn-pretrain")? {
         let cfg: Option<NetConfig> = serde_json::from_str(&item.params).ok();
-        if let (Some(cfg), Some(path)) = (cfg, item.blob_path()) {
-            if cfg.in_channels == bands as i64 && path.exists() {
-                pretrained = Some((path, cfg));
-            }
+        if let (Some(cfg), Some(path)) = (cfg, item.blob_path())
+            && cfg.in_channels == bands as i64
+            && path.exists()
+        {
+            pretrained = Some((path, cfg));
         }
     }
     Ok(Snapshot { sources, images, labelled, pretrained, events: n_events, bands, shape })

@@ -31,7 +31,6 @@ pub use records::*;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use fs2::FileExt;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Bumped whenever a record layout changes incompatibly.
@@ -126,8 +125,13 @@ impl Store {
         let lock_path = path.join(LOCK_FILE);
         let lock =
             OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(io)?;
-        if lock.try_lock_exclusive().is_err() {
-            return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path });
+        // Released when `lock` closes, even if the process is killed.
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
         }
         let db = sled::Config::new()
             .path(&db_path)
@@ -215,6 +219,42 @@ impl Store {
         })
     }
 
+    // One helper per access pattern of the record trees (keys: object keys,
+    // file or model ids; values: postcard), so every tree reports a bad key
+    // or value the same way, naming itself.
+
+    /// One record of `tree` (called `name` in errors), decoded.
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<T>> {
+        tree.get(key).map_err(|e| self.sled(e))?.map(|v| self.decode(name, &v)).transpose()
+    }
+
+    /// Writes records keyed by object in one batch (all or nothing).
+    fn put_keyed<T: Serialize>(&self, tree: &sled::Tree, rows: &[(ObjectKey, T)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, rec) in rows {
+            batch.insert(&key.to_bytes(), encode(rec));
+        }
+        tree.apply_batch(batch).map_err(|e| self.sled(e))
+    }
+
+    /// Streams the records of a tree keyed by object, decoded, in key order.
+    fn iter_keyed<'a, T: DeserializeOwned>(
+        &'a self,
+        tree: &'a sled::Tree,
+        name: &'static str,
+    ) -> impl Iterator<Item = Result<(ObjectKey, T)>> + 'a {
+        tree.iter().map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let key = ObjectKey::from_bytes(&k).ok_or_else(|| bad_key(&self.path, name))?;
+            Ok((key, self.decode(name, &v)?))
+        })
+    }
+
     /// Writes the schema version of another build; for tests of the version check.
     #[doc(hidden)]
     pub fn force_schema_version(&self, version: u32) -> Result<()> {
@@ -263,10 +303,7 @@ impl Store {
     }
 
     pub fn source(&self, id: u32) -> Result<Option<SourceFile>> {
-        match self.sources.get(id.to_be_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("sources", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.sources, "sources", id.to_be_bytes())
     }
 
     /// All source files, in id order (a few thousand at most: cheap).
@@ -318,47 +355,30 @@ impl Store {
     pub fn find_any(&self, id: &str) -> Result<Vec<ObjectKey>> {
         let mut found = Vec::new();
         for (_, source) in self.sources()? {
-            if let Some(k) = self.find_id(&source.survey, id)? {
-                if !found.contains(&k) {
-                    found.push(k);
-                }
+            if let Some(k) = self.find_id(&source.survey, id)?
+                && !found.contains(&k)
+            {
+                found.push(k);
             }
         }
         Ok(found)
     }
 
     pub fn object(&self, key: ObjectKey) -> Result<Option<ObjectRecord>> {
-        match self.objects.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("objects", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.objects, "objects", key.to_bytes())
     }
 
     pub fn image(&self, key: ObjectKey) -> Result<Option<ImageRef>> {
-        match self.images.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("images", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.images, "images", key.to_bytes())
     }
 
     pub fn spectrum(&self, key: ObjectKey) -> Result<Option<SpectrumRef>> {
-        match self.spectra.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("spectra", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.spectra, "spectra", key.to_bytes())
     }
 
     /// Streams all objects in key order without loading them all.
     pub fn iter_objects(&self) -> impl Iterator<Item = Result<(ObjectKey, ObjectRecord)>> + '_ {
-        self.objects.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "objects",
-                why: "bad key".into(),
-            })?;
-            Ok((key, self.decode("objects", &v)?))
-        })
+        self.iter_keyed(&self.objects, "objects")
     }
 
     /// Sky positions of every object of one kind, in key order.
@@ -455,31 +475,16 @@ impl Store {
     }
 
     pub fn put_features(&self, rows: &[(ObjectKey, FeatureRecord)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (key, rec) in rows {
-            batch.insert(&key.to_bytes(), encode(rec));
-        }
-        self.features.apply_batch(batch).map_err(|e| self.sled(e))
+        self.put_keyed(&self.features, rows)
     }
 
     pub fn features_of(&self, key: ObjectKey) -> Result<Option<FeatureRecord>> {
-        match self.features.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("features", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.features, "features", key.to_bytes())
     }
 
     /// Streams every feature record in key order.
     pub fn iter_features(&self) -> impl Iterator<Item = Result<(ObjectKey, FeatureRecord)>> + '_ {
-        self.features.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "features",
-                why: "bad key".into(),
-            })?;
-            Ok((key, self.decode("features", &v)?))
-        })
+        self.iter_keyed(&self.features, "features")
     }
 
     pub fn feature_count(&self) -> usize {
@@ -487,31 +492,16 @@ impl Store {
     }
 
     pub fn put_lines(&self, rows: &[(ObjectKey, LineRecord)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (key, rec) in rows {
-            batch.insert(&key.to_bytes(), encode(rec));
-        }
-        self.lines.apply_batch(batch).map_err(|e| self.sled(e))
+        self.put_keyed(&self.lines, rows)
     }
 
     /// Emission-line measurements and BPT class of a spectrum.
     pub fn lines_of(&self, spectrum: ObjectKey) -> Result<Option<LineRecord>> {
-        match self.lines.get(spectrum.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("lines", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.lines, "lines", spectrum.to_bytes())
     }
 
     pub fn iter_lines(&self) -> impl Iterator<Item = Result<(ObjectKey, LineRecord)>> + '_ {
-        self.lines.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "lines",
-                why: "bad key".into(),
-            })?;
-            Ok((key, self.decode("lines", &v)?))
-        })
+        self.iter_keyed(&self.lines, "lines")
     }
 
     // ---------------------------------------------------------------- deep features
@@ -632,11 +622,11 @@ impl Store {
         self.flush()?;
         self.meta.insert(META_SCORES, encode(info)).map_err(|e| self.sled(e))?;
         self.flush()?;
-        if let Some(p) = previous {
-            if p.version != info.version {
-                self.remove_score_version(p.version)?;
-                self.flush()?;
-            }
+        if let Some(p) = previous
+            && p.version != info.version
+        {
+            self.remove_score_version(p.version)?;
+            self.flush()?;
         }
         Ok(())
     }
@@ -686,11 +676,7 @@ impl Store {
         let iter = version.map(|v| self.score_index.scan_prefix(v.to_be_bytes()));
         Ok(iter.into_iter().flatten().map(move |kv| {
             let (k, _) = kv.map_err(|e| self.sled(e))?;
-            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "score_index",
-                why: "bad key".into(),
-            })
+            parse_rank_key(&k).ok_or_else(|| bad_key(&self.path, "score_index"))
         }))
     }
 
@@ -700,11 +686,7 @@ impl Store {
         let path = self.path.clone();
         Ok(Box::new(self.score_index.scan_prefix(v.version.to_be_bytes()).map(move |kv| {
             let (k, _) = kv.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
-            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                tree: "score_index",
-                why: "bad key".into(),
-            })
+            parse_rank_key(&k).ok_or_else(|| bad_key(&path, "score_index"))
         })))
     }
 
@@ -713,11 +695,7 @@ impl Store {
         let path = self.path.clone();
         Box::new(self.images.iter().keys().map(move |k| {
             let k = k.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
-            ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                tree: "images",
-                why: "bad key".into(),
-            })
+            ObjectKey::from_bytes(&k).ok_or_else(|| bad_key(&path, "images"))
         }))
     }
 
@@ -754,10 +732,7 @@ impl Store {
     }
 
     pub fn model(&self, id: u32) -> Result<Option<ModelRecord>> {
-        match self.models.get(id.to_be_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("models", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.models, "models", id.to_be_bytes())
     }
 
     /// Models of one kind, oldest first.
@@ -830,12 +805,40 @@ fn parse_rank_key(k: &[u8]) -> Option<(ObjectKey, f32)> {
     Some((ObjectKey::from_bytes(&k[8..])?, f32::from_bits(bits)))
 }
 
+fn bad_key(path: &Path, tree: &'static str) -> StoreError {
+    StoreError::Corrupt { path: path.to_owned(), tree, why: "bad key".into() }
+}
+
 fn id_key(survey: &str, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(survey.len() + 1 + id.len());
     k.extend_from_slice(survey.as_bytes());
     k.push(0);
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// Writes the retrain progress file read by `oddity status` (a file beside
+/// the database: a retrain writes it while it does not hold the store).
+pub fn write_retrain_status(store: &std::path::Path, state: &str, message: &str) {
+    let body = serde_json::json!({
+        "state": state,
+        "message": message,
+        "pid": std::process::id(),
+        "time": chrono::Utc::now().to_rfc3339(),
+    });
+    let path = store.join("retrain.json");
+    let tmp = store.join("retrain.json.partial");
+    if std::fs::write(&tmp, body.to_string()).is_ok() {
+        let _ = std::fs::rename(tmp, path);
+    }
+}
+
+/// The last retrain's state, if any: (state, message, time).
+pub fn read_retrain_status(store: &std::path::Path) -> Option<(String, String, String)> {
+    let text = std::fs::read_to_string(store.join("retrain.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    Some((s("state"), s("message"), s("time")))
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {

@@ -228,11 +228,66 @@ pub struct EmbeddingSchema {
     pub explained: Vec<f32>,
 }
 
+/// One measured emission line.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LineMeasurement {
+    /// Integrated (continuum-subtracted) flux: spectrum flux units × Å
+    /// (1e-17 erg/s/cm² for SDSS).
+    pub flux: f32,
+    pub flux_err: f32,
+    /// Rest-frame equivalent width, Å, positive for emission (NaN if the
+    /// continuum is not positive).
+    pub ew: f32,
+    pub snr: f32,
+    /// Continuum flux density at the observed line centre.
+    pub continuum: f32,
+}
+
+/// The lines measured in a spectrum; `None` = outside the wavelength range,
+/// too many unusable pixels, or the fit failed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpectralLines {
+    pub ha: Option<LineMeasurement>,
+    pub nii_6585: Option<LineMeasurement>,
+    pub hb: Option<LineMeasurement>,
+    pub oiii_5008: Option<LineMeasurement>,
+    /// The \[OII\]3727+3729 doublet, summed.
+    pub oii_3728: Option<LineMeasurement>,
+    pub sii_6718: Option<LineMeasurement>,
+    pub sii_6733: Option<LineMeasurement>,
+}
+
+/// BPT class of a galaxy (Baldwin, Phillips & Terlevich 1981, \[NII\] diagram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BptClass {
+    StarForming,
+    Composite,
+    Seyfert,
+    Liner,
+    /// A BPT line is missing or has S/N < 3: no class is guessed.
+    Unclassifiable,
+}
+
+impl BptClass {
+    pub const ALL: [BptClass; 5] =
+        [BptClass::StarForming, BptClass::Composite, BptClass::Seyfert, BptClass::Liner, BptClass::Unclassifiable];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BptClass::StarForming => "star-forming",
+            BptClass::Composite => "composite",
+            BptClass::Seyfert => "seyfert",
+            BptClass::Liner => "liner",
+            BptClass::Unclassifiable => "unclassifiable",
+        }
+    }
+}
+
 /// A spectrum's emission-line measurements and BPT class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineRecord {
-    pub lines: crate::features::spectral::SpectralLines,
-    pub bpt: crate::features::spectral::BptClass,
+    pub lines: SpectralLines,
+    pub bpt: BptClass,
     /// (log [NII]/Hα, log [OIII]/Hβ) when classifiable.
     pub bpt_xy: Option<(f64, f64)>,
     pub z: Option<f32>,

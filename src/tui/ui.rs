@@ -242,7 +242,8 @@ fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
         .iter()
         .filter(|s| s.is_finite())
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
-    if !(lo < hi) {
+    let spread = lo < hi; // false for NaN too
+    if !spread {
         frame.render_widget(Paragraph::new("no score spread to show").block(Block::bordered().title(" scores ")), area);
         return;
     }
@@ -475,7 +476,8 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
     let xhi = segments.iter().filter_map(|g| g.lambda.last()).copied().fold(f64::NEG_INFINITY, f64::max);
     let frame_name = if app.rest_frame { "rest" } else { "observed" };
     let title = format!(" spectrum · {frame_name} Å {xlo:.0}–{xhi:.0} · flux {ylo:.1}–{yhi:.1} ");
-    if !(xlo < xhi) || !(ylo < yhi) {
+    let spread = xlo < xhi && ylo < yhi; // false for NaN too
+    if !spread {
         frame.render_widget(
             Paragraph::new("spectrum has no usable pixels").style(pal.warn).block(Block::bordered().title(title)),
             area,

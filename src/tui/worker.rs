@@ -94,10 +94,10 @@ pub fn run(store: Arc<Store>, picker: Picker, requests: Receiver<(bool, Request)
                 protocol: Box::new(protocol),
             }),
         };
-        if let Some(reply) = reply {
-            if !send(reply) {
-                return;
-            }
+        if let Some(reply) = reply
+            && !send(reply)
+        {
+            return;
         }
     }
 }
