@@ -211,3 +211,98 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
     let store = Store::open(&store_path).unwrap();
     assert!(store.current_scores().unwrap().unwrap().method.starts_with("fixmatch-cnn"));
 }
+
+/// The CNN on the demo survey with a fixed label set, for the README / report:
+/// `ODDITY_DEMO=DIR cargo test --release --test learn demo_survey_cnn -- --ignored --nocapture`
+/// with DIR holding `survey/truth.csv` and a scored `oddity.db` (scripts/demo).
+/// Labels: 10 interesting anomalies at random plus the forest's top 90, each
+/// labelled by the truth; AUROC over every object not labelled.
+#[test]
+#[ignore]
+fn demo_survey_cnn() {
+    let demo = std::path::PathBuf::from(std::env::var("ODDITY_DEMO").expect("ODDITY_DEMO=dir"));
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let truth = oddity::eval::read_truth(&demo.join("survey/truth.csv")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let store_path = oddity::eval::copy_store(&demo.join("oddity.db"), &work.path().join("db")).unwrap();
+    let (keys, interesting, kinds) = {
+        let store = Store::open(&store_path).unwrap();
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        for item in store.ranked().unwrap() {
+            let (k, _) = item.unwrap();
+            let (y, kind) = truth[&store.object(k).unwrap().unwrap().id].clone();
+            out.0.push(k);
+            out.1.push(y);
+            out.2.push(kind);
+        }
+        out
+    };
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut pos: Vec<usize> = (0..keys.len()).filter(|&i| interesting[i]).collect();
+    pos.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    let first: Vec<usize> = pos[..10].to_vec();
+    let mut chosen = first.clone();
+    chosen.extend((0..keys.len()).filter(|i| !first.contains(i)).take(env("LABELS", 100) - 10));
+    {
+        let store = Store::open(&store_path).unwrap();
+        for &i in &chosen {
+            let value = LabelValue::Relevance(if interesting[i] { 5 } else { 0 });
+            let event = LabelEvent {
+                object: keys[i],
+                value,
+                tags: vec![],
+                user: "t".into(),
+                time: "t".into(),
+                session: "s".into(),
+            };
+            store.append_label(&event).unwrap();
+        }
+    }
+    let n_pos = chosen.iter().filter(|&&i| interesting[i]).count();
+    eprintln!("labels: {n_pos} interesting, {} others", chosen.len() - n_pos);
+    tch::set_num_threads(env("THREADS", 2) as i32);
+    let opts = oddity::learn::RetrainOptions {
+        steps: env("STEPS", 300),
+        batch: env("BATCH", 16),
+        mu: env("MU", 5),
+        pool: env("POOL", 2048),
+        seed: env("SEED", 0) as u64,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let report = oddity::learn::retrain(&store_path, &opts, &|l| eprintln!("{l}")).unwrap();
+    eprintln!("{report:?} in {:.0}s", t.elapsed().as_secs_f64());
+    let store = Store::open(&store_path).unwrap();
+    let index: HashMap<_, _> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    let mut scores = vec![f32::NAN; keys.len()];
+    for item in store.scores_of_version(report.version).unwrap() {
+        let (k, s) = item.unwrap();
+        scores[index[&k]] = s;
+    }
+    let held: Vec<usize> = (0..keys.len()).filter(|i| !chosen.contains(i)).collect();
+    let s: Vec<f32> = held.iter().map(|&i| scores[i]).collect();
+    let y: Vec<bool> = held.iter().map(|&i| interesting[i]).collect();
+    let m = oddity::eval::metrics(&s, &y, 2000);
+    eprintln!("held-out ({} objects): {m:?}", held.len());
+    for kind in ["ring", "merger", "lens", "colour", "agn", "trail"] {
+        let yk: Vec<bool> = held.iter().map(|&i| kinds[i] == kind).collect();
+        let sk: Vec<f32> =
+            held.iter().filter(|&&i| kinds[i] == kind || kinds[i] == "normal").map(|&i| scores[i]).collect();
+        let lk: Vec<bool> =
+            held.iter().filter(|&&i| kinds[i] == kind || kinds[i] == "normal").map(|&i| kinds[i] == kind).collect();
+        eprintln!(
+            "  {kind:<7} vs normal AUROC {:.3} ({} held out)",
+            oddity::detect::auroc(&sk, &lk).unwrap_or(f64::NAN),
+            yk.iter().filter(|&&b| b).count()
+        );
+    }
+    let distinct: std::collections::BTreeSet<u32> = s.iter().map(|v| v.to_bits()).collect();
+    eprintln!(
+        "distinct scores {} of {}; min {:?} max {:?}",
+        distinct.len(),
+        s.len(),
+        s.iter().cloned().fold(f32::INFINITY, f32::min),
+        s.iter().cloned().fold(f32::NEG_INFINITY, f32::max)
+    );
+}

@@ -248,6 +248,7 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
         return Err(LearnError::Data(msg));
     }
     let device = super::device();
+    let started = Instant::now();
     tch::manual_seed(opts.seed as i64);
     write_status(
         store_path,
@@ -286,6 +287,7 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
         }
     });
     let last = report.last().map(|s| s.loss).unwrap_or(f64::NAN);
+    progress(&format!("trained {} steps in {:.0}s", opts.steps, started.elapsed().as_secs_f64()));
     drop(labelled);
     drop(unlabelled);
 
@@ -305,6 +307,7 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
         scores.extend(chunk.iter().copied().zip(p));
     }
 
+    progress(&format!("scored {} objects after {:.0}s", scores.len(), started.elapsed().as_secs_f64()));
     // The short exclusive step.
     let store = open_when_free(store_path, opts.wait)?;
     let params_json = serde_json::json!({
@@ -399,4 +402,144 @@ pub fn pretrain_store(
     })?;
     write_status(store_path, "done", &format!("pretrained model {id} (loss {loss:.3})"));
     Ok((id, hash, loss))
+}
+
+#[cfg(test)]
+mod experiments {
+    //! Measuring the CNN on the demo survey while changing one thing at a
+    //! time: `ODDITY_DEMO=DIR cargo test --release --lib learn::stage::experiments -- --ignored --nocapture`
+    //! (DIR holds `survey/truth.csv` and a scored `oddity.db`). The images are
+    //! cached in DIR/cnn-cache.safetensors after the first run.
+    use super::*;
+    use crate::learn::train::FixMatchParams;
+
+    const KINDS: [&str; 7] = ["normal", "ring", "merger", "lens", "colour", "agn", "trail"];
+
+    fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
+        std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    }
+
+    /// (labelled images, labels, pool, eval images, eval kinds)
+    fn data(demo: &Path) -> (Tensor, Vec<i64>, Tensor, Tensor, Vec<i64>) {
+        let cache = demo.join("cnn-cache.safetensors");
+        if !cache.exists() {
+            let truth = crate::eval::read_truth(&demo.join("survey/truth.csv")).unwrap();
+            let snap = snapshot(&demo.join("oddity.db")).unwrap();
+            let store = Store::open(&demo.join("oddity.db")).unwrap();
+            let mut ranked = Vec::new();
+            for item in store.ranked().unwrap() {
+                let (k, _) = item.unwrap();
+                let (_, kind) = truth[&store.object(k).unwrap().unwrap().id].clone();
+                ranked.push((k, KINDS.iter().position(|x| *x == kind).unwrap() as i64));
+            }
+            drop(store);
+            let interesting = |c: i64| (1..=5).contains(&c);
+            let mut pos: Vec<usize> = (0..ranked.len()).filter(|&i| interesting(ranked[i].1)).collect();
+            pos.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+            let first: Vec<usize> = pos[..10].to_vec();
+            let mut chosen = first.clone();
+            chosen.extend((0..ranked.len()).filter(|i| !first.contains(i)).take(90));
+            let mut rest: Vec<usize> = (0..ranked.len()).filter(|i| !chosen.contains(i)).collect();
+            rest.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+            let pool: Vec<usize> = rest[..4096].to_vec();
+            let mut eval: Vec<usize> = rest[4096..].iter().copied().filter(|&i| ranked[i].1 != 0).collect();
+            eval.extend(rest[4096..].iter().copied().filter(|&i| ranked[i].1 == 0).take(3000));
+            let keys = |ix: &[usize]| ix.iter().map(|&i| ranked[i].0).collect::<Vec<_>>();
+            let yl: Vec<i64> = chosen.iter().map(|&i| i64::from(interesting(ranked[i].1))).collect();
+            let ke: Vec<i64> = eval.iter().map(|&i| ranked[i].1).collect();
+            let xl = load_images(&snap, &keys(&chosen)).unwrap();
+            let xu = load_images(&snap, &keys(&pool)).unwrap();
+            let xe = load_images(&snap, &keys(&eval)).unwrap();
+            Tensor::write_safetensors(
+                &[
+                    ("xl", xl.to_kind(Kind::Half)),
+                    ("yl", Tensor::from_slice(&yl)),
+                    ("xu", xu.to_kind(Kind::Half)),
+                    ("xe", xe.to_kind(Kind::Half)),
+                    ("ke", Tensor::from_slice(&ke)),
+                ],
+                &cache,
+            )
+            .unwrap();
+        }
+        let t: HashMap<String, Tensor> = Tensor::read_safetensors(&cache).unwrap().into_iter().collect();
+        let f = |n: &str| t[n].to_kind(Kind::Float);
+        (f("xl"), Vec::try_from(&t["yl"]).unwrap(), f("xu"), f("xe"), Vec::try_from(&t["ke"]).unwrap())
+    }
+
+    #[test]
+    #[ignore]
+    fn demo_experiment() {
+        let demo = PathBuf::from(std::env::var("ODDITY_DEMO").expect("ODDITY_DEMO=dir"));
+        tch::set_num_threads(env("THREADS", 2));
+        let (xl, yl, xu, xe, ke) = data(&demo);
+        let pool: i64 = env("POOL", 2048);
+        let xu = xu.narrow(0, 0, pool.min(xu.size()[0]));
+        eprintln!(
+            "labelled {} ({} interesting), pool {}, eval {}",
+            yl.len(),
+            yl.iter().sum::<i64>(),
+            xu.size()[0],
+            ke.len()
+        );
+        let seed: u64 = env("SEED", 0);
+        tch::manual_seed(seed as i64);
+        let cfg = NetSize::Tiny.config(xl.size()[1], 2);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = Net::new(&vs.root(), &cfg);
+        let prior: f64 = env("PRIOR", 0.0);
+        let params = FixMatchParams {
+            steps: env("STEPS", 150),
+            batch: env("BATCH", 8),
+            mu: env("MU", 2),
+            lr: env("LR", 0.03),
+            tau: env("TAU", 0.95),
+            lambda_u: env("LAMBDA", 1.0),
+            prior: (prior > 0.0).then_some(prior),
+            seed,
+            ..Default::default()
+        };
+        eprintln!("{params:?}");
+        let t = Instant::now();
+        let report = fixmatch_train(
+            &net,
+            &vs,
+            &Labelled { images: xl.shallow_clone(), labels: yl.clone() },
+            &xu,
+            &params,
+            tch::Device::Cpu,
+            &|s| {
+                if s.step % 25 == 0 {
+                    eprintln!(
+                        "step {:>4} loss {:.3} sup {:.3} unsup {:.3} mask {:.2} pseudo-anomaly {:.2}",
+                        s.step, s.loss, s.sup_loss, s.unsup_loss, s.mask_rate, s.pseudo_anomaly
+                    );
+                }
+            },
+        );
+        eprintln!("trained in {:.0}s ({} steps)", t.elapsed().as_secs_f64(), report.steps);
+        let logit = |x: &Tensor| -> Vec<f32> {
+            let l = tch::no_grad(|| {
+                let parts: Vec<Tensor> = (0..x.size()[0])
+                    .step_by(256)
+                    .map(|s| net.forward_t(&x.narrow(0, s, 256.min(x.size()[0] - s)), false))
+                    .collect();
+                Tensor::cat(&parts, 0)
+            });
+            Vec::try_from(&(l.select(1, 1) - l.select(1, 0))).unwrap()
+        };
+        let sl = logit(&xl);
+        let train_auc = crate::detect::auroc(&sl, &yl.iter().map(|&y| y == 1).collect::<Vec<_>>()).unwrap();
+        let se = logit(&xe);
+        let y: Vec<bool> = ke.iter().map(|&k| (1..=5).contains(&k)).collect();
+        let m = crate::eval::metrics(&se, &y, 200);
+        let mut line =
+            format!("RESULT train AUROC {train_auc:.3} | held-out AUROC {:.3} AUPRC {:.3} |", m.auroc, m.auprc);
+        for (c, kind) in KINDS.iter().enumerate().skip(1) {
+            let (s, l): (Vec<f32>, Vec<bool>) =
+                ke.iter().zip(&se).filter(|(k, _)| **k == 0 || **k == c as i64).map(|(k, s)| (*s, *k != 0)).unzip();
+            line += &format!(" {kind} {:.2}", crate::detect::auroc(&s, &l).unwrap_or(f64::NAN));
+        }
+        eprintln!("{line}");
+    }
 }

@@ -231,6 +231,13 @@ pub struct ScoreVersion {
     pub n_scored: u64,
 }
 
+/// A complete score version kept without being current, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptScores {
+    pub info: ScoreVersion,
+    pub why: String,
+}
+
 /// A fitted model with what it needs to be used again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRecord {
