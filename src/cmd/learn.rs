@@ -5,7 +5,7 @@ use color_eyre::Result;
 
 use crate::cli::{PretrainArgs, RetrainArgs};
 use crate::learn::train::PretrainParams;
-use crate::learn::{RetrainOptions, pretrain_store, retrain, write_status};
+use crate::learn::{LearnError, RetrainOptions, pretrain_store, retrain, write_status};
 
 /// Fractal pretraining of the CNN backbone (no data or weights downloaded).
 pub fn pretrain(store_path: &Path, args: &PretrainArgs) -> Result<i32> {
@@ -53,6 +53,8 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         mu: args.mu,
         pool: args.pool,
         seed: args.seed,
+        hold_back: args.hold_back,
+        prior: args.prior,
         wait: Duration::from_secs(args.wait),
         crash_after_batches: args.crash_after_batches,
     };
@@ -64,16 +66,36 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
             eprintln!("{line}");
         }
     })
-    .inspect_err(|e| write_status(store_path, "failed", &e.to_string()))?;
-    super::print(&format!(
-        "retrained on {} anomalies and {} normals ({}) in {:.0}s; scored {} objects as score version {} (model {}, sha256 {})\n",
-        report.n_anomalies,
-        report.n_normals,
+    .inspect_err(|e| {
+        // A second retrain must not overwrite the running one's progress.
+        if !matches!(e, LearnError::Busy(_)) {
+            write_status(store_path, "failed", &e.to_string())
+        }
+    })?;
+    let mut out = format!(
+        "retrained on {} interesting and {} boring labels ({}) in {:.0}s; scored {} objects (model {}, sha256 {})\n",
+        report.trained_on.0,
+        report.trained_on.1,
         report.device,
         started.elapsed().as_secs_f64(),
         report.n_scored,
-        report.version,
         report.model,
         &report.hash[..12]
-    ))
+    );
+    for c in &report.candidates {
+        out += &format!(
+            "  {:<9} version {:>3}  held-out AUROC {:.3}  AUPRC {:.3}  {}\n",
+            c.name,
+            c.version.map(|v| v.to_string()).unwrap_or_default(),
+            c.auroc,
+            c.auprc,
+            c.method
+        );
+    }
+    for s in &report.skipped {
+        out += &format!("skipped {s}\n");
+    }
+    out += &report.verdict;
+    out.push('\n');
+    super::print(&out)
 }

@@ -223,9 +223,19 @@ pub fn run(
                 ..Default::default()
             };
             match retrain(store_path, &r, &|_| {}) {
-                Ok(_) => {
+                Ok(report) => {
+                    // The CNN's own ranking, whether or not it became current.
                     let store = Store::open(store_path).map_err(err)?;
-                    methods.push(("fixmatch-cnn", current_scores(&store)?));
+                    let mut scores = vec![f32::NEG_INFINITY; keys.len()];
+                    if let Some(v) = report.candidate("cnn").and_then(|c| c.version) {
+                        for item in store.scores_of_version(v).map_err(err)? {
+                            let (k, s) = item.map_err(err)?;
+                            if let Some(&i) = index.get(&k) {
+                                scores[i] = s;
+                            }
+                        }
+                    }
+                    methods.push(("fixmatch-cnn", scores));
                 }
                 Err(e) => progress(&format!("cycle {cycle}: no CNN ({e})")),
             }

@@ -279,8 +279,10 @@ pub struct FixMatchParams {
     pub ema_decay: f64,
     /// Copy the EMA weights into the store at the end (what inference should use).
     pub apply_ema: bool,
-    /// Expected fraction of anomalies among the unlabelled images: when set,
-    /// pseudo-labels are distribution-aligned to it ([`DistributionAlignment`]).
+    /// Expected fraction of anomalies (class 1) among the unlabelled images:
+    /// when set, the pseudo-labels are distribution-aligned to it
+    /// ([`DistributionAlignment`]) and every unlabelled image counts as
+    /// normal unless its aligned anomaly probability reaches `tau`.
     pub prior: Option<f64>,
     pub seed: u64,
 }
@@ -411,7 +413,19 @@ pub fn fixmatch_train(
                 Some(a) => a.align(&probs),
                 None => probs,
             };
-            let (pl, mask) = pseudo_labels_from_probs(&probs, params.tau);
+            let (pl, mask) = if align.is_some() {
+                // Anomalies are rare in the pool: an unlabelled image counts
+                // as normal unless the aligned probability says "anomaly"
+                // with confidence tau. Pseudo-labels cannot drift onto the
+                // rare class, and ordinary objects shape the normal class
+                // even when the expert's "normal" labels are odd-looking
+                // objects from the top of a ranking (positive-unlabelled
+                // learning, Elkan & Noto 2008).
+                let anomaly = probs.select(1, 1).ge(params.tau).to_kind(Kind::Int64);
+                (anomaly, Tensor::ones([ub as i64], (Kind::Float, device)))
+            } else {
+                pseudo_labels_from_probs(&probs, params.tau)
+            };
             let ce = ls.cross_entropy_loss(&pl, None::<Tensor>, Reduction::None, -100, 0.0);
             let unsup = (ce * &mask).mean(Kind::Float);
             let loss = &sup + &unsup * params.lambda_u;
