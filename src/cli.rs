@@ -267,6 +267,12 @@ pub struct RetrainArgs {
     pub pool: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Fraction of each class's labels held back to judge the new model (at least one each).
+    #[arg(long, default_value_t = crate::retrain::gate::HOLD_BACK)]
+    pub hold_back: f64,
+    /// Expected fraction of anomalies among unlabelled objects (pseudo-labels are aligned to it).
+    #[arg(long, default_value_t = 0.01)]
+    pub prior: f64,
     /// Seconds to wait for the store if another process holds it.
     #[arg(long, default_value_t = 86_400)]
     pub wait: u64,

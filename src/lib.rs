@@ -16,6 +16,7 @@ pub mod features;
 pub mod ingest;
 pub mod progress;
 pub mod render;
+pub mod retrain;
 pub mod sky;
 pub mod store;
 pub mod synth;

@@ -5,7 +5,7 @@ use color_eyre::Result;
 
 use crate::cli::{EmbedArgs, Net, PretrainArgs, RetrainArgs};
 use crate::learn::train::PretrainParams;
-use crate::learn::{NetSize, RetrainOptions, pretrain_store, retrain, write_status};
+use crate::learn::{LearnError, NetSize, RetrainOptions, pretrain_store, retrain, write_status};
 
 fn net_size(net: Net) -> NetSize {
     match net {
@@ -60,6 +60,8 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         mu: args.mu,
         pool: args.pool,
         seed: args.seed,
+        hold_back: args.hold_back,
+        prior: args.prior,
         wait: Duration::from_secs(args.wait),
         crash_after_batches: args.crash_after_batches,
     };
@@ -71,18 +73,38 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
             eprintln!("{line}");
         }
     })
-    .inspect_err(|e| write_status(store_path, "failed", &e.to_string()))?;
-    super::print(&format!(
-        "retrained on {} anomalies and {} normals ({}) in {:.0}s; scored {} objects as score version {} (model {}, sha256 {})\n",
-        report.n_anomalies,
-        report.n_normals,
+    .inspect_err(|e| {
+        // A second retrain must not overwrite the running one's progress.
+        if !matches!(e, LearnError::Busy(_)) {
+            write_status(store_path, "failed", &e.to_string())
+        }
+    })?;
+    let mut out = format!(
+        "retrained on {} interesting and {} boring labels ({}) in {:.0}s; scored {} objects (model {}, sha256 {})\n",
+        report.trained_on.0,
+        report.trained_on.1,
         report.device,
         started.elapsed().as_secs_f64(),
         report.n_scored,
-        report.version,
         report.model,
         &report.hash[..12]
-    ))
+    );
+    for c in &report.candidates {
+        out += &format!(
+            "  {:<9} version {:>3}  held-out AUROC {:.3}  AUPRC {:.3}  {}\n",
+            c.name,
+            c.version.map(|v| v.to_string()).unwrap_or_default(),
+            c.auroc,
+            c.auprc,
+            c.method
+        );
+    }
+    for s in &report.skipped {
+        out += &format!("skipped {s}\n");
+    }
+    out += &report.verdict;
+    out.push('\n');
+    super::print(&out)
 }
 
 /// Deep features: every cutout through the fractal-pretrained backbone, PCA-reduced.

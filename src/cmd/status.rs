@@ -121,6 +121,30 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     if let Some((state, message, time)) = crate::store::read_retrain_status(store.path()) {
         writeln!(out, "retrain   {state}: {message} ({time})")?;
     }
+    if let Some(holder) = crate::retrain::retrain_running(store.path()) {
+        writeln!(out, "          a retrain is running ({holder})")?;
+    }
+    if let Some(r) = crate::retrain::last_report(&store)? {
+        // Why the ranking is what it is, with the held-back figures of every candidate.
+        writeln!(
+            out,
+            "last retrain {}: trained on {} interesting + {} boring labels, judged on {} + {} held back",
+            r.finished, r.trained_on.0, r.trained_on.1, r.held_back.0, r.held_back.1
+        )?;
+        for c in &r.candidates {
+            let version = c.version.map(|v| format!("version {v}")).unwrap_or_default();
+            let mark = if c.version.is_some() && c.version == r.promoted { "  <- promoted" } else { "" };
+            writeln!(
+                out,
+                "            {:<9} {:<11} held-out AUROC {:.3} AUPRC {:.3}{mark}",
+                c.name, version, c.auroc, c.auprc
+            )?;
+        }
+        writeln!(out, "            {}", r.verdict)?;
+        for s in &r.skipped {
+            writeln!(out, "            skipped {s}")?;
+        }
+    }
     writeln!(out, "compute   {}", compute_summary())?;
     if args.files {
         writeln!(out, "\nfiles:")?;

@@ -27,7 +27,7 @@ mod metrics;
 mod standardise;
 
 pub use forest::{ForestParams, IsolationForest, ModelError};
-pub use metrics::auroc;
+pub use metrics::{auprc, auroc};
 pub use standardise::Standardiser;
 
 /// Euler–Mascheroni constant, as `np.euler_gamma`.

@@ -12,37 +12,11 @@ pub use plot::plot;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub use crate::detect::auprc;
 use crate::detect::{FeatureSet, ScoreOptions, auroc, score_store};
 use crate::learn::{RetrainOptions, retrain};
 use crate::progress::NoProgress;
 use crate::store::{LabelEvent, LabelValue, ObjectKey, Store};
-
-/// Average precision (area under the precision–recall curve, scikit-learn's
-/// `average_precision_score`): Σ (R_k − R_{k−1}) P_k over the distinct score
-/// thresholds, tied scores entering together. `None` without positives.
-pub fn auprc(scores: &[f32], labels: &[bool]) -> Option<f64> {
-    assert_eq!(scores.len(), labels.len(), "auprc: one label per score");
-    let positives = labels.iter().filter(|&&l| l).count();
-    if positives == 0 {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut seen, mut ap, mut last_recall) = (0usize, 0usize, 0.0f64, 0.0f64);
-    let mut i = 0;
-    while i < order.len() {
-        let value = scores[order[i]];
-        while i < order.len() && scores[order[i]].total_cmp(&value).is_eq() {
-            tp += usize::from(labels[order[i]]);
-            seen += 1;
-            i += 1;
-        }
-        let recall = tp as f64 / positives as f64;
-        ap += (recall - last_recall) * (tp as f64 / seen as f64);
-        last_recall = recall;
-    }
-    Some(ap)
-}
 
 /// The ranking (indices, best first): descending score, ties in index order
 /// (the store's key order), so cuts through ties are reproducible.
@@ -266,9 +240,20 @@ pub fn run(
                 ..Default::default()
             };
             match retrain(store_path, &r, &|_| {}) {
-                Ok(_) => {
+                Ok(report) => {
+                    // The CNN's own ranking, whether or not it became current.
                     let store = Store::open(store_path).map_err(err)?;
-                    methods.push(("fixmatch-cnn".into(), current_scores(&store)?));
+                    for (candidate, name) in [("cnn", "fixmatch-cnn"), ("combined", "cnn + re-rank")] {
+                        let Some(v) = report.candidate(candidate).and_then(|c| c.version) else { continue };
+                        let mut scores = vec![f32::NEG_INFINITY; t.keys.len()];
+                        for item in store.scores_of_version(v).map_err(err)? {
+                            let (k, s) = item.map_err(err)?;
+                            if let Some(&i) = t.index.get(&k) {
+                                scores[i] = s;
+                            }
+                        }
+                        methods.push((name.to_string(), scores));
+                    }
                 }
                 Err(e) => progress(&format!("cycle {cycle}: no CNN ({e})")),
             }

@@ -557,22 +557,36 @@ impl Store {
     // ---------------------------------------------------------------- scores
 
     /// Starts a new score version: removes what an interrupted run left
-    /// (versions that never became current) and returns the new number.
+    /// (versions that are neither current nor kept) and returns a number
+    /// above every version in the store.
     pub fn begin_scores(&self) -> Result<u32> {
         let current = self.current_scores()?.map(|v| v.version);
-        let mut stale = std::collections::BTreeSet::new();
-        for key in self.scores.iter().keys().chain(self.score_parts.iter().keys()) {
-            let key = key.map_err(|e| self.sled(e))?;
-            let v = u32::from_be_bytes(key[..4].try_into().unwrap_or([0; 4]));
-            if Some(v) != current {
-                stale.insert(v);
+        let kept: std::collections::BTreeSet<u32> = self.kept_scores()?.into_iter().map(|k| k.info.version).collect();
+        let present = self.versions_present()?;
+        for &v in &present {
+            if Some(v) != current && !kept.contains(&v) {
+                self.remove_score_version(v)?;
             }
         }
-        for v in stale {
-            self.remove_score_version(v)?;
+        let highest = present.iter().chain(&kept).chain(&current).copied().max().unwrap_or(0);
+        Ok(highest + 1)
+    }
+
+    /// Version numbers with scores in the store (one range scan per version).
+    fn versions_present(&self) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        let mut from = 0u32;
+        loop {
+            let Some(key) = self.scores.range(from.to_be_bytes()..).keys().next() else { break };
+            let key = key.map_err(|e| self.sled(e))?;
+            let v = u32::from_be_bytes(key[..4].try_into().unwrap_or([0; 4]));
+            out.push(v);
+            match v.checked_add(1) {
+                Some(next) => from = next,
+                None => break,
+            }
         }
-        let next = current.map(|v| v + 1).unwrap_or(1);
-        Ok(next)
+        Ok(out)
     }
 
     /// Writes scores of a version that is not current yet.
@@ -616,19 +630,79 @@ impl Store {
     }
 
     /// Makes a complete version current — one durable write, so a crash
-    /// leaves either the old ranking or the new one — then drops the old.
+    /// leaves either the old ranking or the new one — then drops the old one
+    /// unless it is kept ([`Store::keep_scores`]). A kept version made
+    /// current stops being "kept".
     pub fn commit_scores(&self, info: &ScoreVersion) -> Result<()> {
         let previous = self.current_scores()?;
         self.flush()?;
         self.meta.insert(META_SCORES, encode(info)).map_err(|e| self.sled(e))?;
+        self.meta.remove(kept_key(info.version)).map_err(|e| self.sled(e))?;
         self.flush()?;
-        if let Some(p) = previous
-            && p.version != info.version
-        {
-            self.remove_score_version(p.version)?;
-            self.flush()?;
+        if let Some(p) = previous {
+            let kept = self.meta.contains_key(kept_key(p.version)).map_err(|e| self.sled(e))?;
+            if p.version != info.version && !kept {
+                self.remove_score_version(p.version)?;
+                self.flush()?;
+            }
         }
         Ok(())
+    }
+
+    /// Records a complete version as kept but not current (a retrain's
+    /// candidate that did not win, or the ranking a current one builds on),
+    /// with why it is kept. Its scores stay readable
+    /// ([`Store::scores_of_version`]) until [`Store::drop_kept_scores`].
+    pub fn keep_scores(&self, info: &ScoreVersion, why: &str) -> Result<()> {
+        self.flush()?;
+        let record = KeptScores { info: info.clone(), why: why.to_string() };
+        self.meta.insert(kept_key(info.version), encode(&record)).map_err(|e| self.sled(e))?;
+        self.flush()
+    }
+
+    /// Every kept (non-current) version, oldest first.
+    pub fn kept_scores(&self) -> Result<Vec<KeptScores>> {
+        self.meta
+            .scan_prefix(META_KEPT)
+            .values()
+            .map(|v| {
+                let v = v.map_err(|e| self.sled(e))?;
+                self.decode("meta", &v)
+            })
+            .collect()
+    }
+
+    /// A version's record, current or kept.
+    pub fn score_version(&self, version: u32) -> Result<Option<ScoreVersion>> {
+        if let Some(c) = self.current_scores()?.filter(|c| c.version == version) {
+            return Ok(Some(c));
+        }
+        match self.meta.get(kept_key(version)).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode::<KeptScores>("meta", &v)?.info)),
+            None => Ok(None),
+        }
+    }
+
+    /// Forgets a kept version and deletes its scores (never the current one).
+    pub fn drop_kept_scores(&self, version: u32) -> Result<()> {
+        if self.current_scores()?.is_some_and(|c| c.version == version) {
+            return Ok(());
+        }
+        self.meta.remove(kept_key(version)).map_err(|e| self.sled(e))?;
+        self.flush()?;
+        self.remove_score_version(version)?;
+        self.flush()
+    }
+
+    /// A small named text (JSON) kept in the store, e.g. the last retrain's verdict.
+    pub fn note(&self, name: &str) -> Result<Option<String>> {
+        let v = self.meta.get(format!("note/{name}")).map_err(|e| self.sled(e))?;
+        Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    pub fn put_note(&self, name: &str, text: &str) -> Result<()> {
+        self.meta.insert(format!("note/{name}"), text.as_bytes()).map_err(|e| self.sled(e))?;
+        self.flush()
     }
 
     fn remove_score_version(&self, version: u32) -> Result<()> {
@@ -688,6 +762,21 @@ impl Store {
             let (k, _) = kv.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
             parse_rank_key(&k).ok_or_else(|| bad_key(&path, "score_index"))
         })))
+    }
+
+    /// Every score of version `version` (current or not), streamed in object
+    /// key order; empty when the version does not exist.
+    pub fn scores_of_version(&self, version: u32) -> Result<impl Iterator<Item = Result<(ObjectKey, f32)>> + '_> {
+        Ok(self.scores.scan_prefix(version.to_be_bytes()).map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let key = ObjectKey::from_bytes(&k[4..]);
+            let score = v.as_ref().try_into().ok().map(f32::from_be_bytes);
+            key.zip(score).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                tree: "scores",
+                why: "bad key or value".into(),
+            })
+        }))
     }
 
     /// Image objects in key order, owning its cursor.
@@ -783,6 +872,13 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_CREATED: &[u8] = b"created";
 const META_CROSSMATCH: &[u8] = b"crossmatch";
 const META_SCORES: &[u8] = b"scores_current";
+const META_KEPT: &[u8] = b"scores_kept/";
+
+fn kept_key(version: u32) -> Vec<u8> {
+    let mut k = META_KEPT.to_vec();
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
 
 /// Index key: version, then the score inverted so that sled's ascending
 /// order is most-anomalous first, then the object (ties in key order).

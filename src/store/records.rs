@@ -321,6 +321,13 @@ pub struct ScoreParts {
     pub artefact: Option<f32>,
 }
 
+/// A complete score version kept without being current, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptScores {
+    pub info: ScoreVersion,
+    pub why: String,
+}
+
 /// A fitted model with what it needs to be used again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRecord {
