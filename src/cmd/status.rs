@@ -87,6 +87,22 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     } else if images > 0 {
         writeln!(out, "features  none yet: run `oddity features`")?;
     }
+    if let Some(ls) = store.line_summary()? {
+        let classes: Vec<String> =
+            ls.by_class.iter().map(|(c, n)| format!("{} {}", c.as_str(), thousands(*n))).collect();
+        writeln!(out, "lines     {} spectra: {}", thousands(ls.n_spectra), classes.join(", "))?;
+        let list =
+            |v: &[(String, u64)]| v.iter().map(|(why, n)| format!("{why} {}", thousands(*n))).collect::<Vec<_>>();
+        if !ls.problems.is_empty() {
+            let n: u64 = ls.problems.iter().map(|(_, n)| n).sum();
+            writeln!(out, "            not measured: {} ({})", thousands(n), list(&ls.problems).join(", "))?;
+        }
+        let unclassifiable: Vec<(String, u64)> =
+            ls.unclassifiable.iter().filter(|(why, _)| !ls.problems.iter().any(|(p, _)| p == why)).cloned().collect();
+        if !unclassifiable.is_empty() {
+            writeln!(out, "            unclassifiable: {}", list(&unclassifiable).join(", "))?;
+        }
+    }
     match store.current_scores()? {
         Some(v) => {
             let mut models = Vec::new();

@@ -35,7 +35,7 @@ use fs2::FileExt;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Bumped whenever a record layout changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const LOCK_FILE: &str = "oddity.lock";
 const DB_DIR: &str = "db";
@@ -498,6 +498,20 @@ impl Store {
         }
     }
 
+    /// Survey-wide line summary (written by `features`): what `status` and the
+    /// TUI's BPT view show without walking the catalogue.
+    pub fn line_summary(&self) -> Result<Option<LineSummary>> {
+        match self.meta.get(META_LINES).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("meta", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_line_summary(&self, summary: &LineSummary) -> Result<()> {
+        self.meta.insert(META_LINES, encode(summary)).map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
     pub fn iter_lines(&self) -> impl Iterator<Item = Result<(ObjectKey, LineRecord)>> + '_ {
         self.lines.iter().map(move |kv| {
             let (k, v) = kv.map_err(|e| self.sled(e))?;
@@ -730,6 +744,7 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_CREATED: &[u8] = b"created";
 const META_CROSSMATCH: &[u8] = b"crossmatch";
 const META_SCORES: &[u8] = b"scores_current";
+const META_LINES: &[u8] = b"line_summary";
 
 /// Index key: version, then the score inverted so that sled's ascending
 /// order is most-anomalous first, then the object (ties in key order).

@@ -217,6 +217,71 @@ pub struct LineRecord {
     /// (log [NII]/Hα, log [OIII]/Hβ) when classifiable.
     pub bpt_xy: Option<(f64, f64)>,
     pub z: Option<f32>,
+    /// Why no line could be measured (then every line is `None`).
+    pub problem: Option<crate::features::spectral::LineProblem>,
+}
+
+impl LineRecord {
+    /// Why this spectrum has no BPT class: (reason for counts, detail), or
+    /// None when it has one.
+    pub fn unclassifiable_reason(&self) -> Option<(String, String)> {
+        if self.bpt != crate::features::spectral::BptClass::Unclassifiable {
+            return None;
+        }
+        crate::features::spectral::unclassifiable_reason(&self.lines, self.problem.as_ref())
+            .or_else(|| Some(("BPT point not finite".into(), "BPT ratios not finite".into())))
+    }
+}
+
+/// Counts of the survey's spectra on a grid over the BPT diagram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BptDensity {
+    /// Bounds of x = log [NII]/Hα and y = log [OIII]/Hβ covered.
+    pub x: (f64, f64),
+    pub y: (f64, f64),
+    pub nx: u32,
+    pub ny: u32,
+    /// Row-major from the lowest y; points outside the bounds land in the
+    /// edge bins.
+    pub counts: Vec<u32>,
+}
+
+impl BptDensity {
+    pub fn new(x: (f64, f64), y: (f64, f64), nx: u32, ny: u32) -> BptDensity {
+        BptDensity { x, y, nx, ny, counts: vec![0; (nx * ny) as usize] }
+    }
+
+    /// Bin (column, row) of a point.
+    pub fn bin(&self, x: f64, y: f64) -> (u32, u32) {
+        let f = |v: f64, (lo, hi): (f64, f64), n: u32| {
+            (((v - lo) / (hi - lo) * n as f64).floor().max(0.0) as u32).min(n - 1)
+        };
+        (f(x, self.x, self.nx), f(y, self.y, self.ny))
+    }
+
+    pub fn add(&mut self, x: f64, y: f64) {
+        if x.is_finite() && y.is_finite() {
+            let (i, j) = self.bin(x, y);
+            self.counts[(j * self.nx + i) as usize] += 1;
+        }
+    }
+
+    pub fn count(&self, i: u32, j: u32) -> u32 {
+        self.counts[(j * self.nx + i) as usize]
+    }
+}
+
+/// Survey-wide summary of the line measurements, written by `features`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineSummary {
+    pub n_spectra: u64,
+    pub by_class: Vec<(crate::features::spectral::BptClass, u64)>,
+    /// Spectra whose lines could not be measured at all, by reason.
+    pub problems: Vec<(String, u64)>,
+    /// Unclassifiable spectra by reason (those problems included), most
+    /// common first.
+    pub unclassifiable: Vec<(String, u64)>,
+    pub density: BptDensity,
 }
 
 /// One complete ranking of the objects: which model made it, when, how.
