@@ -3,6 +3,7 @@
 //! Pipeline stages are modules with small public surfaces; `cmd` holds one
 //! function per subcommand and `main.rs` only dispatches.
 
+pub mod catalog;
 pub mod cli;
 pub mod cmd;
 pub mod detect;

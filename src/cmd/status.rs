@@ -67,10 +67,10 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     match store.crossmatch_info()? {
         Some(m) => writeln!(
             out,
-            "matches   {} image-spectrum pairs within {}\" (median {:.2}\", {} across partitions)",
+            "matches   {} image-spectrum pairs within {}\" ({}, {} across partitions)",
             thousands(m.n_matches),
             m.radius_arcsec,
-            m.median_sep_arcsec,
+            super::crossmatch::median_text(&m),
             m.n_across_partitions
         )?,
         None if spectra > 0 && images > 0 => writeln!(out, "matches   none yet: run `oddity crossmatch`")?,

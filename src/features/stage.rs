@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::morphology::{MORPHOLOGY_VERSION, feature_names, morphology};
+use super::morphology::{MORPHOLOGY_VERSION, colour_pairs, feature_names, morphology_with_colours};
 use super::spectral::{BptClass, SpectralLines, bpt_class, measure_lines};
 use crate::ingest::{FileError, Progress, Table};
 use crate::store::{
@@ -228,6 +228,7 @@ fn images_file(store: &Store, id: u32, source: &SourceFile, progress: &dyn Progr
         _ => store.put_feature_schema(&source.survey, &schema)?,
     }
     let reference = reference_band(&source.bands);
+    let colours: Vec<(usize, usize)> = colour_pairs(&source.bands).into_iter().map(|(b, r, _)| (b, r)).collect();
     let (h, w) = (source.shape.0 as usize, source.shape.1 as usize);
     let n = source.rows_done as usize;
     let step = batch_rows(&table);
@@ -255,7 +256,7 @@ fn images_file(store: &Store, id: u32, source: &SourceFile, progress: &dyn Progr
                 let i = row - start;
                 let image = px.data.index_axis(ndarray::Axis(0), i);
                 let image = image.as_slice().map(|s| s.to_vec()).unwrap_or_else(|| image.iter().copied().collect());
-                let mut values = morphology(&image, nb, h, w, reference);
+                let mut values = morphology_with_colours(&image, nb, h, w, reference, &colours);
                 values.extend_from_slice(&spectral[i]);
                 (ObjectKey { file: id, row: row as u32 }, FeatureRecord { values })
             })

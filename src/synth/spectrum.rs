@@ -128,6 +128,7 @@ impl SpecPlan {
 
     /// Matched-filter S/N of each line of [`SpecPlan::true_fluxes`] (0
     /// where there is no emission).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn true_snrs(&self) -> [f64; 7] {
         let names = ["Hα", "[NII]", "Hβ", "[OIII]", "[OII]", "[SII]6718", "[SII]6733"];
         names.map(|n| {
