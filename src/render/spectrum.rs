@@ -390,7 +390,7 @@ mod tests {
         for max_points in [n, 300] {
             let segs = spectrum_segments(&lambda, &flux, Some(&ivar), None, 1, None, max_points);
             let (_, hi) = flux_range(&segs);
-            assert!(hi >= 275.0 && hi < 320.0, "max_points {max_points}: top {hi}");
+            assert!((275.0..320.0).contains(&hi), "max_points {max_points}: top {hi}");
             let total: usize = segs.iter().map(SpectrumView::len).sum();
             assert!(total <= max_points);
         }

@@ -321,7 +321,6 @@ fn emission_equivalent_widths_are_observed_ones() {
         v.sort_by(f64::total_cmp);
         v[((v.len() - 1) as f64 * p) as usize]
     };
-    let sf = by_class.get_mut(&BptClass::StarForming).unwrap();
     let counts: Vec<(BptClass, usize)> = by_class.iter().map(|(c, v)| (*c, v.len())).collect();
     let sf = by_class.get_mut(&BptClass::StarForming).unwrap();
     assert!(sf.len() > 200, "{counts:?}");
@@ -370,7 +369,9 @@ fn measured_line_fluxes_match_the_truth() {
     let gals = plan_survey(&cfg).unwrap();
     let n = spectrum::n_pixels();
     let lambda: Vec<f32> = (0..n).map(|k| spectrum::wavelength(k) as f32).collect();
-    let results: Vec<Vec<(usize, f64, f64, f64, f64, f64)>> = gals
+    // (line, flux, error, true flux, true S/N, Hβ trough EW − emission EW)
+    type Measured = (usize, f64, f64, f64, f64, f64);
+    let results: Vec<Vec<Measured>> = gals
         .par_iter()
         .filter(|g| g.spectrum.is_some())
         .map(|g| {

@@ -484,7 +484,8 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
     let frame_name = if app.rest_frame { "rest" } else { "observed" };
     let title = format!(" spectrum · {frame_name} Å {xlo:.0}–{xhi:.0} · flux {ylo:.1}–{yhi:.1} ");
     let block = Block::bordered().title(Span::styled(title.clone(), pal.title));
-    if !(xlo < xhi) || !(ylo < yhi) {
+    let ordered = |a: f64, b: f64| a.partial_cmp(&b) == Some(std::cmp::Ordering::Less);
+    if !ordered(xlo, xhi) || !ordered(ylo, yhi) {
         frame.render_widget(Paragraph::new("spectrum has no usable pixels").style(pal.warn).block(block), area);
         return;
     }
