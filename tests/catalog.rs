@@ -132,7 +132,12 @@ fn catalogue_as_parquet_fits_and_csv() {
     // Ranked rows first: rank is 1, 2, 3… down the file.
     let ranks: Vec<i64> = cols["rank"].iter().map_while(|r| r.as_ref().map(|r| r.parse().unwrap())).collect();
     assert_eq!(ranks, (1..=ranks.len() as i64).collect::<Vec<_>>());
-    assert_eq!(ranks.len(), n_images, "every image is scored");
+    // Every image is ranked, and so are the spectrum-only candidates (scored
+    // on their lines by `oddity score`).
+    let ranked =
+        |kind: &str| (0..rows).filter(|&r| kinds[r].as_deref() == Some(kind) && cols["rank"][r].is_some()).count();
+    assert_eq!(ranked("image"), n_images, "every image is scored");
+    assert_eq!(ranks.len(), n_images + ranked("spectrum"));
     // A spectrum row carries its own lines, measured fluxes with errors.
     let spec_rows: Vec<usize> = (0..rows).filter(|&r| kinds[r].as_deref() == Some("spectrum")).collect();
     assert!(spec_rows.iter().any(|&r| cols["ha_flux"][r].is_some() && cols["ha_flux_err"][r].is_some()));

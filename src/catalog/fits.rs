@@ -163,7 +163,7 @@ impl Sink for FitsSink {
         self.out.write_all(value.as_bytes())?;
         self.out.flush()?;
         self.out.get_ref().sync_all()?;
-        debug_assert!(self.data_start % BLOCK == 0);
+        debug_assert!(self.data_start.is_multiple_of(BLOCK));
         if self.truncated > 0 {
             eprintln!("warning: {} text values were longer than their FITS column and were cut", self.truncated);
         }

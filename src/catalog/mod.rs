@@ -319,7 +319,7 @@ impl RowContext<'_> {
                 named.insert("bpt_y", Value::F32(y as f32));
             }
             named.insert("bpt_class", text(rec.bpt.as_str()));
-            if let Some((_, detail)) = rec.unclassifiable_reason() {
+            if let Some((_, detail)) = crate::features::spectral::why_unclassifiable(rec) {
                 named.insert("line_problem", Value::Text(detail));
             }
         }
@@ -368,40 +368,35 @@ fn label_values(l: &ObjectLabels, named: &mut std::collections::HashMap<&str, Va
     named.insert("interesting", Value::Bool(l.target().map(|t| t.interesting)));
 }
 
-/// CSV (RFC 4180): a header of column names, NaN and nulls empty.
+/// CSV (RFC 4180, quoting by the csv crate): a header of column names, NaN
+/// and nulls empty.
 struct CsvSink {
-    out: Box<dyn Write>,
+    out: csv::Writer<Box<dyn Write>>,
     rows: u64,
 }
 
 impl CsvSink {
-    fn new(mut out: Box<dyn Write>, cols: &[Column]) -> std::io::Result<CsvSink> {
-        let header: Vec<String> = cols.iter().map(|c| csv_field(&c.name)).collect();
-        writeln!(out, "{}", header.join(","))?;
+    fn new(out: Box<dyn Write>, cols: &[Column]) -> std::io::Result<CsvSink> {
+        let mut out = csv::Writer::from_writer(out);
+        out.write_record(cols.iter().map(|c| c.name.as_str()))?;
         Ok(CsvSink { out, rows: 0 })
     }
 }
 
 impl Sink for CsvSink {
     fn write_rows(&mut self, rows: &[Vec<Value>]) -> std::io::Result<()> {
-        let mut line = String::new();
+        let mut fields: Vec<String> = Vec::new();
         for row in rows {
-            line.clear();
-            for (i, v) in row.iter().enumerate() {
-                if i > 0 {
-                    line.push(',');
-                }
-                match v {
-                    Value::Text(s) => line.push_str(&csv_field(s)),
-                    Value::Int(Some(n)) => line.push_str(&n.to_string()),
-                    Value::F64(x) if x.is_finite() => line.push_str(&format!("{x}")),
-                    Value::F32(x) if x.is_finite() => line.push_str(&format!("{x}")),
-                    Value::Bool(Some(b)) => line.push_str(if *b { "true" } else { "false" }),
-                    _ => {}
-                }
-            }
-            line.push('\n');
-            self.out.write_all(line.as_bytes())?;
+            fields.clear();
+            fields.extend(row.iter().map(|v| match v {
+                Value::Text(s) => s.clone(),
+                Value::Int(Some(n)) => n.to_string(),
+                Value::F64(x) if x.is_finite() => format!("{x}"),
+                Value::F32(x) if x.is_finite() => format!("{x}"),
+                Value::Bool(Some(b)) => if *b { "true" } else { "false" }.to_string(),
+                _ => String::new(),
+            }));
+            self.out.write_record(&fields)?;
             self.rows += 1;
         }
         Ok(())
@@ -414,9 +409,4 @@ impl Sink for CsvSink {
         }
         Ok(self.rows)
     }
-}
-
-/// Quotes a CSV field when it needs it (RFC 4180).
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }

@@ -136,6 +136,13 @@ pub fn colour_pairs(band_names: &[String]) -> Vec<(usize, usize, String)> {
         .collect()
 }
 
+/// Whether a feature name is a colour of [`colour_pairs`]: colours are
+/// `{blue}-{red}` and no other feature name holds a `-` (the older
+/// `colour_{a}_{b}` names count too).
+pub fn is_colour_name(name: &str) -> bool {
+    name.contains('-') || name.starts_with("colour_")
+}
+
 /// Feature names in output order: the scalars, then per isophote
 /// `{iso}_offset`, `{iso}_q`, `{iso}_pa`, then per successive pair
 /// `{inner}_{outer}_dcentroid`, `_dpa`, `_dq`, then the colours of
@@ -970,6 +977,10 @@ mod tests {
         // Unknown filters: file order, the file's names.
         assert_eq!(colour_pairs(&s(&["F606W", "F814W"])), vec![(0, 1, "F606W-F814W".to_string())]);
         assert_eq!(feature_names(&s(&["DES-R", "DES-G", "DES-Z"])).last().unwrap(), "r-z");
+        // Detection groups colours by name: exactly the colour names are colours.
+        let names = feature_names(&s(&["HSC-G", "HSC-R", "HSC-I"]));
+        let colours: Vec<&String> = names.iter().filter(|n| is_colour_name(n)).collect();
+        assert_eq!(colours, ["g-r", "r-i"]);
 
         // The value is blue minus red: a galaxy twice as bright in r as in
         // g has g-r = +0.75 whatever the file order.

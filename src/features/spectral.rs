@@ -66,9 +66,9 @@
 
 use std::sync::LazyLock;
 
-use serde::{Deserialize, Serialize};
-
 use super::lines::line;
+// The measurements are store records (a line record holds them).
+pub use crate::store::{BptClass, LineMeasurement, LineProblem, SpectralLines};
 
 /// Speed of light, km/s.
 const C_KMS: f64 = 299_792.458;
@@ -104,35 +104,6 @@ const CLIP_SIGMA: f64 = 4.0;
 /// Most parameters of any complex: 3 continuum + 5 narrow + 1 broad + 2
 /// absorption.
 const MAXP: usize = 11;
-
-/// One measured emission line.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LineMeasurement {
-    /// Integrated (continuum-subtracted) flux: spectrum flux units × Å
-    /// (1e-17 erg/s/cm² for SDSS).
-    pub flux: f32,
-    pub flux_err: f32,
-    /// Rest-frame equivalent width, Å, positive for emission (NaN if the
-    /// continuum is not positive).
-    pub ew: f32,
-    pub snr: f32,
-    /// Continuum flux density at the observed line centre.
-    pub continuum: f32,
-}
-
-/// The lines measured in a spectrum; `None` = outside the wavelength range,
-/// too many unusable pixels, or the fit failed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpectralLines {
-    pub ha: Option<LineMeasurement>,
-    pub nii_6585: Option<LineMeasurement>,
-    pub hb: Option<LineMeasurement>,
-    pub oiii_5008: Option<LineMeasurement>,
-    /// The \[OII\]3727+3729 doublet, summed.
-    pub oii_3728: Option<LineMeasurement>,
-    pub sii_6718: Option<LineMeasurement>,
-    pub sii_6733: Option<LineMeasurement>,
-}
 
 /// Reported lines, in [`SpectralLines`] field order, by their name in
 /// [`super::lines::LINES`].
@@ -206,75 +177,6 @@ static COMPLEXES: LazyLock<[Complex; 3]> = LazyLock::new(|| {
         },
     ]
 });
-
-/// Why a spectrum's lines could not be measured at all. Stored with the
-/// spectrum's [`crate::store::LineRecord`], counted by [`LineProblem::kind`]
-/// in `oddity status` and shown in the TUI.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum LineProblem {
-    /// No catalogue redshift (`Z` missing or NaN).
-    NoRedshift,
-    /// A redshift no optical line can be measured at.
-    BadRedshift(f32),
-    /// lambda, flux, ivar, mask lengths.
-    LengthMismatch(u32, u32, u32, u32),
-    /// Every wavelength is padding (zero, negative or NaN).
-    NoWavelengths,
-    /// A zero/NaN wavelength between valid ones (padding belongs at the ends).
-    WavelengthGap { pixel: u32 },
-    /// Two pixels with the same wavelength.
-    RepeatedWavelength { pixel: u32, lambda: f32 },
-    /// A wavelength below its predecessor (descending or unsorted grids).
-    DescendingWavelength { pixel: u32, lambda: f32, previous: f32 },
-    /// No pixel with finite flux, ivar > 0 and mask 0.
-    NoUsablePixels,
-    /// No line's window lies inside the observed range at this redshift.
-    OutOfRange { lambda_min: f32, lambda_max: f32, z: f32 },
-    /// Line windows are in range but more than half masked, or no fit converged.
-    LinesMasked,
-}
-
-impl LineProblem {
-    /// Short reason, the same for every spectrum with this problem (for counts).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LineProblem::NoRedshift => "no redshift",
-            LineProblem::BadRedshift(_) => "redshift out of range",
-            LineProblem::LengthMismatch(..) => "array lengths differ",
-            LineProblem::NoWavelengths => "no wavelengths (all padding)",
-            LineProblem::WavelengthGap { .. } => "zero/NaN wavelength inside the spectrum",
-            LineProblem::RepeatedWavelength { .. } => "repeated wavelengths",
-            LineProblem::DescendingWavelength { .. } => "wavelengths not ascending",
-            LineProblem::NoUsablePixels => "no usable pixels",
-            LineProblem::OutOfRange { .. } => "lines outside the wavelength range",
-            LineProblem::LinesMasked => "line windows masked",
-        }
-    }
-}
-
-impl std::fmt::Display for LineProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LineProblem::BadRedshift(z) => write!(f, "redshift {z} out of range (-0.5 < z < 10)"),
-            LineProblem::LengthMismatch(l, fl, iv, m) => {
-                write!(f, "array lengths differ: lambda {l}, flux {fl}, ivar {iv}, mask {m}")
-            }
-            LineProblem::WavelengthGap { pixel } => {
-                write!(f, "zero/NaN wavelength at pixel {pixel} between valid ones (padding must be at the ends)")
-            }
-            LineProblem::RepeatedWavelength { pixel, lambda } => {
-                write!(f, "repeated wavelength {lambda} Å at pixel {pixel}")
-            }
-            LineProblem::DescendingWavelength { pixel, lambda, previous } => {
-                write!(f, "wavelengths not ascending: {lambda} Å at pixel {pixel} after {previous} Å")
-            }
-            LineProblem::OutOfRange { lambda_min, lambda_max, z } => {
-                write!(f, "no line inside the observed range {lambda_min:.0}–{lambda_max:.0} Å at z = {z:.4}")
-            }
-            other => f.write_str(other.kind()),
-        }
-    }
-}
 
 /// The pixels of a spectrum that hold data: padding (wavelength zero,
 /// negative or NaN, as MultimodalUniverse pads spectra to a common length)
@@ -1086,32 +988,6 @@ fn cho_inverse_block<const M: usize>(l: &[[f64; M]; M], n: usize, np: usize) -> 
     cov
 }
 
-/// BPT class of a galaxy (Baldwin, Phillips & Terlevich 1981, \[NII\] diagram).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BptClass {
-    StarForming,
-    Composite,
-    Seyfert,
-    Liner,
-    /// A BPT line is missing or has S/N < 3: no class is guessed.
-    Unclassifiable,
-}
-
-impl BptClass {
-    pub const ALL: [BptClass; 5] =
-        [BptClass::StarForming, BptClass::Composite, BptClass::Seyfert, BptClass::Liner, BptClass::Unclassifiable];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BptClass::StarForming => "star-forming",
-            BptClass::Composite => "composite",
-            BptClass::Seyfert => "seyfert",
-            BptClass::Liner => "liner",
-            BptClass::Unclassifiable => "unclassifiable",
-        }
-    }
-}
-
 /// Kauffmann et al. (2003) upper envelope of star-forming galaxies; only
 /// its left branch (x < 0.05) is meaningful.
 pub fn kauffmann03(x: f64) -> f64 {
@@ -1193,6 +1069,16 @@ pub fn unclassifiable_reason(lines: &SpectralLines, problem: Option<&LineProblem
         }
     }
     None
+}
+
+/// Why a stored spectrum has no BPT class: (reason for counts, detail), or
+/// None when it has one.
+pub fn why_unclassifiable(rec: &crate::store::LineRecord) -> Option<(String, String)> {
+    if rec.bpt != BptClass::Unclassifiable {
+        return None;
+    }
+    unclassifiable_reason(&rec.lines, rec.problem.as_ref())
+        .or_else(|| Some(("BPT point not finite".into(), "BPT ratios not finite".into())))
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use rayon::prelude::*;
 
 use super::morphology::{MORPHOLOGY_VERSION, colour_pairs, feature_names, morphology_with_colours};
 use super::spectral::{BptClass, SpectralLines, bpt_class, measure_lines};
-use crate::ingest::{FileError, Progress, Table};
+use crate::ingest::{FileError, Table};
+use crate::progress::Progress;
 use crate::store::{
     BptDensity, FeatureRecord, FeatureSchema, LineRecord, LineSummary, ObjectKey, SourceFile, SourceKind, Store,
     StoreError,
@@ -157,7 +158,7 @@ pub fn summarise_lines(store: &Store) -> Result<LineSummary, StoreError> {
         if let Some(p) = &rec.problem {
             *problems.entry(p.kind().to_string()).or_default() += 1;
         }
-        if let Some((kind, _)) = rec.unclassifiable_reason() {
+        if let Some((kind, _)) = crate::features::spectral::why_unclassifiable(&rec) {
             *unclassifiable.entry(kind).or_default() += 1;
         }
         if let Some((x, y)) = rec.bpt_xy {

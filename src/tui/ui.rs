@@ -260,7 +260,8 @@ fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
         .iter()
         .filter(|s| s.is_finite())
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
-    if !(lo < hi) {
+    let spread = lo < hi; // false for NaN too
+    if !spread {
         frame.render_widget(Paragraph::new("no score spread to show").block(Block::bordered().title(" scores ")), area);
         return;
     }
@@ -357,9 +358,29 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
                 ))),
                 None => lines.push(Line::styled("no score yet", pal.dim)),
             }
-            if !c.drivers.is_empty() {
-                let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
-                lines.push(Line::raw(format!("drivers {}", d.join(", "))));
+            if let Some(p) = &c.parts {
+                // Why it ranks here: each feature group's tail probability (the
+                // oddest first, with the features that made it odd), the relevance
+                // the labels predict; the artefact score stands apart.
+                let mut groups = p.groups.clone();
+                groups.sort_by(|a, b| a.1.total_cmp(&b.1));
+                let mut why: Vec<String> = Vec::new();
+                for (i, (g, pv)) in groups.iter().enumerate() {
+                    let mut s = format!("{g} p={}", fmt_p(*pv));
+                    if i == 0 && !c.drivers.is_empty() {
+                        let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
+                        s.push_str(&format!(" ({})", d.join(", ")));
+                    }
+                    why.push(s);
+                }
+                if let Some(r) = p.relevance {
+                    why.push(format!("relevance {r:.1}/5"));
+                }
+                lines.push(Line::raw(format!("why {}", why.join(" · "))));
+                if let Some(a) = p.artefact {
+                    let style = if a > 0.99 { pal.warn } else { pal.dim };
+                    lines.push(Line::styled(format!("artefact score {a:.2} (sky, noise, masked pixels)"), style));
+                }
             }
             if c.bad_fraction > 0.0 {
                 lines.push(Line::styled(format!("masked pixels {:.1}%", c.bad_fraction * 100.0), pal.warn));
@@ -459,7 +480,7 @@ fn spectrum_info(lines: &mut Vec<Line>, s: &SpectrumData, pal: &Palette, matched
                 lines.push(Line::raw(format!("EW Hα {:.1} Å", ha.ew)));
             }
             // Why there is no class (or no lines at all), never silently.
-            if let Some((_, why)) = l.unclassifiable_reason() {
+            if let Some((_, why)) = crate::features::spectral::why_unclassifiable(l) {
                 lines.push(Line::styled(format!("no BPT class: {why}"), pal.warn));
             }
         }
@@ -484,8 +505,8 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
     let frame_name = if app.rest_frame { "rest" } else { "observed" };
     let title = format!(" spectrum · {frame_name} Å {xlo:.0}–{xhi:.0} · flux {ylo:.1}–{yhi:.1} ");
     let block = Block::bordered().title(Span::styled(title.clone(), pal.title));
-    let ordered = |a: f64, b: f64| a.partial_cmp(&b) == Some(std::cmp::Ordering::Less);
-    if !ordered(xlo, xhi) || !ordered(ylo, yhi) {
+    let spread = xlo < xhi && ylo < yhi; // false for NaN too
+    if !spread {
         frame.render_widget(Paragraph::new("spectrum has no usable pixels").style(pal.warn).block(block), area);
         return;
     }
@@ -702,7 +723,7 @@ fn draw_bpt(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal
         Some(l) => {
             let id = c.and_then(|c| c.spectrum.as_ref()).map(|s| s.id.clone()).unwrap_or_default();
             lines.push(Line::from(vec![Span::raw("✚ "), Span::styled(id, pal.title)]));
-            match (l.bpt_xy, l.unclassifiable_reason()) {
+            match (l.bpt_xy, crate::features::spectral::why_unclassifiable(l)) {
                 (Some((x, y)), _) => lines.push(Line::raw(format!("{} at x {x:+.2}, y {y:+.2}", l.bpt.as_str()))),
                 (None, Some((_, why))) => lines.push(Line::styled(format!("unclassifiable: {why}"), pal.warn)),
                 _ => {}
@@ -813,4 +834,15 @@ fn draw_menu(frame: &mut Frame, app: &App, kind: MenuKind, selected: usize, pal:
         .highlight_style(pal.accent.add_modifier(Modifier::REVERSED));
     let mut state = ListState::default().with_selected(Some(selected));
     frame.render_stateful_widget(list, area, &mut state);
+}
+
+/// A tail probability for people: 0.31, 0.004, 2e-5.
+fn fmt_p(p: f32) -> String {
+    if p >= 0.01 {
+        format!("{p:.2}")
+    } else if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.0e}")
+    }
 }
