@@ -191,13 +191,17 @@ pub enum ExportFormat {
     Astronomaly,
     /// AnomalyMatch's labeled_data.csv: filename,label (anomaly/normal).
     Anomalymatch,
+    /// One row per object: position, ids, match, every feature, line fluxes,
+    /// BPT, score and rank, labels. Parquet, FITS or CSV by the --out
+    /// extension (.parquet, .fits, .csv; CSV to stdout without --out).
+    Catalog,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "csv")]
     pub format: ExportFormat,
-    /// Output file (default: stdout).
+    /// Output file (default: stdout; a catalogue's format follows its extension).
     #[arg(long, short)]
     pub out: Option<std::path::PathBuf>,
     /// Image file extension for AnomalyMatch file names.

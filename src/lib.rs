@@ -9,6 +9,7 @@
 //! second binary, `oddity-learn` (src/bin/oddity-learn.rs), from src/learn
 //! and src/eval; `oddity` runs it for those commands.
 
+pub mod catalog;
 pub mod cli;
 pub mod cmd;
 pub mod detect;

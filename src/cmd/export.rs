@@ -6,6 +6,39 @@ use color_eyre::Result;
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::store::{LabelBook, ObjectKey, ObjectLabels, Store, Verdict};
 
+/// Writes the science catalogue (every object) as Parquet, FITS or CSV,
+/// into a temporary file renamed when complete.
+fn catalog(store: &Store, args: &ExportArgs) -> Result<i32> {
+    use crate::catalog::{Format, columns, sink, write};
+    let format = match &args.out {
+        Some(p) => Format::from_path(p).map_err(|e| color_eyre::eyre::eyre!(e))?,
+        None => Format::Csv,
+    };
+    let cols = columns(store)?;
+    let tmp = args.out.as_ref().map(|p| {
+        let mut name = p.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        p.with_file_name(name)
+    });
+    let out = sink(format, tmp.as_deref(), &cols).map_err(|e| color_eyre::eyre::eyre!("{}: {e}", show(&tmp)))?;
+    let written = write(store, &cols, out).map_err(|e| color_eyre::eyre::eyre!("{}: {e}", show(&tmp)))?;
+    if let (Some(tmp), Some(path)) = (&tmp, &args.out) {
+        std::fs::rename(tmp, path)?;
+        eprintln!(
+            "wrote {} objects ({} ranked) x {} columns to {} ({format:?})",
+            written.rows,
+            written.scored,
+            cols.len(),
+            path.display()
+        );
+    }
+    Ok(0)
+}
+
+fn show(p: &Option<std::path::PathBuf>) -> String {
+    p.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into())
+}
+
 const CSV_HEADER: [&str; 14] = [
     "object_id",
     "survey",
@@ -27,6 +60,9 @@ const CSV_HEADER: [&str; 14] = [
 /// csv crate quotes ids, tags and users that hold commas, quotes or newlines.
 pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
     let store = Store::open(store_path)?;
+    if args.format == ExportFormat::Catalog {
+        return catalog(&store, args);
+    }
     let book = LabelBook::from_events(store.label_events()?);
     let mut rows: Vec<(ObjectKey, &ObjectLabels)> = book.iter().map(|(k, l)| (*k, l)).collect();
     rows.sort_by_key(|(k, _)| *k);
@@ -52,6 +88,7 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
                 written += 1;
             }
         }
+        ExportFormat::Catalog => unreachable!("handled above"),
         ExportFormat::Anomalymatch => {
             // AnomalyMatch's labeled_data.csv: filename,label (anomaly/normal).
             out.write_record(["filename", "label"])?;

@@ -67,10 +67,10 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     match store.crossmatch_info()? {
         Some(m) => writeln!(
             out,
-            "matches   {} image-spectrum pairs within {}\" (median {:.2}\", {} across partitions)",
+            "matches   {} image-spectrum pairs within {}\" ({}, {} across partitions)",
             thousands(m.n_matches),
             m.radius_arcsec,
-            m.median_sep_arcsec,
+            super::crossmatch::median_text(&m),
             m.n_across_partitions
         )?,
         None if spectra > 0 && images > 0 => writeln!(out, "matches   none yet: run `oddity crossmatch`")?,
@@ -86,6 +86,22 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
         )?;
     } else if images > 0 {
         writeln!(out, "features  none yet: run `oddity features`")?;
+    }
+    if let Some(ls) = store.line_summary()? {
+        let classes: Vec<String> =
+            ls.by_class.iter().map(|(c, n)| format!("{} {}", c.as_str(), thousands(*n))).collect();
+        writeln!(out, "lines     {} spectra: {}", thousands(ls.n_spectra), classes.join(", "))?;
+        let list =
+            |v: &[(String, u64)]| v.iter().map(|(why, n)| format!("{why} {}", thousands(*n))).collect::<Vec<_>>();
+        if !ls.problems.is_empty() {
+            let n: u64 = ls.problems.iter().map(|(_, n)| n).sum();
+            writeln!(out, "            not measured: {} ({})", thousands(n), list(&ls.problems).join(", "))?;
+        }
+        let unclassifiable: Vec<(String, u64)> =
+            ls.unclassifiable.iter().filter(|(why, _)| !ls.problems.iter().any(|(p, _)| p == why)).cloned().collect();
+        if !unclassifiable.is_empty() {
+            writeln!(out, "            unclassifiable: {}", list(&unclassifiable).join(", "))?;
+        }
     }
     match store.current_scores()? {
         Some(v) => {

@@ -72,7 +72,7 @@ impl Group {
         const QUALITY: [&str; 3] = ["nonfinite_frac", "sky_level", "sky_noise"];
         if QUALITY.contains(&name) {
             Group::Quality
-        } else if name.starts_with("colour_") {
+        } else if crate::features::morphology::is_colour_name(name) {
             Group::Colour
         } else if crate::features::SPECTRAL_FEATURE_NAMES.contains(&name) {
             Group::Spectrum
@@ -586,6 +586,8 @@ mod tests {
     fn groups_by_feature_name() {
         assert_eq!(Group::of_feature("sky_noise"), Group::Quality);
         assert_eq!(Group::of_feature("colour_HSC-G_HSC-R"), Group::Colour);
+        assert_eq!(Group::of_feature("g-r"), Group::Colour);
+        assert_eq!(Group::of_feature("F606W-F814W"), Group::Colour);
         assert_eq!(Group::of_feature("ew_ha"), Group::Spectrum);
         assert_eq!(Group::of_feature("iso10_iso5_dq"), Group::Shape);
     }

@@ -5,5 +5,6 @@ pub mod spectral;
 mod stage;
 
 pub use stage::{
-    FEATURES_VERSION, FeatureReport, SPECTRAL_FEATURE_NAMES, compute, reference_band, schema_for, spectral_values,
+    BPT_X, BPT_Y, FEATURES_VERSION, FeatureReport, SPECTRAL_FEATURE_NAMES, compute, reference_band, schema_for,
+    spectral_values, summarise_lines,
 };

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Bumped whenever a record layout changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const LOCK_FILE: &str = "oddity.lock";
 const DB_DIR: &str = "db";
@@ -504,6 +504,17 @@ impl Store {
         self.iter_keyed(&self.lines, "lines")
     }
 
+    /// Survey-wide line summary (written by `features`): what `status` and the
+    /// TUI's BPT view show without walking the catalogue.
+    pub fn line_summary(&self) -> Result<Option<LineSummary>> {
+        self.get(&self.meta, "meta", META_LINES)
+    }
+
+    pub fn put_line_summary(&self, summary: &LineSummary) -> Result<()> {
+        self.meta.insert(META_LINES, encode(summary)).map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
     // ---------------------------------------------------------------- deep features
 
     /// How a survey's deep features were made (`oddity embed`), if they were.
@@ -872,6 +883,7 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_CREATED: &[u8] = b"created";
 const META_CROSSMATCH: &[u8] = b"crossmatch";
 const META_SCORES: &[u8] = b"scores_current";
+const META_LINES: &[u8] = b"line_summary";
 const META_KEPT: &[u8] = b"scores_kept/";
 
 fn kept_key(version: u32) -> Vec<u8> {

@@ -138,7 +138,8 @@ fn keyed_trees_round_trip_and_name_themselves_when_corrupt() {
     assert!(s.features_of(ObjectKey { file: 9, row: 9 }).unwrap().is_none());
     let keys: Vec<ObjectKey> = s.iter_features().map(|r| r.unwrap().0).collect();
     assert_eq!(keys, [b, a], "key order");
-    let lines = LineRecord { lines: SpectralLines::default(), bpt: BptClass::Liner, bpt_xy: None, z: Some(0.1) };
+    let lines =
+        LineRecord { lines: SpectralLines::default(), bpt: BptClass::Liner, bpt_xy: None, z: Some(0.1), problem: None };
     s.put_lines(&[(a, lines.clone())]).unwrap();
     assert_eq!(s.lines_of(a).unwrap(), Some(lines));
 

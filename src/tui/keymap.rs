@@ -33,6 +33,7 @@ pub enum Action {
     PageUp,
     PageNormal,
     Histogram,
+    Bpt,
     Help,
     Quit,
 }
@@ -68,6 +69,7 @@ pub const ACTIONS: &[(&str, Action, &str)] = &[
     ("page_up", Action::PageUp, "previous page (gallery) / 10 back"),
     ("page_normal", Action::PageNormal, "gallery: label every unlabelled object on the page normal"),
     ("histogram", Action::Histogram, "score histogram with labels marked"),
+    ("bpt", Action::Bpt, "BPT diagram: the survey's spectra, this object marked"),
     ("help", Action::Help, "this help"),
     ("quit", Action::Quit, "quit (labels are already saved)"),
 ];

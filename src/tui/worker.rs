@@ -172,6 +172,14 @@ impl Loader {
             spectrum: None,
             problem: None,
         };
+        if c.object.kind == crate::store::SourceKind::Spectra {
+            // A spectrum-only candidate: no pixels, its own spectrum.
+            c.spectrum = self.spectrum(key, 0.0);
+            if c.spectrum.is_none() {
+                c.problem = Some("spectrum unavailable".into());
+            }
+            return Some(c);
+        }
         match self
             .table(key.file)
             .and_then(|t| t.read_images(key.row as usize..key.row as usize + 1).map_err(|e| e.to_string()))
