@@ -126,7 +126,7 @@ fn gallery_page_labelled_normal_in_tmux() {
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(10), 0);
     let out = t.wait_for("the next retrain will learn from", 10);
-    assert!(out.contains("learn from 0 interesting and 17 normal objects"), "{out}");
+    assert!(out.contains("learn from 0 interesting and 17 boring objects"), "{out}");
     let s = Store::open(&store).unwrap();
     let events = s.label_events().unwrap();
     assert_eq!(events.len(), 18);
@@ -160,10 +160,15 @@ fn quitting_with_new_labels_starts_a_background_retrain() {
         &[("TERM", "xterm-256color")],
     );
     t.wait_for("1/", 20);
+    // Two of each class: a retrain holds some of each back to check itself.
     t.keys(&["a"]);
-    t.wait_for("saved ✓ anomaly", 10);
+    t.wait_for("1 labels", 10);
+    t.keys(&["a"]);
+    t.wait_for("2 labels", 10);
     t.keys(&["n"]);
-    t.wait_for("saved ✓ normal", 10);
+    t.wait_for("3 labels", 10);
+    t.keys(&["n"]);
+    t.wait_for("4 labels", 10);
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(10), 0);
     t.wait_for("retrain started in the background", 10);
@@ -182,6 +187,10 @@ fn quitting_with_new_labels_starts_a_background_retrain() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // Its report says what it learnt from and what it was judged on (the
+    // ranking becomes the CNN's only if it beat the current one).
     let s = Store::open(&store).unwrap();
-    assert!(s.current_scores().unwrap().unwrap().method.starts_with("fixmatch-cnn (1 anomalies, 1 normals"));
+    let report = oddity::retrain::last_report(&s).unwrap().expect("a retrain report");
+    assert_eq!(report.trained_on.0 + report.held_back.0, 2, "{report:?}");
+    assert_eq!(report.trained_on.1 + report.held_back.1, 2, "{report:?}");
 }

@@ -298,6 +298,8 @@ fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
     } else {
         (Color::Gray, Color::Red, Color::Green, Color::Yellow)
     };
+    // The cursor's label in canvas units; it turns left where it would be cut.
+    let label_w = 6.0 * BINS as f64 / f64::from(area.width.saturating_sub(2).max(1));
     let canvas = Canvas::default()
         .block(Block::bordered().title(Span::styled(title, pal.title)))
         .marker(Marker::HalfBlock)
@@ -318,7 +320,12 @@ fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
             }
             if let Some(s) = cursor {
                 ctx.draw(&CLine { x1: x_of(s), y1: 0.0, x2: x_of(s), y2: ymax, color: yellow });
-                ctx.print(x_of(s), ymax, Span::styled("▼ here", Style::default().fg(yellow)));
+                let x = x_of(s);
+                if x + label_w <= BINS as f64 {
+                    ctx.print(x, ymax, Span::styled("▼ here", Style::default().fg(yellow)));
+                } else {
+                    ctx.print(x - label_w + label_w / 6.0, ymax, Span::styled("here ▼", Style::default().fg(yellow)));
+                }
             }
         });
     frame.render_widget(canvas, area);
