@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::morphology::{MORPHOLOGY_VERSION, feature_names, morphology};
 use super::spectral::{BptClass, SpectralLines, bpt_class, measure_lines};
-use crate::ingest::{FileError, Progress, Table};
+use crate::ingest::{FileError, Progress, SourceReader, open_source};
 use crate::store::{FeatureRecord, FeatureSchema, LineRecord, ObjectKey, SourceFile, SourceKind, Store, StoreError};
 
 /// Version of the whole feature vector (morphology + spectral part).
@@ -115,18 +115,18 @@ pub fn compute(store: &Store, progress: &dyn Progress) -> Result<FeatureReport, 
     Ok(report)
 }
 
-fn open(source: &SourceFile) -> Result<Table, FileError> {
-    Ok(Table::open(std::path::Path::new(&source.path))?)
+fn open(source: &SourceFile) -> Result<Box<dyn SourceReader>, FileError> {
+    Ok(open_source(source)?)
 }
 
-fn batch_rows(table: &Table) -> usize {
+fn batch_rows(table: &dyn SourceReader) -> usize {
     (BATCH_BYTES / table.row_bytes()).clamp(16, 8192)
 }
 
 fn spectra_file(store: &Store, id: u32, source: &SourceFile, progress: &dyn Progress) -> Result<u64, FileError> {
     let table = open(source)?;
     let n = source.rows_done as usize;
-    let step = batch_rows(&table);
+    let step = batch_rows(table.as_ref());
     let mut done = 0;
     for start in (0..n).step_by(step) {
         let end = (start + step).min(n);
@@ -164,7 +164,7 @@ fn images_file(store: &Store, id: u32, source: &SourceFile, progress: &dyn Progr
     let reference = reference_band(&source.bands);
     let (h, w) = (source.shape.0 as usize, source.shape.1 as usize);
     let n = source.rows_done as usize;
-    let step = batch_rows(&table);
+    let step = batch_rows(table.as_ref());
     let mut done = 0;
     for start in (0..n).step_by(step) {
         let end = (start + step).min(n);

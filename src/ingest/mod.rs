@@ -11,8 +11,10 @@
 //! (NaN coordinates, duplicate id) is reported with file, object and problem;
 //! everything else goes in.
 
+mod reader;
 mod table;
 
+pub use reader::{SourceReader, open_source};
 pub use table::{PixelBatch, SpectrumBatch, Table, TableError};
 
 use std::path::{Path, PathBuf};

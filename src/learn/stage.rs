@@ -21,7 +21,7 @@ use super::checkpoint;
 use super::infer::predict;
 use super::net::{Net, NetConfig, copy_backbone};
 use super::train::{FixMatchParams, Labelled, PretrainParams, fixmatch_train, pretrain};
-use crate::ingest::Table;
+use crate::ingest::{SourceReader, open_source};
 use crate::store::{LabelBook, ModelRecord, ObjectKey, ScoreVersion, SourceFile, SourceKind, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -197,14 +197,12 @@ fn load_images(snap: &Snapshot, keys: &[ObjectKey]) -> Result<Tensor, LearnError
     let mut out = vec![0f32; keys.len() * c * h * w];
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by_key(|&i| keys[i]);
-    let mut tables: HashMap<u32, Table> = HashMap::new();
+    let mut tables: HashMap<u32, Box<dyn SourceReader>> = HashMap::new();
     for i in order {
         let key = keys[i];
         let source = &snap.sources[&key.file];
         if let std::collections::hash_map::Entry::Vacant(slot) = tables.entry(key.file) {
-            slot.insert(
-                Table::open(Path::new(&source.path)).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?,
-            );
+            slot.insert(open_source(source).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?);
         }
         let px = tables[&key.file]
             .read_images(key.row as usize..key.row as usize + 1)
