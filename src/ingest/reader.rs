@@ -7,6 +7,8 @@
 use std::ops::Range;
 use std::path::Path;
 
+use super::fits::FitsSource;
+use super::image::ImageSource;
 use super::table::{PixelBatch, SpectrumBatch, Table, TableError};
 use crate::store::SourceFile;
 
@@ -34,11 +36,69 @@ impl SourceReader for Table {
     }
 }
 
-/// Opens the reader for a stored source.
-pub fn open_source(source: &SourceFile) -> Result<Box<dyn SourceReader>, TableError> {
-    open_path(Path::new(&source.path), source)
+/// What a file holds, by its first bytes (not its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Hdf5,
+    Fits,
+    Image,
 }
 
-fn open_path(path: &Path, _source: &SourceFile) -> Result<Box<dyn SourceReader>, TableError> {
-    Ok(Box::new(Table::open(path)?))
+impl Format {
+    /// The format a file's content shows, if any (an I/O error reads as none).
+    pub fn sniff(path: &Path) -> Option<Format> {
+        use std::io::Read;
+        let mut head = [0u8; 16];
+        let mut f = std::fs::File::open(path).ok()?;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(_) => return None,
+            }
+        }
+        Format::of_bytes(&head[..n])
+    }
+
+    pub fn of_bytes(head: &[u8]) -> Option<Format> {
+        if head.starts_with(b"\x89HDF\r\n\x1a\n") {
+            Some(Format::Hdf5)
+        } else if head.starts_with(b"SIMPLE  =") {
+            Some(Format::Fits)
+        } else if head.starts_with(b"\x89PNG\r\n\x1a\n")
+            || head.starts_with(&[0xFF, 0xD8, 0xFF])
+            || head.starts_with(b"II*\0")
+            || head.starts_with(b"MM\0*")
+        {
+            Some(Format::Image)
+        } else {
+            None
+        }
+    }
+
+    /// The format a file's name promises (used to report files whose content
+    /// does not match, instead of skipping them silently).
+    pub fn by_extension(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        let ext = name.rsplit('.').next()?;
+        match ext {
+            "hdf5" | "h5" | "he5" => Some(Format::Hdf5),
+            "fits" | "fit" | "fts" => Some(Format::Fits),
+            "png" | "jpg" | "jpeg" | "tif" | "tiff" => Some(Format::Image),
+            _ => None,
+        }
+    }
+}
+
+/// Opens the reader for a stored source.
+pub fn open_source(source: &SourceFile) -> Result<Box<dyn SourceReader>, TableError> {
+    let path = Path::new(&source.path);
+    match Format::sniff(path).or_else(|| Format::by_extension(path)) {
+        Some(Format::Hdf5) => Ok(Box::new(Table::open(path)?)),
+        Some(Format::Fits) => Ok(Box::new(FitsSource::open(path)?)),
+        Some(Format::Image) => Ok(Box::new(ImageSource::open(path, source.bands.len()))),
+        None if !path.exists() => Err(TableError::Open("the file is gone (moved or deleted since ingest)".into())),
+        None => Err(TableError::Open("no longer an HDF5, FITS or image file (changed since ingest?)".into())),
+    }
 }
