@@ -133,15 +133,12 @@ fn snapshot(store_path: &Path) -> Result<Snapshot, LearnError> {
         store.sources()?.into_iter().filter(|(_, s)| s.kind == SourceKind::Images).collect();
     let first = sources.values().next().ok_or_else(|| LearnError::Data("no image objects in the store".into()))?;
     let (bands, shape) = (first.bands.len().max(1), (first.shape.0 as usize, first.shape.1 as usize));
-    // One network takes one band count and cutout size: the first survey's.
+    // One network takes one band count: the first survey's. Cutouts of other
+    // sizes are resampled to its cutout size (see `load_images`).
     let images: Vec<ObjectKey> = store
         .image_keys_owned()
         .filter_map(|k| k.ok())
-        .filter(|k| {
-            sources
-                .get(&k.file)
-                .is_some_and(|s| s.bands.len().max(1) == bands && (s.shape.0 as usize, s.shape.1 as usize) == shape)
-        })
+        .filter(|k| sources.get(&k.file).is_some_and(|s| s.bands.len().max(1) == bands))
         .collect();
     let events = store.label_events()?;
     let n_events = events.len();
@@ -208,12 +205,28 @@ fn load_images(snap: &Snapshot, keys: &[ObjectKey]) -> Result<Tensor, LearnError
             .read_images(key.row as usize..key.row as usize + 1)
             .map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
         let dst = &mut out[i * c * h * w..(i + 1) * c * h * w];
-        if let Some(src) = px.data.as_slice() {
-            dst.copy_from_slice(&src[..c * h * w]);
+        let (sh, sw) = (source.shape.0 as usize, source.shape.1 as usize);
+        if let Some(src) = px.data.as_slice().filter(|s| s.len() == c * sh * sw) {
+            if (sh, sw) == (h, w) {
+                dst.copy_from_slice(src);
+                normalise(dst, c, h, w);
+            } else {
+                let mut own = src.to_vec();
+                normalise(&mut own, c, sh, sw);
+                dst.copy_from_slice(&resample(&own, c, (sh, sw), (h, w)));
+            }
         }
-        normalise(dst, c, h, w);
     }
     Ok(Tensor::from_slice(&out).reshape([keys.len() as i64, c as i64, h as i64, w as i64]))
+}
+
+/// Resamples a normalised C×H×W cutout to `to` (antialiased bilinear, so
+/// larger cutouts are averaged down rather than aliased), for a network that
+/// takes one input size whatever the cutouts' sizes.
+pub fn resample(pixels: &[f32], c: usize, from: (usize, usize), to: (usize, usize)) -> Vec<f32> {
+    let x = Tensor::from_slice(pixels).reshape([1, c as i64, from.0 as i64, from.1 as i64]);
+    let y = x.internal_upsample_bilinear2d_aa([to.0 as i64, to.1 as i64], false, None, None);
+    Vec::<f32>::try_from(&y.reshape([-1])).expect("f32 pixels")
 }
 
 /// Opens the store, waiting while another process (the TUI) holds it.
@@ -397,4 +410,26 @@ pub fn pretrain_store(
     })?;
     write_status(store_path, "done", &format!("pretrained model {id} (loss {loss:.3})"));
     Ok((id, hash, loss))
+}
+
+#[cfg(test)]
+mod resample_tests {
+    use super::resample;
+
+    #[test]
+    fn resampling_keeps_levels_and_takes_the_target_size() {
+        let flat = vec![2.5f32; 3 * 40 * 30];
+        let out = resample(&flat, 3, (40, 30), (16, 16));
+        assert_eq!(out.len(), 3 * 16 * 16);
+        assert!(out.iter().all(|v| (v - 2.5).abs() < 1e-5));
+        // A left-to-right ramp stays a ramp with the same mean, band by band.
+        let ramp: Vec<f32> = (0..2 * 64 * 64).map(|i| (i % 64) as f32 + 100.0 * (i / 4096) as f32).collect();
+        let out = resample(&ramp, 2, (64, 64), (32, 32));
+        for b in 0..2 {
+            let band = &out[b * 1024..(b + 1) * 1024];
+            let mean = band.iter().sum::<f32>() / 1024.0;
+            assert!((mean - (31.5 + 100.0 * b as f32)).abs() < 0.05, "{mean}");
+            assert!(band[1] > band[0] && band[31] > band[30]);
+        }
+    }
 }
