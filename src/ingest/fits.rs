@@ -80,9 +80,10 @@ pub(crate) struct FitsFile {
 
 impl FitsFile {
     pub(crate) fn open(path: &Path) -> Result<FitsFile, TableError> {
-        let file = File::open(path).map_err(|e| TableError::Open(e.to_string()))?;
-        let file_len = file.metadata().map_err(|e| TableError::Open(e.to_string()))?.len();
-        let reader = BufReader::with_capacity(2880 * 4, file.try_clone().map_err(|e| TableError::Open(e.to_string()))?);
+        let io = |e: std::io::Error| invalid(format!("cannot read: {e}"));
+        let file = File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let reader = BufReader::with_capacity(2880 * 4, file.try_clone().map_err(io)?);
         // fitsrs is not written against hostile input (it multiplies NAXISn
         // unchecked and has a few `unreachable!`s): a panic in it is the
         // file's problem, reported like any other.
@@ -267,7 +268,7 @@ fn parse_hdus(reader: BufReader<File>, file_len: u64) -> Result<Vec<Hdu>, TableE
         let Some(next) = fits.next() else { break };
         let hdu = next.map_err(|e| {
             if index == 0 {
-                TableError::Open(format!("not a FITS file: {e}"))
+                invalid(format!("not a FITS file: {e}"))
             } else {
                 invalid(format!("HDU {index}: {e} (truncated or corrupt header)"))
             }
@@ -312,7 +313,7 @@ fn parse_hdus(reader: BufReader<File>, file_len: u64) -> Result<Vec<Hdu>, TableE
         hdus.push(Hdu { index, header, kind, image, offset, len });
     }
     if hdus.is_empty() {
-        return Err(TableError::Open("not a FITS file: no HDU".into()));
+        return Err(invalid("not a FITS file: no HDU"));
     }
     Ok(hdus)
 }
@@ -431,7 +432,13 @@ fn wcs_centre(
     w: usize,
     h: usize,
 ) -> (Option<(f64, f64)>, Option<f32>) {
-    let Ok(wcs) = img.wcs() else { return (None, None) };
+    // The wcs crate slices CTYPEn by byte: a corrupt, non-ASCII one is no WCS.
+    let header = img.get_header();
+    if ["CTYPE1", "CTYPE2"].iter().any(|k| kw_str(header, k).is_some_and(|c| !c.is_ascii())) {
+        return (None, None);
+    }
+    let wcs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| img.wcs()));
+    let Ok(Ok(wcs)) = wcs else { return (None, None) };
     // FITS pixel coordinates are 1-based: the centre of pixel 1 is 1.0.
     let (cx, cy) = ((w as f64 + 1.0) / 2.0, (h as f64 + 1.0) / 2.0);
     let at = |x: f64, y: f64| wcs.unproj(&fitsrs::ImgXY::new(x, y)).map(|l| (l.lon(), l.lat()));

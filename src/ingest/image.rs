@@ -24,10 +24,10 @@ const MIN_SIDE: u32 = 8;
 type Decoded = (Vec<f32>, Vec<String>, (usize, usize));
 
 fn decode(path: &Path) -> Result<Decoded, TableError> {
-    let bytes = std::fs::read(path).map_err(|e| TableError::Open(e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| TableError::Invalid(format!("cannot read: {e}")))?;
     let mut reader = ImageReader::new(BufReader::new(Cursor::new(bytes)))
         .with_guessed_format()
-        .map_err(|e| TableError::Open(e.to_string()))?;
+        .map_err(|e| TableError::Invalid(format!("cannot read: {e}")))?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE as u32);
     limits.max_image_height = Some(MAX_SIDE as u32);

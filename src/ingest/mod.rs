@@ -88,9 +88,11 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // One line whatever a decoder's message holds.
+        let message = self.message.split_whitespace().collect::<Vec<_>>().join(" ");
         match &self.object {
-            Some((id, row)) => write!(f, "{}: object {id} (row {row}): {}", self.file.display(), self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+            Some((id, row)) => write!(f, "{}: object {id} (row {row}): {message}", self.file.display()),
+            None => write!(f, "{}: {message}", self.file.display()),
         }
     }
 }
@@ -375,11 +377,13 @@ fn ingest_singles(
             .par_iter()
             .map(|(_, format, st, _)| {
                 let path = Path::new(&st.key);
-                match format {
+                // A decoder's panic on a hostile file is that file's problem.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
                     Format::Fits => fits::read_object(path, ctx),
                     Format::Image => image::read_object(path, ctx),
                     Format::Hdf5 => unreachable!("tables take the batched path: {}", path.display()),
-                }
+                }))
+                .unwrap_or_else(|_| Err(TableError::Invalid("the decoder failed on this file (corrupt?)".into())))
             })
             .collect();
         for ((path, _, st, existing), single) in todo.into_iter().zip(read) {
