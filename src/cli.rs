@@ -32,6 +32,8 @@ pub enum Command {
     Top(TopArgs),
     /// Label candidates in the terminal (cutout, spectrum, single-key labels).
     Triage(TriageArgs),
+    /// Deep features: embed every cutout with the fractal-pretrained backbone (PCA-reduced).
+    Embed(EmbedArgs),
     /// Pretrain the CNN backbone on procedurally generated IFS fractals.
     Pretrain(PretrainArgs),
     /// Retrain the CNN with FixMatch on the labels, then rescore every object.
@@ -125,6 +127,9 @@ pub struct ScoreArgs {
     /// Anomaly scores only: ignore the expert's labels (no active-learning re-rank).
     #[arg(long)]
     pub no_rerank: bool,
+    /// Image features ranked on: hand-made, deep (`oddity embed`), or both.
+    #[arg(long, default_value = "hand", value_parser = ["hand", "deep", "both"])]
+    pub features: String,
     /// Scores written per store batch.
     #[arg(long, hide = true, default_value_t = 50_000)]
     pub write_batch: usize,
@@ -147,7 +152,7 @@ pub struct TopArgs {
 pub struct TriageArgs {
     /// How to draw cutouts.
     #[arg(long, value_enum, default_value = "auto")]
-    pub graphics: crate::tui::Graphics,
+    pub graphics: Graphics,
     /// Keymap TOML overriding the defaults (default ~/.config/oddity/keymap.toml).
     #[arg(long)]
     pub keymap: Option<std::path::PathBuf>,
@@ -166,6 +171,30 @@ pub struct TriageArgs {
     /// Extra arguments for that retrain (e.g. "--steps 1000 --net lite0").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub retrain_args: String,
+}
+
+/// How cutouts reach the terminal (`tui::Graphics`, which has no clap in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Graphics {
+    /// Ask the terminal (kitty, sixel, iTerm2), else half-blocks.
+    Auto,
+    Kitty,
+    Sixel,
+    Iterm2,
+    /// Unicode half-blocks: works in every colour terminal.
+    Halfblocks,
+}
+
+impl From<Graphics> for crate::tui::Graphics {
+    fn from(g: Graphics) -> Self {
+        match g {
+            Graphics::Auto => Self::Auto,
+            Graphics::Kitty => Self::Kitty,
+            Graphics::Sixel => Self::Sixel,
+            Graphics::Iterm2 => Self::Iterm2,
+            Graphics::Halfblocks => Self::Halfblocks,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -190,10 +219,17 @@ pub struct ExportArgs {
     pub image_ext: String,
 }
 
+/// Network size: `tiny` for CPUs and tests, `lite0` for GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Net {
+    Tiny,
+    Lite0,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct PretrainArgs {
     #[arg(long, value_enum, default_value = "tiny")]
-    pub net: crate::learn::NetSize,
+    pub net: Net,
     /// Fractal classes (the paper uses ~1000; on a CPU start smaller).
     #[arg(long, default_value_t = 100)]
     pub classes: usize,
@@ -214,9 +250,24 @@ pub struct PretrainArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// Backbone pretrained first when the store has none for a survey's band count.
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub net: Net,
+    /// Principal components kept of the pooled embedding.
+    #[arg(long, default_value_t = 16)]
+    pub components: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// libtorch CPU threads (default: libtorch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RetrainArgs {
     #[arg(long, value_enum, default_value = "tiny")]
-    pub net: crate::learn::NetSize,
+    pub net: Net,
     /// FixMatch steps.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
@@ -230,6 +281,12 @@ pub struct RetrainArgs {
     pub pool: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Fraction of each class's labels held back to judge the new model (at least one each).
+    #[arg(long, default_value_t = crate::retrain::gate::HOLD_BACK)]
+    pub hold_back: f64,
+    /// Expected fraction of anomalies among unlabelled objects (pseudo-labels are aligned to it).
+    #[arg(long, default_value_t = 0.01)]
+    pub prior: f64,
     /// Seconds to wait for the store if another process holds it.
     #[arg(long, default_value_t = 86_400)]
     pub wait: u64,

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use common::fits::*;
 use common::*;
-use oddity::ingest::{IngestOptions, NoProgress, ingest, open_source};
+use oddity::ingest::{IngestOptions, ingest, open_source};
+use oddity::progress::NoProgress;
 use oddity::store::{ObjectKey, SourceKind, Store};
 
 fn opts(catalog: Option<PathBuf>) -> IngestOptions {
@@ -81,7 +82,7 @@ fn fits_cutouts_and_spectra_go_in_with_known_values() {
 
     let store_dir = dir.path().join("store");
     let store = Store::open_or_create(&store_dir).unwrap();
-    let report = ingest(&store, &[root.clone()], &opts(Some(cat.clone())), &NoProgress).unwrap();
+    let report = ingest(&store, std::slice::from_ref(&root), &opts(Some(cat.clone())), &NoProgress).unwrap();
     let lines: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
     assert_eq!(report.objects_added, 4, "{lines:#?}");
     assert_eq!(report.files_failed, 4, "{lines:#?}");
@@ -142,7 +143,7 @@ fn fits_cutouts_and_spectra_go_in_with_known_values() {
     assert_eq!(obj.props[class], oddity::store::Prop::Text("GALAXY".into()));
 
     // Idempotent: a second run adds nothing and skips every good file.
-    let again = ingest(&store, &[root.clone()], &opts(Some(cat)), &NoProgress).unwrap();
+    let again = ingest(&store, std::slice::from_ref(&root), &opts(Some(cat)), &NoProgress).unwrap();
     assert_eq!((again.objects_added, again.files_skipped), (0, 4));
     drop(store);
 
@@ -198,7 +199,7 @@ fn image_folder_with_an_anomalymatch_catalogue() {
     .unwrap();
     let store = Store::open_or_create(&dir.path().join("store")).unwrap();
     let o = IngestOptions { catalog: Some(cat.clone()), pixel_scale: Some(0.2), ..Default::default() };
-    let report = ingest(&store, &[root.clone()], &o, &NoProgress).unwrap();
+    let report = ingest(&store, std::slice::from_ref(&root), &o, &NoProgress).unwrap();
     let lines: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
     assert_eq!(report.objects_added, 4, "{lines:#?}");
     let line =

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use oddity::ingest::{IngestOptions, NoProgress, ingest};
+use oddity::ingest::{IngestOptions, ingest};
+use oddity::progress::NoProgress;
 use oddity::store::{Prop, SourceKind, Store};
 
 fn synth(dir: &Path, galaxies: usize, size: usize) {

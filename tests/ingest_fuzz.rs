@@ -83,7 +83,7 @@ fn damaged_files_of_every_format_never_take_the_batch_down() {
     let dir = tempfile::tempdir().unwrap();
     // ODDITY_FUZZ_DIR keeps the files for a look at a failure.
     let dir = match std::env::var("ODDITY_FUZZ_DIR") {
-        Ok(d) => tempfile::Builder::new().tempdir_in(d).unwrap().keep().into(),
+        Ok(d) => tempfile::Builder::new().tempdir_in(d).unwrap().keep(),
         Err(_) => dir.path().to_path_buf(),
     };
     let dir = Keep(dir);

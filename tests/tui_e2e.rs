@@ -170,15 +170,15 @@ fn quitting_with_new_labels_starts_a_background_retrain() {
     // The retrain runs detached and ends with a new score version.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let state = oddity::learn::read_status(&store).map(|s| s.0).unwrap_or_default();
+        let state = oddity::store::read_retrain_status(&store).map(|s| s.0).unwrap_or_default();
         if state == "done" {
             break;
         }
-        assert!(state != "failed", "{:?}", oddity::learn::read_status(&store));
+        assert!(state != "failed", "{:?}", oddity::store::read_retrain_status(&store));
         assert!(
             std::time::Instant::now() < deadline,
             "retrain did not finish: {:?}",
-            oddity::learn::read_status(&store)
+            oddity::store::read_retrain_status(&store)
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }

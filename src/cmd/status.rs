@@ -118,10 +118,34 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     }
     writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
     writeln!(out, "models    {}", store.model_count())?;
-    if let Some((state, message, time)) = crate::learn::read_status(store.path()) {
+    if let Some((state, message, time)) = crate::store::read_retrain_status(store.path()) {
         writeln!(out, "retrain   {state}: {message} ({time})")?;
     }
-    writeln!(out, "compute   {}", crate::learn::device_summary())?;
+    if let Some(holder) = crate::retrain::retrain_running(store.path()) {
+        writeln!(out, "          a retrain is running ({holder})")?;
+    }
+    if let Some(r) = crate::retrain::last_report(&store)? {
+        // Why the ranking is what it is, with the held-back figures of every candidate.
+        writeln!(
+            out,
+            "last retrain {}: trained on {} interesting + {} boring labels, judged on {} + {} held back",
+            r.finished, r.trained_on.0, r.trained_on.1, r.held_back.0, r.held_back.1
+        )?;
+        for c in &r.candidates {
+            let version = c.version.map(|v| format!("version {v}")).unwrap_or_default();
+            let mark = if c.version.is_some() && c.version == r.promoted { "  <- promoted" } else { "" };
+            writeln!(
+                out,
+                "            {:<9} {:<11} held-out AUROC {:.3} AUPRC {:.3}{mark}",
+                c.name, version, c.auroc, c.auprc
+            )?;
+        }
+        writeln!(out, "            {}", r.verdict)?;
+        for s in &r.skipped {
+            writeln!(out, "            skipped {s}")?;
+        }
+    }
+    writeln!(out, "compute   {}", compute_summary())?;
     if args.files {
         writeln!(out, "\nfiles:")?;
         for (id, s) in &sources {
@@ -139,12 +163,22 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     super::print(&out)
 }
 
+/// CPU threads and NVIDIA GPUs, read without loading libtorch (only
+/// `oddity-learn` loads it; it trains on CUDA where its libtorch has CUDA).
+fn compute_summary() -> String {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::fs::read_dir("/proc/driver/nvidia/gpus").map_or(0, |d| d.count()) {
+        0 => format!("cpu ({threads} threads; no CUDA device)"),
+        gpus => format!("{gpus} NVIDIA GPU(s) visible, {threads} CPU threads"),
+    }
+}
+
 /// 1234567 → "1,234,567".
 pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

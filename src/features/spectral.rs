@@ -53,9 +53,9 @@
 
 use std::sync::LazyLock;
 
-use serde::{Deserialize, Serialize};
-
 use super::lines::line;
+// The measurements are store records (a line record holds them).
+pub use crate::store::{BptClass, LineMeasurement, SpectralLines};
 
 /// Speed of light, km/s.
 const C_KMS: f64 = 299_792.458;
@@ -83,35 +83,6 @@ const GOLDEN_ITERS: usize = 12;
 const CLIP_SIGMA: f64 = 4.0;
 /// Most parameters of any complex: 3 continuum + 5 narrow + 1 broad.
 const MAXP: usize = 9;
-
-/// One measured emission line.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LineMeasurement {
-    /// Integrated (continuum-subtracted) flux: spectrum flux units × Å
-    /// (1e-17 erg/s/cm² for SDSS).
-    pub flux: f32,
-    pub flux_err: f32,
-    /// Rest-frame equivalent width, Å, positive for emission (NaN if the
-    /// continuum is not positive).
-    pub ew: f32,
-    pub snr: f32,
-    /// Continuum flux density at the observed line centre.
-    pub continuum: f32,
-}
-
-/// The lines measured in a spectrum; `None` = outside the wavelength range,
-/// too many unusable pixels, or the fit failed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpectralLines {
-    pub ha: Option<LineMeasurement>,
-    pub nii_6585: Option<LineMeasurement>,
-    pub hb: Option<LineMeasurement>,
-    pub oiii_5008: Option<LineMeasurement>,
-    /// The \[OII\]3727+3729 doublet, summed.
-    pub oii_3728: Option<LineMeasurement>,
-    pub sii_6718: Option<LineMeasurement>,
-    pub sii_6733: Option<LineMeasurement>,
-}
 
 /// Reported lines, in [`SpectralLines`] field order, by their name in
 /// [`super::lines::LINES`].
@@ -792,32 +763,6 @@ fn cho_inverse_block<const M: usize>(l: &[[f64; M]; M], n: usize, np: usize) -> 
         }
     }
     cov
-}
-
-/// BPT class of a galaxy (Baldwin, Phillips & Terlevich 1981, \[NII\] diagram).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BptClass {
-    StarForming,
-    Composite,
-    Seyfert,
-    Liner,
-    /// A BPT line is missing or has S/N < 3: no class is guessed.
-    Unclassifiable,
-}
-
-impl BptClass {
-    pub const ALL: [BptClass; 5] =
-        [BptClass::StarForming, BptClass::Composite, BptClass::Seyfert, BptClass::Liner, BptClass::Unclassifiable];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BptClass::StarForming => "star-forming",
-            BptClass::Composite => "composite",
-            BptClass::Seyfert => "seyfert",
-            BptClass::Liner => "liner",
-            BptClass::Unclassifiable => "unclassifiable",
-        }
-    }
 }
 
 /// Kauffmann et al. (2003) upper envelope of star-forming galaxies; only

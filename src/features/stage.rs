@@ -7,7 +7,8 @@ use rayon::prelude::*;
 
 use super::morphology::{MORPHOLOGY_VERSION, feature_names_with_unit, morphology, sizes_to_arcsec};
 use super::spectral::{BptClass, SpectralLines, bpt_class, measure_lines};
-use crate::ingest::{FileError, Progress, SourceReader, open_source};
+use crate::ingest::{FileError, SourceReader, open_source};
+use crate::progress::Progress;
 use crate::store::{FeatureRecord, FeatureSchema, LineRecord, ObjectKey, SourceFile, SourceKind, Store, StoreError};
 
 /// Version of the whole feature vector (morphology + spectral part).
@@ -19,7 +20,9 @@ const BATCH_BYTES: usize = 32 << 20;
 pub const SPECTRAL_FEATURE_NAMES: &[&str] =
     &["spec_z", "ew_ha", "ew_nii_6585", "ew_hb", "ew_oiii_5008", "ew_oii_3728", "ew_sii", "bpt_x", "bpt_y", "bpt_agn"];
 
-fn spectral_values(rec: Option<&LineRecord>) -> [f32; 10] {
+/// A spectrum's feature vector (named by [`SPECTRAL_FEATURE_NAMES`]) from its
+/// line measurements; NaN where a value is undefined, all NaN without lines.
+pub fn spectral_values(rec: Option<&LineRecord>) -> [f32; 10] {
     let Some(rec) = rec else { return [f32::NAN; 10] };
     let ew = |m: &Option<super::spectral::LineMeasurement>| m.map(|m| m.ew).unwrap_or(f32::NAN);
     let l: &SpectralLines = &rec.lines;

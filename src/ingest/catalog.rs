@@ -123,10 +123,10 @@ impl Catalog {
     /// or by its base name when that is unique in the catalogue.
     pub fn lookup(&self, file: &Path) -> Option<&Entry> {
         let canonical_dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
-        if let Ok(rel) = file.strip_prefix(&canonical_dir).or_else(|_| file.strip_prefix(&self.dir)) {
-            if let Some(e) = self.by_name.get(rel.to_string_lossy().as_ref()) {
-                return Some(e);
-            }
+        if let Ok(rel) = file.strip_prefix(&canonical_dir).or_else(|_| file.strip_prefix(&self.dir))
+            && let Some(e) = self.by_name.get(rel.to_string_lossy().as_ref())
+        {
+            return Some(e);
         }
         let base = file.file_name()?.to_string_lossy().into_owned();
         let name = self.by_base.get(&base)?.as_ref()?;

@@ -297,13 +297,14 @@ fn parse_hdus(reader: BufReader<File>, file_len: u64) -> Result<Vec<Hdu>, TableE
         let len = data_len(&header, &kind).ok_or_else(|| {
             invalid(format!("HDU {index}: absurd dimensions {} (the data would not fit any file)", dims(&header)))
         })?;
-        if let HduKind::Image { naxis, .. } = &kind {
-            if naxis.len() >= 2 && (naxis[0] > MAX_SIDE || naxis[1] > MAX_SIDE || planes(naxis) > MAX_BANDS) {
-                return Err(invalid(format!(
-                    "HDU {index} is {}: larger than a cutout (at most {MAX_SIDE} pixels a side and {MAX_BANDS} bands)",
-                    dims(&header)
-                )));
-            }
+        if let HduKind::Image { naxis, .. } = &kind
+            && naxis.len() >= 2
+            && (naxis[0] > MAX_SIDE || naxis[1] > MAX_SIDE || planes(naxis) > MAX_BANDS)
+        {
+            return Err(invalid(format!(
+                "HDU {index} is {}: larger than a cutout (at most {MAX_SIDE} pixels a side and {MAX_BANDS} bands)",
+                dims(&header)
+            )));
         }
         if offset.checked_add(len).is_none_or(|end| end > file_len) {
             return Err(invalid(format!(

@@ -31,6 +31,7 @@ use std::sync::mpsc;
 
 use ndarray::Axis;
 
+use crate::progress::Progress;
 use crate::store::{
     ImageRef, IngestedRow, ObjectKey, ObjectRecord, Payload, SourceFile, SourceKind, SpectrumRef, Store, StoreError,
 };
@@ -113,17 +114,6 @@ impl IngestReport {
         self.files_failed == 0 && self.rows_rejected == 0
     }
 }
-
-/// Receives progress: total rows once known, then rows done as they go in.
-pub trait Progress: Sync {
-    fn set_total(&self, _rows: u64) {}
-    fn advance(&self, _rows: u64) {}
-    fn message(&self, _line: &str) {}
-}
-
-/// Progress that goes nowhere (tests, benches).
-pub struct NoProgress;
-impl Progress for NoProgress {}
 
 /// Finds survey files under `paths`, in a stable order. Files are taken as
 /// given; folders are walked for files whose content or name is HDF5, FITS,
@@ -477,18 +467,19 @@ fn plan_file(store: &Store, path: &Path, opts: &IngestOptions) -> Result<Plan, P
         None => None,
     };
     let changed = |s: &SourceFile| s.size != size || s.mtime != mtime;
-    if let Some((_, s)) = &existing {
-        if s.complete && !changed(s) {
-            return Ok(Plan::Skip);
-        }
+    if let Some((_, s)) = &existing
+        && s.complete
+        && !changed(s)
+    {
+        return Ok(Plan::Skip);
     }
     let table =
         Table::open_for_ingest(&canonical, opts.bands.as_deref()).map_err(|e| PlanError::Table(e.to_string()))?;
     let (mut survey, sample, partition) = layout(&canonical);
-    if partition.is_none() {
-        if let Some(s) = &opts.survey {
-            survey = s.clone();
-        }
+    if partition.is_none()
+        && let Some(s) = &opts.survey
+    {
+        survey = s.clone();
     }
     let fresh = SourceFile {
         path: key,
@@ -650,12 +641,12 @@ fn rows_of(
             continue;
         }
         let key = ObjectKey { file: file_id, row: row as u32 };
-        if let Some(other) = store.find_id(&record.survey, id)? {
-            if other != key {
-                let where_ = store.source(other.file)?.map(|s| s.path).unwrap_or_default();
-                reject(format!("duplicate id: already ingested from {where_} row {}; object skipped", other.row));
-                continue;
-            }
+        if let Some(other) = store.find_id(&record.survey, id)?
+            && other != key
+        {
+            let where_ = store.source(other.file)?.map(|s| s.path).unwrap_or_default();
+            reject(format!("duplicate id: already ingested from {where_} row {}; object skipped", other.row));
+            continue;
         }
         let object = ObjectRecord {
             survey: record.survey.clone(),
@@ -717,7 +708,8 @@ fn payloads(batch: &Batch, record: &SourceFile) -> Vec<Payload> {
                 let ivar = sp.ivar.as_ref().map(|a| a[[i, j]]).unwrap_or(1.0);
                 let masked = sp.mask.as_ref().map(|m| m[[i, j]] != 0).unwrap_or(false);
                 let (f, l) = (flux[j], lambda[j]);
-                if masked || ivar.is_nan() || ivar <= 0.0 || !ivar.is_finite() || !f.is_finite() || !l.is_finite() {
+                let usable = ivar > 0.0 && ivar.is_finite() && f.is_finite() && l.is_finite(); // NaN: false
+                if masked || !usable {
                     continue;
                 }
                 lo = lo.min(l);

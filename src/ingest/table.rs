@@ -176,16 +176,15 @@ impl Table {
                     3 if shape[0] == n_rows && shape[1] > 0 && shape[2] > 0 => {
                         // No band axis: one band, if `image_band` (when
                         // present) names one band per object.
-                        if let Ok(b) = file.dataset("image_band") {
-                            if let [_, k] = b.shape().as_slice() {
-                                if *k > 1 {
-                                    let expected = format!(
-                                        "({n_rows}, {k}, {}, {}): `image_band` names {k} bands per object but the images have no band axis",
-                                        shape[1], shape[2]
-                                    );
-                                    return Err(shape_err("image_array", shape, &expected));
-                                }
-                            }
+                        if let Ok(b) = file.dataset("image_band")
+                            && let [_, k] = b.shape().as_slice()
+                            && *k > 1
+                        {
+                            let expected = format!(
+                                "({n_rows}, {k}, {}, {}): `image_band` names {k} bands per object but the images have no band axis",
+                                shape[1], shape[2]
+                            );
+                            return Err(shape_err("image_array", shape, &expected));
                         }
                         table.single_band = true;
                         table.shape = (shape[1], shape[2]);

@@ -209,11 +209,85 @@ pub struct FeatureRecord {
     pub values: Vec<f32>,
 }
 
+/// How one survey's deep features were made: the backbone, and the PCA that
+/// reduces its pooled embedding to a few components (`oddity embed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingSchema {
+    pub version: u32,
+    /// Component names, `deep_00`…
+    pub names: Vec<String>,
+    /// The `cnn-pretrain` model record whose backbone embedded the cutouts, and its hash.
+    pub model: u32,
+    pub hash: String,
+    /// Embedding width before the reduction.
+    pub dims: usize,
+    /// PCA: the mean embedding (dims) and the components (names.len() x dims, row-major).
+    pub mean: Vec<f32>,
+    pub components: Vec<f32>,
+    /// Fraction of the embedding's variance each component holds.
+    pub explained: Vec<f32>,
+}
+
+/// One measured emission line.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LineMeasurement {
+    /// Integrated (continuum-subtracted) flux: spectrum flux units × Å
+    /// (1e-17 erg/s/cm² for SDSS).
+    pub flux: f32,
+    pub flux_err: f32,
+    /// Rest-frame equivalent width, Å, positive for emission (NaN if the
+    /// continuum is not positive).
+    pub ew: f32,
+    pub snr: f32,
+    /// Continuum flux density at the observed line centre.
+    pub continuum: f32,
+}
+
+/// The lines measured in a spectrum; `None` = outside the wavelength range,
+/// too many unusable pixels, or the fit failed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpectralLines {
+    pub ha: Option<LineMeasurement>,
+    pub nii_6585: Option<LineMeasurement>,
+    pub hb: Option<LineMeasurement>,
+    pub oiii_5008: Option<LineMeasurement>,
+    /// The \[OII\]3727+3729 doublet, summed.
+    pub oii_3728: Option<LineMeasurement>,
+    pub sii_6718: Option<LineMeasurement>,
+    pub sii_6733: Option<LineMeasurement>,
+}
+
+/// BPT class of a galaxy (Baldwin, Phillips & Terlevich 1981, \[NII\] diagram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BptClass {
+    StarForming,
+    Composite,
+    Seyfert,
+    Liner,
+    /// A BPT line is missing or has S/N < 3: no class is guessed.
+    Unclassifiable,
+}
+
+impl BptClass {
+    pub const ALL: [BptClass; 5] =
+        [BptClass::StarForming, BptClass::Composite, BptClass::Seyfert, BptClass::Liner, BptClass::Unclassifiable];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BptClass::StarForming => "star-forming",
+            BptClass::Composite => "composite",
+            BptClass::Seyfert => "seyfert",
+            BptClass::Liner => "liner",
+            BptClass::Unclassifiable => "unclassifiable",
+        }
+    }
+}
+
 /// A spectrum's emission-line measurements and BPT class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineRecord {
-    pub lines: crate::features::spectral::SpectralLines,
-    pub bpt: crate::features::spectral::BptClass,
+    pub lines: SpectralLines,
+    pub bpt: BptClass,
     /// (log [NII]/Hα, log [OIII]/Hβ) when classifiable.
     pub bpt_xy: Option<(f64, f64)>,
     pub z: Option<f32>,
@@ -229,6 +303,29 @@ pub struct ScoreVersion {
     pub method: String,
     pub time: String,
     pub n_scored: u64,
+}
+
+/// What made one object's score: the science anomaly score and the tail
+/// probability of each feature group, the relevance the expert's labels
+/// predict, and the separate data-quality (artefact) score.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ScoreParts {
+    /// Anomaly score before the re-rank, in [0, 1].
+    pub anomaly: f32,
+    /// (feature group, tail probability): the fraction of objects of that group
+    /// at least as unusual; small = odd. Only groups the object has data for.
+    pub groups: Vec<(String, f32)>,
+    /// Relevance 0–5 the labels predict (when the ranking was re-ranked).
+    pub relevance: Option<f32>,
+    /// Data-quality oddness in [0, 1] (sky, noise, masked pixels): not part of the ranking.
+    pub artefact: Option<f32>,
+}
+
+/// A complete score version kept without being current, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptScores {
+    pub info: ScoreVersion,
+    pub why: String,
 }
 
 /// A fitted model with what it needs to be used again.

@@ -216,15 +216,15 @@ impl Keymap {
         let mut bindings = HashMap::new();
         for (&index, list) in &keys {
             for key in list {
-                if let Some(prev) = bindings.insert(*key, ACTIONS[index].1) {
-                    if prev != ACTIONS[index].1 {
-                        let other = ACTIONS.iter().find(|a| a.1 == prev).map(|a| a.0).unwrap_or("?");
-                        return Err(invalid(format!(
-                            "key `{}` is bound to both `{other}` and `{}`",
-                            key_name(key),
-                            ACTIONS[index].0
-                        )));
-                    }
+                if let Some(prev) = bindings.insert(*key, ACTIONS[index].1)
+                    && prev != ACTIONS[index].1
+                {
+                    let other = ACTIONS.iter().find(|a| a.1 == prev).map(|a| a.0).unwrap_or("?");
+                    return Err(invalid(format!(
+                        "key `{}` is bound to both `{other}` and `{}`",
+                        key_name(key),
+                        ACTIONS[index].0
+                    )));
                 }
             }
         }

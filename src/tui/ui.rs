@@ -242,7 +242,8 @@ fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
         .iter()
         .filter(|s| s.is_finite())
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
-    if !(lo < hi) {
+    let spread = lo < hi; // false for NaN too
+    if !spread {
         frame.render_widget(Paragraph::new("no score spread to show").block(Block::bordered().title(" scores ")), area);
         return;
     }
@@ -339,9 +340,29 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
                 ))),
                 None => lines.push(Line::styled("no score yet", pal.dim)),
             }
-            if !c.drivers.is_empty() {
-                let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
-                lines.push(Line::raw(format!("drivers {}", d.join(", "))));
+            if let Some(p) = &c.parts {
+                // Why it ranks here: each feature group's tail probability (the
+                // oddest first, with the features that made it odd), the relevance
+                // the labels predict; the artefact score stands apart.
+                let mut groups = p.groups.clone();
+                groups.sort_by(|a, b| a.1.total_cmp(&b.1));
+                let mut why: Vec<String> = Vec::new();
+                for (i, (g, pv)) in groups.iter().enumerate() {
+                    let mut s = format!("{g} p={}", fmt_p(*pv));
+                    if i == 0 && !c.drivers.is_empty() {
+                        let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
+                        s.push_str(&format!(" ({})", d.join(", ")));
+                    }
+                    why.push(s);
+                }
+                if let Some(r) = p.relevance {
+                    why.push(format!("relevance {r:.1}/5"));
+                }
+                lines.push(Line::raw(format!("why {}", why.join(" · "))));
+                if let Some(a) = p.artefact {
+                    let style = if a > 0.99 { pal.warn } else { pal.dim };
+                    lines.push(Line::styled(format!("artefact score {a:.2} (sky, noise, masked pixels)"), style));
+                }
             }
             if c.bad_fraction > 0.0 {
                 lines.push(Line::styled(format!("masked pixels {:.1}%", c.bad_fraction * 100.0), pal.warn));
@@ -455,7 +476,8 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
     let xhi = segments.iter().filter_map(|g| g.lambda.last()).copied().fold(f64::NEG_INFINITY, f64::max);
     let frame_name = if app.rest_frame { "rest" } else { "observed" };
     let title = format!(" spectrum · {frame_name} Å {xlo:.0}–{xhi:.0} · flux {ylo:.1}–{yhi:.1} ");
-    if !(xlo < xhi) || !(ylo < yhi) {
+    let spread = xlo < xhi && ylo < yhi; // false for NaN too
+    if !spread {
         frame.render_widget(
             Paragraph::new("spectrum has no usable pixels").style(pal.warn).block(Block::bordered().title(title)),
             area,
@@ -583,4 +605,15 @@ fn draw_menu(frame: &mut Frame, app: &App, kind: MenuKind, selected: usize, pal:
         .highlight_style(pal.accent.add_modifier(Modifier::REVERSED));
     let mut state = ListState::default().with_selected(Some(selected));
     frame.render_stateful_widget(list, area, &mut state);
+}
+
+/// A tail probability for people: 0.31, 0.004, 2e-5.
+fn fmt_p(p: f32) -> String {
+    if p >= 0.01 {
+        format!("{p:.2}")
+    } else if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.0e}")
+    }
 }

@@ -49,6 +49,8 @@ pub enum Ids {
     Int,
     FixedString,
     VarString,
+    /// These ids, as variable-length strings (one per row).
+    Given(&'static [&'static str]),
 }
 
 pub struct ImageTable {
@@ -101,6 +103,10 @@ pub fn write_image_table(path: &Path, t: &ImageTable) {
         }
         Ids::VarString => {
             let s: Vec<VarLenUnicode> = ids.iter().map(|i| format!("gal_{i}_é").parse().unwrap()).collect();
+            f.new_dataset_builder().with_data(&Array1::from(s)).create("object_id").unwrap();
+        }
+        Ids::Given(given) => {
+            let s: Vec<VarLenUnicode> = given.iter().map(|id| id.parse().unwrap()).collect();
             f.new_dataset_builder().with_data(&Array1::from(s)).create("object_id").unwrap();
         }
     }
