@@ -20,7 +20,7 @@ pub struct Cli {
 pub enum Command {
     /// Write a synthetic survey (images + spectra + ground truth) in the MultimodalUniverse layout.
     Synth(SynthArgs),
-    /// Ingest survey files (MultimodalUniverse HDF5; folders are searched).
+    /// Ingest survey files (MultimodalUniverse HDF5, FITS spectra and cutouts, image folders).
     Ingest(IngestArgs),
     /// Match images to spectra on the sky (nearest within a radius, one-to-one).
     Crossmatch(CrossmatchArgs),
@@ -71,13 +71,27 @@ pub struct SynthArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// Files or folders (walked for .hdf5/.h5).
-    #[arg(required = true)]
+    /// Files or folders: MultimodalUniverse HDF5, SDSS spec FITS, FITS cutouts,
+    /// PNG/JPEG/TIFF cutouts (recognised by content; folders are walked).
+    /// Without paths, the files listed in --catalog.
+    #[arg(required_unless_present = "catalog")]
     pub paths: Vec<PathBuf>,
     /// Survey name for files outside the `<survey>/<sample>/healpix=N/` layout
     /// (default: the parent folder's name).
     #[arg(long)]
     pub survey: Option<String>,
+    /// Band names in the files' order (comma-separated), overriding FITS
+    /// FILTER/BAND keywords, HDF5 `image_band` and image channels; names the one
+    /// band of (N, H, W) HDF5 images.
+    #[arg(long, value_delimiter = ',')]
+    pub bands: Option<Vec<String>>,
+    /// Catalogue CSV with columns file (or filename), object_id, ra, dec
+    /// [, pixel_scale, ...]: positions and ids of image files and FITS without WCS.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Arcsec per pixel for cutouts whose file and catalogue give none.
+    #[arg(long, value_name = "ARCSEC")]
+    pub pixel_scale: Option<f32>,
     /// Stop after this many batches (testing interrupted runs).
     #[arg(long, hide = true)]
     pub max_batches: Option<usize>,

@@ -590,5 +590,8 @@ mod tests {
         assert_eq!(Group::of_feature("F606W-F814W"), Group::Colour);
         assert_eq!(Group::of_feature("ew_ha"), Group::Spectrum);
         assert_eq!(Group::of_feature("iso10_iso5_dq"), Group::Shape);
+        // Sizes in arcsec (scaled cutouts) or pixels (no scale) are shape.
+        assert_eq!(Group::of_feature("r50_arcsec"), Group::Shape);
+        assert_eq!(Group::of_feature("r50_px"), Group::Shape);
     }
 }

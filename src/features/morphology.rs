@@ -57,8 +57,9 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 /// Bumped whenever a feature's definition or the order changes.
-/// 2: colours blue minus red by filter wavelength, named `g-r`.
-pub const MORPHOLOGY_VERSION: u32 = 2;
+/// 2: colours blue minus red by filter wavelength, named `g-r`; the size r50 in arcsec
+/// (`r50_arcsec`) where the pixel scale is known.
+pub const MORPHOLOGY_VERSION: u32 = 3;
 
 /// Isophote levels as fractions of the peak, and their feature-name stems.
 const ISO_FRACTIONS: [f32; 5] = [0.5, 0.2, 0.1, 0.05, 0.02];
@@ -162,6 +163,27 @@ pub fn feature_names(band_names: &[String]) -> Vec<String> {
     }
     names.extend(colour_pairs(band_names).into_iter().map(|(_, _, n)| n));
     names
+}
+
+/// Feature names with the unit of the sizes stated: `r50_arcsec` when the
+/// survey's cutouts have a pixel scale (sizes then compare across cutouts of
+/// different scales), `r50_px` when they do not.
+pub fn feature_names_with_unit(band_names: &[String], arcsec: bool) -> Vec<String> {
+    let mut names = feature_names(band_names);
+    names[R50] = if arcsec { "r50_arcsec" } else { "r50_px" }.to_string();
+    names
+}
+
+/// Converts the size features of [`morphology`]'s output from pixels to
+/// arcsec with the cutout's pixel scale; without one they become NaN (the
+/// scorer imputes and flags them) rather than mixing units in one column.
+pub fn sizes_to_arcsec(values: &mut [f32], pixel_scale: Option<f32>) {
+    if let Some(v) = values.get_mut(R50) {
+        *v = match pixel_scale {
+            Some(s) if s.is_finite() && s > 0.0 => *v * s,
+            _ => f32::NAN,
+        };
+    }
 }
 
 fn n_features(n_bands: usize) -> usize {
@@ -762,6 +784,35 @@ fn gini_m20(img: &[f32], g: &Grid, segment: &[u32], c: (f64, f64)) -> (f32, f32)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_in_arcsec_agree_across_pixel_scales() {
+        use super::*;
+        // The same galaxy (sigma 1.2") on a 0.2"/px and a 0.4"/px grid.
+        let draw = |n: usize, scale: f32| -> Vec<f32> {
+            let c = (n as f32 - 1.0) / 2.0;
+            let sigma = 1.2 / scale;
+            (0..n * n)
+                .map(|i| {
+                    let (y, x) = ((i / n) as f32 - c, (i % n) as f32 - c);
+                    100.0 * (-(x * x + y * y) / (2.0 * sigma * sigma)).exp()
+                })
+                .collect()
+        };
+        let mut fine = morphology(&draw(64, 0.2), 1, 64, 64, 0);
+        let mut coarse = morphology(&draw(32, 0.4), 1, 32, 32, 0);
+        assert!((fine[R50] / coarse[R50] - 2.0).abs() < 0.15, "{} vs {} px", fine[R50], coarse[R50]);
+        sizes_to_arcsec(&mut fine, Some(0.2));
+        sizes_to_arcsec(&mut coarse, Some(0.4));
+        // Half-light radius of a Gaussian: 1.1774 sigma = 1.41".
+        assert!((fine[R50] - 1.41).abs() < 0.1 && (coarse[R50] - 1.41).abs() < 0.15, "{} {}", fine[R50], coarse[R50]);
+        let mut unknown = fine.clone();
+        sizes_to_arcsec(&mut unknown, None);
+        assert!(unknown[R50].is_nan());
+        let names = feature_names_with_unit(&["r".to_string()], true);
+        assert_eq!(names[R50], "r50_arcsec");
+        assert_eq!(feature_names_with_unit(&["r".to_string()], false)[R50], "r50_px");
+    }
+
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;

@@ -5,9 +5,11 @@
 
 use rayon::prelude::*;
 
-use super::morphology::{MORPHOLOGY_VERSION, colour_pairs, feature_names, morphology_with_colours};
+use super::morphology::{
+    MORPHOLOGY_VERSION, colour_pairs, feature_names_with_unit, morphology_with_colours, sizes_to_arcsec,
+};
 use super::spectral::{BptClass, SpectralLines, bpt_class, measure_lines};
-use crate::ingest::{FileError, Table};
+use crate::ingest::{FileError, SourceReader, open_source};
 use crate::progress::Progress;
 use crate::store::{
     BptDensity, FeatureRecord, FeatureSchema, LineRecord, LineSummary, ObjectKey, SourceFile, SourceKind, Store,
@@ -79,9 +81,10 @@ pub fn reference_band(bands: &[String]) -> usize {
     find("i").or_else(|| find("r")).unwrap_or(bands.len() / 2)
 }
 
-/// Feature names for a survey's image objects.
-pub fn schema_for(bands: &[String]) -> FeatureSchema {
-    let mut names = feature_names(bands);
+/// Feature names for a survey's image objects; sizes in arcsec when its
+/// cutouts have a pixel scale, else in pixels (the name says which).
+pub fn schema_for(bands: &[String], arcsec: bool) -> FeatureSchema {
+    let mut names = feature_names_with_unit(bands, arcsec);
     names.extend(SPECTRAL_FEATURE_NAMES.iter().map(|s| s.to_string()));
     FeatureSchema { version: FEATURES_VERSION, names }
 }
@@ -179,18 +182,18 @@ pub fn summarise_lines(store: &Store) -> Result<LineSummary, StoreError> {
     })
 }
 
-fn open(source: &SourceFile) -> Result<Table, FileError> {
-    Ok(Table::open(std::path::Path::new(&source.path))?)
+fn open(source: &SourceFile) -> Result<Box<dyn SourceReader>, FileError> {
+    Ok(open_source(source)?)
 }
 
-fn batch_rows(table: &Table) -> usize {
+fn batch_rows(table: &dyn SourceReader) -> usize {
     (BATCH_BYTES / table.row_bytes()).clamp(16, 8192)
 }
 
 fn spectra_file(store: &Store, id: u32, source: &SourceFile, progress: &dyn Progress) -> Result<u64, FileError> {
     let table = open(source)?;
     let n = source.rows_done as usize;
-    let step = batch_rows(&table);
+    let step = batch_rows(table.as_ref());
     let mut done = 0;
     for start in (0..n).step_by(step) {
         let end = (start + step).min(n);
@@ -223,16 +226,30 @@ fn spectra_file(store: &Store, id: u32, source: &SourceFile, progress: &dyn Prog
 
 fn images_file(store: &Store, id: u32, source: &SourceFile, progress: &dyn Progress) -> Result<u64, FileError> {
     let table = open(source)?;
-    let schema = schema_for(&source.bands);
-    match store.feature_schema(&source.survey)? {
+    let reference = reference_band(&source.bands);
+    let n = source.rows_done as usize;
+    // Sizes in arcsec when the survey's cutouts know their pixel scale: the
+    // survey's schema decides once; a file without scales in an arcsec
+    // survey gets NaN sizes (imputed and flagged) rather than pixels.
+    let scale_of = |row: usize| -> Result<Option<f32>, StoreError> {
+        let image = store.image(ObjectKey { file: id, row: row as u32 })?;
+        Ok(image
+            .and_then(|i| i.pixel_scale.get(reference).or(i.pixel_scale.first()).copied())
+            .filter(|s| s.is_finite() && *s > 0.0))
+    };
+    let stored = store.feature_schema(&source.survey)?;
+    let arcsec = match &stored {
+        Some(s) if s.version == FEATURES_VERSION => s.names.iter().any(|n| n == "r50_arcsec"),
+        _ => scale_of(0)?.is_some(),
+    };
+    let schema = schema_for(&source.bands, arcsec);
+    match stored {
         Some(s) if s == schema => {}
         _ => store.put_feature_schema(&source.survey, &schema)?,
     }
-    let reference = reference_band(&source.bands);
     let colours: Vec<(usize, usize)> = colour_pairs(&source.bands).into_iter().map(|(b, r, _)| (b, r)).collect();
     let (h, w) = (source.shape.0 as usize, source.shape.1 as usize);
-    let n = source.rows_done as usize;
-    let step = batch_rows(&table);
+    let step = batch_rows(table.as_ref());
     let mut done = 0;
     for start in (0..n).step_by(step) {
         let end = (start + step).min(n);
@@ -241,9 +258,11 @@ fn images_file(store: &Store, id: u32, source: &SourceFile, progress: &dyn Progr
         // Matched spectra's lines, looked up before the parallel part.
         let mut spectral = Vec::with_capacity(end - start);
         let mut keep = Vec::with_capacity(end - start);
+        let mut scales = Vec::with_capacity(end - start);
         for row in start..end {
             let key = ObjectKey { file: id, row: row as u32 };
             keep.push(store.object(key)?.is_some());
+            scales.push(if arcsec { scale_of(row)? } else { None });
             let rec = match store.spectrum_match(key)? {
                 Some(m) => store.lines_of(m.other)?,
                 None => None,
@@ -258,6 +277,9 @@ fn images_file(store: &Store, id: u32, source: &SourceFile, progress: &dyn Progr
                 let image = px.data.index_axis(ndarray::Axis(0), i);
                 let image = image.as_slice().map(|s| s.to_vec()).unwrap_or_else(|| image.iter().copied().collect());
                 let mut values = morphology_with_colours(&image, nb, h, w, reference, &colours);
+                if arcsec {
+                    sizes_to_arcsec(&mut values, scales[i]);
+                }
                 values.extend_from_slice(&spectral[i]);
                 (ObjectKey { file: id, row: row as u32 }, FeatureRecord { values })
             })

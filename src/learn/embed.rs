@@ -17,9 +17,9 @@ use tch::{Device, Kind, Tensor, nn};
 
 use super::checkpoint;
 use super::net::{Net, NetConfig};
-use super::stage::{LearnError, NetSize, normalise, pretrain_store};
+use super::stage::{LearnError, NetSize, normalised_cutout, pretrain_store};
 use super::train::PretrainParams;
-use crate::ingest::Table;
+use crate::ingest::{SourceReader, open_source};
 use crate::store::{EmbeddingSchema, ObjectKey, SourceFile, SourceKind, Store};
 
 /// Cutouts the PCA is fitted on (a fixed pseudo-random sample).
@@ -73,24 +73,24 @@ pub fn embed_store(store_path: &Path, opts: &EmbedOptions, progress: &dyn Fn(&st
     let surveys = image_surveys(&Store::open(store_path)?)?;
     for (survey, sources) in surveys {
         let first = sources.values().next().expect("a survey has a source");
-        let (bands, shape) = (first.bands.len().max(1), (first.shape.0 as usize, first.shape.1 as usize));
-        if let Some(odd) = sources
-            .values()
-            .find(|s| (s.bands.len().max(1), (s.shape.0 as usize, s.shape.1 as usize)) != (bands, shape))
-        {
+        let bands = first.bands.len().max(1);
+        if let Some(odd) = sources.values().find(|s| s.bands.len().max(1) != bands) {
             let why = format!(
-                "{} has {} bands of {}x{}, {} has {bands} of {}x{}: one survey, one cutout shape",
+                "{} has {} bands, {} has {bands}: one survey, one band count",
                 odd.path,
                 odd.bands.len(),
-                odd.shape.0,
-                odd.shape.1,
-                first.path,
-                shape.0,
-                shape.1
+                first.path
             );
             report.skipped.push((survey, why));
             continue;
         }
+        // Cutouts of other sizes are resampled to the size most of them have.
+        let mut sizes: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+        for s in sources.values() {
+            *sizes.entry(s.shape).or_default() += s.n_objects;
+        }
+        let common = sizes.iter().max_by_key(|(s, n)| (**n, **s)).map(|(s, _)| *s).unwrap_or(first.shape);
+        let shape = (common.0 as usize, common.1 as usize);
         // The store is let go while pretraining (which opens it itself).
         let found = pretrained_backbone(&Store::open(store_path)?, bands)?;
         let backbone = match found {
@@ -189,7 +189,7 @@ impl Cutouts<'_> {
         let (c, (h, w)) = (self.bands, self.shape);
         let per = c * h * w;
         let mut out = vec![0f32; keys.len() * per];
-        let mut table: Option<(u32, Table)> = None;
+        let mut table: Option<(u32, Box<dyn SourceReader>)> = None;
         let mut i = 0;
         while i < keys.len() {
             let file = keys[i].file;
@@ -199,8 +199,7 @@ impl Cutouts<'_> {
             }
             let source = &self.sources[&file];
             if table.as_ref().is_none_or(|(f, _)| *f != file) {
-                let t = Table::open(Path::new(&source.path))
-                    .map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
+                let t = open_source(source).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
                 table = Some((file, t));
             }
             let (_, t) = table.as_ref().expect("opened above");
@@ -208,9 +207,19 @@ impl Cutouts<'_> {
             let px = t.read_images(rows).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
             let data = px.data.as_standard_layout();
             let src = data.as_slice().expect("standard layout");
+            let from = (source.shape.0 as usize, source.shape.1 as usize);
+            let sper = c * from.0 * from.1;
+            if src.len() != (j - i) * sper {
+                return Err(LearnError::Data(format!(
+                    "{}: cutouts of {} values, expected {c} bands x {} x {}",
+                    source.path,
+                    src.len() / (j - i),
+                    from.0,
+                    from.1
+                )));
+            }
             for (n, dst) in out[i * per..j * per].chunks_mut(per).enumerate() {
-                dst.copy_from_slice(&src[n * per..(n + 1) * per]);
-                normalise(dst, c, h, w);
+                normalised_cutout(&src[n * sper..(n + 1) * sper], c, from, (h, w), dst);
             }
             i = j;
         }

@@ -30,7 +30,7 @@ pub struct RetrainReport {
     pub promoted: Option<u32>,
     /// Why the ranking changed or stayed, for people.
     pub verdict: String,
-    /// Image groups (band set and cutout size) not trained on, and why.
+    /// Image groups (band set) not trained on, and why.
     pub skipped: Vec<String>,
     pub finished: String,
 }

@@ -5,7 +5,6 @@
 //! yazi's image worker).
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
@@ -15,7 +14,7 @@ use ratatui_image::picker::Picker;
 use ratatui_image::protocol::Protocol;
 
 use crate::detect::{ForestModel, Group, load_forest};
-use crate::ingest::Table;
+use crate::ingest::{SourceReader, open_source};
 use crate::render::{ViewParams, render_cutout};
 use crate::store::{LineRecord, ObjectKey, ObjectRecord, ScoreParts, Store};
 
@@ -120,7 +119,7 @@ fn push(pending: &mut VecDeque<Request>, urgent: bool, r: Request) {
 pub struct Loader {
     store: Arc<Store>,
     picker: Picker,
-    tables: VecDeque<(u32, Table)>,
+    tables: VecDeque<(u32, Box<dyn SourceReader>)>,
     cache: VecDeque<Candidate>,
     /// The current score version's models (by population), loaded on first use.
     models: Option<(u32, Vec<(String, ForestModel)>)>,
@@ -131,17 +130,17 @@ impl Loader {
         Loader { store, picker, tables: VecDeque::new(), cache: VecDeque::new(), models: None }
     }
 
-    fn table(&mut self, file: u32) -> Result<&Table, String> {
+    fn table(&mut self, file: u32) -> Result<&dyn SourceReader, String> {
         if let Some(i) = self.tables.iter().position(|(f, _)| *f == file) {
             let t = self.tables.remove(i).expect("present");
             self.tables.push_front(t);
         } else {
             let source = self.store.source(file).map_err(|e| e.to_string())?.ok_or("unknown source file")?;
-            let table = Table::open(Path::new(&source.path)).map_err(|e| format!("{}: {e}", source.path))?;
+            let table = open_source(&source).map_err(|e| format!("{}: {e}", source.path))?;
             self.tables.push_front((file, table));
             self.tables.truncate(OPEN_FILES);
         }
-        Ok(&self.tables[0].1)
+        Ok(self.tables[0].1.as_ref())
     }
 
     pub fn candidate(&mut self, key: ObjectKey) -> Option<Candidate> {
