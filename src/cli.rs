@@ -44,6 +44,87 @@ pub enum Command {
     Export(ExportArgs),
     /// Show what the store holds.
     Status(StatusArgs),
+    /// Fold shards (stores written by slices of the input) into the project store.
+    Merge(MergeArgs),
+    /// Run a stage over slices as Slurm array jobs (or as local processes with --local).
+    Slurm(SlurmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SlurmArgs {
+    #[command(subcommand)]
+    pub action: SlurmAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlurmAction {
+    /// Ingest + features per slice into shards (array job), then merge them (afterok).
+    Ingest(SlurmStageArgs),
+    /// Fit the forests once, apply them per shard (array job), then merge the scores.
+    Score(SlurmStageArgs),
+    /// Both: ingest, merge, fit, score, merge, chained with afterok.
+    All(SlurmStageArgs),
+    /// Resubmit only the failed tasks of the last submission, and what depends on them.
+    Retry(SlurmRunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SlurmStageArgs {
+    /// Survey files or folders (for ingest and all).
+    pub paths: Vec<PathBuf>,
+    /// Number of slices (array tasks).
+    #[arg(long, short = 'n')]
+    pub slices: usize,
+    /// Folder of the shards, scripts and task logs (default: <store>.shards next to the store).
+    #[arg(long)]
+    pub shards: Option<PathBuf>,
+    /// Seed of the forests (as `oddity score --seed`).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Rows each group's forest is fitted on.
+    #[arg(long, default_value_t = crate::detect::DEFAULT_FIT_SAMPLE)]
+    pub fit_sample: usize,
+    /// Write the scripts and print the commands without submitting.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub run: SlurmRunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SlurmRunArgs {
+    /// No Slurm: run the same task scripts as this many local processes.
+    #[arg(long, value_name = "N")]
+    pub local: Option<usize>,
+    /// Resources from a TOML profile (partition, cpus, mem, time, account, extra = [...]).
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// CPUs per task.
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Memory per task (e.g. 8G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Time limit per task (e.g. 02:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    #[arg(long)]
+    pub account: Option<String>,
+    /// The oddity binary the tasks run (default: this one).
+    #[arg(long)]
+    pub oddity: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Shard stores (e.g. shards/*); a missing or unfinished one is named and the rest merged.
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Cross-match radius over the merged catalogue (default: the project's last, else 1arcsec).
+    #[arg(long)]
+    pub radius: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +173,9 @@ pub struct IngestArgs {
     /// Arcsec per pixel for cutouts whose file and catalogue give none.
     #[arg(long, value_name = "ARCSEC")]
     pub pixel_scale: Option<f32>,
+    /// Only slice I of N of the files (HEALPix partitions kept together), e.g. into a shard: 3/16.
+    #[arg(long, value_name = "I/N")]
+    pub slice: Option<crate::shard::Slice>,
     /// Stop after this many batches (testing interrupted runs).
     #[arg(long, hide = true)]
     pub max_batches: Option<usize>,
@@ -130,6 +214,15 @@ pub struct ScoreArgs {
     /// Image features ranked on: hand-made, deep (`oddity embed`), or both.
     #[arg(long, default_value = "hand", value_parser = ["hand", "deep", "both"])]
     pub features: String,
+    /// Rows each group's forest is fitted on (a sample drawn by the seed; all rows if fewer).
+    #[arg(long, default_value_t = crate::detect::DEFAULT_FIT_SAMPLE)]
+    pub fit_sample: usize,
+    /// Fit the forests for shards and save them (`<store>/forests.bin`); score nothing.
+    #[arg(long, conflicts_with = "apply")]
+    pub fit_only: bool,
+    /// In a shard: apply forests saved by `--fit-only` (a file or the project store) for `oddity merge`.
+    #[arg(long, value_name = "FOREST_FILE")]
+    pub apply: Option<PathBuf>,
     /// Scores written per store batch.
     #[arg(long, hide = true, default_value_t = 50_000)]
     pub write_batch: usize,

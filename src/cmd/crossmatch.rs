@@ -1,11 +1,10 @@
-use std::collections::HashMap;
 use std::path::Path;
 
 use color_eyre::Result;
 
 use crate::cli::CrossmatchArgs;
-use crate::sky::{MatchMode, Radec, crossmatch, parse_radius};
-use crate::store::{CrossmatchInfo, SourceKind, Store};
+use crate::sky::parse_radius;
+use crate::store::{CrossmatchInfo, Store};
 
 /// Matches every image object to its nearest spectrum within the radius,
 /// one-to-one, and replaces the stored matches.
@@ -14,47 +13,13 @@ pub fn run(store_path: &Path, args: &CrossmatchArgs) -> Result<i32> {
     let store = Store::open(store_path)?;
     let _log = super::log_to(&store.log_dir());
     let started = std::time::Instant::now();
-    let images = store.positions(SourceKind::Images)?;
-    let spectra = store.positions(SourceKind::Spectra)?;
-    let a: Vec<Radec> = images.iter().map(|&(_, ra, dec)| Radec { ra, dec }).collect();
-    let b: Vec<Radec> = spectra.iter().map(|&(_, ra, dec)| Radec { ra, dec }).collect();
-    let pairs = crossmatch(&a, &b, radius, MatchMode::OneToOne);
-
-    let partition: HashMap<u32, Option<u64>> = store.sources()?.into_iter().map(|(id, s)| (id, s.partition)).collect();
-    let stored: Vec<_> = pairs.iter().map(|p| (images[p.a].0, spectra[p.b].0, p.sep_arcsec)).collect();
-    let across = stored
-        .iter()
-        .filter(|(i, s, _)| {
-            let (pi, ps) = (partition.get(&i.file).copied().flatten(), partition.get(&s.file).copied().flatten());
-            pi.is_some() && ps.is_some() && pi != ps
-        })
-        .count() as u64;
-    let seps: Vec<f64> = pairs.iter().map(|p| p.sep_arcsec).collect();
-    let info = CrossmatchInfo {
-        radius_arcsec: radius,
-        n_images: images.len() as u64,
-        n_spectra: spectra.len() as u64,
-        n_matches: pairs.len() as u64,
-        n_across_partitions: across,
-        median_sep_arcsec: median(seps).unwrap_or(f64::NAN),
-        time: chrono::Utc::now().to_rfc3339(),
-    };
-    store.replace_matches(&stored, &info)?;
+    let info = crate::shard::crossmatch_store(&store, radius)?;
     tracing::info!(?info, "crossmatch done");
     super::print(&format!("{} in {:.1}s\n", summary(&info), started.elapsed().as_secs_f64()))
 }
 
-/// The median (mean of the middle two for an even count); None if empty.
-pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.retain(|x| x.is_finite());
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some(0.5 * (v[n / 2 - 1] + v[n / 2])),
-    }
-}
+#[cfg(test)]
+use crate::shard::median;
 
 /// "median separation 0.25\"", or "no pairs" — never NaN.
 pub(crate) fn median_text(info: &CrossmatchInfo) -> String {

@@ -30,7 +30,18 @@ pub fn run(store_path: &Path, args: &IngestArgs) -> Result<i32> {
         },
         None => None,
     };
-    let (files, problems) = find_inputs(&args.paths, catalog.as_ref());
+    let (mut files, problems) = find_inputs(&args.paths, catalog.as_ref());
+    if let Some(slice) = args.slice
+        && !files.is_empty()
+    {
+        files = crate::shard::slice_files(&files, slice);
+        if files.is_empty() {
+            // More slices than partitions: an empty shard, merged as such.
+            Store::open_or_create(store_path)?;
+            println!("slice {slice} holds no files; {} is an empty shard", store_path.display());
+            return Ok(0);
+        }
+    }
     if files.is_empty() {
         for p in &problems {
             eprintln!("error: {p}");

@@ -8,7 +8,9 @@ mod crossmatch;
 mod export;
 mod features;
 mod ingest;
+mod merge;
 mod score;
+mod slurm;
 mod status;
 mod synth;
 mod triage;
@@ -30,6 +32,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Triage(args) => triage::run(&cli.store, &args),
         Command::Export(args) => export::run(&cli.store, &args),
         Command::Status(args) => status::run(&cli.store, &args),
+        Command::Merge(args) => merge::run(&cli.store, &args),
+        Command::Slurm(args) => slurm::run(&cli.store, &args),
         Command::Embed(_) | Command::Pretrain(_) | Command::Retrain(_) | Command::Eval(_) => exec_learner(),
     }
 }

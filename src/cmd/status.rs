@@ -76,6 +76,13 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
         None if spectra > 0 && images > 0 => writeln!(out, "matches   none yet: run `oddity crossmatch`")?,
         None => {}
     }
+    let merged = store.merged_shards()?;
+    if !merged.is_empty() {
+        writeln!(out, "shards    {} merged (`oddity merge`)", merged.len())?;
+    }
+    for line in crate::shard::slurm::status_lines(store.path()) {
+        writeln!(out, "jobs      {}", line.trim_start())?;
+    }
     let n_features = store.feature_count();
     if n_features > 0 {
         writeln!(

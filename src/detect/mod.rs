@@ -73,5 +73,6 @@ mod tests {
 pub mod relevance;
 mod stage;
 pub use stage::{
-    FeatureSet, ForestModel, Group, GroupModel, ScoreOptions, ScoreReport, load_forest, score_store, score_without,
+    ApplyReport, DEFAULT_FIT_SAMPLE, FeatureSet, FittedForests, ForestModel, Group, GroupModel, ScoreOptions,
+    ScoreReport, apply_forests, fit_forests, group_byte, load_forest, score_store, score_without,
 };

@@ -92,6 +92,17 @@ pub struct ScoreOptions {
     pub features: FeatureSet,
     /// SIGKILL the process after writing this many batches (crash tests).
     pub crash_after_batches: Option<usize>,
+    /// Rows a group's forest, scaler and calibration are fitted on: a sample
+    /// drawn by a hash of each row's (file path, row) and the seed, so every
+    /// machine draws the same one whatever its object keys (all rows when
+    /// there are no more than this).
+    pub fit_sample: usize,
+    /// Forests fitted before (`oddity score --fit-only`): applied, not refitted.
+    pub fitted: Option<std::sync::Arc<FittedForests>>,
+    /// Take each row's forest score from the store's shard scores
+    /// (`oddity score --apply` in the shards, folded by `oddity merge`) when
+    /// they were made by `fitted`; rows without one are scored here.
+    pub shard_scores: bool,
 }
 
 impl Default for ScoreOptions {
@@ -102,7 +113,76 @@ impl Default for ScoreOptions {
             rerank: true,
             features: FeatureSet::Hand,
             crash_after_batches: None,
+            fit_sample: DEFAULT_FIT_SAMPLE,
+            fitted: None,
+            shard_scores: false,
         }
+    }
+}
+
+/// Default [`ScoreOptions::fit_sample`].
+pub const DEFAULT_FIT_SAMPLE: usize = 1_000_000;
+
+/// Every population's group forests, fitted once on a sample of the whole
+/// catalogue: what shards apply so that their scores are comparable.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FittedForests {
+    pub forest: ForestParams,
+    pub feature_set: FeatureSet,
+    pub fit_sample: usize,
+    /// (population: a survey's images, or the spectra), its group models.
+    pub populations: Vec<(String, Vec<GroupModel>)>,
+}
+
+impl FittedForests {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("forests encode")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<FittedForests> {
+        postcard::from_bytes(bytes).ok()
+    }
+
+    /// SHA-256 of the encoding (hex): which fit a shard's scores came from.
+    pub fn hash(&self) -> String {
+        hex(&sha2::Sha256::digest(self.to_bytes()))
+    }
+
+    pub fn group(&self, population: &str, group: Group) -> Option<&GroupModel> {
+        self.populations.iter().find(|(p, _)| p == population)?.1.iter().find(|m| m.group == group)
+    }
+}
+
+/// Where a row's data comes from, for drawing the fit sample the same way on
+/// every machine: the source file's rank in path order and its hash.
+struct Identity {
+    rank: HashMap<u32, u32>,
+    hash: HashMap<u32, u64>,
+}
+
+impl Identity {
+    fn new(sources: &[(u32, crate::store::SourceFile)]) -> Identity {
+        let mut by_path: Vec<(&std::path::Path, u32)> =
+            sources.iter().map(|(id, s)| (std::path::Path::new(&s.path), *id)).collect();
+        by_path.sort();
+        let rank = by_path.iter().enumerate().map(|(i, (_, id))| (*id, i as u32)).collect();
+        // FNV-1a: a stable hash of the path, the same in every process (std's is seeded).
+        let fnv =
+            |b: &[u8]| b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3));
+        let hash = sources.iter().map(|(id, s)| (*id, fnv(s.path.as_bytes()))).collect();
+        Identity { rank, hash }
+    }
+
+    fn order(&self, key: ObjectKey) -> (u32, u32) {
+        (self.rank.get(&key.file).copied().unwrap_or(u32::MAX), key.row)
+    }
+
+    fn draw(&self, key: ObjectKey, seed: u64) -> u64 {
+        let mut z = self.hash.get(&key.file).copied().unwrap_or(0) ^ (u64::from(key.row) << 1) ^ seed.rotate_left(17);
+        // splitmix64 finaliser
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
@@ -204,30 +284,79 @@ struct Ranking {
 struct GroupRows {
     names: Vec<String>,
     members: Vec<usize>,
+    /// The object whose data each row is (a matched spectrum for the spectrum group).
+    sources: Vec<ObjectKey>,
     values: Vec<f32>,
 }
 
 impl GroupRows {
-    fn push(&mut self, candidate: usize, values: impl IntoIterator<Item = f32>) {
+    fn push(&mut self, candidate: usize, source: ObjectKey, values: impl IntoIterator<Item = f32>) {
         self.members.push(candidate);
+        self.sources.push(source);
         self.values.extend(values);
     }
 }
 
-/// Fits a group's forest and returns its model and each member's tail probability.
-fn fit_group(group: Group, rows: &GroupRows, params: &ForestParams) -> Option<(GroupModel, Vec<f32>, Vec<f32>)> {
+/// How a group's forest is fitted and applied.
+struct FitContext<'a> {
+    opts: &'a ScoreOptions,
+    identity: &'a Identity,
+    store: &'a Store,
+    /// Rows scored here although shard scores were asked for.
+    scored_here: std::cell::Cell<u64>,
+}
+
+/// Fits a group's scaler, forest and calibration on the sample of its rows.
+fn fit_model(group: Group, rows: &GroupRows, ctx: &FitContext) -> GroupModel {
     let nf = rows.names.len();
-    if rows.members.is_empty() || nf == 0 {
-        return None;
+    let seed = ctx.opts.forest.seed;
+    let mut sample: Vec<usize> = (0..rows.members.len()).collect();
+    if sample.len() > ctx.opts.fit_sample.max(1) {
+        sample.sort_by_key(|&i| ctx.identity.draw(rows.sources[i], seed));
+        sample.truncate(ctx.opts.fit_sample.max(1));
     }
-    let scaler = Standardiser::fit(&rows.values, nf);
-    let x = scaler.transform(&rows.values);
-    let forest = IsolationForest::fit(&x, scaler.n_out(), params);
-    let scores = forest.score(&x);
-    let calibration = calibrate(&scores);
-    let model = GroupModel { group, features: rows.names.clone(), scaler, forest, calibration };
-    let tails = scores.iter().map(|&s| model.tail(s)).collect();
-    Some((model, tails, x))
+    // Fitted in (path, row) order: the same forest whatever the object keys.
+    sample.sort_by_key(|&i| ctx.identity.order(rows.sources[i]));
+    let values: Vec<f32> = sample.iter().flat_map(|&i| rows.values[i * nf..(i + 1) * nf].iter().copied()).collect();
+    let scaler = Standardiser::fit(&values, nf);
+    let x = scaler.transform(&values);
+    let forest = IsolationForest::fit(&x, scaler.n_out(), &ctx.opts.forest);
+    let calibration = calibrate(&forest.score(&x));
+    GroupModel { group, features: rows.names.clone(), scaler, forest, calibration }
+}
+
+/// Each row's tail probability under `model`, and its standardised values.
+fn apply_model(model: &GroupModel, rows: &GroupRows, ctx: &FitContext) -> Result<(Vec<f32>, Vec<f32>), StoreError> {
+    let x = model.scaler.transform(&rows.values);
+    let width = model.scaler.n_out();
+    let mut scores = vec![f32::NAN; rows.members.len()];
+    if ctx.opts.shard_scores {
+        for (s, &key) in scores.iter_mut().zip(&rows.sources) {
+            *s = ctx.store.shard_score(key, group_byte(model.group))?.unwrap_or(f32::NAN);
+        }
+    }
+    let missing: Vec<usize> = (0..scores.len()).filter(|&i| scores[i].is_nan()).collect();
+    if !missing.is_empty() {
+        if ctx.opts.shard_scores {
+            ctx.scored_here.set(ctx.scored_here.get() + missing.len() as u64);
+        }
+        let xm: Vec<f32> = missing.iter().flat_map(|&i| x[i * width..(i + 1) * width].iter().copied()).collect();
+        for (&i, s) in missing.iter().zip(model.forest.score(&xm)) {
+            scores[i] = s;
+        }
+    }
+    Ok((scores.iter().map(|&s| model.tail(s)).collect(), x))
+}
+
+/// The byte a group is stored under in the shard-score tree.
+pub fn group_byte(g: Group) -> u8 {
+    match g {
+        Group::Shape => 0,
+        Group::Colour => 1,
+        Group::Deep => 2,
+        Group::Spectrum => 3,
+        Group::Quality => 4,
+    }
 }
 
 /// (score, tail probability) pairs at log-spaced tail probabilities from 1/n to 1.
@@ -252,7 +381,12 @@ fn calibrate(scores: &[f32]) -> Vec<(f32, f32)> {
 }
 
 /// Scores every candidate, leaving out the labels of `held_out`.
-fn rank(store: &Store, opts: &ScoreOptions, held_out: &HashSet<ObjectKey>) -> Result<Ranking, StoreError> {
+fn rank(
+    store: &Store,
+    opts: &ScoreOptions,
+    held_out: &HashSet<ObjectKey>,
+    fit_only: bool,
+) -> Result<Ranking, StoreError> {
     let sources = store.sources()?;
     let survey_of: HashMap<u32, String> = sources.iter().map(|(id, s)| (*id, s.survey.clone())).collect();
     let spectrum_files: HashSet<u32> =
@@ -309,20 +443,20 @@ fn rank(store: &Store, opts: &ScoreOptions, held_out: &HashSet<ObjectKey>) -> Re
             match g {
                 Group::Spectrum => {}
                 Group::Shape if !use_hand && deep_ok[survey] => {}
-                _ => groups.get_mut(g).expect("named above").push(i, values),
+                _ => groups.get_mut(g).expect("named above").push(i, key, values),
             }
         }
         if deep_ok[survey] {
             let d = groups.get_mut(&Group::Deep).expect("named above");
             match store.embedding_of(key)? {
-                Some(e) if e.len() == d.names.len() => d.push(i, e),
+                Some(e) if e.len() == d.names.len() => d.push(i, key, e),
                 _ => {}
             }
         }
         if let Some(m) = store.spectrum_match(key)?
             && let Some(lines) = store.lines_of(m.other)?
         {
-            spectrum.push(i, crate::features::spectral_values(Some(&lines)));
+            spectrum.push(i, m.other, crate::features::spectral_values(Some(&lines)));
         }
     }
     let n_images = keys.len();
@@ -334,7 +468,7 @@ fn rank(store: &Store, opts: &ScoreOptions, held_out: &HashSet<ObjectKey>) -> Re
         let i = keys.len();
         keys.push(key);
         population.push(survey_of.get(&key.file).cloned().unwrap_or_default());
-        spectrum.push(i, crate::features::spectral_values(Some(&lines)));
+        spectrum.push(i, key, crate::features::spectral_values(Some(&lines)));
     }
     let spectrum_only = (keys.len() - n_images) as u64;
 
@@ -344,8 +478,28 @@ fn rank(store: &Store, opts: &ScoreOptions, held_out: &HashSet<ObjectKey>) -> Re
     // Standardised group values per candidate, for the relevance model.
     let mut standardised: Vec<BTreeMap<Group, Vec<f32>>> = vec![BTreeMap::new(); n];
     let mut models: BTreeMap<String, Vec<GroupModel>> = BTreeMap::new();
-    let mut fit = |name: &str, group: Group, rows: &GroupRows, parts: &mut Vec<ScoreParts>| {
-        if let Some((model, tails, x)) = fit_group(group, rows, &opts.forest) {
+    let identity = Identity::new(&sources);
+    let mut notes_fit: Vec<String> = Vec::new();
+    let ctx = FitContext { opts, identity: &identity, store, scored_here: std::cell::Cell::new(0) };
+    let spectra_name = spectra_population(&sources);
+    let mut fit = |name: &str, group: Group, rows: &GroupRows, parts: &mut Vec<ScoreParts>| -> Result<(), StoreError> {
+        if rows.members.is_empty() || rows.names.is_empty() {
+            return Ok(());
+        }
+        let model = match &opts.fitted {
+            // The spectra's forest is the one population with a spectrum group.
+            Some(f) if group == Group::Spectrum => {
+                f.populations.iter().flat_map(|(_, ms)| ms.iter()).find(|m| m.group == Group::Spectrum).cloned()
+            }
+            Some(f) => f.group(name, group).cloned(),
+            None => Some(fit_model(group, rows, &ctx)),
+        };
+        let Some(model) = model.filter(|m| m.features == rows.names) else {
+            notes_fit.push(format!("{name}: no fitted {} forest for these features: not scored", group.as_str()));
+            return Ok(());
+        };
+        if !fit_only {
+            let (tails, x) = apply_model(&model, rows, &ctx)?;
             let width = model.scaler.n_out();
             for ((&c, &p), z) in rows.members.iter().zip(&tails).zip(x.chunks(width)) {
                 if group == Group::Quality {
@@ -355,16 +509,37 @@ fn rank(store: &Store, opts: &ScoreOptions, held_out: &HashSet<ObjectKey>) -> Re
                     standardised[c].insert(group, z.to_vec());
                 }
             }
-            models.entry(name.to_string()).or_default().push(model);
         }
+        models.entry(name.to_string()).or_default().push(model);
+        Ok(())
     };
     for (survey, groups) in &image_rows {
         for (g, rows) in groups {
-            fit(survey, *g, rows, &mut parts);
+            fit(survey, *g, rows, &mut parts)?;
         }
     }
-    let spectra_name = spectra_population(&sources);
-    fit(&spectra_name, Group::Spectrum, &spectrum, &mut parts);
+    fit(&spectra_name, Group::Spectrum, &spectrum, &mut parts)?;
+    notes.extend(notes_fit);
+    if ctx.scored_here.get() > 0 {
+        notes.push(format!("{} group scores had no shard score and were computed here", ctx.scored_here.get()));
+    }
+    if fit_only {
+        let models = models
+            .into_iter()
+            .map(|(name, groups)| {
+                (name, 0, ForestModel { groups, relevance: None, feature_set: opts.features }, Vec::new())
+            })
+            .collect();
+        return Ok(Ranking {
+            keys: Vec::new(),
+            scores: Vec::new(),
+            parts: Vec::new(),
+            models,
+            spectrum_only,
+            relevance_labels: 0,
+            notes,
+        });
+    }
 
     let mut scores: Vec<f32> = parts
         .iter_mut()
@@ -489,13 +664,13 @@ pub fn score_without(
     held_out: &HashSet<ObjectKey>,
     opts: &ScoreOptions,
 ) -> Result<HashMap<ObjectKey, f32>, StoreError> {
-    let ranking = rank(store, opts, held_out)?;
+    let ranking = rank(store, opts, held_out, false)?;
     Ok(ranking.keys.iter().zip(&ranking.scores).filter(|(k, _)| held_out.contains(k)).map(|(k, s)| (*k, *s)).collect())
 }
 
 /// Scores every candidate; returns once the new version is current.
 pub fn score_store(store: &Store, opts: &ScoreOptions, progress: &dyn Progress) -> Result<ScoreReport, StoreError> {
-    let ranking = rank(store, opts, &HashSet::new())?;
+    let ranking = rank(store, opts, &HashSet::new(), false)?;
     progress.set_total(ranking.keys.len() as u64);
     let version = store.begin_scores()?;
     let mut report = ScoreReport {
@@ -551,6 +726,133 @@ pub fn score_store(store: &Store, opts: &ScoreOptions, progress: &dyn Progress) 
         time: chrono::Utc::now().to_rfc3339(),
         n_scored: report.n_scored,
     })?;
+    Ok(report)
+}
+
+/// Fits every population's group forests once, on the sample
+/// ([`ScoreOptions::fit_sample`]), without scoring anything: what
+/// `oddity score --fit-only` saves for the shards to apply.
+pub fn fit_forests(store: &Store, opts: &ScoreOptions) -> Result<FittedForests, StoreError> {
+    let ranking =
+        rank(store, &ScoreOptions { fitted: None, shard_scores: false, ..opts.clone() }, &HashSet::new(), true)?;
+    Ok(FittedForests {
+        forest: opts.forest.clone(),
+        feature_set: opts.features,
+        fit_sample: opts.fit_sample,
+        populations: ranking.models.into_iter().map(|(name, _, m, _)| (name, m.groups)).collect(),
+    })
+}
+
+/// A survey's groups in a shard: (group byte, model, the model's features' columns).
+type Layout<'a> = Vec<(u8, &'a GroupModel, Vec<Option<usize>>)>;
+/// Rows waiting to be scored, per (survey, group byte).
+type Pending = HashMap<(String, u8), (Vec<ObjectKey>, Vec<f32>)>;
+
+/// What [`apply_forests`] did in a shard.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub images: u64,
+    pub spectra: u64,
+    /// Groups left to the merge (deep features are fitted per store).
+    pub notes: Vec<String>,
+}
+
+/// Applies forests fitted on the whole catalogue to the objects of one
+/// shard: each image's hand-made groups and each spectrum's lines get their
+/// forest score, stored as shard scores for `oddity merge` to fold in. The
+/// spectrum group's score belongs to the spectrum, so an image matched to a
+/// spectrum in another shard still gets it at the merge.
+pub fn apply_forests(
+    store: &Store,
+    forests: &FittedForests,
+    progress: &dyn Progress,
+) -> Result<ApplyReport, StoreError> {
+    let mut report = ApplyReport::default();
+    let sources = store.sources()?;
+    let survey_of: HashMap<u32, String> = sources.iter().map(|(id, s)| (*id, s.survey.clone())).collect();
+    let spectrum_files: HashSet<u32> =
+        sources.iter().filter(|(_, s)| s.kind == SourceKind::Spectra).map(|(id, _)| *id).collect();
+    progress.set_total(store.feature_count() as u64);
+    store.clear_shard_scores()?;
+    // Per survey: (group byte, model, columns of the model's features in the schema).
+    let mut layouts: HashMap<String, Layout> = HashMap::new();
+    const CHUNK: usize = 20_000;
+    let mut pending: Pending = HashMap::new();
+    let flush = |pending: &mut Pending, layouts: &HashMap<String, Layout>, all: bool| -> Result<(), StoreError> {
+        for ((survey, g), (keys, values)) in pending.iter_mut() {
+            if keys.is_empty() || (!all && keys.len() < CHUNK) {
+                continue;
+            }
+            let model = layouts[survey].iter().find(|(b, _, _)| b == g).expect("layout").1;
+            let scores = model.forest.score(&model.scaler.transform(values));
+            let rows: Vec<(ObjectKey, u8, f32)> = keys.iter().zip(scores).map(|(&k, s)| (k, *g, s)).collect();
+            store.put_shard_scores(&rows)?;
+            keys.clear();
+            values.clear();
+        }
+        Ok(())
+    };
+    for item in store.iter_features() {
+        let (key, rec) = item?;
+        let Some(survey) = survey_of.get(&key.file) else { continue };
+        if !layouts.contains_key(survey) {
+            let Some(schema) = store.feature_schema(survey)? else { continue };
+            let models = forests.populations.iter().find(|(p, _)| p == survey).map(|(_, m)| m.as_slice());
+            let mut layout = Vec::new();
+            for m in models.unwrap_or_default() {
+                if matches!(m.group, Group::Spectrum | Group::Deep) {
+                    if m.group == Group::Deep {
+                        report.notes.push(format!("{survey}: deep features are scored at the merge"));
+                    }
+                    continue;
+                }
+                let cols = m.features.iter().map(|f| schema.names.iter().position(|n| n == f)).collect();
+                layout.push((group_byte(m.group), m, cols));
+            }
+            if models.is_none() {
+                report.notes.push(format!("{survey}: no forests fitted for this survey: scored at the merge"));
+            }
+            layouts.insert(survey.clone(), layout);
+        }
+        for (g, _, cols) in &layouts[survey] {
+            let entry = pending.entry((survey.clone(), *g)).or_default();
+            entry.0.push(key);
+            entry.1.extend(cols.iter().map(|c| c.and_then(|c| rec.values.get(c).copied()).unwrap_or(f32::NAN)));
+        }
+        report.images += 1;
+        progress.advance(1);
+        flush(&mut pending, &layouts, false)?;
+    }
+    flush(&mut pending, &layouts, true)?;
+    // Spectra: every spectrum with lines, whether or not an image matches it.
+    if let Some(model) = forests.populations.iter().flat_map(|(_, ms)| ms.iter()).find(|m| m.group == Group::Spectrum) {
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        let score = |keys: &mut Vec<ObjectKey>, values: &mut Vec<f32>| -> Result<(), StoreError> {
+            let scores = model.forest.score(&model.scaler.transform(values));
+            let g = group_byte(Group::Spectrum);
+            let rows: Vec<(ObjectKey, u8, f32)> = keys.iter().zip(scores).map(|(&k, s)| (k, g, s)).collect();
+            keys.clear();
+            values.clear();
+            store.put_shard_scores(&rows)
+        };
+        for item in store.iter_lines() {
+            let (key, lines) = item?;
+            if !spectrum_files.contains(&key.file) {
+                continue;
+            }
+            keys.push(key);
+            values.extend(crate::features::spectral_values(Some(&lines)));
+            report.spectra += 1;
+            if keys.len() >= CHUNK {
+                score(&mut keys, &mut values)?;
+            }
+        }
+        if !keys.is_empty() {
+            score(&mut keys, &mut values)?;
+        }
+    }
+    store.set_shard_scores_model(&forests.hash())?;
     Ok(report)
 }
 

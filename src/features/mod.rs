@@ -5,6 +5,6 @@ pub mod spectral;
 mod stage;
 
 pub use stage::{
-    BPT_X, BPT_Y, FEATURES_VERSION, FeatureReport, SPECTRAL_FEATURE_NAMES, compute, reference_band, schema_for,
-    spectral_values, summarise_lines,
+    BPT_X, BPT_Y, FEATURES_VERSION, FeatureReport, SPECTRAL_FEATURE_NAMES, compute, reference_band,
+    refresh_spectral_columns, schema_for, spectral_values, summarise_lines,
 };

@@ -139,6 +139,35 @@ pub fn compute(store: &Store, progress: &dyn Progress) -> Result<FeatureReport, 
     Ok(report)
 }
 
+/// Rewrites the spectral columns of every image object's features from its
+/// current match (after a cross-match over merged shards, whose features were
+/// computed before their spectra's matches were known): no pixel is read.
+pub fn refresh_spectral_columns(store: &Store) -> Result<u64, StoreError> {
+    let width = SPECTRAL_FEATURE_NAMES.len();
+    let mut batch = Vec::new();
+    let mut n = 0;
+    for item in store.iter_features() {
+        let (key, mut rec) = item?;
+        let Some(start) = rec.values.len().checked_sub(width) else { continue };
+        let lines = match store.spectrum_match(key)? {
+            Some(m) => store.lines_of(m.other)?,
+            None => None,
+        };
+        let values = spectral_values(lines.as_ref());
+        if rec.values[start..].iter().zip(&values).all(|(a, b)| a.to_bits() == b.to_bits()) {
+            continue;
+        }
+        rec.values[start..].copy_from_slice(&values);
+        batch.push((key, rec));
+        n += 1;
+        if batch.len() >= 50_000 {
+            store.put_features(&std::mem::take(&mut batch))?;
+        }
+    }
+    store.put_features(&batch)?;
+    Ok(n)
+}
+
 /// Bounds and bins of the stored BPT density (x = log [NII]/Hα, y = log
 /// [OIII]/Hβ): the region real galaxies populate, 0.05 dex bins.
 pub const BPT_X: (f64, f64) = (-2.0, 1.0);

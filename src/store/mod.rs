@@ -14,6 +14,7 @@
 //! | `spectra` | [`ObjectKey`]                | [`SpectrumRef`]             |
 //! | `matches`, `features`, `scores`, `score_index`, `models` | later stages |
 //! | `labels`  | event id (u64, monotonic)    | [`LabelEvent`], append-only |
+//! | `shard_scores` | [`ObjectKey`], group byte | forest score (f32) of fitted forests applied in a shard |
 //!
 //! An object's key is derived from where it lives (source file id, row), so
 //! re-ingesting a file — after a crash half-way, or on purpose — rewrites the
@@ -24,6 +25,8 @@
 
 mod labels;
 mod records;
+mod shard;
+pub use shard::KeyedTree;
 
 pub use labels::{ARTEFACT_TAG, INTERESTING_FROM, Judgement, LabelBook, ObjectLabels, Target, Verdict};
 pub use records::*;
@@ -86,6 +89,7 @@ pub struct Store {
     pub(crate) score_index: sled::Tree,
     pub(crate) score_parts: sled::Tree,
     pub(crate) models: sled::Tree,
+    pub(crate) shard_scores: sled::Tree,
     // Kept open so that the lock lasts as long as the Store.
     _lock: File,
 }
@@ -159,6 +163,7 @@ impl Store {
             score_index: tree("score_index")?,
             score_parts: tree("score_parts")?,
             models: tree("models")?,
+            shard_scores: tree("shard_scores")?,
             db,
             _lock: lock,
         };

@@ -1,0 +1,72 @@
+use std::path::Path;
+
+use color_eyre::Result;
+
+use crate::cli::MergeArgs;
+use crate::shard::{ShardOutcome, merge};
+use crate::store::Store;
+
+/// Folds shards into the project store; exit 1 when a shard could not be merged.
+pub fn run(store_path: &Path, args: &MergeArgs) -> Result<i32> {
+    let radius = match &args.radius {
+        Some(r) => Some(crate::sky::parse_radius(r).map_err(|e| color_eyre::eyre::eyre!(e))?),
+        None => None,
+    };
+    let store = Store::open_or_create(store_path)?;
+    let _log = super::log_to(&store.log_dir());
+    let started = std::time::Instant::now();
+    let bar = super::Bar(super::progress_bar("merge"));
+    let report = merge(&store, &args.shards, radius, &bar)?;
+    bar.0.finish_and_clear();
+    let mut out = String::new();
+    let (mut merged, mut already) = (0, 0);
+    for (path, outcome) in &report.shards {
+        match outcome {
+            ShardOutcome::Merged { objects, features, scores } => {
+                merged += 1;
+                out.push_str(&format!(
+                    "  merged  {}: {objects} objects, {features} feature rows, {scores} shard scores\n",
+                    path.display()
+                ));
+            }
+            ShardOutcome::AlreadyMerged => already += 1,
+            ShardOutcome::Failed(why) => {
+                eprintln!("error: shard {}: {why}", path.display());
+                tracing::error!("shard {}: {why}", path.display());
+            }
+        }
+    }
+    for path in &report.stale_scores {
+        eprintln!(
+            "note: shard {}: its scores come from other forests than the project's fit: left aside \
+             (run `oddity --store {} score --apply {}`)",
+            path.display(),
+            path.display(),
+            crate::shard::forests_path(store.path()).display()
+        );
+    }
+    let mut head = format!(
+        "merged {merged} shards into {} in {:.1}s ({already} already merged, {} failed)\n",
+        store.path().display(),
+        started.elapsed().as_secs_f64(),
+        report.failed()
+    );
+    head.push_str(&out);
+    if let Some(m) = &report.crossmatch {
+        head.push_str(&format!(
+            "  cross-matched the merged catalogue: {} pairs within {}\" ({} across partitions)\n",
+            m.n_matches, m.radius_arcsec, m.n_across_partitions
+        ));
+    }
+    if let Some(s) = &report.scores {
+        head.push_str(&format!(
+            "  ranked {} objects from the shards' scores as score version {}\n",
+            s.n_scored, s.version
+        ));
+        for note in &s.notes {
+            head.push_str(&format!("  note: {note}\n"));
+        }
+    }
+    super::print(&head)?;
+    Ok(if report.failed() == 0 { 0 } else { 1 })
+}

@@ -1,0 +1,358 @@
+//! Beyond one machine: slices of the input, shards, and `oddity merge`.
+//!
+//! A shard is an ordinary store written by one task from one slice of the
+//! input files (`oddity ingest --slice I/N`): ingest and features run there,
+//! and later the forests fitted once on the whole catalogue are applied there
+//! (`oddity score --apply`). `oddity merge` folds shards into the project
+//! store, where the labels and the TUI stay.
+//!
+//! Object keys are (file id, row) and every store numbers its files from 1,
+//! so shard keys collide: the merge gives each shard file the project's id
+//! for the same canonical path (a new one the first time), so an object's
+//! key in the project store never depends on which shard brought it, and
+//! merging a shard again rewrites the same keys.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::features::FEATURES_VERSION;
+use crate::sky::{MatchMode, Radec, crossmatch};
+use crate::store::{CrossmatchInfo, KeyedTree, SourceKind, Store, StoreError};
+
+pub mod slurm;
+
+/// One slice of N: `I/N`, 0 ≤ I < N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Slice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Slice, String> {
+        let bad = || format!("slice `{s}`: expected I/N with 0 <= I < N (e.g. 3/16)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Slice { index, count })
+    }
+}
+
+impl std::fmt::Display for Slice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// The files of one slice. Files of one HEALPix partition (`healpix=N/`,
+/// images and spectra alike) stay together; partitions, then files outside
+/// the layout, are dealt round-robin in order, so every slice gets a fair
+/// share and the same files whatever machine asks.
+pub fn slice_files(files: &[PathBuf], slice: Slice) -> Vec<PathBuf> {
+    let mut groups: BTreeMap<(u8, u64, PathBuf), Vec<PathBuf>> = BTreeMap::new();
+    for f in files {
+        let key = match crate::ingest::layout(f).2 {
+            Some(p) => (0, p, PathBuf::new()),
+            None => (1, 0, f.clone()),
+        };
+        groups.entry(key).or_default().push(f.clone());
+    }
+    groups.into_values().enumerate().filter(|(i, _)| i % slice.count == slice.index).flat_map(|(_, g)| g).collect()
+}
+
+/// Matches every image object to its nearest spectrum within `radius_arcsec`
+/// (one-to-one) and replaces the stored matches (`oddity crossmatch`).
+pub fn crossmatch_store(store: &Store, radius_arcsec: f64) -> Result<CrossmatchInfo, StoreError> {
+    let images = store.positions(SourceKind::Images)?;
+    let spectra = store.positions(SourceKind::Spectra)?;
+    let a: Vec<Radec> = images.iter().map(|&(_, ra, dec)| Radec { ra, dec }).collect();
+    let b: Vec<Radec> = spectra.iter().map(|&(_, ra, dec)| Radec { ra, dec }).collect();
+    let pairs = crossmatch(&a, &b, radius_arcsec, MatchMode::OneToOne);
+    let partition: HashMap<u32, Option<u64>> = store.sources()?.into_iter().map(|(id, s)| (id, s.partition)).collect();
+    let stored: Vec<_> = pairs.iter().map(|p| (images[p.a].0, spectra[p.b].0, p.sep_arcsec)).collect();
+    let across = stored
+        .iter()
+        .filter(|(i, s, _)| {
+            let (pi, ps) = (partition.get(&i.file).copied().flatten(), partition.get(&s.file).copied().flatten());
+            pi.is_some() && ps.is_some() && pi != ps
+        })
+        .count() as u64;
+    let seps: Vec<f64> = pairs.iter().map(|p| p.sep_arcsec).collect();
+    let info = CrossmatchInfo {
+        radius_arcsec,
+        n_images: images.len() as u64,
+        n_spectra: spectra.len() as u64,
+        n_matches: pairs.len() as u64,
+        n_across_partitions: across,
+        median_sep_arcsec: median(seps).unwrap_or(f64::NAN),
+        time: chrono::Utc::now().to_rfc3339(),
+    };
+    store.replace_matches(&stored, &info)?;
+    Ok(info)
+}
+
+/// The median (mean of the middle two for an even count); None if empty.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some(0.5 * (v[n / 2 - 1] + v[n / 2])),
+    }
+}
+
+/// What happened to one shard in a merge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShardOutcome {
+    /// Folded in: objects, features (and shard scores) copied.
+    Merged { objects: u64, features: u64, scores: u64 },
+    /// Merged before and unchanged since: nothing done.
+    AlreadyMerged,
+    /// Not merged, and why (missing, locked, unfinished…).
+    Failed(String),
+}
+
+#[derive(Debug, Default)]
+pub struct MergeReport {
+    pub shards: Vec<(PathBuf, ShardOutcome)>,
+    /// The cross-match redone over the merged catalogue.
+    pub crossmatch: Option<CrossmatchInfo>,
+    /// The score version made from the shards' scores.
+    pub scores: Option<crate::detect::ScoreReport>,
+    /// Shard scores left aside: made by other forests than the project's fit.
+    pub stale_scores: Vec<PathBuf>,
+}
+
+impl MergeReport {
+    pub fn failed(&self) -> usize {
+        self.shards.iter().filter(|(_, o)| matches!(o, ShardOutcome::Failed(_))).count()
+    }
+}
+
+/// Where the forests fitted for the shards are saved, beside the database.
+pub fn forests_path(project: &Path) -> PathBuf {
+    project.join("forests.bin")
+}
+
+/// What the project store knows of its fit for the shards (hash of
+/// [`crate::detect::FittedForests`]), if `oddity score --fit-only` ran.
+pub fn project_fit(project: &Store) -> Result<Option<crate::detect::FittedForests>, StoreError> {
+    let Some(hash) = project.note("shard-fit")? else { return Ok(None) };
+    let Ok(bytes) = std::fs::read(forests_path(project.path())) else { return Ok(None) };
+    Ok(crate::detect::FittedForests::from_bytes(&bytes).filter(|f| f.hash() == hash))
+}
+
+/// Saves fitted forests for the shards and records them as the project's fit
+/// (shard scores of any earlier fit stop counting).
+pub fn save_fit(project: &Store, forests: &crate::detect::FittedForests) -> Result<PathBuf, StoreError> {
+    let path = forests_path(project.path());
+    let tmp = path.with_extension("bin.partial");
+    let io = |source| StoreError::Io { path: path.clone(), source };
+    std::fs::write(&tmp, forests.to_bytes()).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    project.clear_shard_scores()?;
+    project.put_note("shard-fit", &forests.hash())?;
+    Ok(path)
+}
+
+/// Separates a fingerprint's data part from its shard-scores part.
+const SCORES: &str = " | scores ";
+
+/// Checks a shard can be merged and returns its fingerprint (what changes
+/// when its task wrote more) or why not.
+fn check_shard(shard: &Store) -> Result<Result<String, String>, StoreError> {
+    let sources = shard.sources()?;
+    for (id, s) in &sources {
+        if !s.complete {
+            return Ok(Err(format!("{} was not completely ingested (its task did not finish)", s.path)));
+        }
+        if s.rows_done > 0 && shard.features_done(*id)? != Some(FEATURES_VERSION) {
+            return Ok(Err(format!(
+                "no features for {} (run `oddity --store {} features`)",
+                s.path,
+                shard.path().display()
+            )));
+        }
+    }
+    let rows: u64 = sources.iter().map(|(_, s)| s.rows_done).sum();
+    Ok(Ok(format!(
+        "created {} files {} rows {} features {} lines {}{SCORES}{} of {}",
+        shard.created()?.unwrap_or_default(),
+        sources.len(),
+        rows,
+        shard.feature_count(),
+        shard.iter_lines().count(),
+        shard.shard_score_count(),
+        shard.shard_scores_model()?.unwrap_or_default()
+    )))
+}
+
+/// Folds shards into the project store. A shard merged before and unchanged
+/// is left alone; a missing or unfinished shard is named and the rest are
+/// merged. When new objects came in, the cross-match is redone over the
+/// whole catalogue (matches cross shard borders) and the image features'
+/// spectral columns follow it. When new shard scores of the project's fit
+/// came in, they become a new score version.
+pub fn merge(
+    project: &Store,
+    shards: &[PathBuf],
+    radius_arcsec: Option<f64>,
+    progress: &dyn crate::progress::Progress,
+) -> Result<MergeReport, StoreError> {
+    let mut report = MergeReport::default();
+    let fit = project_fit(project)?;
+    let fit_hash = fit.as_ref().map(|f| f.hash());
+    let mut new_objects = false;
+    let mut new_scores = false;
+    progress.set_total(shards.len() as u64);
+    for path in shards {
+        let outcome = merge_one(project, path, fit_hash.as_deref(), &mut report)?;
+        if let ShardOutcome::Merged { objects, scores, .. } = &outcome {
+            new_objects |= *objects > 0;
+            new_scores |= *scores > 0;
+        }
+        report.shards.push((path.clone(), outcome));
+        progress.advance(1);
+    }
+    if new_objects {
+        let done = project.features_done_all()?;
+        let radius = radius_arcsec.or(project.crossmatch_info()?.map(|c| c.radius_arcsec)).unwrap_or(1.0);
+        report.crossmatch = Some(crossmatch_store(project, radius)?);
+        crate::features::refresh_spectral_columns(project)?;
+        for (file, version) in done {
+            project.set_features_done(file, version)?;
+        }
+        let summary = crate::features::summarise_lines(project)?;
+        project.put_line_summary(&summary)?;
+    }
+    if new_scores && let Some(fit) = fit {
+        let opts = crate::detect::ScoreOptions {
+            forest: fit.forest.clone(),
+            features: fit.feature_set,
+            fit_sample: fit.fit_sample,
+            fitted: Some(std::sync::Arc::new(fit)),
+            shard_scores: true,
+            ..Default::default()
+        };
+        report.scores = Some(crate::detect::score_store(project, &opts, &crate::progress::NoProgress)?);
+    }
+    project.flush()?;
+    Ok(report)
+}
+
+fn merge_one(
+    project: &Store,
+    path: &Path,
+    fit_hash: Option<&str>,
+    report: &mut MergeReport,
+) -> Result<ShardOutcome, StoreError> {
+    let canonical = match path.canonicalize() {
+        Ok(p) => p,
+        Err(e) => return Ok(ShardOutcome::Failed(format!("missing: {e}"))),
+    };
+    if canonical == project.path().canonicalize().unwrap_or_default() {
+        return Ok(ShardOutcome::Failed("this is the project store itself".into()));
+    }
+    let shard = match Store::open(&canonical) {
+        Ok(s) => s,
+        Err(StoreError::Missing(_)) => return Ok(ShardOutcome::Failed("missing: no oddity store there".into())),
+        Err(e) => return Ok(ShardOutcome::Failed(e.to_string())),
+    };
+    let fingerprint = match check_shard(&shard)? {
+        Ok(f) => f,
+        Err(why) => return Ok(ShardOutcome::Failed(why)),
+    };
+    let key = canonical.to_string_lossy().into_owned();
+    let before = project.merged_shard(&key)?;
+    if before.as_deref() == Some(fingerprint.as_str()) {
+        return Ok(ShardOutcome::AlreadyMerged);
+    }
+    let data_part = |f: &str| f.split(SCORES).next().unwrap_or_default().to_string();
+    let data_merged = before.as_deref().map(data_part) == Some(data_part(&fingerprint));
+    // Feature schemas must agree survey by survey before anything is copied.
+    let ours: HashMap<String, Vec<u8>> = project.feature_schemas_raw()?.into_iter().collect();
+    let theirs = shard.feature_schemas_raw()?;
+    for (survey, bytes) in &theirs {
+        if ours.get(survey).is_some_and(|o| o != bytes) {
+            return Ok(ShardOutcome::Failed(format!(
+                "survey {survey}: its feature schema differs from the project's (another oddity version or bands?)"
+            )));
+        }
+    }
+    // The project's id for each shard file: by canonical path.
+    let mut files: HashMap<u32, u32> = HashMap::new();
+    for (id, source) in shard.sources()? {
+        let to = match project.source_id(&source.path)? {
+            Some(to) => {
+                if !data_merged {
+                    project.put_source(to, &source)?;
+                }
+                to
+            }
+            None => project.add_source(&source)?,
+        };
+        files.insert(id, to);
+    }
+    let (mut objects, mut features) = (0, 0);
+    if !data_merged {
+        for (survey, bytes) in &theirs {
+            project.put_feature_schema_raw(survey, bytes)?;
+        }
+        objects = project.copy_keyed_from(&shard, KeyedTree::Objects, &files)?;
+        project.copy_keyed_from(&shard, KeyedTree::Images, &files)?;
+        project.copy_keyed_from(&shard, KeyedTree::Spectra, &files)?;
+        project.copy_ids_from(&shard, &files)?;
+        features = project.copy_keyed_from(&shard, KeyedTree::Features, &files)?;
+        project.copy_keyed_from(&shard, KeyedTree::Lines, &files)?;
+        for (id, version) in shard.features_done_all()? {
+            if let Some(&to) = files.get(&id) {
+                project.set_features_done(to, version)?;
+            }
+        }
+    }
+    let mut scores = 0;
+    if shard.shard_score_count() > 0 {
+        if fit_hash.is_some() && shard.shard_scores_model()?.as_deref() == fit_hash {
+            scores = project.copy_keyed_from(&shard, KeyedTree::ShardScores, &files)?;
+        } else {
+            report.stale_scores.push(path.to_owned());
+        }
+    }
+    project.flush()?;
+    // Recorded last: a merge killed half-way merges this shard again.
+    project.set_merged_shard(&key, &fingerprint)?;
+    Ok(ShardOutcome::Merged { objects, features, scores })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_parse_and_keep_partitions_together() {
+        assert_eq!("3/16".parse::<Slice>(), Ok(Slice { index: 3, count: 16 }));
+        for bad in ["16/16", "1", "a/2", "0/0", "-1/2"] {
+            assert!(bad.parse::<Slice>().is_err(), "{bad}");
+        }
+        let files: Vec<PathBuf> = [
+            "s/hsc/a/healpix=7/001.hdf5",
+            "s/sdss/b/healpix=7/001.hdf5",
+            "s/hsc/a/healpix=3/001.hdf5",
+            "s/sdss/b/healpix=5/001.hdf5",
+            "cutouts/x.fits",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let slices: Vec<Vec<PathBuf>> = (0..2).map(|i| slice_files(&files, Slice { index: i, count: 2 })).collect();
+        // Partitions 3, 5, 7, then the loose file, dealt in turn.
+        assert_eq!(slices[0], vec![files[2].clone(), files[0].clone(), files[1].clone()]);
+        assert_eq!(slices[1], vec![files[3].clone(), files[4].clone()]);
+        assert!(slice_files(&files, Slice { index: 5, count: 8 }).is_empty());
+    }
+}

@@ -1,0 +1,215 @@
+//! Shards, `oddity merge` and `oddity slurm --local`: the merged ranking is
+//! the single-machine ranking, merging twice changes nothing, a missing or
+//! unfinished shard is named and the rest merged, and a retry reruns only
+//! the failed task.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    text(&out)
+}
+
+/// A small demo-like survey over several HEALPix partitions.
+fn survey(dir: &Path) -> String {
+    let survey = dir.join("survey");
+    let s = survey.to_str().unwrap().to_string();
+    ok(&[
+        "synth",
+        &s,
+        "--galaxies",
+        "1500",
+        "--size",
+        "32",
+        "--nside",
+        "16",
+        "--spectra",
+        "0.2",
+        "--anomalies",
+        "0.02",
+    ]);
+    s
+}
+
+fn top(store: &str) -> String {
+    let out = ok(&["--store", store, "top", "5000", "--tsv"]);
+    assert!(out.lines().count() > 1000, "{out}");
+    out
+}
+
+#[test]
+fn the_merged_ranking_is_the_single_machine_ranking_and_a_second_merge_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let survey = survey(dir.path());
+    // One machine, the forests fitted on a sample of 700 rows per group.
+    let single = dir.path().join("single");
+    let s = single.to_str().unwrap();
+    ok(&["--store", s, "ingest", &survey]);
+    ok(&["--store", s, "crossmatch"]);
+    ok(&["--store", s, "features"]);
+    ok(&["--store", s, "score", "--seed", "7", "--fit-sample", "700"]);
+
+    // Three slices through the Slurm scripts run as two local processes.
+    let project = dir.path().join("project");
+    let p = project.to_str().unwrap();
+    let shards = dir.path().join("shards");
+    let out = ok(&[
+        "--store",
+        p,
+        "slurm",
+        "all",
+        &survey,
+        "--slices",
+        "3",
+        "--shards",
+        shards.to_str().unwrap(),
+        "--seed",
+        "7",
+        "--fit-sample",
+        "700",
+        "--local",
+        "2",
+    ]);
+    assert!(out.contains("ran `all` as 5 local jobs"), "{out}");
+    let merge_log = std::fs::read_to_string(shards.join("logs/merge-scores.log")).unwrap();
+    assert!(merge_log.contains("ranked 1500 objects from the shards' scores"), "{merge_log}");
+    assert!(!merge_log.contains("computed here"), "every forest score came from a shard: {merge_log}");
+    // Every shard numbered its files from 1: the merge kept all objects apart.
+    let ranking = top(p);
+    assert_eq!(ranking.lines().count(), 1 + 1500);
+    assert_eq!(ranking, top(s), "merged and single-machine rankings differ");
+
+    // Merging the same shards again changes nothing: no new score version.
+    let list: Vec<String> = (0..3).map(|i| shards.join(format!("shard-{i:04}")).display().to_string()).collect();
+    let mut args = vec!["--store", p, "merge"];
+    args.extend(list.iter().map(String::as_str));
+    let again = ok(&args);
+    assert!(again.contains("merged 0 shards") && again.contains("3 already merged"), "{again}");
+    assert!(!again.contains("score version"), "{again}");
+    assert_eq!(top(p), ranking);
+    let status = ok(&["--store", p, "status"]);
+    assert!(status.contains("shards    3 merged"), "{status}");
+    assert!(status.contains("apply         local      array of 3   3 done"), "{status}");
+    assert!(status.contains("version 1 "), "{status}");
+}
+
+#[test]
+fn a_missing_or_unfinished_shard_is_named_and_the_rest_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let survey = survey(dir.path());
+    let shard = |i: usize| dir.path().join(format!("shard-{i}")).display().to_string();
+    for i in 0..2 {
+        ok(&["--store", &shard(i), "ingest", "--slice", &format!("{i}/2"), &survey]);
+    }
+    ok(&["--store", &shard(0), "features"]);
+    let project = dir.path().join("project");
+    let p = project.to_str().unwrap();
+    let out = run(&["--store", p, "merge", &shard(0), &shard(1), &shard(9)]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("merged 1 shards") && t.contains("2 failed"), "{t}");
+    assert!(t.contains(&format!("error: shard {}: no features for", shard(1))), "{t}");
+    assert!(t.contains(&format!("error: shard {}: missing", shard(9))), "{t}");
+    // Once its features are there, the unfinished shard merges; the other stays merged.
+    ok(&["--store", &shard(1), "features"]);
+    let t = ok(&["--store", p, "merge", &shard(0), &shard(1)]);
+    assert!(t.contains("merged 1 shards") && t.contains("1 already merged"), "{t}");
+    let status = ok(&["--store", p, "status"]);
+    assert!(status.contains("1,500 images"), "{status}");
+    // A bad slice is one line naming it.
+    let out = run(&["--store", &shard(5), "ingest", "--slice", "2/2", &survey]);
+    assert!(text(&out).contains("slice `2/2`: expected I/N with 0 <= I < N"), "{}", text(&out));
+}
+
+#[test]
+fn retry_reruns_only_the_failed_task_and_what_depends_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let survey = survey(dir.path());
+    let project = dir.path().join("project");
+    let p = project.to_str().unwrap();
+    let shards = dir.path().join("shards");
+    // Slice 1's shard folder is taken by something else: its task fails.
+    let blocker = shards.join("shard-0001");
+    std::fs::create_dir_all(&blocker).unwrap();
+    std::fs::write(blocker.join("notes.txt"), "mine").unwrap();
+    let args =
+        ["--store", p, "slurm", "ingest", &survey, "-n", "3", "--shards", shards.to_str().unwrap(), "--local", "2"];
+    let out = run(&args);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("job ingest: task(s) 1 failed"), "{t}");
+    let status = ok(&["--store", p, "status"]);
+    assert!(status.contains("2 done, 1 failed  (failed: 1; `oddity slurm retry`)"), "{status}");
+    assert!(status.contains("merge-ingest  -          job          1 not run"), "{status}");
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let log0 = shards.join("logs/ingest-0.log");
+    let before = std::fs::metadata(&log0).unwrap().modified().unwrap();
+    let t = ok(&["--store", p, "slurm", "retry", "--local", "2"]);
+    assert!(t.contains("retrying ingest tasks 1, then merge-ingest"), "{t}");
+    assert_eq!(std::fs::metadata(&log0).unwrap().modified().unwrap(), before, "task 0 did not run again");
+    let status = ok(&["--store", p, "status"]);
+    assert!(
+        status.contains("1,500 images") && status.contains("ingest        local      array of 3   3 done"),
+        "{status}"
+    );
+    let t = ok(&["--store", p, "slurm", "retry", "--local", "2"]);
+    assert!(t.contains("nothing to retry"), "{t}");
+}
+
+#[test]
+fn scripts_follow_the_profile_and_flags_and_no_slurm_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let p = project.to_str().unwrap();
+    let profile = dir.path().join("cluster.toml");
+    std::fs::write(&profile, "partition = \"short\"\ncpus = 4\nmem = \"8G\"\nextra = [\"--qos=low\"]\n").unwrap();
+    let shards = dir.path().join("sh");
+    let out = ok(&[
+        "--store",
+        p,
+        "slurm",
+        "score",
+        "-n",
+        "4",
+        "--shards",
+        shards.to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+        "--cpus",
+        "2",
+        "--dry-run",
+    ]);
+    assert!(out.contains("--dependency=afterok:<fit>") && out.contains("apply.sbatch"), "{out}");
+    let apply = std::fs::read_to_string(shards.join("slurm/apply.sbatch")).unwrap();
+    for want in ["#SBATCH --array=0-3", "#SBATCH --partition=short", "#SBATCH --cpus-per-task=2", "#SBATCH --mem=8G"] {
+        assert!(apply.contains(want), "{want} in {apply}");
+    }
+    assert!(apply.contains("#SBATCH --qos=low") && apply.contains("score --apply"), "{apply}");
+    // A typo in the profile names the file and the key.
+    std::fs::write(&profile, "partitoin = \"short\"\n").unwrap();
+    let out = run(&["--store", p, "slurm", "score", "-n", "2", "--profile", profile.to_str().unwrap(), "--dry-run"]);
+    assert!(text(&out).contains("cluster.toml") && text(&out).contains("partitoin"), "{}", text(&out));
+    // Without Slurm: one line saying so, nothing hangs.
+    let mut cmd = oddity();
+    cmd.env("PATH", "/nonexistent").args([
+        "--store",
+        p,
+        "slurm",
+        "score",
+        "-n",
+        "2",
+        "--shards",
+        shards.to_str().unwrap(),
+    ]);
+    let out = spawn(cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()))
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("sbatch: not installed"), "{}", text(&out));
+}
