@@ -125,6 +125,9 @@ pub struct MergeArgs {
     /// Cross-match radius over the merged catalogue (default: the project's last, else 1arcsec).
     #[arg(long)]
     pub radius: Option<String>,
+    /// Seconds to wait for the project store while another process holds it.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -223,6 +226,9 @@ pub struct ScoreArgs {
     /// In a shard: apply forests saved by `--fit-only` (a file or the project store) for `oddity merge`.
     #[arg(long, value_name = "FOREST_FILE")]
     pub apply: Option<PathBuf>,
+    /// Seconds to wait for the store while another process holds it.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
     /// Scores written per store batch.
     #[arg(long, hide = true, default_value_t = 50_000)]
     pub write_batch: usize,

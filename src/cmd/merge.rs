@@ -12,7 +12,7 @@ pub fn run(store_path: &Path, args: &MergeArgs) -> Result<i32> {
         Some(r) => Some(crate::sky::parse_radius(r).map_err(|e| color_eyre::eyre::eyre!(e))?),
         None => None,
     };
-    let store = Store::open_or_create(store_path)?;
+    let store = Store::open_waiting(store_path, true, std::time::Duration::from_secs(args.wait))?;
     let _log = super::log_to(&store.log_dir());
     let started = std::time::Instant::now();
     let bar = super::Bar(super::progress_bar("merge"));

@@ -9,7 +9,7 @@ use crate::store::Store;
 /// Scores every object with an Isolation Forest; the new ranking replaces
 /// the old one only once it is complete.
 pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
-    let store = Store::open(store_path)?;
+    let store = Store::open_waiting(store_path, false, std::time::Duration::from_secs(args.wait))?;
     let _log = super::log_to(&store.log_dir());
     if store.feature_count() == 0 && args.apply.is_none() {
         eprintln!("error: no features in {}: run `oddity features` first", store.path().display());

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+/// Seconds a merge or fit job waits for the project store.
+const WAIT: u64 = 3600;
+
 /// Resources of every job, from a TOML profile, then flags.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,8 +153,12 @@ impl Plan {
         let paths = self.paths.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
         let ingest =
             format!("{o} --store \"$SHARD\" ingest --slice \"$I/{n}\" {paths}\n{o} --store \"$SHARD\" features\n");
-        let merge = format!("{o} --store {p} merge {}\n", self.shard_list());
-        let fit = format!("{o} --store {p} score --fit-only --seed {} --fit-sample {}\n", self.seed, self.fit_sample);
+        // The project store may be open in someone's `oddity status` or TUI: wait for it.
+        let merge = format!("{o} --store {p} merge --wait {WAIT} {}\n", self.shard_list());
+        let fit = format!(
+            "{o} --store {p} score --fit-only --wait {WAIT} --seed {} --fit-sample {}\n",
+            self.seed, self.fit_sample
+        );
         let apply = format!("{o} --store \"$SHARD\" score --apply {}\n", quote(&super::forests_path(&self.project)));
         let mut jobs = Vec::new();
         let mut add = |name: &str, array: bool, body: String| -> std::io::Result<()> {

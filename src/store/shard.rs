@@ -20,6 +20,21 @@ pub enum KeyedTree {
 }
 
 impl Store {
+    /// Opens (creating if asked) a store, waiting up to `wait` while another
+    /// process holds it: batch jobs meet a person's `oddity status` or TUI.
+    pub fn open_waiting(path: &std::path::Path, create: bool, wait: std::time::Duration) -> Result<Store> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let opened = if create { Store::open_or_create(path) } else { Store::open(path) };
+            match opened {
+                Err(super::StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn keyed(&self, t: KeyedTree) -> &sled::Tree {
         match t {
             KeyedTree::Objects => &self.objects,
