@@ -561,7 +561,9 @@ fn rank(
         for (i, p) in population.iter().enumerate() {
             by_population.entry(if i < n_images { p.as_str() } else { spectra_name.as_str() }).or_default().push(i);
         }
-        for (name, members) in by_population {
+        for (name, mut members) in by_population {
+            // In path order, as the forests: the same re-rank whatever the object keys.
+            members.sort_by_key(|&c| identity.order(keys[c]));
             let layout: Vec<(Group, usize)> = models
                 .get(name)
                 .into_iter()

@@ -210,6 +210,7 @@ pub fn merge(
     let mut new_objects = false;
     let mut new_scores = false;
     progress.set_total(shards.len() as u64);
+    register_new_files(project, shards)?;
     for path in shards {
         let outcome = merge_one(project, path, fit_hash.as_deref(), &mut report)?;
         if let ShardOutcome::Merged { objects, scores, .. } = &outcome {
@@ -245,28 +246,72 @@ pub fn merge(
     Ok(report)
 }
 
+/// Opens a shard and checks it can be merged into `project`: (canonical
+/// path, the open shard, its fingerprint), or why not.
+fn prepare(project: &Store, path: &Path) -> Result<Result<(PathBuf, Store, String), String>, StoreError> {
+    let canonical = match path.canonicalize() {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(format!("missing: {e}"))),
+    };
+    if canonical == project.path().canonicalize().unwrap_or_default() {
+        return Ok(Err("this is the project store itself".into()));
+    }
+    let shard = match Store::open(&canonical) {
+        Ok(s) => s,
+        Err(StoreError::Missing(_)) => return Ok(Err("missing: no oddity store there".into())),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let fingerprint = match check_shard(&shard)? {
+        Ok(f) => f,
+        Err(why) => return Ok(Err(why)),
+    };
+    // Feature schemas must agree survey by survey before anything is copied.
+    let ours: HashMap<String, Vec<u8>> = project.feature_schemas_raw()?.into_iter().collect();
+    for (survey, bytes) in &shard.feature_schemas_raw()? {
+        if ours.get(survey).is_some_and(|o| o != bytes) {
+            return Ok(Err(format!(
+                "survey {survey}: its feature schema differs from the project's (another oddity version or bands?)"
+            )));
+        }
+    }
+    Ok(Ok((canonical, shard, fingerprint)))
+}
+
+/// Gives the files of every mergeable shard that the project does not know
+/// yet their ids, in path order: shards merged together get the keys one
+/// machine ingesting the same folders would give (ties in the ranking then
+/// fall the same way too).
+fn register_new_files(project: &Store, shards: &[PathBuf]) -> Result<(), StoreError> {
+    let mut new = Vec::new();
+    for path in shards {
+        if let Ok((_, shard, _)) = prepare(project, path)? {
+            for (_, source) in shard.sources()? {
+                if project.source_id(&source.path)?.is_none() {
+                    new.push(source);
+                }
+            }
+        }
+    }
+    new.sort_by(|a, b| Path::new(&a.path).cmp(Path::new(&b.path)));
+    new.dedup_by(|a, b| a.path == b.path);
+    for source in new {
+        // Nothing merged yet: the merge of its shard fills in the counts.
+        project.add_source(&crate::store::SourceFile { rows_done: 0, n_objects: 0, complete: false, ..source })?;
+    }
+    Ok(())
+}
+
 fn merge_one(
     project: &Store,
     path: &Path,
     fit_hash: Option<&str>,
     report: &mut MergeReport,
 ) -> Result<ShardOutcome, StoreError> {
-    let canonical = match path.canonicalize() {
-        Ok(p) => p,
-        Err(e) => return Ok(ShardOutcome::Failed(format!("missing: {e}"))),
-    };
-    if canonical == project.path().canonicalize().unwrap_or_default() {
-        return Ok(ShardOutcome::Failed("this is the project store itself".into()));
-    }
-    let shard = match Store::open(&canonical) {
-        Ok(s) => s,
-        Err(StoreError::Missing(_)) => return Ok(ShardOutcome::Failed("missing: no oddity store there".into())),
-        Err(e) => return Ok(ShardOutcome::Failed(e.to_string())),
-    };
-    let fingerprint = match check_shard(&shard)? {
-        Ok(f) => f,
+    let (canonical, shard, fingerprint) = match prepare(project, path)? {
+        Ok(x) => x,
         Err(why) => return Ok(ShardOutcome::Failed(why)),
     };
+    let theirs = shard.feature_schemas_raw()?;
     let key = canonical.to_string_lossy().into_owned();
     let before = project.merged_shard(&key)?;
     if before.as_deref() == Some(fingerprint.as_str()) {
@@ -274,16 +319,6 @@ fn merge_one(
     }
     let data_part = |f: &str| f.split(SCORES).next().unwrap_or_default().to_string();
     let data_merged = before.as_deref().map(data_part) == Some(data_part(&fingerprint));
-    // Feature schemas must agree survey by survey before anything is copied.
-    let ours: HashMap<String, Vec<u8>> = project.feature_schemas_raw()?.into_iter().collect();
-    let theirs = shard.feature_schemas_raw()?;
-    for (survey, bytes) in &theirs {
-        if ours.get(survey).is_some_and(|o| o != bytes) {
-            return Ok(ShardOutcome::Failed(format!(
-                "survey {survey}: its feature schema differs from the project's (another oddity version or bands?)"
-            )));
-        }
-    }
     // The project's id for each shard file: by canonical path.
     let mut files: HashMap<u32, u32> = HashMap::new();
     for (id, source) in shard.sources()? {
