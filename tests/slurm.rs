@@ -80,6 +80,7 @@ fn the_survey_through_slurm_array_jobs_ranks_as_one_machine() {
     // Wait for the last job: status reads squeue and the task markers.
     let started = Instant::now();
     let status = loop {
+        // While a merge or fit job holds the store, status shows the jobs only.
         let status = ok(&["--store", p, "status"]);
         let last = status.lines().find(|l| l.contains("merge-scores")).unwrap_or_default().to_string();
         if last.contains("1 done") || status.contains("failed") {
@@ -89,6 +90,7 @@ fn the_survey_through_slurm_array_jobs_ranks_as_one_machine() {
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(!status.contains("failed"), "{status}\n{}", logs(&shards));
+    let status = ok(&["--store", p, "status"]);
     assert!(status.contains("jobs      slurm stage `all`"), "{status}");
     for job in ["ingest", "apply"] {
         assert!(

@@ -21,7 +21,18 @@ struct SurveyCount {
 /// Summarises the store from its per-file records: fast on millions of
 /// objects because it never walks the object trees.
 pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
-    let store = Store::open(store_path)?;
+    let store = match Store::open(store_path) {
+        Ok(s) => s,
+        // A merge or fit job holds the store while it runs: the jobs still show.
+        Err(e @ crate::store::StoreError::Locked { .. }) if crate::shard::slurm::book_path(store_path).exists() => {
+            let mut out = format!("store     {e}: showing the jobs only\n");
+            for line in crate::shard::slurm::status_lines(store_path) {
+                writeln!(out, "jobs      {}", line.trim_start())?;
+            }
+            return super::print(&out);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let sources = store.sources()?;
     let mut by_survey: BTreeMap<String, SurveyCount> = BTreeMap::new();
     for (_, s) in &sources {

@@ -391,6 +391,8 @@ pub fn status_lines(project: &Path) -> Vec<String> {
     let mut note = None;
     for job in &sub.jobs {
         let queue = match (&job.job_id, sub.engine.as_str()) {
+            // squeue failed once: do not wait on it again for every job.
+            (Some(_), "slurm") if note.is_some() => None,
             (Some(id), "slurm") => match queued(id) {
                 Ok(q) => Some(q),
                 Err(e) => {
