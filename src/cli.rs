@@ -143,15 +143,22 @@ pub struct TriageArgs {
     /// Show labelled objects too (default: unlabelled only).
     #[arg(long)]
     pub all: bool,
-    /// Who is labelling (default $USER).
-    #[arg(long)]
-    pub user: Option<String>,
+    /// Fraction of candidates shown to every expert of a team (to measure
+    /// agreement); the rest are shared out, each to one expert. Set by the
+    /// first triage on a store (the one that serves it).
+    #[arg(long, default_value_t = 0.0, value_parser = overlap_fraction)]
+    pub overlap: f64,
     /// When quitting with new labels: start a background retrain, ask, or never.
     #[arg(long, default_value = "retrain", value_parser = ["retrain", "ask", "never"])]
     pub on_quit: String,
     /// Extra arguments for that retrain (e.g. "--steps 1000 --net lite0").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub retrain_args: String,
+}
+
+fn overlap_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not a fraction between 0 and 1")) }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

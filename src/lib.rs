@@ -11,6 +11,7 @@ pub mod features;
 pub mod ingest;
 pub mod learn;
 pub mod render;
+pub mod serve;
 pub mod sky;
 pub mod store;
 pub mod synth;

@@ -8,13 +8,36 @@ use crate::store::{LabelBook, ObjectKey, Store, Verdict};
 
 /// Writes the current labels (after every undo) in the chosen format.
 pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
-    let store = Store::open(store_path)?;
+    let format = format!("{:?}", args.format).to_lowercase();
+    let cmd = crate::serve::wire::Command::Export { format, image_ext: args.image_ext.clone() };
+    let (out, code) =
+        super::local_or_served(store_path, cmd, |store| Ok((text(store, args.format, &args.image_ext)?.0, 0)))?;
+    if code != 0 {
+        return super::finish(&out, code);
+    }
+    let written = out.lines().count().saturating_sub(1);
+    match &args.out {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(out.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            eprintln!("wrote {written} labelled objects to {}", path.display());
+            Ok(0)
+        }
+        None => super::print(&out),
+    }
+}
+
+/// The labels in `format`: (text, labelled objects written).
+pub(crate) fn text(store: &Store, format: ExportFormat, image_ext: &str) -> Result<(String, usize)> {
     let book = LabelBook::from_events(store.label_events()?);
     let mut rows: Vec<(ObjectKey, &crate::store::ObjectLabels)> = book.iter().map(|(k, l)| (*k, l)).collect();
     rows.sort_by_key(|(k, _)| *k);
     let mut out = String::new();
     let mut written = 0usize;
-    match args.format {
+    match format {
         ExportFormat::Csv => {
             out.push_str(
                 "object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score,target_relevance,interesting\n",
@@ -72,23 +95,12 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
                     None => continue,
                 };
                 let Some(obj) = store.object(*key)? else { continue };
-                out.push_str(&format!("{},{label}\n", csv_field(&format!("{}.{}", obj.id, args.image_ext))));
+                out.push_str(&format!("{},{label}\n", csv_field(&format!("{}.{}", obj.id, image_ext))));
                 written += 1;
             }
         }
     }
-    match &args.out {
-        Some(path) => {
-            let tmp = path.with_extension("partial");
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(out.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            eprintln!("wrote {written} labelled objects to {}", path.display());
-            Ok(0)
-        }
-        None => super::print(&out),
-    }
+    Ok((out, written))
 }
 
 fn verdict_name(v: Verdict) -> &'static str {

@@ -21,7 +21,13 @@ struct SurveyCount {
 /// Summarises the store from its per-file records: fast on millions of
 /// objects because it never walks the object trees.
 pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
-    let store = Store::open(store_path)?;
+    let cmd = crate::serve::wire::Command::Status { files: args.files };
+    let (text, code) = super::local_or_served(store_path, cmd, |store| Ok((text(store, args.files)?, 0)))?;
+    super::finish(&text, code)
+}
+
+/// The status report of a store.
+pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
     let sources = store.sources()?;
     let mut by_survey: BTreeMap<String, SurveyCount> = BTreeMap::new();
     for (_, s) in &sources {
@@ -122,7 +128,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
         writeln!(out, "retrain   {state}: {message} ({time})")?;
     }
     writeln!(out, "compute   {}", crate::learn::device_summary())?;
-    if args.files {
+    if files {
         writeln!(out, "\nfiles:")?;
         for (id, s) in &sources {
             writeln!(
@@ -136,7 +142,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
             )?;
         }
     }
-    super::print(&out)
+    Ok(out)
 }
 
 /// 1234567 → "1,234,567".

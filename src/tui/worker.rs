@@ -17,7 +17,8 @@ use ratatui_image::protocol::Protocol;
 use crate::detect::{ForestModel, load_forest};
 use crate::ingest::Table;
 use crate::render::{ViewParams, render_cutout};
-use crate::store::{LineRecord, ObjectKey, ObjectRecord, Store};
+use crate::serve::{CandidateMeta, Catalog, Histogram, SpectrumMeta};
+use crate::store::{LineRecord, ObjectKey, ObjectRecord, Store, StoreError};
 
 /// Everything the screen shows about one object except the encoded image.
 #[derive(Debug, Clone)]
@@ -55,12 +56,32 @@ pub enum Request {
     Load(ObjectKey),
     /// Render and encode the cutout for `area` cells with `view`.
     Encode { key: ObjectKey, view: ViewParams, area: Size },
+    /// The score histogram in `bins` bins, with these labelled objects marked.
+    Histogram { bins: usize, marks: Vec<(ObjectKey, bool)> },
+    /// An object's rank in score order (for objects reached by `/`).
+    Rank(ObjectKey),
+}
+
+/// An encoded cutout: a terminal graphic, or (half-blocks under NO_COLOR,
+/// where colour cannot carry the picture) lines of shade characters.
+pub enum Picture {
+    Graphic(Box<Protocol>),
+    Shades(Vec<String>),
 }
 
 /// What the worker sends back.
 pub enum Reply {
     Loaded(Box<Candidate>),
-    Encoded { key: ObjectKey, view: ViewParams, area: Size, protocol: Box<Protocol> },
+    Encoded {
+        key: ObjectKey,
+        view: ViewParams,
+        area: Size,
+        protocol: Box<Picture>,
+    },
+    Histogram(Box<Histogram>),
+    Rank(ObjectKey, Option<u64>),
+    /// A request that failed; said in the status line.
+    Failed(String),
 }
 
 const CACHE: usize = 64;
@@ -68,8 +89,7 @@ const OPEN_FILES: usize = 16;
 
 /// Runs until the request channel closes. `urgent` requests (the current
 /// candidate) are served before queued prefetches.
-pub fn run(store: Arc<Store>, picker: Picker, requests: Receiver<(bool, Request)>, send: impl Fn(Reply) -> bool) {
-    let mut state = Loader::new(store, picker);
+pub fn run(mut state: Loader, requests: Receiver<(bool, Request)>, send: impl Fn(Reply) -> bool) {
     let mut pending: VecDeque<Request> = VecDeque::new();
     loop {
         // Block for one request, then take whatever else is queued.
@@ -83,15 +103,7 @@ pub fn run(store: Arc<Store>, picker: Picker, requests: Receiver<(bool, Request)
             push(&mut pending, urgent, r);
         }
         let Some(request) = pending.pop_front() else { continue };
-        let reply = match request {
-            Request::Load(key) => state.candidate(key).map(|c| Reply::Loaded(Box::new(c))),
-            Request::Encode { key, view, area } => state.encode(key, &view, area).map(|protocol| Reply::Encoded {
-                key,
-                view,
-                area,
-                protocol: Box::new(protocol),
-            }),
-        };
+        let reply = state.serve(request);
         if let Some(reply) = reply {
             if !send(reply) {
                 return;
@@ -107,6 +119,8 @@ fn push(pending: &mut VecDeque<Request>, urgent: bool, r: Request) {
         (Request::Encode { key: k1, view: v1, area: a1 }, Request::Encode { key: k2, view: v2, area: a2 }) => {
             k1 == k2 && v1 == v2 && a1 == a2
         }
+        (Request::Histogram { .. }, Request::Histogram { .. }) => true,
+        (Request::Rank(a), Request::Rank(b)) => a == b,
         _ => false,
     };
     pending.retain(|p| !same(p, &r));
@@ -116,8 +130,12 @@ fn push(pending: &mut VecDeque<Request>, urgent: bool, r: Request) {
 /// Reads candidates and encodes cutouts; what the worker thread runs, usable
 /// directly by tests and benches.
 pub struct Loader {
-    store: Arc<Store>,
+    store: Option<Arc<Store>>,
+    /// Where records come from when the store is another process's.
+    remote: Option<Arc<dyn Catalog>>,
     picker: Picker,
+    /// Half-blocks without colour: shade characters instead.
+    pub no_color: bool,
     tables: VecDeque<(u32, Table)>,
     cache: VecDeque<Candidate>,
     models: HashMap<String, Option<(ForestModel, Vec<String>)>>,
@@ -125,16 +143,72 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(store: Arc<Store>, picker: Picker) -> Loader {
-        Loader { store, picker, tables: VecDeque::new(), cache: VecDeque::new(), models: HashMap::new() }
+        Loader {
+            store: Some(store),
+            remote: None,
+            picker,
+            no_color: false,
+            tables: VecDeque::new(),
+            cache: VecDeque::new(),
+            models: HashMap::new(),
+        }
     }
 
-    fn table(&mut self, file: u32) -> Result<&Table, String> {
+    /// A loader that asks `catalog` for records and reads pixels and spectra
+    /// from the survey files itself.
+    pub fn with_catalog(store: Option<Arc<Store>>, catalog: Arc<dyn Catalog>, picker: Picker) -> Loader {
+        match store {
+            Some(store) => Loader::new(store, picker),
+            None => Loader {
+                store: None,
+                remote: Some(catalog),
+                picker,
+                no_color: false,
+                tables: VecDeque::new(),
+                cache: VecDeque::new(),
+                models: HashMap::new(),
+            },
+        }
+    }
+
+    /// Answers one request (what the worker thread runs).
+    pub fn serve(&mut self, request: Request) -> Option<Reply> {
+        match request {
+            Request::Load(key) => self.candidate(key).map(|c| Reply::Loaded(Box::new(c))),
+            Request::Encode { key, view, area } => self.encode(key, &view, area).map(|protocol| Reply::Encoded {
+                key,
+                view,
+                area,
+                protocol: Box::new(protocol),
+            }),
+            Request::Histogram { bins, marks } => {
+                let h = match (&self.remote, &self.store) {
+                    (Some(c), _) => c.histogram(bins, marks),
+                    (None, Some(s)) => s.histogram(bins, marks),
+                    (None, None) => Ok(Histogram::default()),
+                };
+                Some(match h {
+                    Ok(h) => Reply::Histogram(Box::new(h)),
+                    Err(e) => Reply::Failed(format!("histogram: {e}")),
+                })
+            }
+            Request::Rank(key) => {
+                let r = match (&self.remote, &self.store) {
+                    (Some(c), _) => c.rank(key),
+                    (None, Some(s)) => Catalog::rank(&**s, key),
+                    (None, None) => Ok(None),
+                };
+                Some(Reply::Rank(key, r.ok().flatten()))
+            }
+        }
+    }
+
+    fn table(&mut self, file: u32, path: &str) -> Result<&Table, String> {
         if let Some(i) = self.tables.iter().position(|(f, _)| *f == file) {
             let t = self.tables.remove(i).expect("present");
             self.tables.push_front(t);
         } else {
-            let source = self.store.source(file).map_err(|e| e.to_string())?.ok_or("unknown source file")?;
-            let table = Table::open(Path::new(&source.path)).map_err(|e| format!("{}: {e}", source.path))?;
+            let table = Table::open(Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
             self.tables.push_front((file, table));
             self.tables.truncate(OPEN_FILES);
         }
@@ -151,59 +225,64 @@ impl Loader {
         Some(c)
     }
 
+    /// The store's part of a candidate, with its drivers (the serving
+    /// process answers other experts' screens with this).
+    pub fn meta(&mut self, key: ObjectKey) -> Result<Option<CandidateMeta>, StoreError> {
+        let store = match (&self.remote, &self.store) {
+            (Some(remote), _) => return remote.meta(key),
+            (None, Some(store)) => store.clone(),
+            (None, None) => return Ok(None),
+        };
+        let Some(mut meta) = store_meta(&store, key)? else { return Ok(None) };
+        meta.drivers = self.drivers(&meta.object.survey, key);
+        Ok(Some(meta))
+    }
+
     fn load(&mut self, key: ObjectKey) -> Option<Candidate> {
-        let store = self.store.clone();
-        let object = store.object(key).ok()??;
-        let source = store.source(key.file).ok()??;
-        let image = store.image(key).ok().flatten();
+        let meta = self.meta(key).ok()??;
         let mut c = Candidate {
             key,
-            object,
-            bands: source.bands.clone(),
-            shape: (source.shape.0 as usize, source.shape.1 as usize),
+            object: meta.object,
+            bands: meta.bands,
+            shape: meta.shape,
             pixels: Vec::new(),
-            bad_fraction: image.map(|i| i.bad_fraction).unwrap_or(0.0),
-            score: store.score_of(key).ok().flatten(),
-            drivers: Vec::new(),
+            bad_fraction: meta.bad_fraction,
+            score: meta.score,
+            drivers: meta.drivers,
             spectrum: None,
             problem: None,
         };
         match self
-            .table(key.file)
+            .table(key.file, &meta.path)
             .and_then(|t| t.read_images(key.row as usize..key.row as usize + 1).map_err(|e| e.to_string()))
         {
             Ok(px) => c.pixels = px.data.into_raw_vec_and_offset().0,
             Err(e) => c.problem = Some(format!("pixels unavailable: {e}")),
         }
-        c.drivers = self.drivers(&source.survey, key);
-        if let Ok(Some(m)) = store.spectrum_match(key) {
-            c.spectrum = self.spectrum(m.other, m.sep_arcsec);
+        if let Some(sp) = meta.spectrum {
+            c.spectrum = self.spectrum(sp);
         }
         Some(c)
     }
 
-    fn spectrum(&mut self, key: ObjectKey, sep_arcsec: f64) -> Option<SpectrumData> {
-        let store = self.store.clone();
-        let object = store.object(key).ok()??;
-        let lines = store.lines_of(key).ok().flatten();
-        let reference = store.spectrum(key).ok().flatten();
-        let row = key.row as usize;
-        let sp = self.table(key.file).ok()?.read_spectra(row..row + 1).ok()?;
+    fn spectrum(&mut self, m: SpectrumMeta) -> Option<SpectrumData> {
+        let row = m.key.row as usize;
+        let sp = self.table(m.key.file, &m.path).ok()?.read_spectra(row..row + 1).ok()?;
         Some(SpectrumData {
-            id: object.id,
-            sep_arcsec,
+            id: m.id,
+            sep_arcsec: m.sep_arcsec,
             lambda: sp.lambda.row(0).to_vec(),
             flux: sp.flux.row(0).to_vec(),
             ivar: sp.ivar.map(|a| a.row(0).to_vec()),
             mask: sp.mask.map(|a| a.row(0).to_vec()),
-            lines,
-            z: reference.and_then(|r| r.z),
+            lines: m.lines,
+            z: m.z,
         })
     }
 
     /// The three features with the largest robust z-scores.
     fn drivers(&mut self, survey: &str, key: ObjectKey) -> Vec<(String, f32)> {
-        let store = self.store.clone();
+        let Some(store) = self.store.clone() else { return Vec::new() };
         let model = self.models.entry(survey.to_string()).or_insert_with(|| {
             let version = store.current_scores().ok()??;
             version.models.iter().find_map(|id| {
@@ -225,7 +304,7 @@ impl Loader {
         ranked
     }
 
-    pub fn encode(&mut self, key: ObjectKey, view: &ViewParams, area: Size) -> Option<Protocol> {
+    pub fn encode(&mut self, key: ObjectKey, view: &ViewParams, area: Size) -> Option<Picture> {
         let c = self.candidate(key)?;
         if c.pixels.is_empty() || area.width == 0 || area.height == 0 {
             return None;
@@ -233,6 +312,14 @@ impl Loader {
         let (h, w) = c.shape;
         let nb = c.pixels.len() / (h * w).max(1);
         let rgb = render_cutout(&c.pixels, nb, h, w, &c.bands, view);
+        let halfblocks = self.picker.protocol_type() == ratatui_image::picker::ProtocolType::Halfblocks;
+        if halfblocks && self.no_color {
+            return Some(Picture::Shades(shades(&rgb, area)));
+        }
+        self.encode_graphic(rgb, area).map(|p| Picture::Graphic(Box::new(p)))
+    }
+
+    fn encode_graphic(&mut self, rgb: image::RgbImage, area: Size) -> Option<Protocol> {
         if self.picker.protocol_type() == ratatui_image::picker::ProtocolType::Halfblocks {
             // Half-blocks are two pixels a cell: scale straight to that grid
             // instead of to font pixels and back.
@@ -255,4 +342,58 @@ impl Loader {
         let scaled = image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Nearest);
         self.picker.new_protocol(image::DynamicImage::ImageRgb8(scaled), area, Resize::Fit(None)).ok()
     }
+}
+
+/// A cutout as lines of shade characters (one per cell, by luminance), for
+/// terminals asked not to use colour: half-blocks carry the picture only in
+/// their colours.
+pub fn shades(rgb: &image::RgbImage, area: Size) -> Vec<String> {
+    const RAMP: &[char] = &[' ', '.', ':', '-', '=', '+', '*', '#', '%', '@'];
+    // Cells are about twice as tall as wide: a square picture is twice as
+    // many columns as rows.
+    let rows = (area.height as u32).min(area.width as u32 / 2).max(1);
+    let cols = (rows * 2).min(area.width as u32).max(1);
+    let small = image::imageops::resize(rgb, cols, rows, image::imageops::FilterType::Triangle);
+    (0..rows)
+        .map(|y| {
+            (0..cols)
+                .map(|x| {
+                    let p = small.get_pixel(x, y).0;
+                    let l = 0.2126 * p[0] as f32 + 0.7152 * p[1] as f32 + 0.0722 * p[2] as f32;
+                    RAMP[(((l / 256.0) * RAMP.len() as f32) as usize).min(RAMP.len() - 1)]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The store's records for a candidate (drivers left empty).
+pub fn store_meta(store: &Store, key: ObjectKey) -> Result<Option<CandidateMeta>, StoreError> {
+    let Some(object) = store.object(key)? else { return Ok(None) };
+    let Some(source) = store.source(key.file)? else { return Ok(None) };
+    let image = store.image(key)?;
+    let mut spectrum = None;
+    if let Some(m) = store.spectrum_match(key)? {
+        if let (Some(obj), Some(src)) = (store.object(m.other)?, store.source(m.other.file)?) {
+            spectrum = Some(SpectrumMeta {
+                key: m.other,
+                id: obj.id,
+                path: src.path,
+                sep_arcsec: m.sep_arcsec,
+                lines: store.lines_of(m.other)?,
+                z: store.spectrum(m.other)?.and_then(|r| r.z),
+            });
+        }
+    }
+    Ok(Some(CandidateMeta {
+        key,
+        object,
+        path: source.path.clone(),
+        bands: source.bands.clone(),
+        shape: (source.shape.0 as usize, source.shape.1 as usize),
+        bad_fraction: image.map(|i| i.bad_fraction).unwrap_or(0.0),
+        score: store.score_of(key)?,
+        drivers: Vec::new(),
+        spectrum,
+    }))
 }
