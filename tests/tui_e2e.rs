@@ -26,19 +26,19 @@ fn label_next_undo_tag_resize_quit() {
         s.object(k).unwrap().unwrap().id
     };
     let t = triage("main", &store, 200, 60);
-    let screen = t.wait_for("1/", 20);
+    let screen = t.wait_for("1 of ~", 20);
     assert!(screen.contains("object") && screen.contains("spectrum"), "{screen}");
     t.wait_for(&first_id, 20);
     t.wait_for("score ", 20);
 
     t.keys(&["a"]);
     t.wait_for("saved ✓ anomaly", 10);
-    t.wait_for("2/", 10);
+    t.wait_for("2 of ~", 10);
     t.keys(&["l"]);
-    t.wait_for("3/", 10);
+    t.wait_for("3 of ~", 10);
     t.keys(&["u"]);
     t.wait_for("undone ✓", 10);
-    let s = t.wait_for("1/", 10);
+    let s = t.wait_for("1 of ~", 10);
     assert!(s.contains(&first_id), "undo goes back to the object: {s}");
     t.keys(&["t"]);
     t.wait_for("custom…", 10);
@@ -79,7 +79,7 @@ fn a_label_shown_saved_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::pipeline::scored_store(dir.path(), 60);
     let t = triage("kill", &store, 160, 48);
-    t.wait_for("1/", 20);
+    t.wait_for("1 of ~", 20);
     t.keys(&["5"]);
     t.wait_for("saved ✓ relevance 5", 10);
     // Killed the moment the screen says saved: no chance to flush on exit.
@@ -117,14 +117,14 @@ fn gallery_page_labelled_normal_in_tmux() {
     let store = common::pipeline::scored_store(dir.path(), 80);
     // 110x31: 6 columns x 3 rows of thumbnails.
     let t = triage("gallery", &store, 110, 31);
-    t.wait_for("1/", 20);
+    t.wait_for("1 of ~", 20);
     t.keys(&["g"]);
     t.wait_for("╔", 10);
     t.keys(&["x"]);
     t.wait_for("saved ✓ unsure", 10);
     t.keys(&["N"]);
     t.wait_for("saved ✓ 17 normal on this page", 10);
-    t.wait_for("19/", 10);
+    t.wait_for("19 of ~", 10);
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(10), 0);
     let out = t.wait_for("the next retrain will learn from", 10);
@@ -161,7 +161,7 @@ fn quitting_with_new_labels_starts_a_background_retrain() {
         ],
         &[("TERM", "xterm-256color")],
     );
-    t.wait_for("1/", 20);
+    t.wait_for("1 of ~", 20);
     t.keys(&["a"]);
     t.wait_for("saved ✓ anomaly", 10);
     t.keys(&["n"]);

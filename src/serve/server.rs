@@ -154,3 +154,31 @@ fn dispatch(s: &HubSession, request: Request) -> Response {
         Request::Run(_) => Response::Error("unreachable".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::may_write;
+
+    #[test]
+    fn only_users_who_may_write_the_store_get_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = rustix::fs::stat(dir.path()).unwrap();
+        let (owner, group) = (st.st_uid, st.st_gid);
+        let stranger = owner + 4242;
+        let set = |mode: u32| std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        set(0o755);
+        if owner != 0 {
+            assert!(may_write(dir.path(), owner, &[group]));
+        }
+        assert!(!may_write(dir.path(), stranger, &[stranger]), "others may not write 0755");
+        assert!(!may_write(dir.path(), stranger, &[group]), "nor may the group");
+        set(0o775);
+        assert!(may_write(dir.path(), stranger, &[stranger, group]), "a member of a writing group may");
+        assert!(!may_write(dir.path(), stranger, &[stranger]));
+        set(0o777);
+        assert!(may_write(dir.path(), stranger, &[stranger]));
+        assert!(may_write(dir.path(), 0, &[0]), "root may");
+    }
+}

@@ -766,10 +766,23 @@ impl Store {
 /// for the message another process gets.
 fn write_holder(mut lock: &File) {
     use std::io::{Seek, Write};
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).take(1).collect();
+    const COMMANDS: &[&str] = &[
+        "synth",
+        "ingest",
+        "crossmatch",
+        "features",
+        "score",
+        "top",
+        "triage",
+        "pretrain",
+        "retrain",
+        "eval",
+        "export",
+        "status",
+    ];
+    let command = std::env::args().skip(1).find(|a| COMMANDS.contains(&a.as_str())).unwrap_or_default();
     let holder = format!(
-        "`oddity {}` (pid {}, user {}, host {})",
-        args.join(" "),
+        "`oddity {command}` (pid {}, user {}, host {})",
         std::process::id(),
         crate::serve::current_user(),
         crate::serve::host_name()
