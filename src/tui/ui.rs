@@ -614,16 +614,24 @@ fn popup(area: Rect, width: u16, height: u16) -> Rect {
 fn draw_help(frame: &mut Frame, app: &App, pal: &Palette) {
     let help = app.keymap.help();
     let key_w = help.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0).min(20);
-    let lines: Vec<Line> = help
-        .iter()
-        .map(|(keys, desc)| Line::from(vec![Span::styled(format!("{keys:>key_w$}  "), pal.accent), Span::raw(*desc)]))
-        .collect();
-    let widest = lines.iter().map(|l| l.width()).max().unwrap_or(0) as u16;
+    let texts: Vec<(String, String)> = help.iter().map(|(k, d)| (format!("{k:>key_w$}  "), d.to_string())).collect();
+    let widest = texts.iter().map(|(k, d)| (k.chars().count() + d.chars().count()) as u16).max().unwrap_or(0);
     let screen = frame.area();
     let width = (widest + 2).min(screen.width);
     let inner_w = width.saturating_sub(2).max(1) as usize;
-    // Rows once wrapped to the popup's width.
-    let rows: u16 = lines.iter().map(|l| l.width().max(1).div_ceil(inner_w) as u16).sum();
+    // Wrapped here, by characters, so that the scroll range is exact.
+    let mut lines: Vec<Line> = Vec::new();
+    for (keys, desc) in &texts {
+        let whole: Vec<char> = keys.chars().chain(desc.chars()).collect();
+        let key_len = keys.chars().count();
+        for (i, chunk) in whole.chunks(inner_w).enumerate() {
+            let start = i * inner_w;
+            let split = key_len.saturating_sub(start).min(chunk.len());
+            let (k, d): (String, String) = (chunk[..split].iter().collect(), chunk[split..].iter().collect());
+            lines.push(Line::from(vec![Span::styled(k, pal.accent), Span::raw(d)]));
+        }
+    }
+    let rows = lines.len() as u16;
     let area = popup(screen, width, rows + 2);
     let inner_h = area.height.saturating_sub(2);
     let max_scroll = rows.saturating_sub(inner_h);
@@ -637,7 +645,6 @@ fn draw_help(frame: &mut Frame, app: &App, pal: &Palette) {
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
             .scroll((scroll, 0))
             .block(Block::bordered().borders(Borders::ALL).title(Span::styled(title, pal.title))),
         area,
