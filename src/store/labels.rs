@@ -106,6 +106,10 @@ pub struct LabelBook {
     recent: std::collections::BTreeMap<u64, ObjectKey>,
     recent_seq: HashMap<ObjectKey, u64>,
     seq: u64,
+    /// Position in `events` of each event id.
+    by_id: HashMap<u64, usize>,
+    /// Objects with a relevance or verdict now.
+    labelled: usize,
 }
 
 impl LabelBook {
@@ -124,6 +128,7 @@ impl LabelBook {
             self.retracted.insert(target);
         }
         let at = self.events.len();
+        self.by_id.insert(id, at);
         self.by_object.entry(object).or_default().push(at);
         match self.by_session.get_mut(&event.session) {
             Some(list) => list.push(at),
@@ -197,6 +202,8 @@ impl LabelBook {
         if let Some(old) = self.recent_seq.remove(&object) {
             self.recent.remove(&old);
         }
+        let was = self.objects.get(&object).is_some_and(|l| l.is_labelled());
+        self.labelled = self.labelled + usize::from(labels.is_labelled()) - usize::from(was);
         if labels.is_labelled() || !labels.tags.is_empty() || labels.favourite {
             self.seq += 1;
             self.recent.insert(self.seq, object);
@@ -235,6 +242,16 @@ impl LabelBook {
             .map(|&i| &self.events[i])
             .filter(|(id, e)| self.counts(*id, e))
             .map(|(_, e)| e)
+    }
+
+    /// The event with this id.
+    pub fn event(&self, id: u64) -> Option<&LabelEvent> {
+        self.by_id.get(&id).map(|&i| &self.events[i].1)
+    }
+
+    /// Objects with a relevance or verdict (kept up to date: no walk).
+    pub fn labelled_count(&self) -> usize {
+        self.labelled
     }
 
     pub fn n_events(&self) -> usize {
@@ -338,6 +355,8 @@ mod tests {
         let book = LabelBook::from_events(events);
         assert!(t.elapsed().as_secs_f64() < 5.0, "replay took {:?}", t.elapsed());
         assert_eq!(book.iter().count(), 100_000);
+        assert_eq!(book.labelled_count(), 100_000);
+        assert_eq!(book.event(7).map(|e| e.object.row), Some(6));
         assert_eq!(book.recent().next(), Some(ObjectKey { file: 1, row: 99_999 }));
         assert_eq!(book.effective_in_session("s0").count(), 200_000usize.div_ceil(7));
         let last_s1 = (0..200_000u64).rev().find(|i| i % 7 == 1).unwrap() + 1;

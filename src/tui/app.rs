@@ -469,10 +469,8 @@ impl App {
             self.message = Some("nothing to undo in this session".into());
             return Ok(());
         };
-        let targets: Vec<(u64, ObjectKey)> = ids
-            .iter()
-            .filter_map(|id| self.book.events().iter().rev().find(|(e, _)| e == id).map(|(_, e)| (*id, e.object)))
-            .collect();
+        let targets: Vec<(u64, ObjectKey)> =
+            ids.iter().filter_map(|id| self.book.event(*id).map(|e| (*id, e.object))).collect();
         let Some(&(_, first)) = targets.first() else { return Ok(()) };
         let events: Vec<LabelEvent> =
             targets.iter().map(|&(id, key)| self.event(key, LabelValue::Retract(id), vec![])).collect();

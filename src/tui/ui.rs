@@ -595,7 +595,7 @@ fn position(app: &App) -> String {
         Ordering::Id | Ordering::Random => Some(app.overview.images),
         Ordering::Recent => None,
     };
-    let labelled = app.book.iter().filter(|(_, l)| l.is_labelled()).count() as u64;
+    let labelled = app.book.labelled_count() as u64;
     match (source, &q.filter) {
         (Some(n), Filter::All) => format!("{at}/{}", crate::cmd::thousands(n)),
         (Some(n), Filter::Unlabelled) => format!("{at} of ~{}", crate::cmd::thousands(n.saturating_sub(labelled))),
