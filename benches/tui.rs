@@ -158,17 +158,26 @@ impl Pty {
         t
     }
 
-    fn quit(mut self) {
-        self.press(b"q");
+    fn quit(self) {
+        let mut me = self;
+        me.press(b"q");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = me.child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    }
+}
+
+/// A bench that fails half-way leaves no triage process behind.
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -289,7 +298,7 @@ fn large_store(path: &Path, n: u64) -> Vec<String> {
         })
         .unwrap();
     drop(store);
-    ranked_ids(path, 1100)
+    ranked_ids(path, 2000)
 }
 
 fn main() {
@@ -329,9 +338,13 @@ fn main() {
     if scale == 0 {
         return;
     }
-    let big = dir.path().join("large");
+    // ODDITY_BENCH_LARGE=DIR keeps the large store there between runs.
+    let big = std::env::var_os("ODDITY_BENCH_LARGE").map(std::path::PathBuf::from).unwrap_or(dir.path().join("large"));
     let t = Instant::now();
-    let ids = large_store(&big, scale);
+    let ids = if big.join("db").exists() { ranked_ids(&big, 2000) } else { large_store(&big, scale) };
+    // A kept store: start after what earlier runs labelled.
+    let done = Store::open(&big).unwrap().label_count();
+    let ids = ids[done..].to_vec();
     println!();
     println!(
         "{} objects without pixels (generated in {:.0} s, {:.1} GB on disk)",
