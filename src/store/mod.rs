@@ -780,9 +780,16 @@ fn write_holder(mut lock: &File) {
         "export",
         "status",
     ];
-    let command = std::env::args().skip(1).find(|a| COMMANDS.contains(&a.as_str())).unwrap_or_default();
+    let command = match std::env::args().skip(1).find(|a| COMMANDS.contains(&a.as_str())) {
+        Some(c) => format!("oddity {c}"),
+        // A program using the library (a test, a bench): its own name.
+        None => std::env::args()
+            .next()
+            .map(|a| std::path::Path::new(&a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(a))
+            .unwrap_or_else(|| "a program".into()),
+    };
     let holder = format!(
-        "`oddity {command}` (pid {}, user {}, host {})",
+        "`{command}` (pid {}, user {}, host {})",
         std::process::id(),
         crate::serve::current_user(),
         crate::serve::host_name()

@@ -41,7 +41,7 @@ fn second_open_is_locked_with_a_clear_message() {
         crate::serve::current_user(),
         crate::serve::host_name()
     );
-    assert!(text.starts_with(&format!("store {} is in use by `oddity ", path.display())), "{text}");
+    assert!(text.starts_with(&format!("store {} is in use by `", path.display())), "{text}");
     assert!(text.contains(&who), "{text}");
 }
 
