@@ -107,7 +107,7 @@ impl Pty {
                 let chunk = &buf[..n];
                 // Answer the capability probe as a kitty terminal would.
                 if chunk.windows(5).any(|w| w == b"\x1b[16t") {
-                    let _ = writer.write_all(b"\x1b_Gi=31;OK\x1b\\\x1b[?62;22c\x1b[6;20;10t\x1b[0n");
+                    let _ = writer.write_all(b"\x1b_Gi=31;OK\x1b\\\x1b_Gi=32;OK\x1b\\\x1b[?62;22c\x1b[6;20;10t\x1b[0n");
                 }
                 term.process(chunk);
                 // Look at the screen once a burst of output is read, not

@@ -415,3 +415,27 @@ fn a_team_gets_disjoint_candidates_with_a_shared_overlap_sample() {
     fresh.queue.fill(40, &*fresh.store, &fresh.book).unwrap();
     assert!(fresh.queue.items.contains(&shared), "bob still sees what ann labelled in the overlap");
 }
+
+#[test]
+fn kitty_cutouts_go_compressed_when_the_terminal_inflates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 20)).unwrap());
+    let key = store.ranked().unwrap().next().unwrap().unwrap().0;
+    let sent = |zlib: bool| -> String {
+        let mut picker = Picker::halfblocks();
+        picker.set_protocol_type(ratatui_image::picker::ProtocolType::Kitty);
+        let mut loader = Loader::new(store.clone(), picker);
+        loader.kitty_zlib = zlib;
+        let area = ratatui::layout::Size::new(60, 30);
+        let Some(oddity::tui::worker::Picture::Graphic(p)) = loader.encode(key, &Default::default(), area) else {
+            panic!("a kitty graphic")
+        };
+        let rect = Rect::new(0, 0, 60, 30);
+        let mut buf = ratatui::buffer::Buffer::empty(rect);
+        ratatui::widgets::Widget::render(ratatui_image::Image::new(&p), rect, &mut buf);
+        buf.content().iter().map(|c| c.symbol()).collect()
+    };
+    let (plain, deflated) = (sent(false), sent(true));
+    assert!(deflated.contains("o=z") && !plain.contains("o=z"));
+    assert!(deflated.len() * 10 < plain.len(), "{} vs {} bytes", deflated.len(), plain.len());
+}

@@ -143,8 +143,8 @@ pub fn run(
     let result = (|| {
         // Probe the terminal once, before the input thread exists; keys typed
         // meanwhile are replayed first (nothing typed is lost).
-        let probe::Probe { picker, typed, answered } = probe::probe(opts.graphics, PROBE_TIMEOUT);
-        tracing::info!(answered, replayed = typed.len(), "terminal probe");
+        let probe::Probe { picker, typed, answered, kitty_zlib } = probe::probe(opts.graphics, PROBE_TIMEOUT);
+        tracing::info!(answered, replayed = typed.len(), kitty_zlib, "terminal probe");
         tracing::info!(protocol = protocol_name(picker.protocol_type()), font = ?picker.font_size(), "graphics");
         if picker.tmux_detected()
             && picker.protocol_type() == ProtocolType::Halfblocks
@@ -157,6 +157,7 @@ pub fn run(
         app.graphics = protocol_name(picker.protocol_type());
         let mut loader = worker::Loader::with_catalog(local, store.clone(), picker);
         loader.no_color = opts.no_color;
+        loader.kitty_zlib = kitty_zlib;
         event_loop(&mut terminal, &mut app, loader, typed)?;
         let mut by_value: Vec<(String, usize)> = app.session.by_value.iter().map(|(k, v)| (k.clone(), *v)).collect();
         by_value.sort();

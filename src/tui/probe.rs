@@ -32,28 +32,32 @@ pub struct Probe {
     pub typed: Vec<KeyEvent>,
     /// Whether the terminal answered before the deadline.
     pub answered: bool,
+    /// Whether the terminal inflates zlib-compressed kitty images (`o=z`).
+    pub kitty_zlib: bool,
 }
 
 /// Replies recognised in the terminal's answer.
 #[derive(Debug, Default, PartialEq)]
 pub struct Replies {
     pub kitty: bool,
+    pub kitty_zlib: bool,
     pub sixel: bool,
     pub cell: Option<(u16, u16)>,
     /// The closing Device Status Report reply.
     pub done: bool,
 }
 
-/// The bytes written: kitty graphics query, primary device attributes
-/// (sixel = attribute 4), cell size in pixels, and a status report that
-/// every terminal answers last.
-pub const QUERY: &str = "\x1b_Gi=31,s=1,v=1,a=q,t=d,f=24;AAAA\x1b\\\x1b[c\x1b[16t\x1b[5n";
+/// The bytes written: kitty graphics query, the same with a zlib-compressed
+/// payload (whether kitty images can be sent compressed), primary device
+/// attributes (sixel = attribute 4), cell size in pixels, and a status
+/// report that every terminal answers last.
+pub const QUERY: &str = "\x1b_Gi=31,s=1,v=1,a=q,t=d,f=24;AAAA\x1b\\\x1b_Gi=32,s=1,v=1,a=q,t=d,f=24,o=z;eJxjYGAAAAADAAE=\x1b\\\x1b[c\x1b[16t\x1b[5n";
 
 /// Probes the terminal (already in raw mode) unless half-blocks are forced;
 /// the protocol is the one forced, else the best the terminal answered.
 pub fn probe(graphics: Graphics, timeout: Duration) -> Probe {
     if graphics == Graphics::Halfblocks {
-        return Probe { picker: Picker::halfblocks(), typed: Vec::new(), answered: false };
+        return Probe { picker: Picker::halfblocks(), typed: Vec::new(), answered: false, kitty_zlib: false };
     }
     let (replies, typed) = query_terminal(timeout).unwrap_or_default();
     let font = replies
@@ -74,7 +78,7 @@ pub fn probe(graphics: Graphics, timeout: Duration) -> Probe {
     #[allow(deprecated)]
     let mut picker = Picker::from_fontsize(font);
     picker.set_protocol_type(protocol);
-    Probe { picker, typed, answered: replies.done }
+    Probe { picker, typed, answered: replies.done, kitty_zlib: replies.kitty_zlib }
 }
 
 fn font_size_from_winsize() -> Option<FontSize> {
@@ -136,6 +140,9 @@ pub fn split_replies(bytes: &[u8]) -> (Replies, Vec<u8>) {
             let body = &bytes[body_start..end];
             if body.starts_with(b"Gi=31") && body.ends_with(b";OK") {
                 r.kitty = true;
+            }
+            if body.starts_with(b"Gi=32") && body.ends_with(b";OK") {
+                r.kitty_zlib = true;
             }
             i = end + 2;
             continue;
@@ -324,9 +331,9 @@ mod tests {
     #[test]
     fn replies_are_separated_from_typed_keys() {
         // Keys typed before, between and after the replies survive in order.
-        let bytes = b"a5\x1b_Gi=31;OK\x1b\\n\x1b[?62;4;22c\x1b[6;20;10tx\x1b[0nq";
+        let bytes = b"a5\x1b_Gi=31;OK\x1b\\n\x1b_Gi=32;OK\x1b\\\x1b[?62;4;22c\x1b[6;20;10tx\x1b[0nq";
         let (r, rest) = split_replies(bytes);
-        assert_eq!(r, Replies { kitty: true, sixel: true, cell: Some((10, 20)), done: true });
+        assert_eq!(r, Replies { kitty: true, kitty_zlib: true, sixel: true, cell: Some((10, 20)), done: true });
         assert_eq!(rest, b"a5nxq");
         // A terminal without kitty answers the APC with an error, or not at all.
         let (r, rest) = split_replies(b"\x1b_Gi=31;ENOTSUPPORTED\x1b\\\x1b[?1;2c\x1b[0n");

@@ -136,6 +136,8 @@ pub struct Loader {
     picker: Picker,
     /// Half-blocks without colour: shade characters instead.
     pub no_color: bool,
+    /// The terminal inflates zlib-compressed kitty images: send them so.
+    pub kitty_zlib: bool,
     tables: VecDeque<(u32, Table)>,
     cache: VecDeque<Candidate>,
     models: HashMap<String, Option<(ForestModel, Vec<String>)>>,
@@ -148,6 +150,7 @@ impl Loader {
             remote: None,
             picker,
             no_color: false,
+            kitty_zlib: false,
             tables: VecDeque::new(),
             cache: VecDeque::new(),
             models: HashMap::new(),
@@ -164,6 +167,7 @@ impl Loader {
                 remote: Some(catalog),
                 picker,
                 no_color: false,
+                kitty_zlib: false,
                 tables: VecDeque::new(),
                 cache: VecDeque::new(),
                 models: HashMap::new(),
@@ -340,7 +344,20 @@ impl Loader {
         let (cell_w, cell_h) = (font.width.max(1) as u32, font.height.max(1) as u32);
         let side = (area.width as u32 * cell_w).min(area.height as u32 * cell_h).max(1);
         let scaled = image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Nearest);
-        self.picker.new_protocol(image::DynamicImage::ImageRgb8(scaled), area, Resize::Fit(None)).ok()
+        let image = image::DynamicImage::ImageRgb8(scaled);
+        if self.kitty_zlib && self.picker.protocol_type() == ratatui_image::picker::ProtocolType::Kitty {
+            // The upscaled cutout is megabytes of RGBA but compresses ~100x:
+            // sent deflated (`o=z`) when the terminal said it inflates.
+            // ratatui-image compresses only after its own probe, so the
+            // protocol is made here.
+            let natural = Resize::natural_size(&image, font);
+            let size = Size::new(natural.width.min(area.width), natural.height.min(area.height));
+            let id = rand::random::<u32>() | 1;
+            return ratatui_image::protocol::kitty::Kitty::new(image, size, id, self.picker.tmux_detected(), true)
+                .ok()
+                .map(Protocol::Kitty);
+        }
+        self.picker.new_protocol(image, area, Resize::Fit(None)).ok()
     }
 }
 
