@@ -128,7 +128,7 @@ fn gallery_page_labelled_normal_in_tmux() {
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(10), 0);
     let out = t.wait_for("the next retrain will learn from", 10);
-    assert!(out.contains("learn from 0 interesting and 17 normal objects"), "{out}");
+    assert!(out.contains("learn from 0 interesting and 17 boring objects"), "{out}");
     let s = Store::open(&store).unwrap();
     let events = s.label_events().unwrap();
     assert_eq!(events.len(), 18);
@@ -162,28 +162,37 @@ fn quitting_with_new_labels_starts_a_background_retrain() {
         &[("TERM", "xterm-256color")],
     );
     t.wait_for("1 of ~", 20);
+    // Two of each class: a retrain holds some of each back to check itself.
     t.keys(&["a"]);
-    t.wait_for("saved ✓ anomaly", 10);
+    t.wait_for("1 labels", 10);
+    t.keys(&["a"]);
+    t.wait_for("2 labels", 10);
     t.keys(&["n"]);
-    t.wait_for("saved ✓ normal", 10);
+    t.wait_for("3 labels", 10);
+    t.keys(&["n"]);
+    t.wait_for("4 labels", 10);
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(10), 0);
     t.wait_for("retrain started in the background", 10);
     // The retrain runs detached and ends with a new score version.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let state = oddity::learn::read_status(&store).map(|s| s.0).unwrap_or_default();
+        let state = oddity::store::read_retrain_status(&store).map(|s| s.0).unwrap_or_default();
         if state == "done" {
             break;
         }
-        assert!(state != "failed", "{:?}", oddity::learn::read_status(&store));
+        assert!(state != "failed", "{:?}", oddity::store::read_retrain_status(&store));
         assert!(
             std::time::Instant::now() < deadline,
             "retrain did not finish: {:?}",
-            oddity::learn::read_status(&store)
+            oddity::store::read_retrain_status(&store)
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // Its report says what it learnt from and what it was judged on (the
+    // ranking becomes the CNN's only if it beat the current one).
     let s = Store::open(&store).unwrap();
-    assert!(s.current_scores().unwrap().unwrap().method.starts_with("fixmatch-cnn (1 anomalies, 1 normals"));
+    let report = oddity::retrain::last_report(&s).unwrap().expect("a retrain report");
+    assert_eq!(report.trained_on.0 + report.held_back.0, 2, "{report:?}");
+    assert_eq!(report.trained_on.1 + report.held_back.1, 2, "{report:?}");
 }

@@ -3,9 +3,16 @@ use std::time::Duration;
 
 use color_eyre::Result;
 
-use crate::cli::{PretrainArgs, RetrainArgs};
+use crate::cli::{EmbedArgs, Net, PretrainArgs, RetrainArgs};
 use crate::learn::train::PretrainParams;
-use crate::learn::{RetrainOptions, pretrain_store, retrain, write_status};
+use crate::learn::{LearnError, NetSize, RetrainOptions, pretrain_store, retrain, write_status};
+
+fn net_size(net: Net) -> NetSize {
+    match net {
+        Net::Tiny => NetSize::Tiny,
+        Net::Lite0 => NetSize::Lite0,
+    }
+}
 
 /// Fractal pretraining of the CNN backbone (no data or weights downloaded).
 pub fn pretrain(store_path: &Path, args: &PretrainArgs) -> Result<i32> {
@@ -25,7 +32,7 @@ pub fn pretrain(store_path: &Path, args: &PretrainArgs) -> Result<i32> {
     let bar = super::progress_bar("pretrain");
     bar.set_length(args.epochs as u64);
     let started = std::time::Instant::now();
-    let (id, hash, loss) = pretrain_store(store_path, args.net, &params, &|epoch, loss| {
+    let (id, hash, loss) = pretrain_store(store_path, net_size(args.net), &params, &|epoch, loss| {
         bar.set_position(epoch as u64 + 1);
         bar.set_message(format!("loss {loss:.3}"));
     })
@@ -47,12 +54,14 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         tch::set_num_threads(t);
     }
     let opts = RetrainOptions {
-        net: args.net,
+        net: net_size(args.net),
         steps: args.steps,
         batch: args.batch,
         mu: args.mu,
         pool: args.pool,
         seed: args.seed,
+        hold_back: args.hold_back,
+        prior: args.prior,
         wait: Duration::from_secs(args.wait),
         crash_after_batches: args.crash_after_batches,
     };
@@ -64,16 +73,69 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
             eprintln!("{line}");
         }
     })
-    .inspect_err(|e| write_status(store_path, "failed", &e.to_string()))?;
-    super::print(&format!(
-        "retrained on {} anomalies and {} normals ({}) in {:.0}s; scored {} objects as score version {} (model {}, sha256 {})\n",
-        report.n_anomalies,
-        report.n_normals,
+    .inspect_err(|e| {
+        // A second retrain must not overwrite the running one's progress.
+        if !matches!(e, LearnError::Busy(_)) {
+            write_status(store_path, "failed", &e.to_string())
+        }
+    })?;
+    let mut out = format!(
+        "retrained on {} interesting and {} boring labels ({}) in {:.0}s; scored {} objects (model {}, sha256 {})\n",
+        report.trained_on.0,
+        report.trained_on.1,
         report.device,
         started.elapsed().as_secs_f64(),
         report.n_scored,
-        report.version,
         report.model,
         &report.hash[..12]
-    ))
+    );
+    for c in &report.candidates {
+        out += &format!(
+            "  {:<9} version {:>3}  held-out AUROC {:.3}  AUPRC {:.3}  {}\n",
+            c.name,
+            c.version.map(|v| v.to_string()).unwrap_or_default(),
+            c.auroc,
+            c.auprc,
+            c.method
+        );
+    }
+    for s in &report.skipped {
+        out += &format!("skipped {s}\n");
+    }
+    out += &report.verdict;
+    out.push('\n');
+    super::print(&out)
+}
+
+/// Deep features: every cutout through the fractal-pretrained backbone, PCA-reduced.
+pub fn embed(store_path: &Path, args: &EmbedArgs) -> Result<i32> {
+    let _log = super::log_to(&store_path.join("logs"));
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t);
+    }
+    let opts = crate::learn::embed::EmbedOptions {
+        net: net_size(args.net),
+        components: args.components,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let report = crate::learn::embed::embed_store(store_path, &opts, &|line| {
+        tracing::info!("{line}");
+        eprintln!("{line}");
+    })?;
+    let mut out = String::new();
+    for (survey, n, model, kept) in &report.per_survey {
+        out.push_str(&format!(
+            "{survey}: {n} cutouts embedded by pretrained model {model}; {} components keep {:.0}% of the variance\n",
+            args.components,
+            100.0 * kept
+        ));
+    }
+    for (survey, why) in &report.skipped {
+        out.push_str(&format!("{survey}: skipped: {why}\n"));
+    }
+    out.push_str(&format!("done in {:.0}s; `oddity score` ranks on them\n", started.elapsed().as_secs_f64()));
+    let code = super::print(&out)?;
+    Ok(if report.skipped.is_empty() { code } else { 1 })
 }

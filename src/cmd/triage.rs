@@ -19,7 +19,7 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
     // server saw when connected; never a flag.
     let user = shared.user();
     let opts = TriageOptions {
-        graphics: args.graphics,
+        graphics: args.graphics.into(),
         keymap: args.keymap.clone(),
         ordering: match args.order.as_str() {
             "id" => Ordering::Id,
@@ -38,7 +38,7 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
     let values: Vec<String> = summary.by_value.iter().map(|(k, v)| format!("{v} {k}")).collect();
     super::print(
         &(format!(
-            "session: {} labels in {:.1} min ({:.1}/min){}\n{} objects labelled in this store; every label is saved.\nthe next retrain will learn from {} interesting and {} normal objects.\n",
+            "session: {} labels in {:.1} min ({:.1}/min){}\n{} objects labelled in this store; every label is saved.\nthe next retrain will learn from {} interesting and {} boring objects (holding some of each back to check itself).\n",
             summary.labels,
             summary.minutes,
             summary.per_minute,
@@ -50,6 +50,37 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
     )
 }
 
+/// What quitting the labelling screen does about a retrain.
+#[derive(Debug, PartialEq)]
+enum OnQuit {
+    Nothing,
+    /// Why no retrain starts, for the summary.
+    Explain(String),
+    Start,
+}
+
+/// A retrain holds back some labels of each class to check the new model
+/// against the current ranking, so it starts only with enough of both, and
+/// never while another retrain runs (`running`: who holds the lock).
+fn on_quit_plan(on_quit: &str, session_labels: usize, training: (usize, usize), running: Option<String>) -> OnQuit {
+    let (interesting, boring) = training;
+    let min = crate::retrain::gate::MIN_PER_CLASS;
+    if session_labels == 0 || on_quit == "never" {
+        OnQuit::Nothing
+    } else if interesting < min || boring < min {
+        OnQuit::Explain(format!(
+            "(no retrain yet: it holds back labels of both classes to check the new model, so it needs at least \
+             {min} interesting and {min} boring labels; there are {interesting} and {boring})\n"
+        ))
+    } else if let Some(holder) = running {
+        OnQuit::Explain(format!(
+            "(a retrain is already running ({holder}); the next one will learn from these labels)\n"
+        ))
+    } else {
+        OnQuit::Start
+    }
+}
+
 /// Between sessions: a retrain from the new labels, detached from this
 /// terminal, that takes the store only for its short final write (so the next
 /// labelling session can open at once).
@@ -59,12 +90,10 @@ fn after_session(
     extra: &str,
     summary: &crate::tui::SessionSummary,
 ) -> Result<String> {
-    let (interesting, normal) = summary.training;
-    if summary.labels == 0 || on_quit == "never" {
-        return Ok(String::new());
-    }
-    if interesting == 0 || normal == 0 {
-        return Ok("(no retrain yet: it needs both interesting and normal labels)\n".into());
+    match on_quit_plan(on_quit, summary.labels, summary.training, crate::retrain::retrain_running(store_path)) {
+        OnQuit::Nothing => return Ok(String::new()),
+        OnQuit::Explain(why) => return Ok(why),
+        OnQuit::Start => {}
     }
     if on_quit == "ask" {
         use std::io::{BufRead, Write};
@@ -85,14 +114,36 @@ fn after_session(
     // Its own process group: a Ctrl-C in this shell does not stop it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn()?;
-    crate::learn::write_status(
+    crate::store::write_retrain_status(
         store_path,
-        "running",
+        "starting",
         &format!("started after a labelling session (pid {})", child.id()),
     );
     Ok(format!(
-        "retrain started in the background (pid {}); log {}; `oddity status` shows it\n",
+        "retrain started in the background (pid {}); it becomes the ranking only if it ranks held-back labels better; \
+         log {}; `oddity status` shows it\n",
         child.id(),
         log_dir.join("retrain.log").display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OnQuit, on_quit_plan};
+
+    #[test]
+    fn on_quit_retrains_only_with_labels_to_hold_back_and_no_retrain_running() {
+        assert_eq!(on_quit_plan("retrain", 0, (5, 5), None), OnQuit::Nothing);
+        assert_eq!(on_quit_plan("never", 4, (5, 5), None), OnQuit::Nothing);
+        assert_eq!(on_quit_plan("retrain", 4, (2, 2), None), OnQuit::Start);
+        assert_eq!(on_quit_plan("ask", 4, (2, 9), None), OnQuit::Start);
+        let OnQuit::Explain(why) = on_quit_plan("retrain", 2, (1, 1), None) else { panic!() };
+        assert!(why.contains("at least 2 interesting and 2 boring labels; there are 1 and 1"), "{why}");
+        let OnQuit::Explain(why) = on_quit_plan("retrain", 2, (3, 0), None) else { panic!() };
+        assert!(why.contains("there are 3 and 0"), "{why}");
+        let OnQuit::Explain(why) = on_quit_plan("retrain", 2, (3, 3), Some("pid 7 since noon".into())) else {
+            panic!()
+        };
+        assert!(why.contains("already running (pid 7 since noon)"), "{why}");
+    }
 }

@@ -25,6 +25,16 @@ pub fn predict(net: &Net, images: &Tensor, batch: i64, device: Device) -> Vec<f3
     Vec::<f32>::try_from(&p.to_kind(Kind::Float)).expect("f32 probabilities")
 }
 
+/// Log-odds of "anomaly" per image (logit 1 − logit 0): the same order as
+/// [`predict`] without its saturation at probability 1 in f32.
+pub fn predict_logit(net: &Net, images: &Tensor, batch: i64, device: Device) -> Vec<f32> {
+    let l = batched(images, batch, device, |x| {
+        let l = net.forward_t(x, false);
+        l.select(1, 1) - l.select(1, 0)
+    });
+    Vec::<f32>::try_from(&l.to_kind(Kind::Float)).expect("f32 log-odds")
+}
+
 /// Pooled backbone features, N x embed_dim on the CPU (for similarity search / UMAP).
 pub fn embed(net: &Net, images: &Tensor, batch: i64, device: Device) -> Tensor {
     let e = batched(images, batch, device, |x| net.embed_t(x, false));
@@ -49,6 +59,9 @@ mod tests {
         assert!(a.iter().all(|p| (0.0..=1.0).contains(p)));
         // Eval mode: BN uses running stats, so batching cannot change results.
         assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-5));
+        // Log-odds order objects as the probabilities do.
+        let l = predict_logit(&net, &x, 4, Device::Cpu);
+        assert!(a.iter().zip(&l).all(|(p, l)| (1.0 / (1.0 + (-l).exp()) - p).abs() < 1e-4));
         assert_eq!(embed(&net, &x, 4, Device::Cpu).size(), vec![10, 128]);
         let empty = Tensor::zeros([0, 5, 32, 32], (Kind::Float, Device::Cpu));
         assert!(predict(&net, &empty, 8, Device::Cpu).is_empty());

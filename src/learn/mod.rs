@@ -8,15 +8,15 @@
 
 pub mod augment;
 pub mod checkpoint;
+pub mod embed;
 pub mod fractal;
 pub mod infer;
 pub mod net;
 mod stage;
 pub mod train;
 
-pub use stage::{
-    LearnError, NetSize, RetrainOptions, RetrainReport, normalise, pretrain_store, read_status, retrain, write_status,
-};
+pub use crate::retrain::{RetrainReport, gate, last_report, lock, retrain_running};
+pub use stage::{LearnError, NetSize, RetrainOptions, normalise, pretrain_store, read_status, retrain, write_status};
 
 /// The device training and inference run on: CUDA when present, else CPU.
 pub fn device() -> tch::Device {

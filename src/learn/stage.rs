@@ -1,28 +1,37 @@
 //! The `pretrain` and `retrain` stages over a store.
 //!
 //! The store allows one process at a time and the expert may be labelling
-//! while a retrain runs, so a run (1) opens the store briefly and takes a
-//! snapshot of what it needs (labels, image references, the latest
-//! pretrained checkpoint), (2) closes it and trains without any lock, reading
-//! pixels straight from the survey files, and (3) reopens it for a short
-//! exclusive step that writes the model record and the new score version,
-//! waiting for the store to be free. Progress goes to `<store>/retrain.json`,
-//! a plain file `oddity status` reads.
+//! while a retrain runs, so a run (1) takes the retrain lock (one retrain at
+//! a time), opens the store briefly and takes a snapshot of what it needs
+//! (labels, image references, the current ranking and its scores for the
+//! labels held back, the latest pretrained checkpoint), (2) closes it and
+//! trains without the store lock, reading pixels straight from the survey
+//! files, and (3) reopens it for a short exclusive step that writes the model
+//! record and the candidate score versions, waiting for the store to be
+//! free. A candidate becomes the ranking only if it ranks the held-back
+//! labels better than the current ranking ([`super::gate`]) and no newer
+//! ranking was made meanwhile. Progress goes to `<store>/retrain.json`, a
+//! plain file `oddity status` reads; the verdict is kept in the store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn};
 
 use super::checkpoint;
-use super::infer::predict;
+use super::infer::predict_logit;
 use super::net::{Net, NetConfig, copy_backbone};
 use super::train::{FixMatchParams, Labelled, PretrainParams, fixmatch_train, pretrain};
-use crate::ingest::Table;
+use crate::ingest::{SourceReader, open_source};
+use crate::retrain::gate::{self, Candidate, Ranks, Split};
+use crate::retrain::lock::RetrainLock;
+use crate::retrain::{NOTE_LAST, RetrainReport};
 use crate::store::{LabelBook, ModelRecord, ObjectKey, ScoreVersion, SourceFile, SourceKind, Store, StoreError};
+pub use crate::store::{read_retrain_status as read_status, write_retrain_status as write_status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
@@ -34,10 +43,12 @@ pub enum LearnError {
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("a retrain is already running on this store ({0}); not starting another")]
+    Busy(String),
 }
 
 /// Network size: `tiny` for CPUs and tests, `lite0` for GPUs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NetSize {
     Tiny,
     Lite0,
@@ -61,6 +72,11 @@ pub struct RetrainOptions {
     /// Unlabelled images sampled for FixMatch.
     pub pool: usize,
     pub seed: u64,
+    /// Fraction of each class's labels held back to judge the new model.
+    pub hold_back: f64,
+    /// Expected fraction of anomalies among the unlabelled images, which the
+    /// pseudo-labels are aligned to.
+    pub prior: f64,
     /// How long to wait for the store at the end (the TUI may hold it).
     pub wait: Duration,
     /// SIGKILL the process after this many score batches (crash tests).
@@ -76,92 +92,223 @@ impl Default for RetrainOptions {
             mu: 5,
             pool: 2048,
             seed: 0,
+            hold_back: gate::HOLD_BACK,
+            prior: 0.01,
             wait: Duration::from_secs(24 * 3600),
             crash_after_batches: None,
         }
     }
 }
 
-#[derive(Debug)]
-pub struct RetrainReport {
-    pub version: u32,
-    pub model: u32,
-    pub hash: String,
-    pub n_anomalies: usize,
-    pub n_normals: usize,
-    pub n_scored: usize,
-    pub device: String,
+const NOTE_RANKING: &str = "retrain-ranking";
+
+/// What a ranking made by a retrain was built from (kept in the store while
+/// it is current): its version, the forest ranking it combines with, and
+/// every label that existed when it was made (none of them can judge it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RankingNote {
+    version: u32,
+    base: Option<u32>,
+    labels_seen: Vec<u64>,
+}
+
+/// Images one network can take: same bands (cutouts of other sizes are
+/// resampled to the group's input size, see [`normalised_cutout`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct GroupKey {
+    bands: Vec<String>,
+}
+
+/// A group's surveys, objects, (interesting, boring) training labels and
+/// objects per cutout size.
+#[derive(Debug, Default)]
+struct GroupInfo {
+    surveys: Vec<String>,
+    objects: usize,
+    interesting: usize,
+    boring: usize,
+    shapes: BTreeMap<(u32, u32), usize>,
+}
+
+impl GroupInfo {
+    /// The network's input size: the size most of the group's cutouts have.
+    fn shape(&self) -> (u32, u32) {
+        self.shapes.iter().max_by_key(|(s, n)| (**n, **s)).map(|(s, _)| *s).unwrap_or_default()
+    }
 }
 
 /// What a retrain takes from the store before letting go of it.
 struct Snapshot {
     sources: HashMap<u32, SourceFile>,
-    images: Vec<ObjectKey>,
-    labelled: Vec<(ObjectKey, i64)>,
-    pretrained: Option<(PathBuf, NetConfig)>,
-    events: usize,
     bands: usize,
     shape: (usize, usize),
+    /// Image objects of the group trained on, in key order.
+    images: Vec<ObjectKey>,
+    split: Split,
+    /// The training labels inside the group, (object, 0/1).
+    train: Vec<(ObjectKey, i64)>,
+    skipped: Vec<String>,
+    pretrained: Option<(PathBuf, NetConfig)>,
+    events: usize,
+    current: Option<ScoreVersion>,
+    /// The forest ranking a combination builds on, with its scores in key order.
+    base: Option<ScoreVersion>,
+    base_scores: Vec<(ObjectKey, f32)>,
+    /// Scores of the held-back objects from rankings that never saw their labels.
+    current_held: Vec<f32>,
+    base_held: Vec<f32>,
+    /// What "current" was judged as, for the verdict.
+    current_desc: String,
+    labels_seen: Vec<u64>,
 }
 
-/// Writes the progress file read by `oddity status`.
-pub fn write_status(store: &Path, state: &str, message: &str) {
-    let body = serde_json::json!({
-        "state": state,
-        "message": message,
-        "pid": std::process::id(),
-        "time": chrono::Utc::now().to_rfc3339(),
-    });
-    let path = store.join("retrain.json");
-    let tmp = store.join("retrain.json.partial");
-    if std::fs::write(&tmp, body.to_string()).is_ok() {
-        let _ = std::fs::rename(tmp, path);
-    }
+fn describe_group(g: &GroupKey, info: &GroupInfo) -> String {
+    let (h, w) = info.shape();
+    let others = if info.shapes.len() > 1 { ", other sizes resampled" } else { "" };
+    format!("{} ({} bands, {h}x{w} px{others}, {} objects)", info.surveys.join("+"), g.bands.len().max(1), info.objects)
 }
 
-/// The last retrain's state, if any: (state, message, time).
-pub fn read_status(store: &Path) -> Option<(String, String, String)> {
-    let text = std::fs::read_to_string(store.join("retrain.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    Some((s("state"), s("message"), s("time")))
-}
-
-fn snapshot(store_path: &Path) -> Result<Snapshot, LearnError> {
-    let store = Store::open(store_path)?;
+fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnError> {
+    let store = open_when_free(store_path, opts.wait, "waiting for the store to take a snapshot of the labels")?;
     let sources: HashMap<u32, SourceFile> =
         store.sources()?.into_iter().filter(|(_, s)| s.kind == SourceKind::Images).collect();
-    let first = sources.values().next().ok_or_else(|| LearnError::Data("no image objects in the store".into()))?;
-    let (bands, shape) = (first.bands.len().max(1), (first.shape.0 as usize, first.shape.1 as usize));
-    // One network takes one band count and cutout size: the first survey's.
-    let images: Vec<ObjectKey> = store
-        .image_keys_owned()
-        .filter_map(|k| k.ok())
-        .filter(|k| {
-            sources
-                .get(&k.file)
-                .is_some_and(|s| s.bands.len().max(1) == bands && (s.shape.0 as usize, s.shape.1 as usize) == shape)
-        })
-        .collect();
+    if sources.is_empty() {
+        return Err(LearnError::Data("no image objects in the store".into()));
+    }
+    let group_of = |file: u32| sources.get(&file).map(|s| GroupKey { bands: s.bands.clone() });
     let events = store.label_events()?;
     let n_events = events.len();
     let book = LabelBook::from_events(events);
-    let mut labelled: Vec<(ObjectKey, i64)> = book
-        .targets()
-        .filter(|(k, _)| sources.contains_key(&k.file))
-        .map(|(k, t)| (k, i64::from(t.interesting)))
-        .collect();
-    labelled.sort();
+    let mut labels: Vec<(ObjectKey, bool)> =
+        book.targets().filter(|(k, _)| sources.contains_key(&k.file)).map(|(k, t)| (k, t.interesting)).collect();
+    labels.sort();
+    let labels_seen: Vec<u64> = labels.iter().map(|l| l.0.as_u64()).collect();
+
+    // The current ranking, and whether a retrain made it (then only labels
+    // newer than it can judge it, and it combines with the forest it was built on).
+    let current = store.current_scores()?;
+    let note: Option<RankingNote> = store
+        .note(NOTE_RANKING)?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|n: &RankingNote| current.as_ref().is_some_and(|c| c.version == n.version));
+    let base = match &note {
+        Some(n) => match n.base {
+            Some(b) => store.score_version(b)?,
+            None => None,
+        },
+        None => current.clone(),
+    };
+    let mut base_scores = Vec::new();
+    if let Some(b) = &base {
+        for item in store.scores_of_version(b.version)? {
+            base_scores.push(item?);
+        }
+    }
+    let scored = |k: ObjectKey| base.is_none() || base_scores.binary_search_by_key(&k, |s| s.0).is_ok();
+    let fraction = opts.hold_back;
+    let (split, judged_unseen) = match &note {
+        Some(n) => {
+            let seen: HashSet<u64> = n.labels_seen.iter().copied().collect();
+            match gate::split(&labels, &|k| scored(k) && !seen.contains(&k.as_u64()), fraction, opts.seed) {
+                Ok(s) => (s, true),
+                // Not enough new labels to judge the retrained ranking fairly:
+                // judge against what the default ranking gives without the held-back labels.
+                Err(_) => (gate::split(&labels, &|k| scored(k), fraction, opts.seed).map_err(LearnError::Data)?, false),
+            }
+        }
+        None => (gate::split(&labels, &|k| scored(k), fraction, opts.seed).map_err(LearnError::Data)?, false),
+    };
+    let held_keys: HashSet<ObjectKey> = split.held.iter().map(|h| h.0).collect();
+    let base_at =
+        |k: ObjectKey| base_scores.binary_search_by_key(&k, |s| s.0).map(|i| base_scores[i].1).unwrap_or(f32::NAN);
+    let (current_held, base_held, current_desc) = if judged_unseen {
+        let cur: Vec<f32> =
+            split.held.iter().map(|h| store.score_of(h.0).map(|s| s.unwrap_or(f32::NAN))).collect::<Result<_, _>>()?;
+        let desc = format!("the current ranking (version {})", current.as_ref().map(|c| c.version).unwrap_or(0));
+        (cur, split.held.iter().map(|h| base_at(h.0)).collect(), desc)
+    } else if current.is_some() {
+        let without = gate::score_without(&store, &held_keys)?;
+        let s: Vec<f32> = split.held.iter().map(|h| without.get(&h.0).copied().unwrap_or(f32::NAN)).collect();
+        let desc = if note.is_some() {
+            "forest + re-rank without the held-back labels (the current ranking has seen them all)".to_string()
+        } else {
+            format!("the current ranking (version {}) without the held-back labels", current.as_ref().unwrap().version)
+        };
+        (s.clone(), s, desc)
+    } else {
+        (vec![f32::NAN; split.held.len()], vec![f32::NAN; split.held.len()], "no ranking yet".into())
+    };
+
+    // One network takes one band set (cutouts of other sizes are resampled
+    // to the group's commonest size): train on the group with the most
+    // training labels of both classes; say why others are skipped.
+    let mut groups: BTreeMap<GroupKey, GroupInfo> = BTreeMap::new();
+    for s in sources.values() {
+        let g = groups.entry(GroupKey { bands: s.bands.clone() }).or_default();
+        if !g.surveys.contains(&s.survey) {
+            g.surveys.push(s.survey.clone());
+        }
+        g.objects += s.n_objects as usize;
+        *g.shapes.entry(s.shape).or_default() += s.n_objects as usize;
+    }
+    for (k, interesting) in &split.train {
+        if let Some(g) = group_of(k.file).and_then(|g| groups.get_mut(&g)) {
+            if *interesting { g.interesting += 1 } else { g.boring += 1 }
+        }
+    }
+    let chosen = groups
+        .iter()
+        .filter(|(_, g)| g.interesting > 0 && g.boring > 0)
+        .max_by_key(|(_, g)| (g.interesting + g.boring, g.objects))
+        .map(|(k, _)| k.clone())
+        .ok_or_else(|| {
+            LearnError::Data("no set of images of one band set has both interesting and boring training labels".into())
+        })?;
+    let mut skipped = Vec::new();
+    for (k, g) in &groups {
+        if *k != chosen {
+            let why = if g.interesting == 0 || g.boring == 0 {
+                format!("{} interesting and {} boring training labels", g.interesting, g.boring)
+            } else {
+                format!("{} training labels; the CNN trains on the group with the most", g.interesting + g.boring)
+            };
+            skipped.push(format!("{}: {why}", describe_group(k, g)));
+        }
+    }
+    let shape = groups[&chosen].shape();
+    let in_group = |k: &ObjectKey| group_of(k.file).as_ref() == Some(&chosen);
+    let images: Vec<ObjectKey> = store.image_keys_owned().filter_map(|k| k.ok()).filter(in_group).collect();
+    let train: Vec<(ObjectKey, i64)> =
+        split.train.iter().filter(|l| in_group(&l.0)).map(|&(k, y)| (k, i64::from(y))).collect();
+    let bands = chosen.bands.len().max(1);
     let mut pretrained = None;
     for item in store.models_of_kind("cnn-pretrain")? {
         let cfg: Option<NetConfig> = serde_json::from_str(&item.params).ok();
-        if let (Some(cfg), Some(path)) = (cfg, item.blob_path()) {
-            if cfg.in_channels == bands as i64 && path.exists() {
-                pretrained = Some((path, cfg));
-            }
+        if let (Some(cfg), Some(path)) = (cfg, item.blob_path())
+            && cfg.in_channels == bands as i64
+            && path.exists()
+        {
+            pretrained = Some((path, cfg));
         }
     }
-    Ok(Snapshot { sources, images, labelled, pretrained, events: n_events, bands, shape })
+    Ok(Snapshot {
+        bands,
+        shape: (shape.0 as usize, shape.1 as usize),
+        sources,
+        images,
+        split,
+        train,
+        skipped,
+        pretrained,
+        events: n_events,
+        current,
+        base,
+        base_scores,
+        current_held,
+        base_held,
+        current_desc,
+        labels_seen,
+    })
 }
 
 /// Per-band robust normalisation for the network: sky (border median)
@@ -191,41 +338,109 @@ pub fn normalise(pixels: &mut [f32], bands: usize, h: usize, w: usize) {
     }
 }
 
-/// Reads and normalises the cutouts of `keys` (grouped by file), N×C×H×W.
-fn load_images(snap: &Snapshot, keys: &[ObjectKey]) -> Result<Tensor, LearnError> {
-    let (c, (h, w)) = (snap.bands, snap.shape);
-    let mut out = vec![0f32; keys.len() * c * h * w];
+/// Reads cutouts of one band set and size from the survey files, keeping
+/// the files open between calls.
+struct Cutouts<'a> {
+    sources: &'a HashMap<u32, SourceFile>,
+    bands: usize,
+    shape: (usize, usize),
+    tables: HashMap<u32, Box<dyn SourceReader>>,
+}
+
+impl<'a> Cutouts<'a> {
+    fn new(sources: &'a HashMap<u32, SourceFile>, bands: usize, shape: (usize, usize)) -> Self {
+        Cutouts { sources, bands, shape, tables: HashMap::new() }
+    }
+
+    /// The normalised cutouts of `keys`, N×C×H×W.
+    fn load(&mut self, keys: &[ObjectKey]) -> Result<Tensor, LearnError> {
+        load_images(self, keys)
+    }
+}
+
+/// Reads and normalises the cutouts of `keys`, N×C×H×W: rows of one file
+/// that follow each other are read in one go (a whole file when scoring).
+fn load_images(cut: &mut Cutouts, keys: &[ObjectKey]) -> Result<Tensor, LearnError> {
+    let (c, (h, w)) = (cut.bands, cut.shape);
+    let tables = &mut cut.tables;
+    let per = c * h * w;
+    let mut out = vec![0f32; keys.len() * per];
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by_key(|&i| keys[i]);
-    let mut tables: HashMap<u32, Table> = HashMap::new();
-    for i in order {
-        let key = keys[i];
-        let source = &snap.sources[&key.file];
-        if let std::collections::hash_map::Entry::Vacant(slot) = tables.entry(key.file) {
-            slot.insert(
-                Table::open(Path::new(&source.path)).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?,
-            );
+    let mut start = 0;
+    while start < order.len() {
+        let first = keys[order[start]];
+        let mut end = start + 1;
+        while end < order.len() && end - start < 256 && {
+            let k = keys[order[end]];
+            k.file == first.file && k.row == first.row + (end - start) as u32
+        } {
+            end += 1;
         }
-        let px = tables[&key.file]
-            .read_images(key.row as usize..key.row as usize + 1)
+        let source = cut
+            .sources
+            .get(&first.file)
+            .ok_or_else(|| LearnError::Data(format!("object {first:?}: no image file in the store")))?;
+        if let std::collections::hash_map::Entry::Vacant(slot) = tables.entry(first.file) {
+            slot.insert(open_source(source).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?);
+        }
+        let rows = first.row as usize..first.row as usize + (end - start);
+        let px = tables[&first.file]
+            .read_images(rows.clone())
             .map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
-        let dst = &mut out[i * c * h * w..(i + 1) * c * h * w];
-        if let Some(src) = px.data.as_slice() {
-            dst.copy_from_slice(&src[..c * h * w]);
+        let data = px.data.as_standard_layout();
+        let src = data.as_slice().unwrap_or_default();
+        let from = (source.shape.0 as usize, source.shape.1 as usize);
+        let sper = c * from.0 * from.1;
+        if src.len() != (end - start) * sper {
+            return Err(LearnError::Data(format!(
+                "{}: rows {}..{}: cutouts of {} values, expected {c} bands x {} x {}",
+                source.path,
+                rows.start,
+                rows.end,
+                src.len() / (end - start).max(1),
+                from.0,
+                from.1
+            )));
         }
-        normalise(dst, c, h, w);
+        for (j, &i) in order[start..end].iter().enumerate() {
+            normalised_cutout(&src[j * sper..(j + 1) * sper], c, from, (h, w), &mut out[i * per..(i + 1) * per]);
+        }
+        start = end;
     }
     Ok(Tensor::from_slice(&out).reshape([keys.len() as i64, c as i64, h as i64, w as i64]))
 }
 
+/// Copies a C×H×W cutout of size `from` into `dst` (C×`to`), normalised for
+/// the network and resampled when the sizes differ.
+pub fn normalised_cutout(src: &[f32], c: usize, from: (usize, usize), to: (usize, usize), dst: &mut [f32]) {
+    if from == to {
+        dst.copy_from_slice(src);
+        normalise(dst, c, to.0, to.1);
+    } else {
+        let mut own = src.to_vec();
+        normalise(&mut own, c, from.0, from.1);
+        dst.copy_from_slice(&resample(&own, c, from, to));
+    }
+}
+
+/// Resamples a normalised C×H×W cutout to `to` (antialiased bilinear, so
+/// larger cutouts are averaged down rather than aliased), for a network that
+/// takes one input size whatever the cutouts' sizes.
+pub fn resample(pixels: &[f32], c: usize, from: (usize, usize), to: (usize, usize)) -> Vec<f32> {
+    let x = Tensor::from_slice(pixels).reshape([1, c as i64, from.0 as i64, from.1 as i64]);
+    let y = x.internal_upsample_bilinear2d_aa([to.0 as i64, to.1 as i64], false, None, None);
+    Vec::<f32>::try_from(&y.reshape([-1])).expect("f32 pixels")
+}
+
 /// Opens the store, waiting while another process (the TUI) holds it.
-fn open_when_free(store_path: &Path, wait: Duration) -> Result<Store, LearnError> {
+fn open_when_free(store_path: &Path, wait: Duration, why: &str) -> Result<Store, LearnError> {
     let deadline = Instant::now() + wait;
     loop {
         match Store::open(store_path) {
             Ok(s) => return Ok(s),
             Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
-                write_status(store_path, "waiting", "trained; waiting for the store (is `oddity triage` open?)");
+                write_status(store_path, "waiting", &format!("{why} (is `oddity triage` open?)"));
                 std::thread::sleep(Duration::from_millis(500));
             }
             Err(e) => return Err(e.into()),
@@ -233,38 +448,97 @@ fn open_when_free(store_path: &Path, wait: Duration) -> Result<Store, LearnError
     }
 }
 
-/// FixMatch retrain from the expert's labels, then inference over every
-/// image object, written as a new score version.
-pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)) -> Result<RetrainReport, LearnError> {
-    write_status(store_path, "running", "taking a snapshot of the labels");
-    let snap = snapshot(store_path)?;
-    let n_anomalies = snap.labelled.iter().filter(|(_, y)| *y == 1).count();
-    let n_normals = snap.labelled.len() - n_anomalies;
-    if n_anomalies == 0 || n_normals == 0 {
-        let msg = format!(
-            "retrain needs labelled anomalies and normals (have {n_anomalies} and {n_normals}): label some in `oddity triage`"
-        );
-        write_status(store_path, "failed", &msg);
-        return Err(LearnError::Data(msg));
+/// Counts (interesting, boring).
+fn counts(labels: &[(ObjectKey, bool)]) -> (usize, usize) {
+    let i = labels.iter().filter(|l| l.1).count();
+    (i, labels.len() - i)
+}
+
+/// The candidate rankings over every object, in key order: the CNN's rank
+/// percentile (objects outside the group it trained on keep the current
+/// ranking's percentile), and the rank average of CNN and current ranking.
+/// Scores of every object, one list per candidate ranking.
+type Scores = Vec<(ObjectKey, f32)>;
+
+fn candidate_scores(snap: &Snapshot, logits: &[f32]) -> (Scores, Scores) {
+    let cnn_ranks = Ranks::new(logits.iter().copied());
+    let base_ranks = Ranks::new(snap.base_scores.iter().map(|s| s.1));
+    let (mut cnn, mut combined) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    let (a, b) = (&snap.images, &snap.base_scores);
+    while i < a.len() || j < b.len() {
+        let (key, c, f) = match (a.get(i), b.get(j)) {
+            (Some(&ka), Some(&(kb, s))) if ka == kb => {
+                i += 1;
+                j += 1;
+                (ka, Some(cnn_ranks.percentile(logits[i - 1])), Some(base_ranks.percentile(s)))
+            }
+            (Some(&ka), Some(&(kb, _))) if ka < kb => {
+                i += 1;
+                (ka, Some(cnn_ranks.percentile(logits[i - 1])), None)
+            }
+            (Some(&ka), None) => {
+                i += 1;
+                (ka, Some(cnn_ranks.percentile(logits[i - 1])), None)
+            }
+            (_, Some(&(kb, s))) => {
+                j += 1;
+                (kb, None, Some(base_ranks.percentile(s)))
+            }
+            (None, None) => break,
+        };
+        cnn.push((key, c.or(f).unwrap_or(0.0)));
+        combined.push((
+            key,
+            match (c, f) {
+                (Some(c), Some(f)) => 0.5 * (c + f),
+                (c, f) => c.or(f).unwrap_or(0.0),
+            },
+        ));
     }
+    (cnn, combined)
+}
+
+/// FixMatch retrain from the expert's labels (less a held-back slice), then
+/// inference over every image object of the group trained on; the CNN and
+/// its rank average with the current ranking are written as score versions,
+/// and one becomes the ranking only if it ranks the held-back labels better.
+pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)) -> Result<RetrainReport, LearnError> {
+    let _lock = RetrainLock::acquire(store_path).map_err(LearnError::Busy)?;
+    write_status(store_path, "starting", "taking a snapshot of the labels");
+    let snap = snapshot(store_path, opts)?;
+    for s in &snap.skipped {
+        progress(&format!("skipped {s}"));
+    }
+    let held_back = counts(&snap.split.held);
+    let n_anomalies = snap.train.iter().filter(|(_, y)| *y == 1).count();
+    let n_normals = snap.train.len() - n_anomalies;
     let device = super::device();
+    let started = Instant::now();
     tch::manual_seed(opts.seed as i64);
     write_status(
         store_path,
         "running",
-        &format!("training on {n_anomalies} anomalies and {n_normals} normals ({device:?})"),
+        &format!(
+            "training on {n_anomalies} interesting and {n_normals} boring labels, {} + {} held back ({device:?})",
+            held_back.0, held_back.1
+        ),
     );
-    progress(&format!("training on {n_anomalies} anomalies, {n_normals} normals, device {device:?}"));
+    progress(&format!(
+        "training on {n_anomalies} interesting and {n_normals} boring labels ({} + {} held back to judge the model), device {device:?}",
+        held_back.0, held_back.1
+    ));
 
     // Labelled images, and an unlabelled pool sampled from the rest.
-    let labelled_keys: Vec<ObjectKey> = snap.labelled.iter().map(|(k, _)| *k).collect();
-    let labels: Vec<i64> = snap.labelled.iter().map(|(_, y)| *y).collect();
-    let mut pool: Vec<ObjectKey> =
-        snap.images.iter().copied().filter(|k| labelled_keys.binary_search(k).is_err()).collect();
+    let mut cutouts = Cutouts::new(&snap.sources, snap.bands, snap.shape);
+    let labelled_keys: Vec<ObjectKey> = snap.train.iter().map(|(k, _)| *k).collect();
+    let labels: Vec<i64> = snap.train.iter().map(|(_, y)| *y).collect();
+    let all_labelled: HashSet<ObjectKey> = snap.split.train.iter().chain(&snap.split.held).map(|l| l.0).collect();
+    let mut pool: Vec<ObjectKey> = snap.images.iter().copied().filter(|k| !all_labelled.contains(k)).collect();
     pool.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
     pool.truncate(opts.pool);
-    let labelled = Labelled { images: load_images(&snap, &labelled_keys)?, labels };
-    let unlabelled = load_images(&snap, &pool)?;
+    let labelled = Labelled { images: cutouts.load(&labelled_keys)?, labels };
+    let unlabelled = cutouts.load(&pool)?;
 
     let cfg = opts.net.config(snap.bands as i64, 2);
     let vs = nn::VarStore::new(device);
@@ -278,14 +552,27 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
             Err(e) => progress(&format!("pretrained checkpoint does not fit ({e}); training from scratch")),
         }
     }
-    let params =
-        FixMatchParams { steps: opts.steps, batch: opts.batch, mu: opts.mu, seed: opts.seed, ..Default::default() };
+    let params = FixMatchParams {
+        steps: opts.steps,
+        batch: opts.batch,
+        mu: opts.mu,
+        seed: opts.seed,
+        prior: (opts.prior > 0.0).then_some(opts.prior),
+        ..Default::default()
+    };
     let report = fixmatch_train(&net, &vs, &labelled, &unlabelled, &params, device, &|s| {
         if s.step % 50 == 0 {
-            tracing::info!(step = s.step, loss = s.loss, mask = s.mask_rate, "fixmatch");
+            tracing::info!(
+                step = s.step,
+                loss = s.loss,
+                mask = s.mask_rate,
+                pseudo_anomaly = s.pseudo_anomaly,
+                "fixmatch"
+            );
         }
     });
     let last = report.last().map(|s| s.loss).unwrap_or(f64::NAN);
+    progress(&format!("trained {} steps in {:.0}s", opts.steps, started.elapsed().as_secs_f64()));
     drop(labelled);
     drop(unlabelled);
 
@@ -296,64 +583,187 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
     let path = models_dir.join(format!("fixmatch-{stamp}-{}.safetensors", std::process::id()));
     let hash = checkpoint::save(&vs, &path)?;
 
-    // Inference over every image object, in batches read file by file.
+    // Inference over the group's objects, in batches read file by file.
     write_status(store_path, "running", "scoring every object with the new model");
-    let mut scores: Vec<(ObjectKey, f32)> = Vec::with_capacity(snap.images.len());
-    for chunk in snap.images.chunks(512) {
-        let x = load_images(&snap, chunk)?;
-        let p = predict(&net, &x.to_kind(Kind::Float), 128, device);
-        scores.extend(chunk.iter().copied().zip(p));
+    let mut logits: Vec<f32> = Vec::with_capacity(snap.images.len());
+    for chunk in snap.images.chunks(1024) {
+        let x = cutouts.load(chunk)?;
+        logits.extend(predict_logit(&net, &x.to_kind(Kind::Float), 256, device));
     }
+    drop(cutouts);
+    progress(&format!("scored {} objects after {:.0}s", logits.len(), started.elapsed().as_secs_f64()));
+
+    // Judge the candidates on the held-back labels.
+    let held = &snap.split.held;
+    let cnn_ranks = Ranks::new(logits.iter().copied());
+    let base_ranks = Ranks::new(snap.base_scores.iter().map(|s| s.1));
+    let cnn_of = |k: ObjectKey| snap.images.binary_search(&k).ok().map(|i| cnn_ranks.percentile(logits[i]));
+    let mut cnn_held = Vec::new();
+    let mut comb_held = Vec::new();
+    for (h, &b) in held.iter().zip(&snap.base_held) {
+        let base_pct = (!b.is_nan()).then(|| base_ranks.percentile(b));
+        let c = cnn_of(h.0);
+        cnn_held.push(c.or(base_pct).unwrap_or(0.0));
+        comb_held.push(match (c, base_pct) {
+            (Some(c), Some(f)) => 0.5 * (c + f),
+            (c, f) => c.or(f).unwrap_or(0.0),
+        });
+    }
+    let cnn_method = format!("fixmatch-cnn ({n_anomalies} interesting, {n_normals} boring labels)");
+    let base_method = snap.base.as_ref().map(|b| b.method.clone()).unwrap_or_default();
+    let comb_method = format!("rank average of {cnn_method} and {base_method}");
+    let mut candidates = Vec::new();
+    if let Some(c) = &snap.current {
+        let mut cur = Candidate::judged("current", c.method.clone(), held, &snap.current_held);
+        cur.version = Some(c.version);
+        candidates.push(cur);
+    }
+    candidates.push(Candidate::judged("cnn", cnn_method.clone(), held, &cnn_held));
+    if snap.base.is_some() {
+        candidates.push(Candidate::judged("combined", comb_method.clone(), held, &comb_held));
+    }
+    let (cnn_scores, comb_scores) = candidate_scores(&snap, &logits);
 
     // The short exclusive step.
-    let store = open_when_free(store_path, opts.wait)?;
+    let store = open_when_free(store_path, opts.wait, "trained; waiting for the store")?;
+    let now = store.current_scores()?;
+    let stale = now.as_ref().map(|v| v.version) != snap.current.as_ref().map(|v| v.version);
     let params_json = serde_json::json!({
         "net": cfg,
-        "fixmatch": { "steps": opts.steps, "batch": opts.batch, "mu": opts.mu, "tau": params.tau, "lambda_u": params.lambda_u, "seed": opts.seed },
-        "labels": { "anomalies": n_anomalies, "normals": n_normals, "events": snap.events },
+        "fixmatch": { "steps": opts.steps, "batch": opts.batch, "mu": opts.mu, "tau": params.tau, "lambda_u": params.lambda_u, "prior": params.prior, "seed": opts.seed },
+        "labels": { "interesting": n_anomalies, "boring": n_normals, "held_back": held_back, "events": snap.events },
         "final_loss": last,
         "checkpoint": path.to_string_lossy(),
     });
     let model = store.put_model(ModelRecord {
         id: 0,
         kind: "fixmatch-cnn".into(),
-        survey: snap.sources.values().next().map(|s| s.survey.clone()).unwrap_or_default(),
+        survey: snap
+            .sources
+            .get(&snap.images.first().map(|k| k.file).unwrap_or(0))
+            .map(|s| s.survey.clone())
+            .unwrap_or_default(),
         created: chrono::Utc::now().to_rfc3339(),
         params: params_json.to_string(),
         features: vec![],
         blob: path.to_string_lossy().as_bytes().to_vec(),
         hash: hash.clone(),
     })?;
-    let version = store.begin_scores()?;
-    for (i, chunk) in scores.chunks(20_000).enumerate() {
-        store.put_scores(version, chunk)?;
-        if opts.crash_after_batches == Some(i + 1) {
-            store.flush()?;
-            let _ = std::process::Command::new("kill").args(["-9", &std::process::id().to_string()]).status();
-            std::process::abort();
+    let mut batches = 0;
+    let mut write = |scores: &[(ObjectKey, f32)], method: &str, models: Vec<u32>| -> Result<ScoreVersion, LearnError> {
+        let version = store.begin_scores()?;
+        for chunk in scores.chunks(20_000) {
+            store.put_scores(version, chunk)?;
+            batches += 1;
+            if opts.crash_after_batches == Some(batches) {
+                store.flush()?;
+                let _ = std::process::Command::new("kill").args(["-9", &std::process::id().to_string()]).status();
+                std::process::abort();
+            }
+        }
+        let info = ScoreVersion {
+            version,
+            models,
+            method: method.to_string(),
+            time: chrono::Utc::now().to_rfc3339(),
+            n_scored: scores.len() as u64,
+        };
+        store.keep_scores(&info, "a retrain's candidate")?;
+        Ok(info)
+    };
+    let mut versions: HashMap<String, ScoreVersion> = HashMap::new();
+    versions.insert("cnn".into(), write(&cnn_scores, &cnn_method, vec![model])?);
+    if snap.base.is_some() {
+        let mut models = vec![model];
+        models.extend(snap.base.as_ref().map(|b| b.models.clone()).unwrap_or_default());
+        versions.insert("combined".into(), write(&comb_scores, &comb_method, models)?);
+    }
+    for c in candidates.iter_mut() {
+        if let Some(v) = versions.get(&c.name) {
+            c.version = Some(v.version);
         }
     }
-    store.commit_scores(&ScoreVersion {
-        version,
-        models: vec![model],
-        method: format!("fixmatch-cnn ({n_anomalies} anomalies, {n_normals} normals labelled)"),
-        time: chrono::Utc::now().to_rfc3339(),
-        n_scored: scores.len() as u64,
-    })?;
+    let best = if snap.current.is_some() { gate::winner(&candidates) } else { 0 };
+    let figures = candidates.iter().map(|c| format!("{} {:.3}", c.name, c.auroc)).collect::<Vec<_>>().join(", ");
+    let on = format!("on {} interesting and {} boring held-back labels", held_back.0, held_back.1);
+    let kept: Vec<String> = versions.values().map(|v| v.version.to_string()).collect();
+    let mut kept = kept;
+    kept.sort();
+    let (promoted, verdict) = if stale {
+        let n = now.as_ref().map(|v| format!("version {} ({})", v.version, v.method)).unwrap_or("none".into());
+        (
+            None,
+            format!(
+                "the ranking stayed: a newer ranking, {n}, was made while this retrain ran; its candidates are kept as versions {} (held-out AUROC {figures} {on})",
+                kept.join(", ")
+            ),
+        )
+    } else if candidates[best].name == "current" {
+        (
+            None,
+            format!(
+                "the ranking stayed (version {}): no candidate ranked the held-back labels better than {} (AUROC {figures} {on}); the candidates are kept as versions {}",
+                snap.current.as_ref().map(|c| c.version).unwrap_or(0),
+                snap.current_desc,
+                kept.join(", ")
+            ),
+        )
+    } else {
+        let win = &candidates[best];
+        let v = win.version.unwrap_or(0);
+        let against = if snap.current.is_some() { format!(" than {}", snap.current_desc) } else { String::new() };
+        (
+            Some(v),
+            format!(
+                "version {v} ({}) is now the ranking: it ranks the held-back labels better{against} (AUROC {figures} {on})",
+                win.name
+            ),
+        )
+    };
+    if let Some(v) = promoted {
+        // The forest ranking stays readable: a combination builds on it.
+        if let (Some(b), Some(c)) = (&snap.base, &snap.current)
+            && b.version == c.version
+        {
+            store.keep_scores(b, "the ranking a retrained one builds on")?;
+        }
+        let info = versions.values().find(|i| i.version == v).cloned().expect("promoted candidate written");
+        store.commit_scores(&info)?;
+        let note = RankingNote {
+            version: v,
+            base: snap.base.as_ref().map(|b| b.version),
+            labels_seen: snap.labels_seen.clone(),
+        };
+        store.put_note(NOTE_RANKING, &serde_json::to_string(&note).unwrap_or_default())?;
+    }
+    // Keep this retrain's candidates and the forest ranking the current one
+    // builds on; older candidates go.
+    let current_base: Option<u32> = store
+        .note(NOTE_RANKING)?
+        .and_then(|t| serde_json::from_str::<RankingNote>(&t).ok())
+        .filter(|n| store.current_scores().ok().flatten().is_some_and(|c| c.version == n.version))
+        .and_then(|n| n.base);
+    for k in store.kept_scores()? {
+        let v = k.info.version;
+        if !versions.values().any(|i| i.version == v) && Some(v) != current_base {
+            store.drop_kept_scores(v)?;
+        }
+    }
     let report = RetrainReport {
-        version,
         model,
         hash,
-        n_anomalies,
-        n_normals,
-        n_scored: scores.len(),
+        trained_on: (n_anomalies, n_normals),
+        held_back,
+        n_scored: logits.len(),
         device: format!("{device:?}"),
+        candidates,
+        promoted,
+        verdict,
+        skipped: snap.skipped.clone(),
+        finished: chrono::Utc::now().to_rfc3339(),
     };
-    write_status(
-        store_path,
-        "done",
-        &format!("score version {version} from model {model} ({} labels)", n_anomalies + n_normals),
-    );
+    store.put_note(NOTE_LAST, &serde_json::to_string(&report).unwrap_or_default())?;
+    write_status(store_path, "done", &report.verdict);
     Ok(report)
 }
 
@@ -384,7 +794,7 @@ pub fn pretrain_store(
     std::fs::create_dir_all(&models_dir)?;
     let path = models_dir.join(format!("pretrain-{}.safetensors", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
     let hash = checkpoint::save(&vs, &path)?;
-    let store = open_when_free(store_path, Duration::from_secs(24 * 3600))?;
+    let store = open_when_free(store_path, Duration::from_secs(24 * 3600), "pretrained; waiting for the store")?;
     let mut cfg_used = cfg.clone();
     cfg_used.num_classes = params.n_classes as i64;
     let id = store.put_model(ModelRecord {
@@ -399,4 +809,170 @@ pub fn pretrain_store(
     })?;
     write_status(store_path, "done", &format!("pretrained model {id} (loss {loss:.3})"));
     Ok((id, hash, loss))
+}
+
+#[cfg(test)]
+mod resample_tests {
+    use super::resample;
+
+    #[test]
+    fn resampling_keeps_levels_and_takes_the_target_size() {
+        let flat = vec![2.5f32; 3 * 40 * 30];
+        let out = resample(&flat, 3, (40, 30), (16, 16));
+        assert_eq!(out.len(), 3 * 16 * 16);
+        assert!(out.iter().all(|v| (v - 2.5).abs() < 1e-5));
+        // A left-to-right ramp stays a ramp with the same mean, band by band.
+        let ramp: Vec<f32> = (0..2 * 64 * 64).map(|i| (i % 64) as f32 + 100.0 * (i / 4096) as f32).collect();
+        let out = resample(&ramp, 2, (64, 64), (32, 32));
+        for b in 0..2 {
+            let band = &out[b * 1024..(b + 1) * 1024];
+            let mean = band.iter().sum::<f32>() / 1024.0;
+            assert!((mean - (31.5 + 100.0 * b as f32)).abs() < 0.05, "{mean}");
+            assert!(band[1] > band[0] && band[31] > band[30]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod experiments {
+    //! Measuring the CNN on the demo survey while changing one thing at a
+    //! time: `ODDITY_DEMO=DIR cargo test --release --lib learn::stage::experiments -- --ignored --nocapture`
+    //! (DIR holds `survey/truth.csv` and a scored `oddity.db`). The images are
+    //! cached in DIR/cnn-cache.safetensors after the first run.
+    use super::*;
+    use crate::learn::train::FixMatchParams;
+
+    const KINDS: [&str; 7] = ["normal", "ring", "merger", "lens", "colour", "agn", "trail"];
+
+    fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
+        std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    }
+
+    /// (labelled images, labels, pool, eval images, eval kinds)
+    fn data(demo: &Path) -> (Tensor, Vec<i64>, Tensor, Tensor, Vec<i64>) {
+        let cache = demo.join("cnn-cache.safetensors");
+        if !cache.exists() {
+            let truth = crate::eval::read_truth(&demo.join("survey/truth.csv")).unwrap();
+            let store = Store::open(&demo.join("oddity.db")).unwrap();
+            let sources: HashMap<u32, SourceFile> =
+                store.sources().unwrap().into_iter().filter(|(_, s)| s.kind == SourceKind::Images).collect();
+            let any = sources.values().next().unwrap();
+            let (bands, shape) = (any.bands.len(), (any.shape.0 as usize, any.shape.1 as usize));
+            let mut ranked = Vec::new();
+            for item in store.ranked().unwrap() {
+                let (k, _) = item.unwrap();
+                let (_, kind) = truth[&store.object(k).unwrap().unwrap().id].clone();
+                ranked.push((k, KINDS.iter().position(|x| *x == kind).unwrap() as i64));
+            }
+            drop(store);
+            let interesting = |c: i64| (1..=5).contains(&c);
+            let mut pos: Vec<usize> = (0..ranked.len()).filter(|&i| interesting(ranked[i].1)).collect();
+            pos.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+            let first: Vec<usize> = pos[..10].to_vec();
+            let mut chosen = first.clone();
+            chosen.extend((0..ranked.len()).filter(|i| !first.contains(i)).take(90));
+            let mut rest: Vec<usize> = (0..ranked.len()).filter(|i| !chosen.contains(i)).collect();
+            rest.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+            let pool: Vec<usize> = rest[..4096].to_vec();
+            let mut eval: Vec<usize> = rest[4096..].iter().copied().filter(|&i| ranked[i].1 != 0).collect();
+            eval.extend(rest[4096..].iter().copied().filter(|&i| ranked[i].1 == 0).take(3000));
+            let keys = |ix: &[usize]| ix.iter().map(|&i| ranked[i].0).collect::<Vec<_>>();
+            let yl: Vec<i64> = chosen.iter().map(|&i| i64::from(interesting(ranked[i].1))).collect();
+            let ke: Vec<i64> = eval.iter().map(|&i| ranked[i].1).collect();
+            let mut cut = Cutouts::new(&sources, bands, shape);
+            let xl = cut.load(&keys(&chosen)).unwrap();
+            let xu = cut.load(&keys(&pool)).unwrap();
+            let xe = cut.load(&keys(&eval)).unwrap();
+            Tensor::write_safetensors(
+                &[
+                    ("xl", xl.to_kind(Kind::Half)),
+                    ("yl", Tensor::from_slice(&yl)),
+                    ("xu", xu.to_kind(Kind::Half)),
+                    ("xe", xe.to_kind(Kind::Half)),
+                    ("ke", Tensor::from_slice(&ke)),
+                ],
+                &cache,
+            )
+            .unwrap();
+        }
+        let t: HashMap<String, Tensor> = Tensor::read_safetensors(&cache).unwrap().into_iter().collect();
+        let f = |n: &str| t[n].to_kind(Kind::Float);
+        (f("xl"), Vec::try_from(&t["yl"]).unwrap(), f("xu"), f("xe"), Vec::try_from(&t["ke"]).unwrap())
+    }
+
+    #[test]
+    #[ignore]
+    fn demo_experiment() {
+        let demo = PathBuf::from(std::env::var("ODDITY_DEMO").expect("ODDITY_DEMO=dir"));
+        tch::set_num_threads(env("THREADS", 2));
+        let (xl, yl, xu, xe, ke) = data(&demo);
+        let pool: i64 = env("POOL", 2048);
+        let xu = xu.narrow(0, 0, pool.min(xu.size()[0]));
+        eprintln!(
+            "labelled {} ({} interesting), pool {}, eval {}",
+            yl.len(),
+            yl.iter().sum::<i64>(),
+            xu.size()[0],
+            ke.len()
+        );
+        let seed: u64 = env("SEED", 0);
+        tch::manual_seed(seed as i64);
+        let cfg = NetSize::Tiny.config(xl.size()[1], 2);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = Net::new(&vs.root(), &cfg);
+        let prior: f64 = env("PRIOR", 0.0);
+        let params = FixMatchParams {
+            steps: env("STEPS", 150),
+            batch: env("BATCH", 8),
+            mu: env("MU", 2),
+            lr: env("LR", 0.03),
+            tau: env("TAU", 0.95),
+            lambda_u: env("LAMBDA", 1.0),
+            prior: (prior > 0.0).then_some(prior),
+            seed,
+            ..Default::default()
+        };
+        eprintln!("{params:?}");
+        let t = Instant::now();
+        let report = fixmatch_train(
+            &net,
+            &vs,
+            &Labelled { images: xl.shallow_clone(), labels: yl.clone() },
+            &xu,
+            &params,
+            tch::Device::Cpu,
+            &|s| {
+                if s.step % 25 == 0 {
+                    eprintln!(
+                        "step {:>4} loss {:.3} sup {:.3} unsup {:.3} mask {:.2} pseudo-anomaly {:.2}",
+                        s.step, s.loss, s.sup_loss, s.unsup_loss, s.mask_rate, s.pseudo_anomaly
+                    );
+                }
+            },
+        );
+        eprintln!("trained in {:.0}s ({} steps)", t.elapsed().as_secs_f64(), report.steps);
+        let logit = |x: &Tensor| -> Vec<f32> {
+            let l = tch::no_grad(|| {
+                let parts: Vec<Tensor> = (0..x.size()[0])
+                    .step_by(256)
+                    .map(|s| net.forward_t(&x.narrow(0, s, 256.min(x.size()[0] - s)), false))
+                    .collect();
+                Tensor::cat(&parts, 0)
+            });
+            Vec::try_from(&(l.select(1, 1) - l.select(1, 0))).unwrap()
+        };
+        let sl = logit(&xl);
+        let train_auc = crate::detect::auroc(&sl, &yl.iter().map(|&y| y == 1).collect::<Vec<_>>()).unwrap();
+        let se = logit(&xe);
+        let y: Vec<bool> = ke.iter().map(|&k| (1..=5).contains(&k)).collect();
+        let m = crate::eval::metrics(&se, &y, 200);
+        let mut line =
+            format!("RESULT train AUROC {train_auc:.3} | held-out AUROC {:.3} AUPRC {:.3} |", m.auroc, m.auprc);
+        for (c, kind) in KINDS.iter().enumerate().skip(1) {
+            let (s, l): (Vec<f32>, Vec<bool>) =
+                ke.iter().zip(&se).filter(|(k, _)| **k == 0 || **k == c as i64).map(|(k, s)| (*s, *k != 0)).unzip();
+            line += &format!(" {kind} {:.2}", crate::detect::auroc(&s, &l).unwrap_or(f64::NAN));
+        }
+        eprintln!("{line}");
+    }
 }

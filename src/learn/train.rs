@@ -140,9 +140,45 @@ fn cosine_lr(lr: f64, step: usize, total: usize) -> f64 {
 /// Pseudo-labels and confidence mask from the weak-view logits: labels =
 /// argmax, mask = 1.0 where max softmax >= `tau` else 0.0 (f32).
 pub fn pseudo_label_mask(logits_weak: &Tensor, tau: f64) -> (Tensor, Tensor) {
-    let probs = logits_weak.detach().softmax(-1, Kind::Float);
+    pseudo_labels_from_probs(&logits_weak.detach().softmax(-1, Kind::Float), tau)
+}
+
+fn pseudo_labels_from_probs(probs: &Tensor, tau: f64) -> (Tensor, Tensor) {
     let (max, labels) = probs.max_dim(-1, false);
     (labels, max.ge(tau).to_kind(Kind::Float))
+}
+
+/// Distribution alignment (Berthelot et al. 2020, ReMixMatch): scales the
+/// weak-view class probabilities by target / running mean of the model's
+/// predictions on unlabelled images, and renormalises. With a target of
+/// "1% anomalies" the pseudo-labels follow the pool's real make-up instead
+/// of the balanced labelled batches the model is trained on.
+#[derive(Debug)]
+pub struct DistributionAlignment {
+    target: Tensor,
+    running: Option<Tensor>,
+    momentum: f64,
+}
+
+impl DistributionAlignment {
+    /// `target`: the expected class fractions of the unlabelled images.
+    pub fn new(target: &[f64], momentum: f64) -> Self {
+        let t: Vec<f32> = target.iter().map(|&v| v as f32).collect();
+        DistributionAlignment { target: Tensor::from_slice(&t), running: None, momentum }
+    }
+
+    /// Aligned probabilities of one batch (rows sum to 1); updates the running mean.
+    pub fn align(&mut self, probs: &Tensor) -> Tensor {
+        let mean = probs.mean_dim(0, false, Kind::Float);
+        let running = match self.running.take() {
+            Some(r) => r * self.momentum + mean * (1.0 - self.momentum),
+            None => mean,
+        };
+        let target = self.target.to_device(probs.device());
+        let adj = probs * (target / running.clamp_min(1e-6)).unsqueeze(0);
+        self.running = Some(running);
+        &adj / adj.sum_dim_intlist(-1, true, Kind::Float)
+    }
 }
 
 /// Exponential moving average of all variables of a store (trainable ones
@@ -243,6 +279,11 @@ pub struct FixMatchParams {
     pub ema_decay: f64,
     /// Copy the EMA weights into the store at the end (what inference should use).
     pub apply_ema: bool,
+    /// Expected fraction of anomalies (class 1) among the unlabelled images:
+    /// when set, the pseudo-labels are distribution-aligned to it
+    /// ([`DistributionAlignment`]) and every unlabelled image counts as
+    /// normal unless its aligned anomaly probability reaches `tau`.
+    pub prior: Option<f64>,
     pub seed: u64,
 }
 
@@ -259,6 +300,7 @@ impl Default for FixMatchParams {
             weight_decay: 5e-4,
             ema_decay: 0.999,
             apply_ema: true,
+            prior: None,
             seed: 0,
         }
     }
@@ -273,6 +315,8 @@ pub struct StepStats {
     pub unsup_loss: f64,
     /// Fraction of unlabelled images whose pseudo-label passed the threshold.
     pub mask_rate: f64,
+    /// Fraction of those confident pseudo-labels that say "anomaly" (class 1).
+    pub pseudo_anomaly: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -338,6 +382,7 @@ pub fn fixmatch_train(
         .build(vs, params.lr)
         .expect("optimizer");
     let mut ema = Ema::new(vs, params.ema_decay);
+    let mut align = params.prior.map(|p| DistributionAlignment::new(&[1.0 - p, p], 0.9));
     let n_unl = unlabelled.size().first().copied().unwrap_or(0);
     let b = params.batch.max(1);
     let ub = if n_unl > 0 { params.mu * b } else { 0 };
@@ -352,7 +397,7 @@ pub fn fixmatch_train(
         let yl: Vec<i64> = li.iter().map(|&i| labelled.labels[i as usize]).collect();
         let yl = Tensor::from_slice(&yl).to_device(device);
 
-        let (loss, sup, unsup, mask_rate) = if ub > 0 {
+        let (loss, sup, unsup, mask_rate, pseudo_anomaly) = if ub > 0 {
             let ui: Vec<i64> = (0..ub).map(|_| rng.random_range(0..n_unl)).collect();
             let xu = gather(unlabelled, &ui, device);
             let uw = weak_augment(&xu, &mut rng);
@@ -363,20 +408,45 @@ pub fn fixmatch_train(
             let lw = logits.narrow(0, b as i64, ub as i64);
             let ls = logits.narrow(0, (b + ub) as i64, ub as i64);
             let sup = ll.cross_entropy_for_logits(&yl);
-            let (pl, mask) = pseudo_label_mask(&lw, params.tau);
+            let probs = lw.detach().softmax(-1, Kind::Float);
+            let probs = match align.as_mut() {
+                Some(a) => a.align(&probs),
+                None => probs,
+            };
+            let (pl, mask) = if align.is_some() {
+                // Anomalies are rare in the pool: an unlabelled image counts
+                // as normal unless the aligned probability says "anomaly"
+                // with confidence tau. Pseudo-labels cannot drift onto the
+                // rare class, and ordinary objects shape the normal class
+                // even when the expert's "normal" labels are odd-looking
+                // objects from the top of a ranking (positive-unlabelled
+                // learning, Elkan & Noto 2008).
+                let anomaly = probs.select(1, 1).ge(params.tau).to_kind(Kind::Int64);
+                (anomaly, Tensor::ones([ub as i64], (Kind::Float, device)))
+            } else {
+                pseudo_labels_from_probs(&probs, params.tau)
+            };
             let ce = ls.cross_entropy_loss(&pl, None::<Tensor>, Reduction::None, -100, 0.0);
             let unsup = (ce * &mask).mean(Kind::Float);
             let loss = &sup + &unsup * params.lambda_u;
-            let mr = mask.mean(Kind::Float).double_value(&[]);
-            (loss, sup.double_value(&[]), unsup.double_value(&[]), mr)
+            let n_mask = mask.sum(Kind::Float).double_value(&[]);
+            let n_pos = (pl.to_kind(Kind::Float) * &mask).sum(Kind::Float).double_value(&[]);
+            let pa = if n_mask > 0.0 { n_pos / n_mask } else { 0.0 };
+            (loss, sup.double_value(&[]), unsup.double_value(&[]), n_mask / ub as f64, pa)
         } else {
             let sup = net.forward_t(&xl, true).cross_entropy_for_logits(&yl);
-            (sup.shallow_clone(), sup.double_value(&[]), 0.0, 0.0)
+            (sup.shallow_clone(), sup.double_value(&[]), 0.0, 0.0, 0.0)
         };
         opt.backward_step(&loss);
         ema.update(vs);
-        let stats =
-            StepStats { step: step + 1, loss: loss.double_value(&[]), sup_loss: sup, unsup_loss: unsup, mask_rate };
+        let stats = StepStats {
+            step: step + 1,
+            loss: loss.double_value(&[]),
+            sup_loss: sup,
+            unsup_loss: unsup,
+            mask_rate,
+            pseudo_anomaly,
+        };
         progress(&stats);
         history.push(stats);
     }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use super::wire::{self, Command, Request, Response};
 use super::{CandidateMeta, Catalog, Cursor, Histogram, Overview, Page, SOCKET, Team};
 use crate::features::spectral::BptClass;
-use crate::store::{LabelEvent, ObjectKey, StoreError};
+use crate::store::{LabelEvent, LineSummary, ObjectKey, StoreError};
 use crate::tui::Ordering;
 
 /// A client of the serving process. Connections are pooled: the screen and
@@ -131,11 +131,14 @@ impl Catalog for Remote {
     fn object_id(&self, key: ObjectKey) -> Result<Option<String>, StoreError> {
         ask!(self, Request::ObjectId(key), Response::Text(t) => t)
     }
-    fn find_image(&self, id: &str) -> Result<Option<ObjectKey>, StoreError> {
-        ask!(self, Request::FindImage(id.to_string()), Response::Key(k) => k)
+    fn find_object(&self, id: &str) -> Result<Option<ObjectKey>, StoreError> {
+        ask!(self, Request::FindObject(id.to_string()), Response::Key(k) => k)
     }
     fn bpt(&self, key: ObjectKey) -> Result<Option<BptClass>, StoreError> {
         ask!(self, Request::Bpt(key), Response::Bpt(b) => b)
+    }
+    fn line_summary(&self) -> Result<Option<LineSummary>, StoreError> {
+        ask!(self, Request::LineSummary, Response::LineSummary(s) => s.map(|s| *s))
     }
     fn histogram(&self, bins: usize, marks: Vec<(ObjectKey, bool)>) -> Result<Histogram, StoreError> {
         ask!(self, Request::Histogram(bins, marks), Response::Histogram(h) => *h)

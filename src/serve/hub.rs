@@ -10,7 +10,7 @@ use ratatui_image::picker::Picker;
 use super::wire::Command;
 use super::{CandidateMeta, Catalog, Cursor, Histogram, Overview, Page, Team, shared_candidate};
 use crate::features::spectral::BptClass;
-use crate::store::{LabelEvent, LabelValue, ObjectKey, Store, StoreError};
+use crate::store::{LabelEvent, LabelValue, LineSummary, ObjectKey, Store, StoreError};
 use crate::tui::Ordering;
 use crate::tui::worker::Loader;
 
@@ -149,12 +149,16 @@ impl Catalog for HubSession {
         self.hub.store.object_id(key)
     }
 
-    fn find_image(&self, id: &str) -> Result<Option<ObjectKey>, StoreError> {
-        self.hub.store.find_image(id)
+    fn find_object(&self, id: &str) -> Result<Option<ObjectKey>, StoreError> {
+        self.hub.store.find_object(id)
     }
 
     fn bpt(&self, key: ObjectKey) -> Result<Option<BptClass>, StoreError> {
         self.hub.store.bpt(key)
+    }
+
+    fn line_summary(&self) -> Result<Option<LineSummary>, StoreError> {
+        Catalog::line_summary(&*self.hub.store)
     }
 
     fn histogram(&self, bins: usize, marks: Vec<(ObjectKey, bool)>) -> Result<Histogram, StoreError> {

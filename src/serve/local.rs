@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::{CandidateMeta, Catalog, Cursor, Histogram, Overview, Page};
 use crate::features::spectral::BptClass;
-use crate::store::{LabelEvent, ObjectKey, SourceKind, Store, StoreError};
+use crate::store::{LabelEvent, LineSummary, ObjectKey, SourceKind, Store, StoreError};
 use crate::tui::Ordering;
 
 /// Ranks are counted through the score index up to this many objects.
@@ -270,10 +270,16 @@ impl Catalog for Store {
         Ok(self.object(key)?.map(|o| o.id))
     }
 
-    fn find_image(&self, id: &str) -> Result<Option<ObjectKey>, StoreError> {
-        for key in self.find_any(id)? {
+    fn find_object(&self, id: &str) -> Result<Option<ObjectKey>, StoreError> {
+        let found = self.find_any(id)?;
+        for &key in &found {
             if self.image(key)?.is_some() {
                 return Ok(Some(key));
+            }
+        }
+        for &key in &found {
+            if self.spectrum(key)?.is_some() {
+                return Ok(Some(self.image_match(key)?.map_or(key, |m| m.other)));
             }
         }
         Ok(None)
@@ -282,8 +288,13 @@ impl Catalog for Store {
     fn bpt(&self, key: ObjectKey) -> Result<Option<BptClass>, StoreError> {
         match self.spectrum_match(key)? {
             Some(m) => Ok(self.lines_of(m.other)?.map(|l| l.bpt)),
-            None => Ok(None),
+            // A spectrum-only candidate has lines of its own.
+            None => Ok(self.lines_of(key)?.map(|l| l.bpt)),
         }
+    }
+
+    fn line_summary(&self) -> Result<Option<LineSummary>, StoreError> {
+        Store::line_summary(self)
     }
 
     fn histogram(&self, bins: usize, marks: Vec<(ObjectKey, bool)>) -> Result<Histogram, StoreError> {

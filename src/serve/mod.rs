@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::features::spectral::BptClass;
-use crate::store::{LabelEvent, LineRecord, ObjectKey, ObjectRecord, StoreError};
+use crate::store::{LabelEvent, LineRecord, LineSummary, ObjectKey, ObjectRecord, ScoreParts, SourceFile, StoreError};
 use crate::tui::Ordering;
 
 pub use local::rank_cap;
@@ -50,10 +50,15 @@ pub trait Catalog: Send + Sync {
     /// Everything the screen shows about an object except pixels and spectrum.
     fn meta(&self, key: ObjectKey) -> Result<Option<CandidateMeta>, StoreError>;
     fn object_id(&self, key: ObjectKey) -> Result<Option<String>, StoreError>;
-    /// The image object with this original id, in any survey.
-    fn find_image(&self, id: &str) -> Result<Option<ObjectKey>, StoreError>;
-    /// BPT class of an image object's matched spectrum.
+    /// The object to show for an original id, in any survey: the image with
+    /// that id; a spectrum's matched image, or the spectrum itself when it
+    /// has none (a spectrum-only candidate).
+    fn find_object(&self, id: &str) -> Result<Option<ObjectKey>, StoreError>;
+    /// BPT class of an image object's matched spectrum, or of a
+    /// spectrum-only candidate's own lines.
     fn bpt(&self, key: ObjectKey) -> Result<Option<BptClass>, StoreError>;
+    /// The survey's emission-line summary (one stored record), for the BPT view.
+    fn line_summary(&self) -> Result<Option<LineSummary>, StoreError>;
     /// The current score distribution in `bins` bins, and the scores of `marks`.
     fn histogram(&self, bins: usize, marks: Vec<(ObjectKey, bool)>) -> Result<Histogram, StoreError>;
     /// An object's rank in score order (1 = most anomalous), counted up to [`rank_cap`].
@@ -111,11 +116,14 @@ pub struct Page {
 pub struct CandidateMeta {
     pub key: ObjectKey,
     pub object: ObjectRecord,
-    pub path: String,
+    /// The survey file it was ingested from (any format: the screen opens it).
+    pub source: SourceFile,
     pub bands: Vec<String>,
     pub shape: (usize, usize),
     pub bad_fraction: f32,
     pub score: Option<f32>,
+    /// What made the score (per-group tail probabilities, relevance, artefact score).
+    pub parts: Option<ScoreParts>,
     pub drivers: Vec<(String, f32)>,
     pub spectrum: Option<SpectrumMeta>,
 }
@@ -124,7 +132,7 @@ pub struct CandidateMeta {
 pub struct SpectrumMeta {
     pub key: ObjectKey,
     pub id: String,
-    pub path: String,
+    pub source: SourceFile,
     pub sep_arcsec: f64,
     pub lines: Option<LineRecord>,
     pub z: Option<f32>,

@@ -83,10 +83,10 @@ pub fn may_write(dir: &Path, uid: u32, groups: &[u32]) -> bool {
 /// The primary and supplementary groups of a process.
 fn groups_of(pid: Option<u32>, gid: u32) -> Vec<u32> {
     let mut groups = vec![gid];
-    if let Some(status) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok()) {
-        if let Some(line) = status.lines().find(|l| l.starts_with("Groups:")) {
-            groups.extend(line["Groups:".len()..].split_whitespace().filter_map(|g| g.parse::<u32>().ok()));
-        }
+    if let Some(status) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        && let Some(line) = status.lines().find(|l| l.starts_with("Groups:"))
+    {
+        groups.extend(line["Groups:".len()..].split_whitespace().filter_map(|g| g.parse::<u32>().ok()));
     }
     groups
 }
@@ -143,8 +143,9 @@ fn dispatch(s: &HubSession, request: Request) -> Response {
         Request::Page(o, c, n) => or_error(s.page(o, c, n.min(4096)), Response::Page),
         Request::Meta(k) => or_error(s.meta(k), |m| Response::Meta(m.map(Box::new))),
         Request::ObjectId(k) => or_error(s.object_id(k), Response::Text),
-        Request::FindImage(id) => or_error(s.find_image(&id), Response::Key),
+        Request::FindObject(id) => or_error(s.find_object(&id), Response::Key),
         Request::Bpt(k) => or_error(s.bpt(k), Response::Bpt),
+        Request::LineSummary => or_error(s.line_summary(), |l| Response::LineSummary(l.map(Box::new))),
         Request::Histogram(bins, marks) => {
             or_error(s.histogram(bins.min(1 << 16), marks), |h| Response::Histogram(Box::new(h)))
         }

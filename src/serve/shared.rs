@@ -12,7 +12,7 @@ use super::hub::{Hub, HubSession, Runner};
 use super::server::Server;
 use super::{CandidateMeta, Catalog, Cursor, Histogram, Overview, Page, Team, current_user};
 use crate::features::spectral::BptClass;
-use crate::store::{LabelEvent, ObjectKey, Store, StoreError};
+use crate::store::{LabelEvent, LineSummary, ObjectKey, Store, StoreError};
 use crate::tui::Ordering;
 
 /// How long a screen keeps trying to reach a store whose server died.
@@ -235,11 +235,14 @@ impl Catalog for Shared {
     fn object_id(&self, key: ObjectKey) -> Result<Option<String>, StoreError> {
         self.with(|c| c.object_id(key))
     }
-    fn find_image(&self, id: &str) -> Result<Option<ObjectKey>, StoreError> {
-        self.with(|c| c.find_image(id))
+    fn find_object(&self, id: &str) -> Result<Option<ObjectKey>, StoreError> {
+        self.with(|c| c.find_object(id))
     }
     fn bpt(&self, key: ObjectKey) -> Result<Option<BptClass>, StoreError> {
         self.with(|c| c.bpt(key))
+    }
+    fn line_summary(&self) -> Result<Option<LineSummary>, StoreError> {
+        self.with(|c| c.line_summary())
     }
     fn histogram(&self, bins: usize, marks: Vec<(ObjectKey, bool)>) -> Result<Histogram, StoreError> {
         self.with(|c| c.histogram(bins, marks.clone()))

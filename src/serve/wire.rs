@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::{CandidateMeta, Cursor, Histogram, Overview, Page, Team};
 use crate::features::spectral::BptClass;
-use crate::store::{LabelEvent, ObjectKey};
+use crate::store::{LabelEvent, LineSummary, ObjectKey};
 use crate::tui::Ordering;
 
 /// Largest frame accepted (a page of label events can be large, not this).
@@ -35,8 +35,9 @@ pub enum Request {
     Page(Ordering, Cursor, usize),
     Meta(ObjectKey),
     ObjectId(ObjectKey),
-    FindImage(String),
+    FindObject(String),
     Bpt(ObjectKey),
+    LineSummary,
     Histogram(usize, Vec<(ObjectKey, bool)>),
     Rank(ObjectKey),
     Claim(Vec<ObjectKey>),
@@ -61,6 +62,7 @@ pub enum Response {
     Text(Option<String>),
     Key(Option<ObjectKey>),
     Bpt(Option<BptClass>),
+    LineSummary(Option<Box<LineSummary>>),
     Histogram(Box<Histogram>),
     Rank(Option<u64>),
     Claims(Vec<bool>),

@@ -130,6 +130,8 @@ pub struct App {
     own_ids: std::collections::HashSet<u64>,
     /// First line of the help overlay shown.
     pub help_scroll: u16,
+    /// The BPT view, with the survey's line summary (one stored record).
+    pub bpt: Option<crate::store::LineSummary>,
 }
 
 impl App {
@@ -178,6 +180,7 @@ impl App {
             synced,
             own_ids: std::collections::HashSet::new(),
             help_scroll: 0,
+            bpt: None,
         };
         app.team = app.store.team()?;
         app.settle()?;
@@ -367,6 +370,15 @@ impl App {
                     self.histogram_on = true;
                     let marks = self.book.targets().map(|(k, t)| (k, t.interesting)).collect();
                     self.requests.push((true, Request::Histogram { bins: HISTOGRAM_BINS, marks }));
+                }
+            }
+            Action::Bpt => {
+                self.bpt = match self.bpt {
+                    Some(_) => None,
+                    None => self.store.line_summary()?,
+                };
+                if self.bpt.is_none() && self.message.is_none() {
+                    self.message = Some("no line measurements yet: run `oddity features`".into());
                 }
             }
             Action::Help => {
@@ -715,7 +727,9 @@ impl App {
         match kind {
             PromptKind::CustomTag => self.label(LabelValue::Tag, vec![text.to_string()], false)?,
             PromptKind::Jump => {
-                match self.store.find_image(text)? {
+                // An image by its id; a spectrum by its id goes to its
+                // matched image, or is shown on its own when it has none.
+                match self.store.find_object(text)? {
                     Some(key) => {
                         let at = match self.queue.items.iter().position(|k| *k == key) {
                             Some(i) => i,
@@ -733,7 +747,7 @@ impl App {
                         self.message = Some(format!("jumped to {text}"));
                         self.settle()?;
                     }
-                    None => self.message = Some(format!("no image object with id {text}")),
+                    None => self.message = Some(format!("no object with id {text}")),
                 }
             }
         }

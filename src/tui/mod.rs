@@ -31,7 +31,7 @@ use crate::serve::Catalog;
 use crate::store::{Store, StoreError};
 
 /// How cutouts reach the terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Graphics {
     /// Ask the terminal (kitty, sixel, iTerm2), else half-blocks.
     Auto,
