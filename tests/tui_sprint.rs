@@ -118,6 +118,11 @@ fn three_experts_share_a_store_and_carry_on_when_the_server_is_killed() {
     let score = common::run(&["--store", s, "score"]);
     let text = common::text(&score);
     assert!(!score.status.success() && text.contains(&format!("`oddity triage` (pid {a_pid}")), "{text}");
+    // So is the science catalogue (every object, Parquet/FITS): one line, the holder named.
+    let cat = common::run(&["--store", s, "export", "--format", "catalog"]);
+    let text = common::text(&cat);
+    assert!(!cat.status.success() && text.contains("needs the store itself"), "{text}");
+    assert!(text.contains(&format!("pid {a_pid}")) && text.trim().lines().count() == 1, "{text}");
 
     // The serving expert's process dies without a word.
     assert!(std::process::Command::new("kill").args(["-9", &a_pid.to_string()]).status().unwrap().success());
