@@ -183,6 +183,7 @@ fn a_crash_mid_retrain_keeps_the_previous_scores() {
         "--store",
         s,
         "retrain",
+        "--no-pretrain",
         "--steps",
         "5",
         "--batch-size",
@@ -216,6 +217,7 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
                 "--store",
                 s,
                 "retrain",
+                "--no-pretrain",
                 "--steps",
                 "20",
                 "--batch-size",
@@ -259,6 +261,43 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
 }
 
 #[test]
+fn a_retrain_without_a_pretrained_backbone_pretrains_one_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store_path, _) = labelled_store(dir.path());
+    tch::set_num_threads(1);
+    let small = oddity::learn::train::PretrainParams {
+        n_classes: 3,
+        images_per_class: 4,
+        epochs: 1,
+        batch: 8,
+        image_size: 0,
+        ..Default::default()
+    };
+    let opts = oddity::learn::RetrainOptions {
+        steps: 5,
+        batch: 4,
+        mu: 1,
+        pool: 16,
+        pretrain: Some(small),
+        ..Default::default()
+    };
+    let lines = std::cell::RefCell::new(Vec::new());
+    let log = |l: &str| lines.borrow_mut().push(l.to_string());
+    oddity::learn::retrain(&store_path, &opts, &log).unwrap();
+    let said = lines.borrow().join("\n");
+    assert!(said.contains("pretraining one first (once per store)"), "{said}");
+    assert!(said.contains("backbone from the fractal-pretrained checkpoint"), "{said}");
+    let pretrained = Store::open(&store_path).unwrap().models_of_kind("cnn-pretrain").unwrap();
+    assert_eq!(pretrained.len(), 1);
+    // The next retrain reuses it.
+    lines.borrow_mut().clear();
+    oddity::learn::retrain(&store_path, &opts, &log).unwrap();
+    let said = lines.borrow().join("\n");
+    assert!(!said.contains("pretraining one first") && said.contains("backbone from the fractal-pretrained"), "{said}");
+    assert_eq!(Store::open(&store_path).unwrap().models_of_kind("cnn-pretrain").unwrap().len(), 1);
+}
+
+#[test]
 fn a_second_retrain_says_who_holds_the_lock_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let store_path = common::pipeline::scored_store(dir.path(), 40);
@@ -289,8 +328,22 @@ fn a_retrain_older_than_the_ranking_never_replaces_it() {
     let mut child = spawn(
         oddity()
             .args([
-                "--store", s, "retrain", "--steps", "20", "--batch-size", "4", "--mu", "1", "--pool", "32", "--threads",
-                "1", "--wait", "300",
+                "--store",
+                s,
+                "retrain",
+                "--no-pretrain",
+                "--steps",
+                "20",
+                "--batch-size",
+                "4",
+                "--mu",
+                "1",
+                "--pool",
+                "32",
+                "--threads",
+                "1",
+                "--wait",
+                "300",
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null()),
@@ -317,8 +370,12 @@ fn a_retrain_older_than_the_ranking_never_replaces_it() {
     let scores: Vec<_> = held.scores_of_version(old.version).unwrap().map(|r| r.unwrap()).collect();
     let newer = held.begin_scores().unwrap();
     held.put_scores(newer, &scores).unwrap();
-    held.commit_scores(&oddity::store::ScoreVersion { version: newer, method: "isolation-forest (newer)".into(), ..old })
-        .unwrap();
+    held.commit_scores(&oddity::store::ScoreVersion {
+        version: newer,
+        method: "isolation-forest (newer)".into(),
+        ..old
+    })
+    .unwrap();
     drop(held);
     assert!(child.wait().unwrap().success());
     let store = Store::open(&store_path).unwrap();
@@ -326,7 +383,9 @@ fn a_retrain_older_than_the_ranking_never_replaces_it() {
     let report = last_report(&store).unwrap().unwrap();
     assert_eq!(report.promoted, None);
     assert!(
-        report.verdict.contains(&format!("a newer ranking, version {newer} (isolation-forest (newer)), was made while this retrain ran")),
+        report.verdict.contains(&format!(
+            "a newer ranking, version {newer} (isolation-forest (newer)), was made while this retrain ran"
+        )),
         "{}",
         report.verdict
     );
@@ -344,9 +403,11 @@ fn a_store_with_two_image_surveys_trains_on_the_group_holding_the_labels() {
     // A second image survey with other bands and another cutout size.
     let other = mmu_path(&dir.path().join("more"), "legacy", 7);
     write_image_table(&other, &ImageTable { n: 12, bands: vec!["g", "r", "z"], size: 8, ..Default::default() });
-    for args in [vec!["--store", s, "ingest", other.to_str().unwrap()], vec!["--store", s, "features"], vec![
-        "--store", s, "score",
-    ]] {
+    for args in [
+        vec!["--store", s, "ingest", other.to_str().unwrap()],
+        vec!["--store", s, "features"],
+        vec!["--store", s, "score"],
+    ] {
         let out = run(&args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     }
@@ -370,7 +431,20 @@ fn a_store_with_two_image_surveys_trains_on_the_group_holding_the_labels() {
     }
     drop(store);
     let out = run(&[
-        "--store", s, "retrain", "--steps", "5", "--batch-size", "4", "--mu", "1", "--pool", "16", "--threads", "1",
+        "--store",
+        s,
+        "retrain",
+        "--no-pretrain",
+        "--steps",
+        "5",
+        "--batch-size",
+        "4",
+        "--mu",
+        "1",
+        "--pool",
+        "16",
+        "--threads",
+        "1",
     ]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
@@ -420,8 +494,22 @@ fn the_cnn_learns_rings_and_becomes_the_ranking_only_when_better() {
 
     let started = Instant::now();
     let out = run(&[
-        "--store", s, "retrain", "--steps", "300", "--batch-size", "8", "--mu", "2", "--pool", "256", "--threads", "1",
-        "--prior", "0.05",
+        "--store",
+        s,
+        "retrain",
+        "--no-pretrain",
+        "--steps",
+        "300",
+        "--batch-size",
+        "8",
+        "--mu",
+        "2",
+        "--pool",
+        "256",
+        "--threads",
+        "1",
+        "--prior",
+        "0.05",
     ]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
@@ -453,8 +541,22 @@ fn the_cnn_learns_rings_and_becomes_the_ranking_only_when_better() {
     }
     drop(store);
     let out = run(&[
-        "--store", s, "retrain", "--steps", "1", "--batch-size", "4", "--mu", "1", "--pool", "16", "--threads", "1",
-        "--seed", "3",
+        "--store",
+        s,
+        "retrain",
+        "--no-pretrain",
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--mu",
+        "1",
+        "--pool",
+        "16",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let store = Store::open(&store_path).unwrap();

@@ -155,15 +155,16 @@ fn quitting_with_new_labels_starts_a_background_retrain() {
             "--graphics",
             "halfblocks",
             "--retrain-args",
-            "--steps 10 --batch-size 4 --mu 1 --pool 16 --threads 1",
+            "--no-pretrain --steps 10 --batch-size 4 --mu 1 --pool 16 --threads 1",
         ],
         &[("TERM", "xterm-256color")],
     );
     t.wait_for("1/", 20);
-    t.keys(&["a"]);
-    t.wait_for("saved ✓ anomaly", 10);
-    t.keys(&["n"]);
-    t.wait_for("saved ✓ normal", 10);
+    // Two of each: one to train on and one to hold back per class.
+    for key in ["a", "a", "n", "n"] {
+        t.keys(&[key]);
+        t.wait_for(if key == "a" { "saved ✓ anomaly" } else { "saved ✓ normal" }, 10);
+    }
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(10), 0);
     t.wait_for("retrain started in the background", 10);
@@ -183,5 +184,9 @@ fn quitting_with_new_labels_starts_a_background_retrain() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let s = Store::open(&store).unwrap();
-    assert!(s.current_scores().unwrap().unwrap().method.starts_with("fixmatch-cnn (1 anomalies, 1 normals"));
+    let report = oddity::learn::last_report(&s).unwrap().expect("the retrain's verdict is kept");
+    assert_eq!((report.trained_on, report.held_back), ((1, 1), (1, 1)));
+    let cnn = report.candidate("cnn").unwrap().version.unwrap();
+    let v = s.score_version(cnn).unwrap().unwrap();
+    assert!(v.method.starts_with("fixmatch-cnn (1 interesting, 1 boring labels)"), "{}", v.method);
 }

@@ -55,6 +55,7 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         seed: args.seed,
         hold_back: args.hold_back,
         prior: args.prior,
+        pretrain: (!args.no_pretrain).then(|| crate::learn::auto_pretrain_params(0, args.seed)),
         wait: Duration::from_secs(args.wait),
         crash_after_batches: args.crash_after_batches,
     };

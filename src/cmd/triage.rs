@@ -65,7 +65,9 @@ fn on_quit_plan(on_quit: &str, session_labels: usize, training: (usize, usize), 
              {min} interesting and {min} boring labels; there are {interesting} and {boring})\n"
         ))
     } else if let Some(holder) = running {
-        OnQuit::Explain(format!("(a retrain is already running ({holder}); the next one will learn from these labels)\n"))
+        OnQuit::Explain(format!(
+            "(a retrain is already running ({holder}); the next one will learn from these labels)\n"
+        ))
     } else {
         OnQuit::Start
     }

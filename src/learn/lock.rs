@@ -35,7 +35,8 @@ impl RetrainLock {
         }
         let who = format!("pid {} since {}", std::process::id(), chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC"));
         // Best effort: the lock itself is what excludes, the text only explains.
-        let _ = file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(who.as_bytes()));
+        let _ =
+            file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(who.as_bytes()));
         Ok(RetrainLock { _file: file, path })
     }
 

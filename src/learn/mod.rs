@@ -18,8 +18,8 @@ pub mod train;
 
 pub use lock::retrain_running;
 pub use stage::{
-    LearnError, NetSize, RetrainOptions, RetrainReport, last_report, normalise, pretrain_store, read_status, retrain,
-    write_status,
+    LearnError, NetSize, RetrainOptions, RetrainReport, auto_pretrain_params, last_report, normalise, pretrain_store,
+    read_status, retrain, write_status,
 };
 
 /// The device training and inference run on: CUDA when present, else CPU.
