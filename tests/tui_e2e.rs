@@ -126,7 +126,8 @@ fn gallery_page_labelled_normal_in_tmux() {
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(10), 0);
     let out = t.wait_for("the next retrain will learn from", 10);
-    assert!(out.contains("learn from 0 interesting and 17 normal objects"), "{out}");
+    assert!(out.contains("learn from 0 interesting and 17 boring objects"), "{out}");
+    assert!(out.contains("(no retrain yet: it holds back labels of both classes"), "{out}");
     let s = Store::open(&store).unwrap();
     let events = s.label_events().unwrap();
     assert_eq!(events.len(), 18);

@@ -525,6 +525,38 @@ mod tests {
     }
 
     #[test]
+    fn with_a_prior_ordinary_pool_images_shape_the_normal_class() {
+        // The expert's "normal" labels are odd objects (a bright bar, as the
+        // top of a ranking gives); the pool is ordinary noise with a few
+        // blobs. Learnt as positive-unlabelled, plain noise is normal and
+        // blobs the model never saw rank above it.
+        tch::set_num_threads(1);
+        tch::manual_seed(0);
+        let bar = |n: i64| {
+            let mut b = Tensor::zeros([n, 3, 16, 16], (Kind::Float, Device::Cpu));
+            let _ = b.narrow(2, 7, 2).fill_(3.0);
+            toy(n, false) + b
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), &NetConfig::tiny(3, 2));
+        let mut labels = vec![0i64; 12];
+        labels.extend([1; 6]);
+        let labelled = Labelled { images: Tensor::cat(&[bar(12), toy(6, true)], 0), labels };
+        let unlabelled = Tensor::cat(&[toy(60, false), toy(3, true)], 0);
+        let params = FixMatchParams { steps: 60, batch: 8, mu: 2, prior: Some(0.05), ..Default::default() };
+        let report = fixmatch_train(&net, &vs, &labelled, &unlabelled, &params, Device::Cpu, &|_| {});
+        assert!(report.history.iter().all(|s| s.mask_rate == 1.0 && s.loss.is_finite()));
+        let tail = &report.history[50..];
+        let called = tail.iter().map(|s| s.pseudo_anomaly).sum::<f64>() / tail.len() as f64;
+        assert!(called < 0.2, "the model calls {called} of the ordinary pool anomalous");
+        let fresh = Tensor::cat(&[toy(40, false), toy(10, true)], 0);
+        let p = crate::learn::infer::predict_logit(&net, &fresh, 64, Device::Cpu);
+        let y: Vec<bool> = (0..50).map(|i| i >= 40).collect();
+        let auroc = crate::detect::auroc(&p, &y).unwrap();
+        assert!(auroc > 0.95, "unseen blobs above unseen ordinary images: {auroc}");
+    }
+
+    #[test]
     fn fixmatch_reduces_supervised_loss_and_ema_tracks() {
         // One intra-op thread: tests run side by side on small CI machines, and
         // OpenMP spin-waiting on a busy core costs far more than it gains.
