@@ -601,9 +601,18 @@ fn demo_survey_cnn() {
     use rand::seq::SliceRandom;
     let mut pos: Vec<usize> = (0..keys.len()).filter(|&i| interesting[i]).collect();
     pos.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
-    let first: Vec<usize> = pos[..10].to_vec();
-    let mut chosen = first.clone();
-    chosen.extend((0..keys.len()).filter(|i| !first.contains(i)).take(env("LABELS", 100) - 10));
+    // LABELS=random: 30 interesting + 70 others at random; otherwise 10
+    // interesting at random + the forest's top 90 (an expert working down the ranking).
+    let chosen: Vec<usize> = if std::env::var("LABELS").as_deref() == Ok("random") {
+        let mut others: Vec<usize> = (0..keys.len()).filter(|&i| !interesting[i]).collect();
+        others.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(2));
+        pos[..30].iter().chain(&others[..70]).copied().collect()
+    } else {
+        let first: Vec<usize> = pos[..10].to_vec();
+        let mut chosen = first.clone();
+        chosen.extend((0..keys.len()).filter(|i| !first.contains(i)).take(90));
+        chosen
+    };
     {
         let store = Store::open(&store_path).unwrap();
         for &i in &chosen {
@@ -640,7 +649,8 @@ fn demo_survey_cnn() {
         let (k, s) = item.unwrap();
         scores[index[&k]] = s;
     }
-    let held: Vec<usize> = (0..keys.len()).filter(|i| !chosen.contains(i)).collect();
+    let chosen_set: std::collections::HashSet<usize> = chosen.iter().copied().collect();
+    let held: Vec<usize> = (0..keys.len()).filter(|i| !chosen_set.contains(i)).collect();
     let s: Vec<f32> = held.iter().map(|&i| scores[i]).collect();
     let y: Vec<bool> = held.iter().map(|&i| interesting[i]).collect();
     let m = oddity::eval::metrics(&s, &y, 2000);

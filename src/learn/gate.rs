@@ -154,11 +154,11 @@ pub fn score_without(store: &Store, held_out: &HashSet<ObjectKey>) -> Result<Has
             let mut found = Vec::new();
             let mut x = Vec::new();
             for &k in keys {
-                if let Some(f) = store.features_of(k)? {
-                    if f.values.len() == model.scaler.n_features() {
-                        found.push(k);
-                        x.extend(model.scaler.transform(&f.values));
-                    }
+                if let Some(f) = store.features_of(k)?
+                    && f.values.len() == model.scaler.n_features()
+                {
+                    found.push(k);
+                    x.extend(model.scaler.transform(&f.values));
                 }
             }
             Ok((found, x))

@@ -328,10 +328,11 @@ fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnE
     let mut pretrained = None;
     for item in store.models_of_kind("cnn-pretrain")? {
         let cfg: Option<NetConfig> = serde_json::from_str(&item.params).ok();
-        if let (Some(cfg), Some(path)) = (cfg, item.blob_path()) {
-            if (NetConfig { num_classes: 2, ..cfg.clone() }) == want && path.exists() {
-                pretrained = Some((path, cfg));
-            }
+        if let (Some(cfg), Some(path)) = (cfg, item.blob_path())
+            && (NetConfig { num_classes: 2, ..cfg.clone() }) == want
+            && path.exists()
+        {
+            pretrained = Some((path, cfg));
         }
     }
     Ok(Snapshot {
@@ -469,6 +470,9 @@ fn open_when_free(store_path: &Path, wait: Duration, why: &str) -> Result<Store,
     }
 }
 
+/// A ranking's scores in object key order.
+type Scores = Vec<(ObjectKey, f32)>;
+
 /// Counts (interesting, boring).
 fn counts(labels: &[(ObjectKey, bool)]) -> (usize, usize) {
     let i = labels.iter().filter(|l| l.1).count();
@@ -478,7 +482,7 @@ fn counts(labels: &[(ObjectKey, bool)]) -> (usize, usize) {
 /// The candidate rankings over every object, in key order: the CNN's rank
 /// percentile (objects outside the group it trained on keep the current
 /// ranking's percentile), and the rank average of CNN and current ranking.
-fn candidate_scores(snap: &Snapshot, logits: &[f32]) -> (Vec<(ObjectKey, f32)>, Vec<(ObjectKey, f32)>) {
+fn candidate_scores(snap: &Snapshot, logits: &[f32]) -> (Scores, Scores) {
     let cnn_ranks = Ranks::new(logits.iter().copied());
     let base_ranks = Ranks::new(snap.base_scores.iter().map(|s| s.1));
     let (mut cnn, mut combined) = (Vec::new(), Vec::new());
@@ -752,10 +756,10 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
     };
     if let Some(v) = promoted {
         // The forest ranking stays readable: a combination builds on it.
-        if let (Some(b), Some(c)) = (&snap.base, &snap.current) {
-            if b.version == c.version {
-                store.keep_scores(b, "the ranking a retrained one builds on")?;
-            }
+        if let (Some(b), Some(c)) = (&snap.base, &snap.current)
+            && b.version == c.version
+        {
+            store.keep_scores(b, "the ranking a retrained one builds on")?;
         }
         let info = versions.values().find(|i| i.version == v).cloned().expect("promoted candidate written");
         store.commit_scores(&info)?;

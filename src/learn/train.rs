@@ -533,7 +533,7 @@ mod tests {
         tch::set_num_threads(1);
         tch::manual_seed(0);
         let bar = |n: i64| {
-            let mut b = Tensor::zeros([n, 3, 16, 16], (Kind::Float, Device::Cpu));
+            let b = Tensor::zeros([n, 3, 16, 16], (Kind::Float, Device::Cpu));
             let _ = b.narrow(2, 7, 2).fill_(3.0);
             toy(n, false) + b
         };

@@ -314,10 +314,10 @@ impl Store {
     pub fn find_any(&self, id: &str) -> Result<Vec<ObjectKey>> {
         let mut found = Vec::new();
         for (_, source) in self.sources()? {
-            if let Some(k) = self.find_id(&source.survey, id)? {
-                if !found.contains(&k) {
-                    found.push(k);
-                }
+            if let Some(k) = self.find_id(&source.survey, id)?
+                && !found.contains(&k)
+            {
+                found.push(k);
             }
         }
         Ok(found)
