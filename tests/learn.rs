@@ -634,7 +634,7 @@ fn demo_survey_cnn() {
     let opts = oddity::learn::RetrainOptions {
         steps: env("STEPS", 300),
         batch: env("BATCH", 16),
-        mu: env("MU", 5),
+        mu: env("MU", 2),
         pool: env("POOL", 2048),
         seed: env("SEED", 0) as u64,
         ..Default::default()

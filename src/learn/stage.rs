@@ -91,7 +91,7 @@ impl Default for RetrainOptions {
             net: NetSize::Tiny,
             steps: 300,
             batch: 16,
-            mu: 5,
+            mu: 2,
             pool: 2048,
             seed: 0,
             hold_back: gate::HOLD_BACK,
