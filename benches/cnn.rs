@@ -5,7 +5,13 @@
 //! it in the same run. Usage: cargo bench --bench cnn -- THREADS
 use std::time::Instant;
 
-use oddity::learn::net::{Net, NetConfig};
+// The network code, compiled in here as in the oddity-learn binary (the library has no
+// libtorch); only part of it is used here, and its unit tests are not run from here.
+#[allow(dead_code, unused_imports)]
+#[path = "../src/learn/net.rs"]
+mod net;
+
+use net::{Net, NetConfig};
 use tch::{Device, Kind, Tensor, nn};
 
 fn main() {

@@ -20,7 +20,7 @@ pub struct Cli {
 pub enum Command {
     /// Write a synthetic survey (images + spectra + ground truth) in the MultimodalUniverse layout.
     Synth(SynthArgs),
-    /// Ingest survey files (MultimodalUniverse HDF5; folders are searched).
+    /// Ingest survey files (MultimodalUniverse HDF5, FITS spectra and cutouts, image folders).
     Ingest(IngestArgs),
     /// Match images to spectra on the sky (nearest within a radius, one-to-one).
     Crossmatch(CrossmatchArgs),
@@ -32,6 +32,8 @@ pub enum Command {
     Top(TopArgs),
     /// Label candidates in the terminal (cutout, spectrum, single-key labels).
     Triage(TriageArgs),
+    /// Deep features: embed every cutout with the fractal-pretrained backbone (PCA-reduced).
+    Embed(EmbedArgs),
     /// Pretrain the CNN backbone on procedurally generated IFS fractals.
     Pretrain(PretrainArgs),
     /// Retrain the CNN with FixMatch on the labels, then rescore every object.
@@ -69,13 +71,27 @@ pub struct SynthArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// Files or folders (walked for .hdf5/.h5).
-    #[arg(required = true)]
+    /// Files or folders: MultimodalUniverse HDF5, SDSS spec FITS, FITS cutouts,
+    /// PNG/JPEG/TIFF cutouts (recognised by content; folders are walked).
+    /// Without paths, the files listed in --catalog.
+    #[arg(required_unless_present = "catalog")]
     pub paths: Vec<PathBuf>,
     /// Survey name for files outside the `<survey>/<sample>/healpix=N/` layout
     /// (default: the parent folder's name).
     #[arg(long)]
     pub survey: Option<String>,
+    /// Band names in the files' order (comma-separated), overriding FITS
+    /// FILTER/BAND keywords, HDF5 `image_band` and image channels; names the one
+    /// band of (N, H, W) HDF5 images.
+    #[arg(long, value_delimiter = ',')]
+    pub bands: Option<Vec<String>>,
+    /// Catalogue CSV with columns file (or filename), object_id, ra, dec
+    /// [, pixel_scale, ...]: positions and ids of image files and FITS without WCS.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Arcsec per pixel for cutouts whose file and catalogue give none.
+    #[arg(long, value_name = "ARCSEC")]
+    pub pixel_scale: Option<f32>,
     /// Stop after this many batches (testing interrupted runs).
     #[arg(long, hide = true)]
     pub max_batches: Option<usize>,
@@ -111,6 +127,9 @@ pub struct ScoreArgs {
     /// Anomaly scores only: ignore the expert's labels (no active-learning re-rank).
     #[arg(long)]
     pub no_rerank: bool,
+    /// Image features ranked on: hand-made, deep (`oddity embed`), or both.
+    #[arg(long, default_value = "hand", value_parser = ["hand", "deep", "both"])]
+    pub features: String,
     /// Scores written per store batch.
     #[arg(long, hide = true, default_value_t = 50_000)]
     pub write_batch: usize,
@@ -133,7 +152,7 @@ pub struct TopArgs {
 pub struct TriageArgs {
     /// How to draw cutouts.
     #[arg(long, value_enum, default_value = "auto")]
-    pub graphics: crate::tui::Graphics,
+    pub graphics: Graphics,
     /// Keymap TOML overriding the defaults (default ~/.config/oddity/keymap.toml).
     #[arg(long)]
     pub keymap: Option<std::path::PathBuf>,
@@ -154,6 +173,30 @@ pub struct TriageArgs {
     pub retrain_args: String,
 }
 
+/// How cutouts reach the terminal (`tui::Graphics`, which has no clap in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Graphics {
+    /// Ask the terminal (kitty, sixel, iTerm2), else half-blocks.
+    Auto,
+    Kitty,
+    Sixel,
+    Iterm2,
+    /// Unicode half-blocks: works in every colour terminal.
+    Halfblocks,
+}
+
+impl From<Graphics> for crate::tui::Graphics {
+    fn from(g: Graphics) -> Self {
+        match g {
+            Graphics::Auto => Self::Auto,
+            Graphics::Kitty => Self::Kitty,
+            Graphics::Sixel => Self::Sixel,
+            Graphics::Iterm2 => Self::Iterm2,
+            Graphics::Halfblocks => Self::Halfblocks,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     /// Everything: relevance, verdict, tags, favourite, users, disagreement, score.
@@ -162,13 +205,17 @@ pub enum ExportFormat {
     Astronomaly,
     /// AnomalyMatch's labeled_data.csv: filename,label (anomaly/normal).
     Anomalymatch,
+    /// One row per object: position, ids, match, every feature, line fluxes,
+    /// BPT, score and rank, labels. Parquet, FITS or CSV by the --out
+    /// extension (.parquet, .fits, .csv; CSV to stdout without --out).
+    Catalog,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "csv")]
     pub format: ExportFormat,
-    /// Output file (default: stdout).
+    /// Output file (default: stdout; a catalogue's format follows its extension).
     #[arg(long, short)]
     pub out: Option<std::path::PathBuf>,
     /// Image file extension for AnomalyMatch file names.
@@ -176,10 +223,17 @@ pub struct ExportArgs {
     pub image_ext: String,
 }
 
+/// Network size: `tiny` for CPUs and tests, `lite0` for GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Net {
+    Tiny,
+    Lite0,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct PretrainArgs {
     #[arg(long, value_enum, default_value = "tiny")]
-    pub net: crate::learn::NetSize,
+    pub net: Net,
     /// Fractal classes (the paper uses ~1000; on a CPU start smaller).
     #[arg(long, default_value_t = 100)]
     pub classes: usize,
@@ -200,9 +254,24 @@ pub struct PretrainArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// Backbone pretrained first when the store has none for a survey's band count.
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub net: Net,
+    /// Principal components kept of the pooled embedding.
+    #[arg(long, default_value_t = 16)]
+    pub components: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// libtorch CPU threads (default: libtorch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RetrainArgs {
     #[arg(long, value_enum, default_value = "tiny")]
-    pub net: crate::learn::NetSize,
+    pub net: Net,
     /// Training steps.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
@@ -219,7 +288,7 @@ pub struct RetrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Fraction of each class's labels held back to judge the new model (at least one each).
-    #[arg(long, default_value_t = crate::learn::gate::HOLD_BACK)]
+    #[arg(long, default_value_t = crate::retrain::gate::HOLD_BACK)]
     pub hold_back: f64,
     /// Expected fraction of anomalies among unlabelled objects: they are learnt as normal
     /// with the positive-unlabelled risk for it (0: FixMatch pseudo-labels instead).
@@ -229,6 +298,15 @@ pub struct RetrainArgs {
     /// instead of pretraining one first (once per store, ~1-2 min on a CPU).
     #[arg(long)]
     pub no_pretrain: bool,
+    /// Fractal classes of that automatic pretraining.
+    #[arg(long, default_value_t = 100)]
+    pub pretrain_classes: usize,
+    /// Images per fractal class of that automatic pretraining.
+    #[arg(long, default_value_t = 50)]
+    pub pretrain_images_per_class: usize,
+    /// Epochs of that automatic pretraining.
+    #[arg(long, default_value_t = 5)]
+    pub pretrain_epochs: usize,
     /// Seconds to wait for the store if another process holds it.
     #[arg(long, default_value_t = 86_400)]
     pub wait: u64,

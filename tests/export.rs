@@ -27,9 +27,13 @@ fn csv_astronomaly_and_anomalymatch_formats() {
     let store_path = dir.path().join("store");
     {
         let store = Store::open_or_create(&store_path).unwrap();
-        let report =
-            oddity::ingest::ingest(&store, &[dir.path().join("hsc")], &Default::default(), &oddity::ingest::NoProgress)
-                .unwrap();
+        let report = oddity::ingest::ingest(
+            &store,
+            &[dir.path().join("hsc")],
+            &Default::default(),
+            &oddity::progress::NoProgress,
+        )
+        .unwrap();
         assert_eq!(report.objects_added, 6);
         event(&store, "1000", LabelValue::Relevance(5), &[], "ann");
         event(&store, "1000", LabelValue::Tag, &["ring"], "ann");
@@ -75,4 +79,50 @@ fn csv_astronomaly_and_anomalymatch_formats() {
         std::fs::read_to_string(&out).unwrap(),
         "filename,label\n1000.png,anomaly\n1001.png,anomaly\n1004.png,normal\n1005.png,normal\n"
     );
+}
+
+#[test]
+fn ids_tags_and_users_with_commas_quotes_and_newlines_are_quoted() {
+    const IDS: &[&str] = &["a,b", "say \"hi\"", "two\nlines"];
+    let dir = tempfile::tempdir().unwrap();
+    let path = mmu_path(dir.path(), "hsc", 3);
+    write_image_table(&path, &ImageTable { n: 3, ids: Ids::Given(IDS), ..Default::default() });
+    let store_path = dir.path().join("store");
+    {
+        let store = Store::open_or_create(&store_path).unwrap();
+        let report = oddity::ingest::ingest(
+            &store,
+            &[dir.path().join("hsc")],
+            &Default::default(),
+            &oddity::progress::NoProgress,
+        )
+        .unwrap();
+        assert_eq!(report.objects_added, 3);
+        event(&store, IDS[0], LabelValue::Anomaly, &["merger, faint"], "ann");
+        event(&store, IDS[1], LabelValue::Normal, &["\"odd\" one"], "o'brien, j");
+        event(&store, IDS[2], LabelValue::Relevance(3), &["x\ny"], "ann");
+    }
+    let s = store_path.to_str().unwrap();
+    let read = |args: &[&str]| -> Vec<Vec<String>> {
+        let out = run(&[&["--store", s, "export"], args].concat());
+        assert!(out.status.success(), "{}", text(&out));
+        let mut r = csv::Reader::from_reader(out.stdout.as_slice());
+        r.records().map(|rec| rec.unwrap().iter().map(str::to_string).collect()).collect()
+    };
+    // Every field comes back as it went in, however many commas, quotes or newlines.
+    let rows = read(&[]);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let ids: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    let tags: Vec<&str> = rows.iter().map(|r| r[6].as_str()).collect();
+    assert_eq!(ids, IDS);
+    assert_eq!(tags, ["merger, faint", "\"odd\" one", "x\ny"]);
+    assert_eq!(rows[1][8], "o'brien, j::normal");
+    let astro = read(&["--format", "astronomaly"]);
+    assert_eq!(astro, [["a,b", "5"], ["say \"hi\"", "0"], ["two\nlines", "3"]]);
+    let am = read(&["--format", "anomalymatch"]);
+    assert_eq!(am[0], ["a,b.png", "anomaly"]);
+    assert_eq!(am[1], ["say \"hi\".png", "normal"]);
+    // And the raw text is RFC 4180: quoted fields, doubled quotes.
+    let raw = String::from_utf8(run(&["--store", s, "export", "--format", "astronomaly"]).stdout).unwrap();
+    assert_eq!(raw, "id,human_label\n\"a,b\",5\n\"say \"\"hi\"\"\",0\n\"two\nlines\",3\n");
 }

@@ -9,12 +9,26 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use oddity::learn::last_report;
+use oddity::retrain::last_report;
 use oddity::store::{LabelEvent, LabelValue, ObjectKey, Store};
 
 fn label(store: &Store, object: ObjectKey, value: LabelValue) {
     let event = LabelEvent { object, value, tags: vec![], user: "t".into(), time: "t".into(), session: "s".into() };
     store.append_label(&event).unwrap();
+}
+
+/// Copies a store directory (the ignored demo test works on a copy).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 /// (id, kind, interesting) rows of a synthetic survey's truth.csv.
@@ -158,7 +172,8 @@ fn pretrain_then_retrain_writes_a_cnn_ranking() {
     assert_eq!(cnn_version.n_scored, 400);
     let model = store.model(cnn_version.models[0]).unwrap().unwrap();
     let ckpt = model.blob_path().expect("checkpoint path");
-    assert_eq!(oddity::learn::checkpoint::content_hash(&ckpt).unwrap(), model.hash);
+    let sha256 = <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&ckpt).unwrap());
+    assert_eq!(sha256.iter().map(|b| format!("{b:02x}")).collect::<String>(), model.hash);
     let cnn_auroc = auroc_of(&version_scores(&store, cnn_version.version), &held_out);
     eprintln!("held-out AUROC: isolation forest {if_auroc:.3}, fixmatch cnn {cnn_auroc:.3}; {}", report.verdict);
     // 150 CPU steps on 32-pixel cutouts, seeded. What must hold on any CPU is
@@ -238,18 +253,18 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut held = None;
     while Instant::now() < deadline {
-        let state = oddity::learn::read_status(&store_path).map(|s| s.0).unwrap_or_default();
-        if state == "running" {
-            if let Ok(st) = Store::open(&store_path) {
-                held = Some(st);
-                break;
-            }
+        let state = oddity::store::read_retrain_status(&store_path).map(|s| s.0).unwrap_or_default();
+        if state == "running"
+            && let Ok(st) = Store::open(&store_path)
+        {
+            held = Some(st);
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let held = held.expect("the store could be opened while the retrain ran");
     // The retrain finishes training, then waits for us to let go.
-    while oddity::learn::read_status(&store_path).map(|s| s.0).unwrap_or_default() != "waiting" {
+    while oddity::store::read_retrain_status(&store_path).map(|s| s.0).unwrap_or_default() != "waiting" {
         assert!(Instant::now() < deadline + Duration::from_secs(60), "retrain never reached the write step");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -264,35 +279,39 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
 fn a_retrain_without_a_pretrained_backbone_pretrains_one_first() {
     let dir = tempfile::tempdir().unwrap();
     let (store_path, _) = labelled_store(dir.path());
-    tch::set_num_threads(1);
-    let small = oddity::learn::train::PretrainParams {
-        n_classes: 3,
-        images_per_class: 4,
-        epochs: 1,
-        batch: 8,
-        image_size: 0,
-        ..Default::default()
-    };
-    let opts = oddity::learn::RetrainOptions {
-        steps: 5,
-        batch: 4,
-        mu: 1,
-        pool: 16,
-        pretrain: Some(small),
-        ..Default::default()
-    };
-    let lines = std::cell::RefCell::new(Vec::new());
-    let log = |l: &str| lines.borrow_mut().push(l.to_string());
-    oddity::learn::retrain(&store_path, &opts, &log).unwrap();
-    let said = lines.borrow().join("\n");
+    let s = store_path.to_str().unwrap();
+    let small = [
+        "--store",
+        s,
+        "retrain",
+        "--steps",
+        "5",
+        "--batch-size",
+        "4",
+        "--mu",
+        "1",
+        "--pool",
+        "16",
+        "--threads",
+        "1",
+        "--pretrain-classes",
+        "3",
+        "--pretrain-images-per-class",
+        "4",
+        "--pretrain-epochs",
+        "1",
+    ];
+    let out = run(&small);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
     assert!(said.contains("pretraining one first (once per store)"), "{said}");
     assert!(said.contains("backbone from the fractal-pretrained checkpoint"), "{said}");
     let pretrained = Store::open(&store_path).unwrap().models_of_kind("cnn-pretrain").unwrap();
     assert_eq!(pretrained.len(), 1);
     // The next retrain reuses it.
-    lines.borrow_mut().clear();
-    oddity::learn::retrain(&store_path, &opts, &log).unwrap();
-    let said = lines.borrow().join("\n");
+    let out = run(&small);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
     assert!(!said.contains("pretraining one first") && said.contains("backbone from the fractal-pretrained"), "{said}");
     assert_eq!(Store::open(&store_path).unwrap().models_of_kind("cnn-pretrain").unwrap().len(), 1);
 }
@@ -303,15 +322,15 @@ fn a_second_retrain_says_who_holds_the_lock_and_exits() {
     let store_path = common::pipeline::scored_store(dir.path(), 40);
     let s = store_path.to_str().unwrap();
     // This test process plays the retrain that holds the lock.
-    let held = oddity::learn::lock::RetrainLock::acquire(&store_path).unwrap();
-    oddity::learn::write_status(&store_path, "running", "the first retrain");
+    let held = oddity::retrain::lock::RetrainLock::acquire(&store_path).unwrap();
+    oddity::store::write_retrain_status(&store_path, "running", "the first retrain");
     let out = run(&["--store", s, "retrain", "--steps", "5", "--threads", "1"]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     let who = format!("a retrain is already running on this store (pid {} since ", std::process::id());
     assert!(t.contains(&who), "{t}");
     // The running retrain's progress is not overwritten.
-    assert_eq!(oddity::learn::read_status(&store_path).unwrap().1, "the first retrain");
+    assert_eq!(oddity::store::read_retrain_status(&store_path).unwrap().1, "the first retrain");
     let status = text(&run(&["--store", s, "status"]));
     assert!(status.contains(&format!("a retrain is running (pid {} since", std::process::id())), "{status}");
     drop(held);
@@ -351,13 +370,17 @@ fn a_retrain_older_than_the_ranking_never_replaces_it() {
     // Once the retrain has its snapshot, the expert's side takes the store
     // and keeps it until the retrain has trained and waits to write...
     let deadline = Instant::now() + Duration::from_secs(240);
-    let state = || oddity::learn::read_status(&store_path).map(|s| s.0).unwrap_or_default();
+    let state = || oddity::store::read_retrain_status(&store_path).map(|s| s.0).unwrap_or_default();
     let held = loop {
-        assert!(Instant::now() < deadline, "retrain never got going: {:?}", oddity::learn::read_status(&store_path));
-        if state() == "running" {
-            if let Ok(st) = Store::open(&store_path) {
-                break st;
-            }
+        assert!(
+            Instant::now() < deadline,
+            "retrain never got going: {:?}",
+            oddity::store::read_retrain_status(&store_path)
+        );
+        if state() == "running"
+            && let Ok(st) = Store::open(&store_path)
+        {
+            break st;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -582,9 +605,11 @@ fn the_cnn_learns_rings_and_becomes_the_ranking_only_when_better() {
 fn demo_survey_cnn() {
     let demo = std::path::PathBuf::from(std::env::var("ODDITY_DEMO").expect("ODDITY_DEMO=dir"));
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let truth = oddity::eval::read_truth(&demo.join("survey/truth.csv")).unwrap();
+    let truth: HashMap<String, (bool, String)> =
+        truth_rows(&demo.join("survey")).into_iter().map(|(id, kind, y)| (id, (y, kind))).collect();
     let work = tempfile::tempdir().unwrap();
-    let store_path = oddity::eval::copy_store(&demo.join("oddity.db"), &work.path().join("db")).unwrap();
+    let store_path = work.path().join("db");
+    copy_dir(&demo.join("oddity.db"), &store_path);
     let (keys, interesting, kinds) = {
         let store = Store::open(&store_path).unwrap();
         let mut out = (Vec::new(), Vec::new(), Vec::new());
@@ -630,18 +655,31 @@ fn demo_survey_cnn() {
     }
     let n_pos = chosen.iter().filter(|&&i| interesting[i]).count();
     eprintln!("labels: {n_pos} interesting, {} others", chosen.len() - n_pos);
-    tch::set_num_threads(env("THREADS", 2) as i32);
-    let opts = oddity::learn::RetrainOptions {
-        steps: env("STEPS", 300),
-        batch: env("BATCH", 16),
-        mu: env("MU", 2),
-        pool: env("POOL", 2048),
-        seed: env("SEED", 0) as u64,
-        ..Default::default()
-    };
+    let arg = |k: &str, d: usize| env(k, d).to_string();
+    let (steps, batch, mu, pool, seed, threads) =
+        (arg("STEPS", 300), arg("BATCH", 16), arg("MU", 2), arg("POOL", 2048), arg("SEED", 0), arg("THREADS", 2));
     let t = Instant::now();
-    let report = oddity::learn::retrain(&store_path, &opts, &|l| eprintln!("{l}")).unwrap();
-    eprintln!("{report:?} in {:.0}s", t.elapsed().as_secs_f64());
+    let sp = store_path.to_str().unwrap();
+    let out = run(&[
+        "--store",
+        sp,
+        "retrain",
+        "--steps",
+        &steps,
+        "--batch-size",
+        &batch,
+        "--mu",
+        &mu,
+        "--pool",
+        &pool,
+        "--seed",
+        &seed,
+        "--threads",
+        &threads,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    eprintln!("{} in {:.0}s", text(&out), t.elapsed().as_secs_f64());
+    let report = last_report(&Store::open(&store_path).unwrap()).unwrap().expect("a retrain report");
     let store = Store::open(&store_path).unwrap();
     let index: HashMap<_, _> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
     let mut scores = vec![f32::NAN; keys.len()];
@@ -653,8 +691,12 @@ fn demo_survey_cnn() {
     let held: Vec<usize> = (0..keys.len()).filter(|i| !chosen_set.contains(i)).collect();
     let s: Vec<f32> = held.iter().map(|&i| scores[i]).collect();
     let y: Vec<bool> = held.iter().map(|&i| interesting[i]).collect();
-    let m = oddity::eval::metrics(&s, &y, 2000);
-    eprintln!("held-out ({} objects): {m:?}", held.len());
+    eprintln!(
+        "held-out ({} objects): AUROC {:.3} AUPRC {:.3}",
+        held.len(),
+        oddity::detect::auroc(&s, &y).unwrap_or(f64::NAN),
+        oddity::detect::auprc(&s, &y).unwrap_or(f64::NAN)
+    );
     for kind in ["ring", "merger", "lens", "colour", "agn", "trail"] {
         let yk: Vec<bool> = held.iter().map(|&i| kinds[i] == kind).collect();
         let sk: Vec<f32> =

@@ -89,6 +89,10 @@ fn synth_ingest_crossmatch_features_agree_with_truth() {
                 let lines = st.lines_of(m.other).unwrap().expect("lines measured");
                 bpt_total += 1;
                 bpt_agree += usize::from(lines.bpt.as_str() == t.bpt);
+                // Half the spectrum files are padded to a common length
+                // (MultimodalUniverse style): every spectrum is still measured.
+                assert_eq!(lines.problem, None, "spectrum {}", spec.id);
+                assert!(lines.lines.ha.is_some() || lines.lines.hb.is_some(), "spectrum {}", spec.id);
                 checked += 1;
             }
             None => assert!(t.spec_id.is_empty(), "image {} lost its spectrum {}", obj.id, t.spec_id),

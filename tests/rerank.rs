@@ -44,7 +44,7 @@ fn labels_move_similar_unlabelled_objects() {
         }
         let n = seen.entry(kind.clone()).or_default();
         *n += 1;
-        if *n % 2 == 0 {
+        if (*n).is_multiple_of(2) {
             held_out.push((id.clone(), kind.clone()));
             continue;
         }

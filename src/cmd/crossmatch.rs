@@ -29,26 +29,76 @@ pub fn run(store_path: &Path, args: &CrossmatchArgs) -> Result<i32> {
             pi.is_some() && ps.is_some() && pi != ps
         })
         .count() as u64;
-    let mut seps: Vec<f64> = pairs.iter().map(|p| p.sep_arcsec).collect();
-    seps.sort_by(f64::total_cmp);
+    let seps: Vec<f64> = pairs.iter().map(|p| p.sep_arcsec).collect();
     let info = CrossmatchInfo {
         radius_arcsec: radius,
         n_images: images.len() as u64,
         n_spectra: spectra.len() as u64,
         n_matches: pairs.len() as u64,
         n_across_partitions: across,
-        median_sep_arcsec: seps.get(seps.len() / 2).copied().unwrap_or(f64::NAN),
+        median_sep_arcsec: median(seps).unwrap_or(f64::NAN),
         time: chrono::Utc::now().to_rfc3339(),
     };
     store.replace_matches(&stored, &info)?;
     tracing::info!(?info, "crossmatch done");
-    super::print(&format!(
-        "matched {} of {} spectra to {} images within {radius}\" (one-to-one; median separation {:.3}\", {} pairs across HEALPix partitions) in {:.1}s\n",
+    super::print(&format!("{} in {:.1}s\n", summary(&info), started.elapsed().as_secs_f64()))
+}
+
+/// The median (mean of the middle two for an even count); None if empty.
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some(0.5 * (v[n / 2 - 1] + v[n / 2])),
+    }
+}
+
+/// "median separation 0.25\"", or "no pairs" — never NaN.
+pub(crate) fn median_text(info: &CrossmatchInfo) -> String {
+    if info.n_matches > 0 && info.median_sep_arcsec.is_finite() {
+        format!("median separation {:.3}\"", info.median_sep_arcsec)
+    } else {
+        "no pairs".into()
+    }
+}
+
+fn summary(info: &CrossmatchInfo) -> String {
+    format!(
+        "matched {} of {} spectra to {} images within {}\" (one-to-one; {}, {} pairs across HEALPix partitions)",
         info.n_matches,
         info.n_spectra,
         info.n_images,
-        info.median_sep_arcsec,
+        info.radius_arcsec,
+        median_text(info),
         info.n_across_partitions,
-        started.elapsed().as_secs_f64()
-    ))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_two_pairs_is_their_mean_and_none_is_not_nan() {
+        // The issue's case: two pairs at 0.169" and 2.500" printed 2.500".
+        assert_eq!(median(vec![2.5, 0.169]), Some(1.3345));
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![]), None);
+        let mut info = CrossmatchInfo {
+            radius_arcsec: 3.0,
+            n_images: 2,
+            n_spectra: 2,
+            n_matches: 2,
+            n_across_partitions: 0,
+            median_sep_arcsec: 1.3345,
+            time: String::new(),
+        };
+        assert!(summary(&info).contains("median separation 1.335\""), "{}", summary(&info));
+        (info.n_matches, info.median_sep_arcsec) = (0, f64::NAN);
+        let s = summary(&info);
+        assert!(!s.contains("NaN") && s.contains("no pairs"), "{s}");
+    }
 }

@@ -26,6 +26,7 @@ pub fn run_cmd(store_path: &Path, args: &EvalArgs) -> Result<i32> {
         recall_k: args.recall_k,
         cnn_steps: args.cnn_steps,
         seed: args.seed,
+        ..Default::default()
     };
     let rows = run(&work, &truth, &opts, &|line| eprintln!("{line}")).map_err(|e| eyre!(e))?;
     let csv_path = args.out.join("eval.csv");

@@ -4,67 +4,94 @@ use std::path::Path;
 use color_eyre::Result;
 
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::store::{LabelBook, ObjectKey, Store, Verdict};
+use crate::store::{LabelBook, ObjectKey, ObjectLabels, Store, Verdict};
 
-/// Writes the current labels (after every undo) in the chosen format.
+/// Writes the science catalogue (every object) as Parquet, FITS or CSV,
+/// into a temporary file renamed when complete.
+fn catalog(store: &Store, args: &ExportArgs) -> Result<i32> {
+    use crate::catalog::{Format, columns, sink, write};
+    let format = match &args.out {
+        Some(p) => Format::from_path(p).map_err(|e| color_eyre::eyre::eyre!(e))?,
+        None => Format::Csv,
+    };
+    let cols = columns(store)?;
+    let tmp = args.out.as_ref().map(|p| {
+        let mut name = p.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        p.with_file_name(name)
+    });
+    let out = sink(format, tmp.as_deref(), &cols).map_err(|e| color_eyre::eyre::eyre!("{}: {e}", show(&tmp)))?;
+    let written = write(store, &cols, out).map_err(|e| color_eyre::eyre::eyre!("{}: {e}", show(&tmp)))?;
+    if let (Some(tmp), Some(path)) = (&tmp, &args.out) {
+        std::fs::rename(tmp, path)?;
+        eprintln!(
+            "wrote {} objects ({} ranked) x {} columns to {} ({format:?})",
+            written.rows,
+            written.scored,
+            cols.len(),
+            path.display()
+        );
+    }
+    Ok(0)
+}
+
+fn show(p: &Option<std::path::PathBuf>) -> String {
+    p.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into())
+}
+
+const CSV_HEADER: [&str; 14] = [
+    "object_id",
+    "survey",
+    "ra",
+    "dec",
+    "relevance",
+    "verdict",
+    "tags",
+    "favourite",
+    "users",
+    "disagreement",
+    "last_labelled",
+    "score",
+    "target_relevance",
+    "interesting",
+];
+
+/// Writes the current labels (after every undo) in the chosen format; the
+/// csv crate quotes ids, tags and users that hold commas, quotes or newlines.
 pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
     let store = Store::open(store_path)?;
+    if args.format == ExportFormat::Catalog {
+        return catalog(&store, args);
+    }
     let book = LabelBook::from_events(store.label_events()?);
-    let mut rows: Vec<(ObjectKey, &crate::store::ObjectLabels)> = book.iter().map(|(k, l)| (*k, l)).collect();
+    let mut rows: Vec<(ObjectKey, &ObjectLabels)> = book.iter().map(|(k, l)| (*k, l)).collect();
     rows.sort_by_key(|(k, _)| *k);
-    let mut out = String::new();
+    let mut out = csv::Writer::from_writer(Vec::new());
     let mut written = 0usize;
     match args.format {
         ExportFormat::Csv => {
-            out.push_str(
-                "object_id,survey,ra,dec,relevance,verdict,tags,favourite,users,disagreement,last_labelled,score,target_relevance,interesting\n",
-            );
+            out.write_record(CSV_HEADER)?;
             for (key, l) in &rows {
                 let Some(obj) = store.object(*key)? else { continue };
-                let users: Vec<String> = l
-                    .by_user
-                    .iter()
-                    .map(|(u, r, v)| {
-                        format!(
-                            "{u}:{}:{}",
-                            r.map(|r| r.to_string()).unwrap_or_default(),
-                            v.map(verdict_name).unwrap_or("")
-                        )
-                    })
-                    .collect();
-                out.push_str(&format!(
-                    "{},{},{:.7},{:.7},{},{},{},{},{},{},{},{},{},{}\n",
-                    csv_field(&obj.id),
-                    csv_field(&obj.survey),
-                    obj.ra,
-                    obj.dec,
-                    l.relevance.map(|r| r.to_string()).unwrap_or_default(),
-                    l.verdict.map(verdict_name).unwrap_or(""),
-                    csv_field(&l.tags.iter().cloned().collect::<Vec<_>>().join(";")),
-                    u8::from(l.favourite),
-                    csv_field(&users.join(";")),
-                    u8::from(l.disagreement()),
-                    l.last_time,
-                    store.score_of(*key)?.map(|s| format!("{s:.5}")).unwrap_or_default(),
-                    l.target().map(|t| t.relevance.to_string()).unwrap_or_default(),
-                    l.target().map(|t| u8::from(t.interesting).to_string()).unwrap_or_default(),
-                ));
+                let score = store.score_of(*key)?.map(|s| format!("{s:.5}")).unwrap_or_default();
+                out.write_record(csv_row(&obj, l, score))?;
                 written += 1;
             }
         }
         ExportFormat::Astronomaly => {
             // Astronomaly's labels file: id, human_label (relevance 0–5).
-            out.push_str("id,human_label\n");
+            out.write_record(["id", "human_label"])?;
             for (key, l) in &rows {
                 let label = l.target().map(|t| t.relevance);
                 let (Some(label), Some(obj)) = (label, store.object(*key)?) else { continue };
-                out.push_str(&format!("{},{label}\n", csv_field(&obj.id)));
+                out.write_record([obj.id, label.to_string()])?;
                 written += 1;
             }
         }
+        ExportFormat::Catalog => unreachable!("handled above"),
         ExportFormat::Anomalymatch => {
             // AnomalyMatch's labeled_data.csv: filename,label (anomaly/normal).
-            out.push_str("filename,label\n");
+            out.write_record(["filename", "label"])?;
             for (key, l) in &rows {
                 let label = match l.target() {
                     Some(t) if t.interesting => "anomaly",
@@ -72,23 +99,52 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
                     None => continue,
                 };
                 let Some(obj) = store.object(*key)? else { continue };
-                out.push_str(&format!("{},{label}\n", csv_field(&format!("{}.{}", obj.id, args.image_ext))));
+                out.write_record([format!("{}.{}", obj.id, args.image_ext).as_str(), label])?;
                 written += 1;
             }
         }
     }
+    let out = out.into_inner().map_err(|e| e.into_error())?;
     match &args.out {
         Some(path) => {
             let tmp = path.with_extension("partial");
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(out.as_bytes())?;
+            f.write_all(&out)?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
             eprintln!("wrote {written} labelled objects to {}", path.display());
             Ok(0)
         }
-        None => super::print(&out),
+        None => super::print(&String::from_utf8(out)?),
     }
+}
+
+/// One object's row of the full CSV export, in [`CSV_HEADER`] order.
+fn csv_row(obj: &crate::store::ObjectRecord, l: &ObjectLabels, score: String) -> [String; 14] {
+    let users: Vec<String> = l
+        .by_user
+        .iter()
+        .map(|(u, r, v)| {
+            format!("{u}:{}:{}", r.map(|r| r.to_string()).unwrap_or_default(), v.map(verdict_name).unwrap_or(""))
+        })
+        .collect();
+    let target = l.target();
+    [
+        obj.id.clone(),
+        obj.survey.clone(),
+        format!("{:.7}", obj.ra),
+        format!("{:.7}", obj.dec),
+        l.relevance.map(|r| r.to_string()).unwrap_or_default(),
+        l.verdict.map(verdict_name).unwrap_or("").to_string(),
+        l.tags.iter().cloned().collect::<Vec<_>>().join(";"),
+        u8::from(l.favourite).to_string(),
+        users.join(";"),
+        u8::from(l.disagreement()).to_string(),
+        l.last_time.clone(),
+        score,
+        target.map(|t| t.relevance.to_string()).unwrap_or_default(),
+        target.map(|t| u8::from(t.interesting).to_string()).unwrap_or_default(),
+    ]
 }
 
 fn verdict_name(v: Verdict) -> &'static str {
@@ -97,9 +153,4 @@ fn verdict_name(v: Verdict) -> &'static str {
         Verdict::Normal => "normal",
         Verdict::Unsure => "unsure",
     }
-}
-
-/// Quotes a CSV field when it needs it (RFC 4180).
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }

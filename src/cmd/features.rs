@@ -23,8 +23,13 @@ pub fn run(store_path: &Path) -> Result<i32> {
         tracing::error!("{path}: {problem}");
     }
     let bpt: Vec<String> = report.bpt_counts.iter().map(|(c, n)| format!("{} {n}", c.as_str())).collect();
+    let problems: Vec<String> = report.line_problems.iter().map(|(why, n)| format!("{why} {n}")).collect();
+    let not_measured = match report.line_problems.iter().map(|(_, n)| n).sum::<u64>() {
+        0 => String::new(),
+        n => format!("lines not measured for {n} spectra: {} (`oddity status`, TUI info panel)\n", problems.join(", ")),
+    };
     super::print(&format!(
-        "features for {} images and {} spectra from {} files in {:.1}s ({} files already done)\nBPT classes: {}\n",
+        "features for {} images and {} spectra from {} files in {:.1}s ({} files already done)\nBPT classes: {}\n{not_measured}",
         report.images,
         report.spectra,
         report.files_done,

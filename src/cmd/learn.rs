@@ -3,9 +3,16 @@ use std::time::Duration;
 
 use color_eyre::Result;
 
-use crate::cli::{PretrainArgs, RetrainArgs};
+use crate::cli::{EmbedArgs, Net, PretrainArgs, RetrainArgs};
 use crate::learn::train::PretrainParams;
-use crate::learn::{LearnError, RetrainOptions, pretrain_store, retrain, write_status};
+use crate::learn::{LearnError, NetSize, RetrainOptions, pretrain_store, retrain, write_status};
+
+fn net_size(net: Net) -> NetSize {
+    match net {
+        Net::Tiny => NetSize::Tiny,
+        Net::Lite0 => NetSize::Lite0,
+    }
+}
 
 /// Fractal pretraining of the CNN backbone (no data or weights downloaded).
 pub fn pretrain(store_path: &Path, args: &PretrainArgs) -> Result<i32> {
@@ -25,7 +32,7 @@ pub fn pretrain(store_path: &Path, args: &PretrainArgs) -> Result<i32> {
     let bar = super::progress_bar("pretrain");
     bar.set_length(args.epochs as u64);
     let started = std::time::Instant::now();
-    let (id, hash, loss) = pretrain_store(store_path, args.net, &params, &|epoch, loss| {
+    let (id, hash, loss) = pretrain_store(store_path, net_size(args.net), &params, &|epoch, loss| {
         bar.set_position(epoch as u64 + 1);
         bar.set_message(format!("loss {loss:.3}"));
     })
@@ -47,7 +54,7 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         tch::set_num_threads(t);
     }
     let opts = RetrainOptions {
-        net: args.net,
+        net: net_size(args.net),
         steps: args.steps,
         batch: args.batch,
         mu: args.mu,
@@ -55,7 +62,12 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         seed: args.seed,
         hold_back: args.hold_back,
         prior: args.prior,
-        pretrain: (!args.no_pretrain).then(|| crate::learn::auto_pretrain_params(0, args.seed)),
+        pretrain: (!args.no_pretrain).then(|| crate::learn::train::PretrainParams {
+            n_classes: args.pretrain_classes,
+            images_per_class: args.pretrain_images_per_class,
+            epochs: args.pretrain_epochs,
+            ..crate::learn::auto_pretrain_params(0, args.seed)
+        }),
         wait: Duration::from_secs(args.wait),
         crash_after_batches: args.crash_after_batches,
     };
@@ -99,4 +111,37 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
     out += &report.verdict;
     out.push('\n');
     super::print(&out)
+}
+
+/// Deep features: every cutout through the fractal-pretrained backbone, PCA-reduced.
+pub fn embed(store_path: &Path, args: &EmbedArgs) -> Result<i32> {
+    let _log = super::log_to(&store_path.join("logs"));
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t);
+    }
+    let opts = crate::learn::embed::EmbedOptions {
+        net: net_size(args.net),
+        components: args.components,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let report = crate::learn::embed::embed_store(store_path, &opts, &|line| {
+        tracing::info!("{line}");
+        eprintln!("{line}");
+    })?;
+    let mut out = String::new();
+    for (survey, n, model, kept) in &report.per_survey {
+        out.push_str(&format!(
+            "{survey}: {n} cutouts embedded by pretrained model {model}; {} components keep {:.0}% of the variance\n",
+            args.components,
+            100.0 * kept
+        ));
+    }
+    for (survey, why) in &report.skipped {
+        out.push_str(&format!("{survey}: skipped: {why}\n"));
+    }
+    out.push_str(&format!("done in {:.0}s; `oddity score` ranks on them\n", started.elapsed().as_secs_f64()));
+    let code = super::print(&out)?;
+    Ok(if report.skipped.is_empty() { code } else { 1 })
 }

@@ -1,12 +1,13 @@
 //! One function per subcommand. Each opens what it needs, does the work
 //! through the library modules, and prints for people on stdout/stderr.
+//!
+//! The learning commands (cmd/learn.rs, cmd/eval.rs) are compiled into the
+//! `oddity-learn` binary, not here: [`run`] hands them to it (see lib.rs).
 
 mod crossmatch;
-mod eval;
 mod export;
 mod features;
 mod ingest;
-mod learn;
 mod score;
 mod status;
 mod synth;
@@ -16,7 +17,8 @@ use color_eyre::Result;
 
 use crate::cli::{Cli, Command};
 
-/// Runs a parsed command line; the exit code for `main`.
+/// Runs a parsed command line in `oddity`; the exit code for `main`. The
+/// learning commands run in `oddity-learn` with the same arguments.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Synth(args) => synth::run(&args),
@@ -27,15 +29,46 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Top(args) => score::top(&cli.store, &args),
         Command::Triage(args) => triage::run(&cli.store, &args),
         Command::Export(args) => export::run(&cli.store, &args),
-        Command::Pretrain(args) => learn::pretrain(&cli.store, &args),
-        Command::Retrain(args) => learn::retrain_cmd(&cli.store, &args),
-        Command::Eval(args) => eval::run_cmd(&cli.store, &args),
         Command::Status(args) => status::run(&cli.store, &args),
+        Command::Embed(_) | Command::Pretrain(_) | Command::Retrain(_) | Command::Eval(_) => exec_learner(),
     }
 }
 
+/// Exits with a command's code; an error is one line (its chain) and exit 2.
+pub fn exit(result: Result<i32>) -> ! {
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The learning binary's name; it is installed next to `oddity`.
+pub const LEARNER: &str = "oddity-learn";
+
+/// Replaces this process with `oddity-learn` and the same arguments (same
+/// pid, so whoever waits on or signals `oddity` reaches the learner).
+fn exec_learner() -> Result<i32> {
+    use color_eyre::eyre::eyre;
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let learner = exe.with_file_name(LEARNER);
+    if !learner.is_file() {
+        return Err(eyre!(
+            "{} not found: the learning commands (pretrain, retrain, eval) run in {LEARNER}, \
+             built and installed next to oddity (`cargo build --release`, `cargo install --path .`)",
+            learner.display()
+        ));
+    }
+    let err = std::process::Command::new(&learner).args(std::env::args_os().skip(1)).exec();
+    Err(eyre!("cannot run {}: {err}", learner.display()))
+}
+
 /// Logs to `<store>/logs/oddity.log`, never to the terminal (the TUI owns it).
-pub(crate) fn log_to(dir: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+pub fn log_to(dir: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::EnvFilter;
     std::fs::create_dir_all(dir).ok()?;
     let appender = tracing_appender::rolling::never(dir, "oddity.log");
@@ -48,7 +81,7 @@ pub(crate) fn log_to(dir: &std::path::Path) -> Option<tracing_appender::non_bloc
 /// Stage progress shown on an indicatif bar.
 pub(crate) struct Bar(pub indicatif::ProgressBar);
 
-impl crate::ingest::Progress for Bar {
+impl crate::progress::Progress for Bar {
     fn set_total(&self, rows: u64) {
         self.0.set_length(rows);
     }
@@ -58,7 +91,7 @@ impl crate::ingest::Progress for Bar {
 }
 
 /// A progress bar on stderr; indicatif hides it when stderr is not a terminal.
-pub(crate) fn progress_bar(what: &str) -> indicatif::ProgressBar {
+pub fn progress_bar(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
@@ -70,7 +103,7 @@ pub(crate) fn progress_bar(what: &str) -> indicatif::ProgressBar {
 }
 
 /// Writes to stdout; a closed pipe (`oddity status | head`) ends quietly.
-pub(crate) fn print(text: &str) -> Result<i32> {
+pub fn print(text: &str) -> Result<i32> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {

@@ -3,7 +3,7 @@ use std::path::Path;
 use color_eyre::Result;
 
 use crate::cli::{ScoreArgs, TopArgs};
-use crate::detect::{ForestParams, ScoreOptions, score_store};
+use crate::detect::{FeatureSet, ForestParams, ScoreOptions, score_store};
 use crate::store::Store;
 
 /// Scores every object with an Isolation Forest; the new ranking replaces
@@ -24,6 +24,11 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
         },
         write_batch: args.write_batch,
         rerank: !args.no_rerank,
+        features: match args.features.as_str() {
+            "deep" => FeatureSet::Deep,
+            "both" => FeatureSet::Both,
+            _ => FeatureSet::Hand,
+        },
         crash_after_batches: args.crash_after_batches,
     };
     let bar = super::Bar(super::progress_bar("score"));
@@ -36,6 +41,15 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
         report.version,
         started.elapsed().as_secs_f64()
     );
+    for note in &report.notes {
+        out.push_str(&format!("  note: {note}\n"));
+    }
+    if report.spectrum_only > 0 {
+        out.push_str(&format!(
+            "  {} spectra without an image in the match radius ranked on their spectrum\n",
+            report.spectrum_only
+        ));
+    }
     if report.relevance_labels > 0 {
         out.push_str(&format!(
             "  re-ranked with the expert's relevance from {} labelled objects\n",
@@ -44,7 +58,7 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
     }
     for (survey, n, model, hash) in &report.per_survey {
         out.push_str(&format!(
-            "  {survey:<14} {n:>10} objects  model {model} (isolation-forest, sha256 {})\n",
+            "  {survey:<14} {n:>10} objects  model {model} (isolation forests per feature group, sha256 {})\n",
             &hash[..12]
         ));
     }

@@ -67,10 +67,10 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     match store.crossmatch_info()? {
         Some(m) => writeln!(
             out,
-            "matches   {} image-spectrum pairs within {}\" (median {:.2}\", {} across partitions)",
+            "matches   {} image-spectrum pairs within {}\" ({}, {} across partitions)",
             thousands(m.n_matches),
             m.radius_arcsec,
-            m.median_sep_arcsec,
+            super::crossmatch::median_text(&m),
             m.n_across_partitions
         )?,
         None if spectra > 0 && images > 0 => writeln!(out, "matches   none yet: run `oddity crossmatch`")?,
@@ -86,6 +86,22 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
         )?;
     } else if images > 0 {
         writeln!(out, "features  none yet: run `oddity features`")?;
+    }
+    if let Some(ls) = store.line_summary()? {
+        let classes: Vec<String> =
+            ls.by_class.iter().map(|(c, n)| format!("{} {}", c.as_str(), thousands(*n))).collect();
+        writeln!(out, "lines     {} spectra: {}", thousands(ls.n_spectra), classes.join(", "))?;
+        let list =
+            |v: &[(String, u64)]| v.iter().map(|(why, n)| format!("{why} {}", thousands(*n))).collect::<Vec<_>>();
+        if !ls.problems.is_empty() {
+            let n: u64 = ls.problems.iter().map(|(_, n)| n).sum();
+            writeln!(out, "            not measured: {} ({})", thousands(n), list(&ls.problems).join(", "))?;
+        }
+        let unclassifiable: Vec<(String, u64)> =
+            ls.unclassifiable.iter().filter(|(why, _)| !ls.problems.iter().any(|(p, _)| p == why)).cloned().collect();
+        if !unclassifiable.is_empty() {
+            writeln!(out, "            unclassifiable: {}", list(&unclassifiable).join(", "))?;
+        }
     }
     match store.current_scores()? {
         Some(v) => {
@@ -118,13 +134,13 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     }
     writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
     writeln!(out, "models    {}", store.model_count())?;
-    if let Some((state, message, time)) = crate::learn::read_status(store.path()) {
+    if let Some((state, message, time)) = crate::store::read_retrain_status(store.path()) {
         writeln!(out, "retrain   {state}: {message} ({time})")?;
     }
-    if let Some(holder) = crate::learn::retrain_running(store.path()) {
+    if let Some(holder) = crate::retrain::retrain_running(store.path()) {
         writeln!(out, "          a retrain is running ({holder})")?;
     }
-    if let Some(r) = crate::learn::last_report(&store)? {
+    if let Some(r) = crate::retrain::last_report(&store)? {
         // Why the ranking is what it is, with the held-back figures of every candidate.
         writeln!(
             out,
@@ -145,7 +161,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
             writeln!(out, "            skipped {s}")?;
         }
     }
-    writeln!(out, "compute   {}", crate::learn::device_summary())?;
+    writeln!(out, "compute   {}", compute_summary())?;
     if args.files {
         writeln!(out, "\nfiles:")?;
         for (id, s) in &sources {
@@ -161,6 +177,16 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
         }
     }
     super::print(&out)
+}
+
+/// CPU threads and NVIDIA GPUs, read without loading libtorch (only
+/// `oddity-learn` loads it; it trains on CUDA where its libtorch has CUDA).
+fn compute_summary() -> String {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::fs::read_dir("/proc/driver/nvidia/gpus").map_or(0, |d| d.count()) {
+        0 => format!("cpu ({threads} threads; no CUDA device)"),
+        gpus => format!("{gpus} NVIDIA GPU(s) visible, {threads} CPU threads"),
+    }
 }
 
 /// 1234567 → "1,234,567".

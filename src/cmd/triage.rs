@@ -12,7 +12,7 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
     let _log = super::log_to(&store.log_dir());
     let user = args.user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
     let opts = TriageOptions {
-        graphics: args.graphics,
+        graphics: args.graphics.into(),
         keymap: args.keymap.clone(),
         ordering: match args.order.as_str() {
             "id" => Ordering::Id,
@@ -56,7 +56,7 @@ enum OnQuit {
 /// never while another retrain runs (`running`: who holds the lock).
 fn on_quit_plan(on_quit: &str, session_labels: usize, training: (usize, usize), running: Option<String>) -> OnQuit {
     let (interesting, boring) = training;
-    let min = crate::learn::gate::MIN_PER_CLASS;
+    let min = crate::retrain::gate::MIN_PER_CLASS;
     if session_labels == 0 || on_quit == "never" {
         OnQuit::Nothing
     } else if interesting < min || boring < min {
@@ -82,7 +82,7 @@ fn after_session(
     extra: &str,
     summary: &crate::tui::SessionSummary,
 ) -> Result<String> {
-    match on_quit_plan(on_quit, summary.labels, summary.training, crate::learn::retrain_running(store_path)) {
+    match on_quit_plan(on_quit, summary.labels, summary.training, crate::retrain::retrain_running(store_path)) {
         OnQuit::Nothing => return Ok(String::new()),
         OnQuit::Explain(why) => return Ok(why),
         OnQuit::Start => {}
@@ -106,7 +106,7 @@ fn after_session(
     // Its own process group: a Ctrl-C in this shell does not stop it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn()?;
-    crate::learn::write_status(
+    crate::store::write_retrain_status(
         store_path,
         "starting",
         &format!("started after a labelling session (pid {})", child.id()),

@@ -101,7 +101,7 @@ impl IsolationForest {
     pub fn fit(data: &[f32], n_features: usize, params: &ForestParams) -> IsolationForest {
         assert!(n_features > 0, "IsolationForest::fit: n_features must be > 0");
         assert!(
-            data.len() % n_features == 0,
+            data.len().is_multiple_of(n_features),
             "IsolationForest::fit: data length {} is not a multiple of n_features {n_features}",
             data.len()
         );
@@ -203,6 +203,37 @@ impl IsolationForest {
             let ratio = if norm > 0.0 { s / norm } else { 1.0 };
             *o = (-ratio).exp2() as f32;
         }
+    }
+
+    /// Which features isolated one row (finite, standardised like `fit`'s
+    /// input): each tree credits the features of the splits on the row's path
+    /// with 1/(path length), so the splits of short paths — the ones that make
+    /// the row anomalous — weigh most; the credits are normalised to sum to 1.
+    ///
+    /// # Panics
+    /// If `row.len()` differs from the fitted `n_features`.
+    pub fn attribution(&self, row: &[f32]) -> Vec<f32> {
+        assert_eq!(row.len(), self.n_features, "IsolationForest::attribution: one value per feature");
+        let mut credit = vec![0f64; self.n_features];
+        let mut visited = Vec::new();
+        for tree in &self.trees {
+            visited.clear();
+            let mut at = 0usize;
+            for _ in 0..tree.depth {
+                let node = tree.nodes[at];
+                if node.left as usize == at {
+                    break;
+                }
+                visited.push(node.feature as usize);
+                at = node.left as usize + usize::from(row[node.feature as usize] > node.threshold);
+            }
+            let length = f64::from(tree.path[at]).max(1.0);
+            for &f in &visited {
+                credit[f] += 1.0 / length;
+            }
+        }
+        let total: f64 = credit.iter().sum();
+        credit.iter().map(|c| if total > 0.0 { (c / total) as f32 } else { 0.0 }).collect()
     }
 
     /// Number of input features the forest was fitted on.

@@ -31,6 +31,33 @@ pub fn auroc(scores: &[f32], labels: &[bool]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
 }
 
+/// Average precision (area under the precision–recall curve, scikit-learn's
+/// `average_precision_score`): Σ (R_k − R_{k−1}) P_k over the distinct score
+/// thresholds, tied scores entering together. `None` without positives.
+pub fn auprc(scores: &[f32], labels: &[bool]) -> Option<f64> {
+    assert_eq!(scores.len(), labels.len(), "auprc: one label per score");
+    let positives = labels.iter().filter(|&&l| l).count();
+    if positives == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut seen, mut ap, mut last_recall) = (0usize, 0usize, 0.0f64, 0.0f64);
+    let mut i = 0;
+    while i < order.len() {
+        let value = scores[order[i]];
+        while i < order.len() && scores[order[i]].total_cmp(&value).is_eq() {
+            tp += usize::from(labels[order[i]]);
+            seen += 1;
+            i += 1;
+        }
+        let recall = tp as f64 / positives as f64;
+        ap += (recall - last_recall) * (tp as f64 / seen as f64);
+        last_recall = recall;
+    }
+    Some(ap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::auroc;

@@ -27,7 +27,7 @@ mod metrics;
 mod standardise;
 
 pub use forest::{ForestParams, IsolationForest, ModelError};
-pub use metrics::auroc;
+pub use metrics::{auprc, auroc};
 pub use standardise::Standardiser;
 
 /// Euler–Mascheroni constant, as `np.euler_gamma`.
@@ -72,4 +72,6 @@ mod tests {
 
 pub mod relevance;
 mod stage;
-pub use stage::{ForestModel, ScoreOptions, ScoreReport, load_forest, score_store};
+pub use stage::{
+    FeatureSet, ForestModel, Group, GroupModel, ScoreOptions, ScoreReport, load_forest, score_store, score_without,
+};

@@ -46,7 +46,7 @@ impl Standardiser {
     pub fn fit(data: &[f32], n_features: usize) -> Standardiser {
         assert!(n_features > 0, "Standardiser::fit: n_features must be > 0");
         assert!(
-            data.len() % n_features == 0,
+            data.len().is_multiple_of(n_features),
             "Standardiser::fit: data length {} is not a multiple of n_features {n_features}",
             data.len()
         );
@@ -112,7 +112,7 @@ impl Standardiser {
     pub fn transform_into(&self, data: &[f32], out: &mut [f32]) {
         let (nf, n_out) = (self.n_features, self.n_out());
         assert!(
-            data.len() % nf == 0 && out.len() == data.len() / nf * n_out,
+            data.len().is_multiple_of(nf) && out.len() == data.len() / nf * n_out,
             "Standardiser::transform_into: data must hold rows of {nf} values and out rows of {n_out}"
         );
         const ROWS: usize = 4096;

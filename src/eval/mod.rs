@@ -12,37 +12,11 @@ pub use plot::plot;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::detect::{ScoreOptions, auroc, score_store};
-use crate::ingest::NoProgress;
+pub use crate::detect::auprc;
+use crate::detect::{FeatureSet, ScoreOptions, auroc, score_store};
 use crate::learn::{RetrainOptions, retrain};
+use crate::progress::NoProgress;
 use crate::store::{LabelEvent, LabelValue, ObjectKey, Store};
-
-/// Average precision (area under the precision–recall curve, scikit-learn's
-/// `average_precision_score`): Σ (R_k − R_{k−1}) P_k over the distinct score
-/// thresholds, tied scores entering together. `None` without positives.
-pub fn auprc(scores: &[f32], labels: &[bool]) -> Option<f64> {
-    assert_eq!(scores.len(), labels.len(), "auprc: one label per score");
-    let positives = labels.iter().filter(|&&l| l).count();
-    if positives == 0 {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut seen, mut ap, mut last_recall) = (0usize, 0usize, 0.0f64, 0.0f64);
-    let mut i = 0;
-    while i < order.len() {
-        let value = scores[order[i]];
-        while i < order.len() && scores[order[i]].total_cmp(&value).is_eq() {
-            tp += usize::from(labels[order[i]]);
-            seen += 1;
-            i += 1;
-        }
-        let recall = tp as f64 / positives as f64;
-        ap += (recall - last_recall) * (tp as f64 / seen as f64);
-        last_recall = recall;
-    }
-    Some(ap)
-}
 
 /// The ranking (indices, best first): descending score, ties in index order
 /// (the store's key order), so cuts through ties are reproducible.
@@ -84,17 +58,28 @@ pub fn metrics(scores: &[f32], labels: &[bool], recall_k: usize) -> Metrics {
     }
 }
 
-/// One row of the evaluation table.
+/// Kinds of interesting anomaly the synthetic survey plants, for per-kind figures.
+pub const KINDS: [&str; 5] = ["ring", "merger", "lens", "colour", "agn"];
+/// The kind an expert finds boring (satellite trails), whose rank is reported.
+pub const ARTEFACT_KIND: &str = "trail";
+
+/// One row of the evaluation table: one method's ranking after one cycle.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub cycle: usize,
-    pub method: &'static str,
+    pub method: String,
+    /// Objects the simulated expert has labelled (shown) so far.
     pub labelled: usize,
+    /// Interesting objects among them: what the expert has found so far.
+    pub found: usize,
+    /// Metrics over the objects the expert has NOT labelled.
     pub metrics: Metrics,
-    /// Mean rank (0 = top) of the "boring" artefacts (satellite trails).
+    /// Mean rank (0 = top), among the unlabelled, of the boring artefacts (satellite trails).
     pub artefact_rank: f64,
-    /// Mean rank of the interesting anomalies.
+    /// Mean rank, among the unlabelled, of the interesting anomalies.
     pub interesting_rank: f64,
+    /// Per kind of [`KINDS`]: (found by the expert so far, recall in the top K of the unlabelled, total).
+    pub kinds: Vec<(usize, f64, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -108,11 +93,21 @@ pub struct EvalOptions {
     /// FixMatch steps per cycle; 0 leaves the CNN out.
     pub cnn_steps: usize,
     pub seed: u64,
+    /// The feature set whose re-ranked list the expert works through (the default ranking).
+    pub shown: FeatureSet,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { cycles: 3, per_cycle: 100, start: 10, recall_k: 2000, cnn_steps: 150, seed: 0 }
+        EvalOptions {
+            cycles: 3,
+            per_cycle: 100,
+            start: 10,
+            recall_k: 2000,
+            cnn_steps: 150,
+            seed: 0,
+            shown: ScoreOptions::default().features,
+        }
     }
 }
 
@@ -124,13 +119,18 @@ pub fn read_truth(path: &Path) -> Result<HashMap<String, (bool, String)>, String
     let col =
         |n: &str| header.iter().position(|h| *h == n).ok_or_else(|| format!("{}: no column `{n}`", path.display()));
     let (id, kind, interesting) = (col("object_id")?, col("kind")?, col("interesting")?);
-    Ok(lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[id].to_string(), (f.get(interesting) == Some(&"1"), f.get(kind).unwrap_or(&"").to_string()))
-        })
-        .collect())
+    let spec = header.iter().position(|h| *h == "spec_id");
+    let mut truth = HashMap::new();
+    for l in lines.filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = l.split(',').collect();
+        let value = (f.get(interesting) == Some(&"1"), f.get(kind).unwrap_or(&"").to_string());
+        // A spectrum is what its object is: spectrum-only candidates are judged by it.
+        if let Some(s) = spec.and_then(|c| f.get(c)).filter(|s| !s.is_empty()) {
+            truth.insert(s.to_string(), value.clone());
+        }
+        truth.insert(f[id].to_string(), value);
+    }
+    Ok(truth)
 }
 
 fn label(store: &Store, key: ObjectKey, value: LabelValue) -> Result<(), String> {
@@ -145,6 +145,33 @@ fn label(store: &Store, key: ObjectKey, value: LabelValue) -> Result<(), String>
     store.append_label(&event).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// The candidates of a scored store, in key order, with their truth.
+struct Truth {
+    keys: Vec<ObjectKey>,
+    interesting: Vec<bool>,
+    kinds: Vec<String>,
+    index: HashMap<ObjectKey, usize>,
+}
+
+fn candidates(store: &Store, truth: &HashMap<String, (bool, String)>) -> Result<Truth, String> {
+    let err = |e: crate::store::StoreError| e.to_string();
+    let mut keys: Vec<ObjectKey> = Vec::new();
+    for item in store.ranked().map_err(err)? {
+        keys.push(item.map_err(err)?.0);
+    }
+    keys.sort();
+    let (mut interesting, mut kinds) = (Vec::new(), Vec::new());
+    for &key in &keys {
+        let obj = store.object(key).map_err(err)?.ok_or("a scored object without record")?;
+        let (i, kind) =
+            truth.get(&obj.id).cloned().ok_or_else(|| format!("object {} is not in the truth file", obj.id))?;
+        interesting.push(i);
+        kinds.push(kind);
+    }
+    let index = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    Ok(Truth { keys, interesting, kinds, index })
+}
+
 /// Runs the simulated-expert loop on `store_path` (a working copy: labels are
 /// written to it). Returns one row per cycle and method.
 pub fn run(
@@ -154,65 +181,55 @@ pub fn run(
     progress: &dyn Fn(&str),
 ) -> Result<Vec<Row>, String> {
     let err = |e: crate::store::StoreError| e.to_string();
-    // Objects scored, in key order, with their truth.
-    let (keys, labels, kinds) = {
+    let (t, deep) = {
         let store = Store::open(store_path).map_err(err)?;
-        let mut keys = Vec::new();
-        let mut labels = Vec::new();
-        let mut kinds = Vec::new();
-        for item in store.iter_features() {
-            let (key, _) = item.map_err(err)?;
-            let obj = store.object(key).map_err(err)?.ok_or("object without record")?;
-            let (interesting, kind) =
-                truth.get(&obj.id).cloned().ok_or_else(|| format!("object {} is not in the truth file", obj.id))?;
-            keys.push(key);
-            labels.push(interesting);
-            kinds.push(kind);
-        }
+        score_store(&store, &ScoreOptions { rerank: false, ..Default::default() }, &NoProgress).map_err(err)?;
+        let t = candidates(&store, truth)?;
         // The expert's first labels: some interesting anomalies.
-        let mut interesting: Vec<usize> = (0..keys.len()).filter(|&i| labels[i]).collect();
+        let mut interesting: Vec<usize> = (0..t.keys.len()).filter(|&i| t.interesting[i]).collect();
         use rand::SeedableRng;
         use rand::seq::SliceRandom;
         interesting.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
         for &i in interesting.iter().take(opts.start) {
-            label(&store, keys[i], LabelValue::Relevance(5))?;
+            label(&store, t.keys[i], LabelValue::Relevance(5))?;
         }
-        (keys, labels, kinds)
+        (t, store.embedding_count() > 0)
     };
-    let index: HashMap<ObjectKey, usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-    let mut labelled: std::collections::HashSet<usize> = HashSet::new();
+    let feature_sets: Vec<FeatureSet> =
+        if deep { vec![FeatureSet::Hand, FeatureSet::Deep, FeatureSet::Both] } else { vec![FeatureSet::Hand] };
+    let mut labelled: HashSet<usize> = HashSet::new();
     let mut rows = Vec::new();
     let current_scores = |store: &Store| -> Result<Vec<f32>, String> {
-        let mut scores = vec![f32::NEG_INFINITY; keys.len()];
+        let mut scores = vec![f32::NEG_INFINITY; t.keys.len()];
         for item in store.ranked().map_err(err)? {
             let (k, s) = item.map_err(err)?;
-            if let Some(&i) = index.get(&k) {
+            if let Some(&i) = t.index.get(&k) {
                 scores[i] = s;
             }
         }
         Ok(scores)
     };
-    let mean_rank = |scores: &[f32], want: &dyn Fn(usize) -> bool| -> f64 {
-        let order = ranking(scores);
-        let ranks: Vec<f64> = order.iter().enumerate().filter(|(_, i)| want(**i)).map(|(r, _)| r as f64).collect();
-        if ranks.is_empty() { f64::NAN } else { ranks.iter().sum::<f64>() / ranks.len() as f64 }
-    };
     for cycle in 0..=opts.cycles {
         {
             let store = Store::open(store_path).map_err(err)?;
             for (_, e) in store.label_events().map_err(err)? {
-                if let Some(&i) = index.get(&e.object) {
+                if let Some(&i) = t.index.get(&e.object) {
                     labelled.insert(i);
                 }
             }
         }
-        let n_labelled = labelled.len();
-        let mut methods: Vec<(&'static str, Vec<f32>)> = Vec::new();
-        for (method, rerank) in [("isolation-forest", false), ("forest+re-rank", true)] {
-            let store = Store::open(store_path).map_err(err)?;
-            score_store(&store, &ScoreOptions { rerank, ..Default::default() }, &NoProgress).map_err(err)?;
-            methods.push((method, current_scores(&store)?));
+        let mut methods: Vec<(String, Vec<f32>)> = Vec::new();
+        for &features in &feature_sets {
+            for rerank in [false, true] {
+                let store = Store::open(store_path).map_err(err)?;
+                let o = ScoreOptions { rerank, features, ..Default::default() };
+                score_store(&store, &o, &NoProgress).map_err(err)?;
+                let name = format!("{}{}", if rerank { "re-rank " } else { "forest " }, features.as_str());
+                methods.push((name, current_scores(&store)?));
+            }
         }
+        let shown_name = format!("re-rank {}", opts.shown.as_str());
+        let shown_index = methods.iter().position(|(n, _)| *n == shown_name).unwrap_or(1);
         if opts.cnn_steps > 0 {
             let r = RetrainOptions {
                 steps: opts.cnn_steps,
@@ -226,37 +243,32 @@ pub fn run(
                 Ok(report) => {
                     // The CNN's own ranking, whether or not it became current.
                     let store = Store::open(store_path).map_err(err)?;
-                    let mut scores = vec![f32::NEG_INFINITY; keys.len()];
-                    if let Some(v) = report.candidate("cnn").and_then(|c| c.version) {
+                    for (candidate, name) in [("cnn", "fixmatch-cnn"), ("combined", "cnn + re-rank")] {
+                        let Some(v) = report.candidate(candidate).and_then(|c| c.version) else { continue };
+                        let mut scores = vec![f32::NEG_INFINITY; t.keys.len()];
                         for item in store.scores_of_version(v).map_err(err)? {
                             let (k, s) = item.map_err(err)?;
-                            if let Some(&i) = index.get(&k) {
+                            if let Some(&i) = t.index.get(&k) {
                                 scores[i] = s;
                             }
                         }
+                        methods.push((name.to_string(), scores));
                     }
-                    methods.push(("fixmatch-cnn", scores));
                 }
                 Err(e) => progress(&format!("cycle {cycle}: no CNN ({e})")),
             }
         }
+        let found = labelled.iter().filter(|&&i| t.interesting[i]).count();
         for (method, scores) in &methods {
-            rows.push(Row {
-                cycle,
-                method,
-                labelled: n_labelled,
-                metrics: metrics(scores, &labels, opts.recall_k),
-                artefact_rank: mean_rank(scores, &|i| kinds[i] == "trail"),
-                interesting_rank: mean_rank(scores, &|i| labels[i]),
-            });
+            rows.push(evaluate(&t, &labelled, scores, cycle, method, found, opts.recall_k));
         }
-        progress(&format!("cycle {cycle}: {n_labelled} labelled"));
+        progress(&format!("cycle {cycle}: {} labelled, {found} interesting found", labelled.len()));
         if cycle == opts.cycles {
             break;
         }
-        // The expert labels the top unlabelled candidates of the re-ranked list:
-        // interesting ones 5, artefacts and normal galaxies 0.
-        let shown = &methods[1].1;
+        // The expert labels the top unlabelled candidates of the list they see
+        // (the default ranking): interesting ones 5, artefacts and normal galaxies 0.
+        let shown = &methods[shown_index].1;
         let store = Store::open(store_path).map_err(err)?;
         let mut n = 0;
         for i in ranking(shown) {
@@ -266,7 +278,7 @@ pub fn run(
             if labelled.contains(&i) {
                 continue;
             }
-            label(&store, keys[i], LabelValue::Relevance(if labels[i] { 5 } else { 0 }))?;
+            label(&store, t.keys[i], LabelValue::Relevance(if t.interesting[i] { 5 } else { 0 }))?;
             labelled.insert(i);
             n += 1;
         }
@@ -274,49 +286,103 @@ pub fn run(
     Ok(rows)
 }
 
+/// One method's figures, over the objects the expert has not labelled.
+fn evaluate(
+    t: &Truth,
+    labelled: &HashSet<usize>,
+    scores: &[f32],
+    cycle: usize,
+    method: &str,
+    found: usize,
+    recall_k: usize,
+) -> Row {
+    let rest: Vec<usize> = (0..t.keys.len()).filter(|i| !labelled.contains(i)).collect();
+    let s: Vec<f32> = rest.iter().map(|&i| scores[i]).collect();
+    let y: Vec<bool> = rest.iter().map(|&i| t.interesting[i]).collect();
+    let order = ranking(&s);
+    let mean_rank = |want: &dyn Fn(usize) -> bool| -> f64 {
+        let ranks: Vec<f64> =
+            order.iter().enumerate().filter(|(_, i)| want(rest[**i])).map(|(r, _)| r as f64).collect();
+        if ranks.is_empty() { f64::NAN } else { ranks.iter().sum::<f64>() / ranks.len() as f64 }
+    };
+    let top: HashSet<usize> = order.iter().take(recall_k).map(|&i| rest[i]).collect();
+    let kinds = KINDS
+        .iter()
+        .map(|kind| {
+            let of_kind = |i: &usize| t.kinds[*i] == *kind;
+            let total = (0..t.keys.len()).filter(of_kind).count();
+            let found = labelled.iter().filter(|i| of_kind(i)).count();
+            let left = rest.iter().filter(|i| of_kind(i)).count();
+            let in_top = top.iter().filter(|i| of_kind(i)).count();
+            (found, if left > 0 { in_top as f64 / left as f64 } else { f64::NAN }, total)
+        })
+        .collect();
+    Row {
+        cycle,
+        method: method.to_string(),
+        labelled: labelled.len(),
+        found,
+        metrics: metrics(&s, &y, recall_k),
+        artefact_rank: mean_rank(&|i| t.kinds[i] == ARTEFACT_KIND),
+        interesting_rank: mean_rank(&|i| t.interesting[i]),
+        kinds,
+    }
+}
+
 use std::collections::HashSet;
 
-/// The table as text, one line per cycle and method.
+/// The columns of the table and the CSV: (header, CSV header, value as text).
+type Column = (&'static str, &'static str, fn(&Row) -> String);
+
+fn columns() -> Vec<Column> {
+    vec![
+        ("cycle", "cycle", |r| r.cycle.to_string()),
+        ("method", "method", |r| r.method.clone()),
+        ("labelled", "labelled", |r| r.labelled.to_string()),
+        ("found", "found", |r| r.found.to_string()),
+        ("AUROC", "auroc", |r| format!("{:.3}", r.metrics.auroc)),
+        ("AUPRC", "auprc", |r| format!("{:.3}", r.metrics.auprc)),
+        ("prec@1%", "precision_top1pct", |r| format!("{:.3}", r.metrics.precision_top1)),
+        ("recall@k", "recall_top_k", |r| format!("{:.3}", r.metrics.recall_top)),
+        ("rank int.", "mean_rank_interesting", |r| format!("{:.0}", r.interesting_rank)),
+        ("rank trail", "mean_rank_artefacts", |r| format!("{:.0}", r.artefact_rank)),
+        ("found r/m/l/c/a", "found_by_kind", |r| r.kinds.iter().map(|k| k.0.to_string()).collect::<Vec<_>>().join("/")),
+        ("recall@k r/m/l/c/a", "recall_top_k_by_kind", |r| {
+            r.kinds.iter().map(|k| format!("{:.2}", k.1)).collect::<Vec<_>>().join("/")
+        }),
+    ]
+}
+
+/// The table as text, one line per cycle and method. Metrics are over the
+/// objects the expert has not labelled; "found" counts the interesting ones
+/// among those the expert has; per kind: ring/merger/lens/colour/agn.
 pub fn table(rows: &[Row]) -> String {
-    let mut out = format!(
-        "{:>5} {:<17} {:>8} {:>7} {:>7} {:>9} {:>10} {:>10} {:>10}\n",
-        "cycle", "method", "labelled", "AUROC", "AUPRC", "prec@1%", "recall@k", "rank int.", "rank trail"
-    );
-    for r in rows {
-        out.push_str(&format!(
-            "{:>5} {:<17} {:>8} {:>7.3} {:>7.3} {:>9.3} {:>10.3} {:>10.0} {:>10.0}\n",
-            r.cycle,
-            r.method,
-            r.labelled,
-            r.metrics.auroc,
-            r.metrics.auprc,
-            r.metrics.precision_top1,
-            r.metrics.recall_top,
-            r.interesting_rank,
-            r.artefact_rank
-        ));
+    let cols = columns();
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| cols.iter().map(|c| (c.2)(r)).collect()).collect();
+    let width: Vec<usize> = (0..cols.len())
+        .map(|j| cells.iter().map(|row| row[j].chars().count()).chain([cols[j].0.len()]).max().unwrap_or(0))
+        .collect();
+    let line = |values: Vec<&str>| -> String {
+        let v: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(j, s)| if j == 1 { format!("{s:<w$}", w = width[j]) } else { format!("{s:>w$}", w = width[j]) })
+            .collect();
+        v.join(" ") + "\n"
+    };
+    let mut out = line(cols.iter().map(|c| c.0).collect());
+    for row in &cells {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
 }
 
-/// The table as CSV.
+/// The table as CSV (same columns).
 pub fn csv(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "cycle,method,labelled,auroc,auprc,precision_top1pct,recall_top_k,mean_rank_interesting,mean_rank_artefacts\n",
-    );
+    let cols = columns();
+    let mut out = cols.iter().map(|c| c.1).collect::<Vec<_>>().join(",") + "\n";
     for r in rows {
-        out.push_str(&format!(
-            "{},{},{},{:.5},{:.5},{:.5},{:.5},{:.1},{:.1}\n",
-            r.cycle,
-            r.method,
-            r.labelled,
-            r.metrics.auroc,
-            r.metrics.auprc,
-            r.metrics.precision_top1,
-            r.metrics.recall_top,
-            r.interesting_rank,
-            r.artefact_rank
-        ));
+        out.push_str(&(cols.iter().map(|c| (c.2)(r)).collect::<Vec<_>>().join(",") + "\n"));
     }
     out
 }
@@ -360,6 +426,37 @@ mod tests {
         // One positive tied with one negative at the top: precision 1/2 there.
         let ap = auprc(&[0.9, 0.9, 0.1], &[true, false, false]).unwrap();
         assert!((ap - 0.5).abs() < 1e-12, "{ap}");
+    }
+
+    #[test]
+    fn figures_cover_only_what_the_expert_has_not_labelled() {
+        // Ten objects ranked 0..9 by score; 0, 1 and 5 are interesting; the
+        // expert has labelled 0 and 1: what is left ranks one interesting (5)
+        // among eight, at rank 3 of them.
+        let keys: Vec<ObjectKey> = (0..10).map(|row| ObjectKey { file: 1, row }).collect();
+        let interesting: Vec<bool> = (0..10).map(|i| [0, 1, 5].contains(&i)).collect();
+        let mut kinds = vec!["normal".to_string(); 10];
+        kinds[0] = "ring".into();
+        kinds[1] = "ring".into();
+        kinds[5] = "lens".into();
+        kinds[9] = "trail".into();
+        let index = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        let t = Truth { keys, interesting, kinds, index };
+        let scores: Vec<f32> = (0..10).map(|i| 1.0 - i as f32 / 10.0).collect();
+        let labelled: HashSet<usize> = [0, 1].into();
+        let row = evaluate(&t, &labelled, &scores, 0, "m", 2, 4);
+        assert_eq!(row.labelled, 2);
+        // Positive 5 outranks 5 of the 7 negatives left (6, 7, 8, 9 below; 2, 3, 4 above).
+        assert!((row.metrics.auroc - 4.0 / 7.0).abs() < 1e-12, "{:?}", row.metrics);
+        assert_eq!(row.interesting_rank, 3.0);
+        assert_eq!(row.artefact_rank, 7.0);
+        assert_eq!(row.metrics.recall_top, 1.0, "5 is in the top 4 of the rest");
+        // Per kind: rings all found, the lens not found but in the top 4 of the rest.
+        assert_eq!(row.kinds[0].0, 2);
+        assert_eq!((row.kinds[2].0, row.kinds[2].1, row.kinds[2].2), (0, 1.0, 1));
+        let text = table(std::slice::from_ref(&row));
+        assert!(text.contains("found r/m/l/c/a") && text.contains("2/0/0/0/0"), "{text}");
+        assert!(csv(&[row]).starts_with("cycle,method,labelled,found,auroc"));
     }
 
     #[test]

@@ -23,10 +23,10 @@ fn find_font() -> Option<Vec<u8>> {
     // Any TrueType font will do.
     for dir in FONT_DIRS {
         for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
-            if entry.path().extension().is_some_and(|e| e == "ttf") {
-                if let Ok(bytes) = std::fs::read(entry.path()) {
-                    return Some(bytes);
-                }
+            if entry.path().extension().is_some_and(|e| e == "ttf")
+                && let Ok(bytes) = std::fs::read(entry.path())
+            {
+                return Some(bytes);
             }
         }
     }
@@ -58,12 +58,13 @@ pub fn plot(rows: &[Row], path: &Path) -> Result<(), String> {
     let cycles = rows.iter().map(|r| r.cycle).max().unwrap_or(0).max(1);
     let mut methods: Vec<&str> = Vec::new();
     for r in rows {
-        if !methods.contains(&r.method) {
-            methods.push(r.method);
+        if !methods.contains(&r.method.as_str()) {
+            methods.push(r.method.as_str());
         }
     }
     let colours = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
-    let metrics: [(&str, fn(&Row) -> f64); 4] = [
+    type Metric = (&'static str, fn(&Row) -> f64);
+    let metrics: [Metric; 4] = [
         ("AUROC", |r| r.metrics.auroc),
         ("AUPRC", |r| r.metrics.auprc),
         ("precision in the top 1%", |r| r.metrics.precision_top1),

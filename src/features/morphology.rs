@@ -42,10 +42,12 @@
 //! * **Gini and M20** (Lotz et al. 2004) over the segment's pixels; M20 sums
 //!   the brightest pixels until they hold 20 % of the flux (the one crossing
 //!   included, so a point source gives a finite value).
-//! * **Colours**, for each adjacent pair of bands a, b:
-//!   −2.5 log10(F_a / F_b) of the sky-subtracted fluxes within
-//!   max(r80, 2 px) of the reference band's flux centroid (NaN if either flux
-//!   is ≤ 0).
+//! * **Colours**, blue minus red for each pair of bands adjacent in
+//!   wavelength ([`colour_pairs`]: named `g-r`, `r-i`… by filter for the
+//!   ugrizy filters of HSC, SDSS, the Legacy Survey and DES; adjacent in file
+//!   order otherwise): −2.5 log10(F_blue / F_red) of the sky-subtracted
+//!   fluxes within max(r80, 2 px) of the reference band's flux centroid (NaN
+//!   if either flux is ≤ 0).
 //!
 //! Everything is O(pixels) (plus one sort of the segment for Gini/M20) with
 //! a few allocations per call. Undefined features (no detection, too small
@@ -55,7 +57,9 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 /// Bumped whenever a feature's definition or the order changes.
-pub const MORPHOLOGY_VERSION: u32 = 1;
+/// 2: colours blue minus red by filter wavelength, named `g-r`; the size r50 in arcsec
+/// (`r50_arcsec`) where the pixel scale is known.
+pub const MORPHOLOGY_VERSION: u32 = 3;
 
 /// Isophote levels as fractions of the peak, and their feature-name stems.
 const ISO_FRACTIONS: [f32; 5] = [0.5, 0.2, 0.1, 0.05, 0.02];
@@ -86,11 +90,65 @@ const SCALARS: [(&str, &str); 9] = [
     ("m20", "log10 of the brightest 20 %'s second moment over the total"),
 ];
 
+/// Effective wavelength (Å) of a broad-band filter from its name: the
+/// letter after the last `-`/`_`/space (`HSC-G`, `DES_r`, `g`), ugrizy as
+/// HSC, SDSS, the Legacy Survey and DES use them (their g, r… differ by less
+/// than the gaps between bands).
+pub fn filter_wavelength(band: &str) -> Option<f64> {
+    let letter = band.rsplit(['-', '_', ' ']).next().unwrap_or(band).trim().to_ascii_lowercase();
+    Some(match letter.as_str() {
+        "u" => 3550.0,
+        "g" => 4750.0,
+        "r" => 6250.0,
+        "i" => 7700.0,
+        "z" => 9000.0,
+        "y" => 9900.0,
+        _ => return None,
+    })
+}
+
+/// The colours measured: (blue band, red band, name) for each pair of bands
+/// adjacent in wavelength, named `g-r` by filter letter — when every band
+/// is a known, distinct filter; otherwise adjacent pairs in file order,
+/// named `{a}-{b}` with the file's names.
+pub fn colour_pairs(band_names: &[String]) -> Vec<(usize, usize, String)> {
+    let short = |b: &str| b.rsplit(['-', '_', ' ']).next().unwrap_or(b).trim().to_ascii_lowercase();
+    let waves: Option<Vec<f64>> = band_names.iter().map(|b| filter_wavelength(b)).collect();
+    let mut order: Vec<usize> = (0..band_names.len()).collect();
+    let known = waves.filter(|w| {
+        let mut s = w.clone();
+        s.sort_by(f64::total_cmp);
+        s.windows(2).all(|p| p[0] < p[1])
+    });
+    if let Some(w) = &known {
+        order.sort_by(|&a, &b| w[a].total_cmp(&w[b]));
+    }
+    order
+        .windows(2)
+        .map(|p| {
+            let (a, b) = (p[0], p[1]);
+            let name = if known.is_some() {
+                format!("{}-{}", short(&band_names[a]), short(&band_names[b]))
+            } else {
+                format!("{}-{}", band_names[a], band_names[b])
+            };
+            (a, b, name)
+        })
+        .collect()
+}
+
+/// Whether a feature name is a colour of [`colour_pairs`]: colours are
+/// `{blue}-{red}` and no other feature name holds a `-` (the older
+/// `colour_{a}_{b}` names count too).
+pub fn is_colour_name(name: &str) -> bool {
+    name.contains('-') || name.starts_with("colour_")
+}
+
 /// Feature names in output order: the scalars, then per isophote
 /// `{iso}_offset`, `{iso}_q`, `{iso}_pa`, then per successive pair
-/// `{inner}_{outer}_dcentroid`, `_dpa`, `_dq`, then `colour_{a}_{b}` for each
-/// adjacent band pair. The length matches [`morphology`]'s output for
-/// `n_bands == band_names.len()`.
+/// `{inner}_{outer}_dcentroid`, `_dpa`, `_dq`, then the colours of
+/// [`colour_pairs`] (`g-r`, `r-i`…). The length matches [`morphology`]'s
+/// output for `n_bands == band_names.len()`.
 pub fn feature_names(band_names: &[String]) -> Vec<String> {
     let mut names: Vec<String> = SCALARS.iter().map(|(n, _)| n.to_string()).collect();
     for iso in ISO_NAMES {
@@ -103,10 +161,29 @@ pub fn feature_names(band_names: &[String]) -> Vec<String> {
             names.push(format!("{}_{}_{f}", pair[0], pair[1]));
         }
     }
-    for pair in band_names.windows(2) {
-        names.push(format!("colour_{}_{}", pair[0], pair[1]));
-    }
+    names.extend(colour_pairs(band_names).into_iter().map(|(_, _, n)| n));
     names
+}
+
+/// Feature names with the unit of the sizes stated: `r50_arcsec` when the
+/// survey's cutouts have a pixel scale (sizes then compare across cutouts of
+/// different scales), `r50_px` when they do not.
+pub fn feature_names_with_unit(band_names: &[String], arcsec: bool) -> Vec<String> {
+    let mut names = feature_names(band_names);
+    names[R50] = if arcsec { "r50_arcsec" } else { "r50_px" }.to_string();
+    names
+}
+
+/// Converts the size features of [`morphology`]'s output from pixels to
+/// arcsec with the cutout's pixel scale; without one they become NaN (the
+/// scorer imputes and flags them) rather than mixing units in one column.
+pub fn sizes_to_arcsec(values: &mut [f32], pixel_scale: Option<f32>) {
+    if let Some(v) = values.get_mut(R50) {
+        *v = match pixel_scale {
+            Some(s) if s.is_finite() && s > 0.0 => *v * s,
+            _ => f32::NAN,
+        };
+    }
 }
 
 fn n_features(n_bands: usize) -> usize {
@@ -127,13 +204,28 @@ const ISO: usize = SCALARS.len();
 const DIFF: usize = ISO + 3 * N_ISO;
 const COLOUR: usize = DIFF + 3 * (N_ISO - 1);
 
+/// Morphology and colour features of one cutout (see the module docs), the
+/// colours of adjacent bands in file order (blue first if the file is).
+pub fn morphology(image: &[f32], n_bands: usize, h: usize, w: usize, reference_band: usize) -> Vec<f32> {
+    let pairs: Vec<(usize, usize)> = (1..n_bands).map(|b| (b - 1, b)).collect();
+    morphology_with_colours(image, n_bands, h, w, reference_band, &pairs)
+}
+
 /// Morphology and colour features of one cutout (see the module docs).
 ///
 /// `image` is `n_bands × h × w`, row-major, band-major; it may hold NaN/inf.
 /// `reference_band` is the band used for shapes (i for HSC, r otherwise).
-/// The result has the length and order of [`feature_names`]; NaN where a
-/// feature is undefined.
-pub fn morphology(image: &[f32], n_bands: usize, h: usize, w: usize, reference_band: usize) -> Vec<f32> {
+/// `colours` are the (blue, red) band pairs of [`colour_pairs`]. The result
+/// has the length and order of [`feature_names`]; NaN where a feature is
+/// undefined.
+pub fn morphology_with_colours(
+    image: &[f32],
+    n_bands: usize,
+    h: usize,
+    w: usize,
+    reference_band: usize,
+    colours: &[(usize, usize)],
+) -> Vec<f32> {
     let mut out = vec![f32::NAN; n_features(n_bands)];
     let npix = h * w;
     if n_bands == 0 || image.len() != n_bands * npix {
@@ -231,9 +323,10 @@ pub fn morphology(image: &[f32], n_bands: usize, h: usize, w: usize, reference_b
                 |b| if sky_ok[b] { aperture_flux(&clean[b * npix..(b + 1) * npix], &grid, c, r_col) } else { f64::NAN },
             )
             .collect();
-        for (k, pair) in fluxes.windows(2).enumerate() {
-            if pair[0] > 0.0 && pair[1] > 0.0 {
-                out[COLOUR + k] = (-2.5 * (pair[0] / pair[1]).log10()) as f32;
+        for (k, &(blue, red)) in colours.iter().enumerate().take(n_bands.saturating_sub(1)) {
+            let (fb, fr) = (fluxes[blue], fluxes[red]);
+            if fb > 0.0 && fr > 0.0 {
+                out[COLOUR + k] = (-2.5 * (fb / fr).log10()) as f32;
             }
         }
     }
@@ -691,6 +784,35 @@ fn gini_m20(img: &[f32], g: &Grid, segment: &[u32], c: (f64, f64)) -> (f32, f32)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_in_arcsec_agree_across_pixel_scales() {
+        use super::*;
+        // The same galaxy (sigma 1.2") on a 0.2"/px and a 0.4"/px grid.
+        let draw = |n: usize, scale: f32| -> Vec<f32> {
+            let c = (n as f32 - 1.0) / 2.0;
+            let sigma = 1.2 / scale;
+            (0..n * n)
+                .map(|i| {
+                    let (y, x) = ((i / n) as f32 - c, (i % n) as f32 - c);
+                    100.0 * (-(x * x + y * y) / (2.0 * sigma * sigma)).exp()
+                })
+                .collect()
+        };
+        let mut fine = morphology(&draw(64, 0.2), 1, 64, 64, 0);
+        let mut coarse = morphology(&draw(32, 0.4), 1, 32, 32, 0);
+        assert!((fine[R50] / coarse[R50] - 2.0).abs() < 0.15, "{} vs {} px", fine[R50], coarse[R50]);
+        sizes_to_arcsec(&mut fine, Some(0.2));
+        sizes_to_arcsec(&mut coarse, Some(0.4));
+        // Half-light radius of a Gaussian: 1.1774 sigma = 1.41".
+        assert!((fine[R50] - 1.41).abs() < 0.1 && (coarse[R50] - 1.41).abs() < 0.15, "{} {}", fine[R50], coarse[R50]);
+        let mut unknown = fine.clone();
+        sizes_to_arcsec(&mut unknown, None);
+        assert!(unknown[R50].is_nan());
+        let names = feature_names_with_unit(&["r".to_string()], true);
+        assert_eq!(names[R50], "r50_arcsec");
+        assert_eq!(feature_names_with_unit(&["r".to_string()], false)[R50], "r50_px");
+    }
+
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -887,9 +1009,39 @@ mod tests {
         for (im, tol) in [(&img, 1e-4), (&noisy, 0.01)] {
             let v = morphology(im, 3, N, N, 1);
             let want = -2.5 * 2f32.log10();
-            assert!((get(&v, 3, "colour_g_r") - want).abs() < tol, "{}", get(&v, 3, "colour_g_r"));
-            assert!(get(&v, 3, "colour_r_i").abs() < tol);
+            assert!((get(&v, 3, "g-r") - want).abs() < tol, "{}", get(&v, 3, "g-r"));
+            assert!(get(&v, 3, "r-i").abs() < tol);
         }
+    }
+
+    #[test]
+    fn colours_are_blue_minus_red_by_filter() {
+        let s = |v: &[&str]| v.iter().map(|b| b.to_string()).collect::<Vec<_>>();
+        // HSC in file order, and a file storing r, g, z (Legacy Survey style
+        // names) out of wavelength order.
+        let hsc = colour_pairs(&s(&["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"]));
+        let names: Vec<&str> = hsc.iter().map(|p| p.2.as_str()).collect();
+        assert_eq!(names, ["g-r", "r-i", "i-z", "z-y"]);
+        let rgz = colour_pairs(&s(&["DES-R", "DES-G", "DES-Z"]));
+        assert_eq!(rgz, vec![(1, 0, "g-r".to_string()), (0, 2, "r-z".to_string())]);
+        assert_eq!(colour_pairs(&s(&["sdss_u", "sdss_g"]))[0].2, "u-g");
+        // Unknown filters: file order, the file's names.
+        assert_eq!(colour_pairs(&s(&["F606W", "F814W"])), vec![(0, 1, "F606W-F814W".to_string())]);
+        assert_eq!(feature_names(&s(&["DES-R", "DES-G", "DES-Z"])).last().unwrap(), "r-z");
+        // Detection groups colours by name: exactly the colour names are colours.
+        let names = feature_names(&s(&["HSC-G", "HSC-R", "HSC-I"]));
+        let colours: Vec<&String> = names.iter().filter(|n| is_colour_name(n)).collect();
+        assert_eq!(colours, ["g-r", "r-i"]);
+
+        // The value is blue minus red: a galaxy twice as bright in r as in
+        // g has g-r = +0.75 whatever the file order.
+        let g = gaussian(100.0, CENTRE, 4.0, 0.7, 10.0);
+        let r: Vec<f32> = g.iter().map(|v| 2.0 * v).collect();
+        let mut img = r.clone();
+        img.extend(&g);
+        let pairs: Vec<(usize, usize)> = rgz[..1].iter().map(|p| (p.0, p.1)).collect();
+        let v = morphology_with_colours(&img, 2, N, N, 0, &pairs);
+        assert!((v[COLOUR] - 2.5 * 2f32.log10()).abs() < 1e-3, "{}", v[COLOUR]);
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //!
 //! # Measurement method
 //!
-//! Wavelengths are observed vacuum Å (ascending); a line of rest wavelength
-//! λ₀ is looked for at λ₀(1+z). A pixel is usable when its flux and ivar are
-//! finite, ivar > 0 and (if a mask is given) its mask is 0.
+//! Wavelengths are observed vacuum Å, strictly ascending; padding to a
+//! common length (wavelength 0, negative or NaN, as MultimodalUniverse
+//! writes it) is dropped at either end, and a spectrum with repeated,
+//! descending or interior-NaN wavelengths is rejected with a
+//! [`LineProblem`]. A line of rest wavelength λ₀ is looked for at λ₀(1+z). A
+//! pixel is usable when its flux and ivar are finite, ivar > 0 and (if a
+//! mask is given) its mask is 0.
 //!
 //! Lines are fitted in three complexes by weighted linear least squares:
 //!
@@ -17,7 +21,15 @@
 //!
 //! The model of a complex is a polynomial continuum plus one unit-flux
 //! Gaussian per line at its fixed rest wavelength, all narrow lines sharing
-//! one velocity width. For given non-linear parameters the model is linear in
+//! one velocity width, and — in the Hβ and Hα complexes — the stellar Balmer
+//! absorption trough the emission sits in: a pseudo-Voigt profile at the
+//! Balmer line (a Gaussian and a Lorentzian of one FWHM, 8–40 Å rest, with
+//! independent amplitudes, each constrained to absorb), fitted jointly with
+//! the emission. This is the "joint emission + Balmer-absorption" variant of
+//! what the SDSS pipeline and MPA-JHU do with population-synthesis
+//! templates: A-star wings are far broader than nebular lines, so the two
+//! separate cleanly, and without it the trough eats the emission (Hβ of old
+//! galaxies came out at half its flux, or negative). For given non-linear parameters the model is linear in
 //! the continuum coefficients and line fluxes, so those come from one
 //! weighted least-squares solve whose covariance gives the flux errors (the
 //! continuum's uncertainty included). Blended lines (Hα/\[NII\], the \[SII\] and
@@ -30,11 +42,12 @@
 //!   lowers χ² by more than [`SHIFT_DELTA_CHI2`]: catalogue redshifts are off
 //!   by 10–30 km/s, which at S/N ≳ 200 biases fixed-centre fluxes by many σ,
 //!   while a free shift on a faint line would chase noise;
+//! * the absorption FWHM (always, in the Balmer complexes);
 //! * for the Balmer complexes, one broad Gaussian at Hα / Hβ (σ 700–3500
 //!   km/s), kept only if it lowers χ² by more than [`BROAD_DELTA_CHI2`]: a
-//!   type-1 AGN's broad-line region (or, with negative flux, stellar Balmer
-//!   absorption) then no longer leaks into the narrow fluxes the BPT diagram
-//!   needs. Narrow and broad widths are searched jointly (they correlate).
+//!   type-1 AGN's broad-line region then no longer leaks into the narrow
+//!   fluxes the BPT diagram needs. Narrow and broad widths are searched
+//!   jointly (they correlate).
 //!
 //! After the model is chosen, continuum pixels (outside every line window)
 //! more than 4σ off it (cosmic rays, sky residuals) are dropped once and the
@@ -53,9 +66,9 @@
 
 use std::sync::LazyLock;
 
-use serde::{Deserialize, Serialize};
-
 use super::lines::line;
+// The measurements are store records (a line record holds them).
+pub use crate::store::{BptClass, LineMeasurement, LineProblem, SpectralLines};
 
 /// Speed of light, km/s.
 const C_KMS: f64 = 299_792.458;
@@ -79,39 +92,18 @@ pub const SHIFT_DELTA_CHI2: f64 = 9.0;
 const BROAD_KMS: (f64, f64) = (700.0, 3500.0);
 const BROAD_GRID: usize = 8;
 const GOLDEN_ITERS: usize = 12;
+/// Stellar Balmer absorption: rest-frame FWHM search range (Å), grid
+/// points and starting value.
+const ABSORPTION_FWHM: (f64, f64) = (8.0, 40.0);
+const ABSORPTION_GRID: usize = 7;
+const ABSORPTION_START: f64 = 15.0;
+/// Least ratio of the absorption's Gaussian σ to the narrow lines' σ.
+const MIN_ABSORPTION_TO_NARROW: f64 = 2.0;
 /// Residual (in σ) beyond which a continuum pixel is clipped.
 const CLIP_SIGMA: f64 = 4.0;
-/// Most parameters of any complex: 3 continuum + 5 narrow + 1 broad.
-const MAXP: usize = 9;
-
-/// One measured emission line.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LineMeasurement {
-    /// Integrated (continuum-subtracted) flux: spectrum flux units × Å
-    /// (1e-17 erg/s/cm² for SDSS).
-    pub flux: f32,
-    pub flux_err: f32,
-    /// Rest-frame equivalent width, Å, positive for emission (NaN if the
-    /// continuum is not positive).
-    pub ew: f32,
-    pub snr: f32,
-    /// Continuum flux density at the observed line centre.
-    pub continuum: f32,
-}
-
-/// The lines measured in a spectrum; `None` = outside the wavelength range,
-/// too many unusable pixels, or the fit failed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpectralLines {
-    pub ha: Option<LineMeasurement>,
-    pub nii_6585: Option<LineMeasurement>,
-    pub hb: Option<LineMeasurement>,
-    pub oiii_5008: Option<LineMeasurement>,
-    /// The \[OII\]3727+3729 doublet, summed.
-    pub oii_3728: Option<LineMeasurement>,
-    pub sii_6718: Option<LineMeasurement>,
-    pub sii_6733: Option<LineMeasurement>,
-}
+/// Most parameters of any complex: 3 continuum + 5 narrow + 1 broad + 2
+/// absorption.
+const MAXP: usize = 11;
 
 /// Reported lines, in [`SpectralLines`] field order, by their name in
 /// [`super::lines::LINES`].
@@ -147,8 +139,9 @@ struct Component {
 #[derive(Debug)]
 struct Complex {
     narrow: Vec<Component>,
-    /// Reported Balmer line that may get a broad component.
-    broad: Option<usize>,
+    /// Reported Balmer line that may get a broad component and that gets a
+    /// stellar absorption trough.
+    balmer: Option<usize>,
     /// Rest-frame region fitted, Å.
     region: (f64, f64),
     /// Degree of the continuum polynomial.
@@ -160,13 +153,13 @@ static COMPLEXES: LazyLock<[Complex; 3]> = LazyLock::new(|| {
     [
         Complex {
             narrow: vec![c(OII_3727, Some(OII)), c(OII_3730, Some(OII))],
-            broad: None,
+            balmer: None,
             region: (3670.0, 3785.0),
             degree: 1,
         },
         Complex {
             narrow: vec![c(rest(SLOTS[HB]), Some(HB)), c(OIII_4960, None), c(rest(SLOTS[OIII]), Some(OIII))],
-            broad: Some(HB),
+            balmer: Some(HB),
             region: (4760.0, 5080.0),
             degree: 2,
         },
@@ -178,29 +171,82 @@ static COMPLEXES: LazyLock<[Complex; 3]> = LazyLock::new(|| {
                 c(rest(SLOTS[SII1]), Some(SII1)),
                 c(rest(SLOTS[SII2]), Some(SII2)),
             ],
-            broad: Some(HA),
+            balmer: Some(HA),
             region: (6330.0, 6860.0),
             degree: 2,
         },
     ]
 });
 
-/// Measures the emission lines of one spectrum (see the module docs for the
-/// method). `lambda` is observed vacuum Å, ascending; `flux`, `ivar` and the
-/// optional `mask` have the same length; `z` is the redshift.
-pub fn measure_lines(lambda: &[f32], flux: &[f32], ivar: &[f32], mask: Option<&[i32]>, z: f64) -> SpectralLines {
-    let n = lambda.len();
-    let lengths_ok = flux.len() == n && ivar.len() == n && mask.is_none_or(|m| m.len() == n);
-    if !lengths_ok || n < 2 || !z.is_finite() || z <= -0.5 || !lambda.windows(2).all(|p| p[0] < p[1]) {
-        return SpectralLines::default();
+/// The pixels of a spectrum that hold data: padding (wavelength zero,
+/// negative or NaN, as MultimodalUniverse pads spectra to a common length)
+/// is dropped at either end; inside, wavelengths must be finite and strictly
+/// ascending.
+pub fn data_span(lambda: &[f32]) -> Result<std::ops::Range<usize>, LineProblem> {
+    let valid = |l: f32| l.is_finite() && l > 0.0;
+    let Some(first) = lambda.iter().position(|&l| valid(l)) else { return Err(LineProblem::NoWavelengths) };
+    let last = lambda.iter().rposition(|&l| valid(l)).unwrap_or(first);
+    for k in first + 1..=last {
+        let (prev, l) = (lambda[k - 1], lambda[k]);
+        if !valid(l) {
+            return Err(LineProblem::WavelengthGap { pixel: k as u32 });
+        }
+        if l == prev {
+            return Err(LineProblem::RepeatedWavelength { pixel: k as u32, lambda: l });
+        }
+        if l < prev {
+            return Err(LineProblem::DescendingWavelength { pixel: k as u32, lambda: l, previous: prev });
+        }
     }
+    Ok(first..last + 1)
+}
+
+/// Measures the emission lines of one spectrum (see the module docs for the
+/// method). `lambda` is observed vacuum Å, ascending apart from padding at
+/// either end ([`data_span`]); `flux`, `ivar` and the optional `mask` have
+/// the same length; `z` is the catalogue redshift. When no line at all can
+/// be measured, says why.
+pub fn measure_lines(
+    lambda: &[f32],
+    flux: &[f32],
+    ivar: &[f32],
+    mask: Option<&[i32]>,
+    z: Option<f64>,
+) -> Result<SpectralLines, LineProblem> {
+    let n = lambda.len();
+    let Some(z) = z.filter(|z| z.is_finite()) else { return Err(LineProblem::NoRedshift) };
+    if z <= -0.5 || z >= 10.0 {
+        return Err(LineProblem::BadRedshift(z as f32));
+    }
+    if flux.len() != n || ivar.len() != n || mask.is_some_and(|m| m.len() != n) {
+        let m = mask.map_or(n, <[i32]>::len);
+        return Err(LineProblem::LengthMismatch(n as u32, flux.len() as u32, ivar.len() as u32, m as u32));
+    }
+    let span = data_span(lambda)?;
+    let (lambda, flux, ivar) = (&lambda[span.clone()], &flux[span.clone()], &ivar[span.clone()]);
+    let mask = mask.map(|m| &m[span]);
     let spec = Spectrum { lambda, flux, ivar, mask, zp1: 1.0 + z };
+    if !(0..lambda.len()).any(|i| spec.usable(i)) {
+        return Err(LineProblem::NoUsablePixels);
+    }
     let mut out = [None; 7];
     for complex in COMPLEXES.iter() {
         spec.measure_complex(complex, &mut out);
     }
+    if out.iter().all(Option::is_none) {
+        let (lo, hi) = (lambda[0], lambda[lambda.len() - 1]);
+        let inside = COMPLEXES.iter().flat_map(|c| c.narrow.iter()).any(|c| {
+            c.rest * spec.zp1 - WINDOW_REST * spec.zp1 >= lo as f64
+                && c.rest * spec.zp1 + WINDOW_REST * spec.zp1 <= hi as f64
+        });
+        return Err(if inside {
+            LineProblem::LinesMasked
+        } else {
+            LineProblem::OutOfRange { lambda_min: lo, lambda_max: hi, z: z as f32 }
+        });
+    }
     let [ha, nii_6585, hb, oiii_5008, oii_3728, sii_6718, sii_6733] = out;
-    SpectralLines { ha, nii_6585, hb, oiii_5008, oii_3728, sii_6718, sii_6733 }
+    Ok(SpectralLines { ha, nii_6585, hb, oiii_5008, oii_3728, sii_6718, sii_6733 })
 }
 
 struct Spectrum<'a> {
@@ -268,9 +314,9 @@ impl Spectrum<'_> {
             let in_line = cx.narrow.iter().any(|c| (l - c.rest * zp1).abs() <= WINDOW_REST * zp1);
             px.push(l, self.flux[i] as f64, self.ivar[i] as f64, !in_line);
         }
-        let broad_centre = cx.broad.filter(|s| !dropped[*s]).map(|s| rest(SLOTS[s]) * zp1);
+        let balmer_centre = cx.balmer.filter(|s| !dropped[*s]).map(|s| rest(SLOTS[s]) * zp1);
         let narrow_centres = narrow.iter().map(|c| c.rest * zp1).collect();
-        let mut fitter = Fitter::new(px, (lo, hi), narrow_centres, broad_centre, cx.degree);
+        let mut fitter = Fitter::new(px, (lo, hi), narrow_centres, balmer_centre, zp1, cx.degree);
         let Some(fit) = fitter.best_fit() else { return };
 
         let p0 = cx.degree + 1;
@@ -332,12 +378,14 @@ struct Fit {
 }
 
 /// The non-linear part of a model: narrow-line σ, shared velocity shift of
-/// all components (km/s) and optional broad-line σ (km/s).
+/// all components (km/s), optional broad-line σ (km/s) and the rest-frame
+/// FWHM (Å) of the stellar Balmer absorption (in Balmer complexes).
 #[derive(Clone, Copy, Debug)]
 struct Shape {
     narrow: f64,
     shift: f64,
     broad: Option<f64>,
+    absorption: Option<f64>,
 }
 
 /// A non-linear parameter and its search grid.
@@ -346,6 +394,7 @@ enum Param {
     Narrow,
     Shift,
     Broad,
+    Absorption,
 }
 
 impl Param {
@@ -355,6 +404,7 @@ impl Param {
             Param::Narrow => (NARROW_KMS.0, NARROW_KMS.1, NARROW_GRID, true),
             Param::Shift => (-SHIFT_KMS, SHIFT_KMS, SHIFT_GRID, false),
             Param::Broad => (BROAD_KMS.0, BROAD_KMS.1, BROAD_GRID, true),
+            Param::Absorption => (ABSORPTION_FWHM.0, ABSORPTION_FWHM.1, ABSORPTION_GRID, true),
         }
     }
 
@@ -372,6 +422,7 @@ impl Param {
             Param::Narrow => s.narrow,
             Param::Shift => s.shift,
             Param::Broad => s.broad.unwrap_or(BROAD_KMS.0),
+            Param::Absorption => s.absorption.unwrap_or(ABSORPTION_START),
         }
     }
 
@@ -380,6 +431,7 @@ impl Param {
             Param::Narrow => s.narrow = v,
             Param::Shift => s.shift = v,
             Param::Broad => s.broad = Some(v),
+            Param::Absorption => s.absorption = Some(v),
         }
         s
     }
@@ -391,6 +443,52 @@ impl Param {
     }
 }
 
+/// What a column of the linear model is, for the Jacobian of its width.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Narrow,
+    Broad,
+    /// The Gaussian and Lorentzian halves of the stellar absorption.
+    Absorption,
+}
+
+/// One line-profile column of the linear model: a unit-area Gaussian (σ) or
+/// Lorentzian (half width γ), observed Å.
+#[derive(Clone, Copy)]
+struct Column {
+    lorentz: bool,
+    centre: f64,
+    width: f64,
+    role: Role,
+    /// Centre at zero shift, for ∂/∂shift.
+    centre0: f64,
+}
+
+impl Column {
+    fn eval(&self, l: f64) -> f64 {
+        if self.lorentz { lorentzian(l, self.centre, self.width) } else { gaussian(l, self.centre, self.width) }
+    }
+
+    /// Half-width beyond which the column is taken as zero.
+    fn reach(&self) -> f64 {
+        if self.lorentz { f64::INFINITY } else { GAUSS_CUT * self.width }
+    }
+
+    /// (value, width · ∂/∂width, ∂/∂centre) at l.
+    fn derivatives(&self, l: f64) -> (f64, f64, f64) {
+        let d = l - self.centre;
+        if self.lorentz {
+            let g2 = self.width * self.width;
+            let v = lorentzian(l, self.centre, self.width);
+            (v, v * (1.0 - 2.0 * g2 / (d * d + g2)), v * 2.0 * d / (d * d + g2))
+        } else {
+            let u = d / self.width;
+            let v = gaussian(l, self.centre, self.width);
+            (v, v * (u * u - 1.0), v * u / self.width)
+        }
+    }
+}
+
 struct Fitter {
     px: Pixels,
     /// Continuum polynomial variable t = (λ − mid) / half ∈ [−1, 1], per pixel.
@@ -399,7 +497,10 @@ struct Fitter {
     t_half: f64,
     /// Observed centres (at the catalogue redshift) of the narrow components.
     narrow: Vec<f64>,
-    broad_centre: Option<f64>,
+    /// Observed centre of the complex's Balmer line (broad emission and
+    /// stellar absorption), when it has one and its window is usable.
+    balmer_centre: Option<f64>,
+    zp1: f64,
     degree: usize,
     /// Shape-independent parts of the normal equations: continuum block,
     /// continuum right-hand side, and Σ w f².
@@ -414,6 +515,12 @@ struct Fitter {
 fn gaussian(l: f64, centre: f64, sigma: f64) -> f64 {
     let u = (l - centre) / sigma;
     (-0.5 * u * u).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt())
+}
+
+/// Unit-flux Lorentzian of half width at half maximum `gamma`.
+fn lorentzian(l: f64, centre: f64, gamma: f64) -> f64 {
+    let d = l - centre;
+    gamma / (std::f64::consts::PI * (d * d + gamma * gamma))
 }
 
 /// Gaussians are evaluated within ±6σ (beyond, < 1e-8 of the peak).
@@ -439,14 +546,22 @@ fn golden(mut f: impl FnMut(f64) -> f64, mut a: f64, mut b: f64) -> (f64, f64) {
 }
 
 impl Fitter {
-    fn new(px: Pixels, region: (f64, f64), narrow: Vec<f64>, broad_centre: Option<f64>, degree: usize) -> Self {
+    fn new(
+        px: Pixels,
+        region: (f64, f64),
+        narrow: Vec<f64>,
+        balmer_centre: Option<f64>,
+        zp1: f64,
+        degree: usize,
+    ) -> Self {
         let mut f = Fitter {
             px,
             t: Vec::new(),
             t_mid: 0.5 * (region.0 + region.1),
             t_half: 0.5 * (region.1 - region.0),
             narrow,
-            broad_centre,
+            balmer_centre,
+            zp1,
             degree,
             cont_a: [[0.0; MAXP]; MAXP],
             cont_b: [0.0; MAXP],
@@ -478,16 +593,22 @@ impl Fitter {
         }
     }
 
-    fn n_params(&self, broad: bool) -> usize {
-        self.degree + 1 + self.narrow.len() + broad as usize
-    }
-
-    /// Observed centre and σ (Å) of every line component of a shape.
-    fn components(&self, s: Shape) -> impl Iterator<Item = (f64, f64)> + '_ {
+    /// Line-profile columns of a shape: the narrow lines, then the broad
+    /// Balmer line, then the absorption's Gaussian and Lorentzian halves.
+    fn columns(&self, s: Shape) -> Vec<Column> {
         let doppler = 1.0 + s.shift / C_KMS;
-        let narrow = self.narrow.iter().map(move |&c| (c * doppler, c * doppler * s.narrow / C_KMS));
-        let broad = s.broad.zip(self.broad_centre).map(|(sb, c)| (c * doppler, c * doppler * sb / C_KMS));
-        narrow.chain(broad)
+        let col = |lorentz, c0: f64, width, role| Column { lorentz, centre: c0 * doppler, width, role, centre0: c0 };
+        let mut out: Vec<Column> =
+            self.narrow.iter().map(|&c| col(false, c, c * doppler * s.narrow / C_KMS, Role::Narrow)).collect();
+        if let (Some(sb), Some(c)) = (s.broad, self.balmer_centre) {
+            out.push(col(false, c, c * doppler * sb / C_KMS, Role::Broad));
+        }
+        if let (Some(fwhm), Some(c)) = (s.absorption, self.balmer_centre) {
+            let fwhm = fwhm * self.zp1;
+            out.push(col(false, c, fwhm / (8.0 * std::f64::consts::LN_2).sqrt(), Role::Absorption));
+            out.push(col(true, c, 0.5 * fwhm, Role::Absorption));
+        }
+        out
     }
 
     fn continuum(&self, theta: &[f64; MAXP], l: f64) -> f64 {
@@ -500,37 +621,48 @@ impl Fitter {
         let l = self.px.lambda[i];
         let nc = self.degree + 1;
         let lines: f64 = self
-            .components(s)
+            .columns(s)
+            .iter()
             .enumerate()
-            .filter(|(_, (c, sig))| (l - c).abs() <= GAUSS_CUT * sig)
-            .map(|(k, (c, sig))| theta[nc + k] * gaussian(l, c, sig))
+            .filter(|(_, c)| (l - c.centre).abs() <= c.reach())
+            .map(|(k, c)| theta[nc + k] * c.eval(l))
             .sum();
         self.continuum(theta, l) + lines
     }
 
     /// Weighted least squares for a fixed shape; None if under-determined.
     /// Each Gaussian only touches the pixels within ±6σ of it, so a narrow
-    /// line costs a few dozen pixels whatever the region's size.
+    /// line costs a few dozen pixels whatever the region's size. The stellar
+    /// absorption's amplitudes are constrained to absorb: a half that comes
+    /// out as emission is fixed at zero and the rest solved again.
     fn fit(&mut self, s: Shape, with_cov: bool) -> Option<Fit> {
         let nc = self.degree + 1;
-        let np = self.n_params(s.broad.is_some());
+        let cols = self.columns(s);
+        let np = nc + cols.len();
         let n = self.px.len();
         if n < np + 3 {
             return None;
+        }
+        // A trough barely wider than the emission would trade flux with it
+        // without bound (huge emission in a huge trough): not a model.
+        if let (Some(fwhm), Some(c)) = (s.absorption, self.balmer_centre) {
+            let narrow_sigma = c * s.narrow / C_KMS;
+            if fwhm * self.zp1 / (8.0 * std::f64::consts::LN_2).sqrt() < MIN_ABSORPTION_TO_NARROW * narrow_sigma {
+                return None;
+            }
         }
         let mut a = self.cont_a;
         let mut b = self.cont_b;
         // Pixel range and offset into `g` of each component.
         let mut ranges = [(0usize, 0usize, 0usize); MAXP];
         self.g.clear();
-        let comps: Vec<(f64, f64)> = self.components(s).collect();
-        for (k, &(c, sig)) in comps.iter().enumerate() {
-            let lo = self.px.lambda.partition_point(|&l| l < c - GAUSS_CUT * sig);
-            let hi = self.px.lambda.partition_point(|&l| l <= c + GAUSS_CUT * sig);
+        for (k, c) in cols.iter().enumerate() {
+            let lo = self.px.lambda.partition_point(|&l| l < c.centre - c.reach());
+            let hi = self.px.lambda.partition_point(|&l| l <= c.centre + c.reach());
             ranges[k] = (lo, hi, self.g.len());
-            self.g.extend(self.px.lambda[lo..hi].iter().map(|&l| gaussian(l, c, sig)));
+            self.g.extend(self.px.lambda[lo..hi].iter().map(|&l| c.eval(l)));
         }
-        for k in 0..comps.len() {
+        for k in 0..cols.len() {
             let (lo, hi, off) = ranges[k];
             let p = nc + k;
             for i in lo..hi {
@@ -543,7 +675,7 @@ impl Fitter {
                     tj *= self.t[i];
                 }
             }
-            for l in k + 1..comps.len() {
+            for l in k + 1..cols.len() {
                 let (lo2, hi2, off2) = ranges[l];
                 let mut sum = 0.0;
                 for i in lo.max(lo2)..hi.min(hi2) {
@@ -552,8 +684,30 @@ impl Fitter {
                 a[p][nc + l] += sum;
             }
         }
-        let l = cholesky(&a, np)?;
-        let theta = cho_solve(&l, &b, np);
+        let absorption: Vec<usize> =
+            cols.iter().enumerate().filter(|(_, c)| c.role == Role::Absorption).map(|(k, _)| nc + k).collect();
+        let mut fixed = [false; MAXP];
+        let (l, theta) = loop {
+            let l = cholesky(&a, np)?;
+            let theta = cho_solve(&l, &b, np);
+            let emitting: Vec<usize> = absorption.iter().copied().filter(|&p| !fixed[p] && theta[p] > 0.0).collect();
+            if emitting.is_empty() {
+                break (l, theta);
+            }
+            // Fix at zero: the parameter decouples (unit diagonal, zero
+            // right-hand side) and contributes nothing to θ·b below.
+            for p in emitting {
+                fixed[p] = true;
+                for (j, row) in a.iter_mut().enumerate().take(np) {
+                    row[p] = 0.0;
+                    if j == p {
+                        row.iter_mut().for_each(|v| *v = 0.0);
+                    }
+                }
+                a[p][p] = 1.0;
+                b[p] = 0.0;
+            }
+        };
         // At the least-squares solution χ² = Σwf² − θ·b.
         let chi2 = (self.wff - theta.iter().zip(&b).map(|(t, b)| t * b).sum::<f64>()).max(0.0);
         let cov = if with_cov { cho_inverse_block(&l, np, np) } else { [[0.0; MAXP]; MAXP] };
@@ -597,15 +751,29 @@ impl Fitter {
         if best.1.is_finite() { self.golden_on(best.0, p, p.step()) } else { best }
     }
 
-    /// Chooses the model's shape: narrow width; a velocity shift only if it
-    /// lowers χ² by more than [`SHIFT_DELTA_CHI2`] (the catalogue redshift
-    /// is trusted otherwise, so noise is not chased); a broad component only
-    /// if it lowers χ² by more than [`BROAD_DELTA_CHI2`].
+    /// Local refinement of the absorption width, when the model has one.
+    fn refine_absorption(&mut self, s: Shape) -> Shape {
+        if s.absorption.is_some() { self.golden_on(s, Param::Absorption, Param::Absorption.step()).0 } else { s }
+    }
+
+    /// Chooses the model's shape: narrow width and absorption width (always
+    /// in a Balmer complex: its amplitude is what says how much absorption
+    /// there is); a velocity shift only if it lowers χ² by more than
+    /// [`SHIFT_DELTA_CHI2`] (the catalogue redshift is trusted otherwise, so
+    /// noise is not chased); a broad component only if it lowers χ² by more
+    /// than [`BROAD_DELTA_CHI2`].
     fn choose_shape(&mut self) -> Option<Shape> {
-        let start = Shape { narrow: 100.0, shift: 0.0, broad: None };
+        let absorption = self.balmer_centre.map(|_| ABSORPTION_START);
+        let start = Shape { narrow: 100.0, shift: 0.0, broad: None, absorption };
         let (mut s, mut chi) = self.scan(start, Param::Narrow);
         if !chi.is_finite() {
             return None;
+        }
+        if s.absorption.is_some() {
+            // Emission and absorption widths barely correlate (a few Å
+            // against tens): one alternation settles them.
+            (s, _) = self.scan(s, Param::Absorption);
+            (s, chi) = self.golden_on(s, Param::Narrow, Param::Narrow.step());
         }
         let (t, _) = self.scan(s, Param::Shift);
         let (t, _) = self.golden_on(t, Param::Narrow, Param::Narrow.step());
@@ -613,7 +781,7 @@ impl Fitter {
         if chi - chi_t > SHIFT_DELTA_CHI2 {
             (s, chi) = (t, chi_t);
         }
-        if self.broad_centre.is_some() {
+        if self.balmer_centre.is_some() {
             let shifted = s.shift != 0.0;
             // Narrow and broad widths are correlated: grid both, then
             // alternate local searches until χ² settles.
@@ -630,6 +798,7 @@ impl Fitter {
             for _ in 0..4 {
                 let before = chi_b;
                 (b, _) = self.golden_on(b, Param::Broad, Param::Broad.step());
+                b = self.refine_absorption(b);
                 (b, chi_b) = self.golden_on(b, Param::Narrow, Param::Narrow.step());
                 if shifted {
                     (b, chi_b) = self.golden_on(b, Param::Shift, 0.5 * Param::Shift.step());
@@ -666,6 +835,7 @@ impl Fitter {
         }
         self.prepare();
         (s, _) = self.golden_on(s, Param::Narrow, Param::Narrow.step());
+        s = self.refine_absorption(s);
         if s.shift != 0.0 {
             (s, _) = self.golden_on(s, Param::Shift, 0.5 * Param::Shift.step());
         }
@@ -688,16 +858,26 @@ impl Fitter {
     }
 
     fn marginal_cov(&self, s: Shape, theta: &[f64; MAXP]) -> Option<[[f64; MAXP]; MAXP]> {
-        const M: usize = MAXP + 3;
+        const M: usize = MAXP + 4;
         let nc = self.degree + 1;
-        let n_narrow = self.narrow.len();
-        let np = self.n_params(s.broad.is_some());
-        let shift_free = s.shift != 0.0;
-        let nq = np + 1 + s.broad.is_some() as usize + shift_free as usize;
-        let doppler = 1.0 + s.shift / C_KMS;
-        // Rest-frame-at-z centres, so ∂c/∂shift = c₀/C.
-        let centres: Vec<f64> =
-            self.narrow.iter().copied().chain(self.broad_centre.filter(|_| s.broad.is_some())).collect();
+        let cols = self.columns(s);
+        let np = nc + cols.len();
+        // Absorption halves fixed at zero by the constraint are not free.
+        let free = |k: usize| cols[k].role != Role::Absorption || theta[nc + k] != 0.0;
+        let any_abs = (0..cols.len()).any(|k| cols[k].role == Role::Absorption && free(k));
+        // Extra columns: narrow width, then broad width, absorption width, shift.
+        let mut next = np;
+        let mut extra = |on: bool| {
+            on.then(|| {
+                next += 1;
+                next - 1
+            })
+        };
+        let w_narrow = extra(true);
+        let w_broad = extra(s.broad.is_some() && self.balmer_centre.is_some());
+        let w_abs = extra(any_abs);
+        let w_shift = extra(s.shift != 0.0);
+        let nq = next;
         let mut a = [[0.0; M]; M];
         let mut row = [0.0; M];
         for i in 0..self.px.len() {
@@ -709,24 +889,28 @@ impl Fitter {
                 *v = tk;
                 tk *= t;
             }
-            for (k, &c0) in centres.iter().enumerate() {
-                let v = if k < n_narrow { s.narrow } else { s.broad.unwrap_or(s.narrow) };
-                let c = c0 * doppler;
-                let sig = c * v / C_KMS;
-                let u = (l - c) / sig;
-                if u.abs() > GAUSS_CUT {
+            for (k, c) in cols.iter().enumerate() {
+                if !free(k) || (l - c.centre).abs() > c.reach() {
                     continue;
                 }
-                let g = gaussian(l, c, sig);
-                let (dg_dsig, dg_dc) = (g * (u * u - 1.0) / sig, g * u / sig);
+                let (g, dg_dlnw, dg_dc) = c.derivatives(l);
                 row[nc + k] = g;
-                // Widths as ln v, the shift in units of the narrow width:
+                // Widths as ln width, the shift in units of the narrow width:
                 // only the conditioning depends on these choices.
-                let width_col = if k < n_narrow { np } else { np + 1 };
-                row[width_col] += theta[nc + k] * dg_dsig * sig;
-                if shift_free {
-                    let d_shift = dg_dc * c0 / C_KMS + dg_dsig * c0 * v / (C_KMS * C_KMS);
-                    row[nq - 1] += theta[nc + k] * d_shift * s.narrow;
+                let width_col = match c.role {
+                    Role::Narrow => w_narrow,
+                    Role::Broad => w_broad,
+                    Role::Absorption => w_abs,
+                };
+                if let Some(j) = width_col {
+                    row[j] += theta[nc + k] * dg_dlnw;
+                }
+                if let Some(j) = w_shift {
+                    // The width of velocity-width lines scales with the
+                    // centre; the absorption's is fixed in Å.
+                    let d_width = if c.role == Role::Absorption { 0.0 } else { dg_dlnw / c.centre };
+                    let d_shift = (dg_dc + d_width) * c.centre0 / C_KMS;
+                    row[j] += theta[nc + k] * d_shift * s.narrow;
                 }
             }
             let w = self.px.ivar[i];
@@ -739,8 +923,18 @@ impl Fitter {
                 }
             }
         }
+        for k in 0..cols.len() {
+            if !free(k) {
+                a[nc + k][nc + k] = 1.0;
+            }
+        }
         let l = cholesky(&a, nq)?;
-        Some(cho_inverse_block(&l, nq, np))
+        let mut cov = cho_inverse_block(&l, nq, np);
+        for k in (0..cols.len()).filter(|&k| !free(k)) {
+            cov[nc + k] = [0.0; MAXP];
+            cov.iter_mut().for_each(|r| r[nc + k] = 0.0);
+        }
+        Some(cov)
     }
 }
 
@@ -792,32 +986,6 @@ fn cho_inverse_block<const M: usize>(l: &[[f64; M]; M], n: usize, np: usize) -> 
         }
     }
     cov
-}
-
-/// BPT class of a galaxy (Baldwin, Phillips & Terlevich 1981, \[NII\] diagram).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BptClass {
-    StarForming,
-    Composite,
-    Seyfert,
-    Liner,
-    /// A BPT line is missing or has S/N < 3: no class is guessed.
-    Unclassifiable,
-}
-
-impl BptClass {
-    pub const ALL: [BptClass; 5] =
-        [BptClass::StarForming, BptClass::Composite, BptClass::Seyfert, BptClass::Liner, BptClass::Unclassifiable];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BptClass::StarForming => "star-forming",
-            BptClass::Composite => "composite",
-            BptClass::Seyfert => "seyfert",
-            BptClass::Liner => "liner",
-            BptClass::Unclassifiable => "unclassifiable",
-        }
-    }
 }
 
 /// Kauffmann et al. (2003) upper envelope of star-forming galaxies; only
@@ -873,6 +1041,44 @@ pub fn bpt_class(lines: &SpectralLines) -> (BptClass, Option<(f64, f64)>) {
         BptClass::Unclassifiable => (BptClass::Unclassifiable, None),
         c => (c, Some((x, y))),
     }
+}
+
+/// Why a spectrum has no BPT class: its [`LineProblem`], else the first of
+/// the four BPT lines that is missing, below S/N 3 or not in emission. As
+/// (reason shared by every spectrum like it, for counts; detail for people).
+/// `None` when the lines are classifiable.
+pub fn unclassifiable_reason(lines: &SpectralLines, problem: Option<&LineProblem>) -> Option<(String, String)> {
+    if let Some(p) = problem {
+        return Some((p.kind().to_string(), p.to_string()));
+    }
+    for (name, m) in [("Hα", lines.ha), ("[NII]", lines.nii_6585), ("Hβ", lines.hb), ("[OIII]", lines.oiii_5008)] {
+        match m {
+            None => {
+                return Some((
+                    format!("{name} not measured"),
+                    format!("{name} not measured (masked or outside the range)"),
+                ));
+            }
+            Some(m) if !m.flux.is_finite() || m.flux <= 0.0 => {
+                return Some((format!("{name} not in emission"), format!("{name} flux {:.3} ≤ 0", m.flux)));
+            }
+            Some(m) if m.snr < BPT_MIN_SNR => {
+                return Some((format!("{name} S/N < 3"), format!("{name} S/N {:.1} < {BPT_MIN_SNR}", m.snr)));
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// Why a stored spectrum has no BPT class: (reason for counts, detail), or
+/// None when it has one.
+pub fn why_unclassifiable(rec: &crate::store::LineRecord) -> Option<(String, String)> {
+    if rec.bpt != BptClass::Unclassifiable {
+        return None;
+    }
+    unclassifiable_reason(&rec.lines, rec.problem.as_ref())
+        .or_else(|| Some(("BPT point not finite".into(), "BPT ratios not finite".into())))
 }
 
 #[cfg(test)]
@@ -939,7 +1145,7 @@ mod tests {
         let z = 0.1;
         let (lam, flux) = synth(z, 2.5, None);
         let ivar = vec![1.0f32; lam.len()];
-        let lines = measure_lines(&lam, &flux, &ivar, None, z);
+        let lines = measure_lines(&lam, &flux, &ivar, None, Some(z)).unwrap();
         for (k, m) in all(&lines).into_iter().enumerate() {
             let m = m.unwrap_or_else(|| panic!("{} not measured", SLOTS[k]));
             let truth = TRUE_FLUX[k];
@@ -965,7 +1171,7 @@ mod tests {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let noise = Normal::new(0.0, sigma).unwrap();
             let flux: Vec<f32> = clean.iter().map(|&f| f + noise.sample(&mut rng)).collect();
-            let lines = measure_lines(&lam, &flux, &ivar, None, z);
+            let lines = measure_lines(&lam, &flux, &ivar, None, Some(z)).unwrap();
             for (k, m) in all(&lines).into_iter().enumerate() {
                 let m = m.unwrap();
                 let pull = (m.flux as f64 - TRUE_FLUX[k]) / m.flux_err as f64;
@@ -991,7 +1197,7 @@ mod tests {
         let noise = Normal::new(0.0, sigma).unwrap();
         let flux: Vec<f32> = clean.iter().map(|&f| f + noise.sample(&mut rng)).collect();
         let z_cat = z + 30.0 / C_KMS * (1.0 + z);
-        let lines = measure_lines(&lam, &flux, &ivar, None, z_cat);
+        let lines = measure_lines(&lam, &flux, &ivar, None, Some(z_cat)).unwrap();
         for (k, m) in all(&lines).into_iter().enumerate() {
             let m = m.unwrap();
             let pull = (m.flux as f64 - TRUE_FLUX[k]) / m.flux_err as f64;
@@ -1014,7 +1220,7 @@ mod tests {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let noise = Normal::new(0.0, 1.0f32).unwrap();
             let noisy: Vec<f32> = flux.iter().map(|&f| f + noise.sample(&mut rng)).collect();
-            let lines = measure_lines(&lam, &noisy, &ivar, None, z);
+            let lines = measure_lines(&lam, &noisy, &ivar, None, Some(z)).unwrap();
             assert!(lines.ha.is_some() && lines.hb.is_some());
             assert_eq!(bpt_class(&lines), (BptClass::Unclassifiable, None), "seed {seed}");
         }
@@ -1027,7 +1233,7 @@ mod tests {
         let s_broad = rest("Hα") * 1.1 * 1700.0 / C_KMS;
         let (lam, flux) = synth(z, 2.5, Some((900.0, s_broad)));
         let ivar = vec![1.0f32; lam.len()];
-        let lines = measure_lines(&lam, &flux, &ivar, None, z);
+        let lines = measure_lines(&lam, &flux, &ivar, None, Some(z)).unwrap();
         for (k, truth) in [(HA, TRUE_FLUX[HA]), (NII, TRUE_FLUX[NII])] {
             let m = all(&lines)[k].unwrap();
             assert!((m.flux as f64 / truth - 1.0).abs() < 0.05, "{}: {} vs {truth}", SLOTS[k], m.flux);
@@ -1040,7 +1246,7 @@ mod tests {
         let (lam, flux) = synth(z, 2.5, None);
         let hb = rest("Hβ") * 1.1;
         let ivar: Vec<f32> = lam.iter().map(|&l| if (l as f64 - hb).abs() < 15.0 { 0.0 } else { 1.0 }).collect();
-        let lines = measure_lines(&lam, &flux, &ivar, None, z);
+        let lines = measure_lines(&lam, &flux, &ivar, None, Some(z)).unwrap();
         assert!(lines.hb.is_none());
         assert!(lines.oiii_5008.is_some() && lines.ha.is_some());
         assert_eq!(bpt_class(&lines), (BptClass::Unclassifiable, None));
@@ -1048,7 +1254,7 @@ mod tests {
         // The same through the mask instead of ivar.
         let ivar = vec![1.0f32; lam.len()];
         let mask: Vec<i32> = lam.iter().map(|&l| ((l as f64 - hb).abs() < 15.0) as i32).collect();
-        let lines = measure_lines(&lam, &flux, &ivar, Some(&mask), z);
+        let lines = measure_lines(&lam, &flux, &ivar, Some(&mask), Some(z)).unwrap();
         assert!(lines.hb.is_none());
         assert_eq!(bpt_class(&lines).0, BptClass::Unclassifiable);
     }
@@ -1058,7 +1264,7 @@ mod tests {
         let z = 0.5;
         let (lam, flux) = synth(z, 2.5, None);
         let ivar = vec![1.0f32; lam.len()];
-        let lines = measure_lines(&lam, &flux, &ivar, None, z);
+        let lines = measure_lines(&lam, &flux, &ivar, None, Some(z)).unwrap();
         assert!(lines.ha.is_none() && lines.nii_6585.is_none());
         assert!(lines.sii_6718.is_none() && lines.sii_6733.is_none());
         for m in [lines.hb, lines.oiii_5008, lines.oii_3728] {
@@ -1067,14 +1273,151 @@ mod tests {
         assert_eq!(bpt_class(&lines).0, BptClass::Unclassifiable);
         // And too blue: [OII] at z = 0 is below 3800 Å.
         let (lam, flux) = synth(0.0, 2.5, None);
-        assert!(measure_lines(&lam, &flux, &ivar, None, 0.0).oii_3728.is_none());
+        assert!(measure_lines(&lam, &flux, &ivar, None, Some(0.0)).unwrap().oii_3728.is_none());
     }
 
     #[test]
     fn bad_input_gives_nothing() {
         let lam = [4000.0f32, 5000.0, 6000.0];
-        assert_eq!(measure_lines(&lam, &[1.0; 2], &[1.0; 3], None, 0.1), SpectralLines::default());
-        assert_eq!(measure_lines(&lam, &[1.0; 3], &[1.0; 3], None, f64::NAN), SpectralLines::default());
+        assert_eq!(
+            measure_lines(&lam, &[1.0; 2], &[1.0; 3], None, Some(0.1)),
+            Err(LineProblem::LengthMismatch(3, 2, 3, 3))
+        );
+        assert_eq!(measure_lines(&lam, &[1.0; 3], &[1.0; 3], None, Some(f64::NAN)), Err(LineProblem::NoRedshift));
+        assert_eq!(measure_lines(&lam, &[1.0; 3], &[1.0; 3], None, None), Err(LineProblem::NoRedshift));
+        assert_eq!(measure_lines(&lam, &[1.0; 3], &[1.0; 3], None, Some(-0.7)), Err(LineProblem::BadRedshift(-0.7)));
+        assert_eq!(measure_lines(&lam, &[1.0; 3], &[0.0; 3], None, Some(0.1)), Err(LineProblem::NoUsablePixels));
+        // Lines in range, but no pixel in any window.
+        assert_eq!(measure_lines(&lam, &[1.0; 3], &[1.0; 3], None, Some(0.1)), Err(LineProblem::LinesMasked));
+        let e = measure_lines(&lam, &[1.0; 3], &[1.0; 3], None, Some(2.0)).unwrap_err();
+        assert!(matches!(e, LineProblem::OutOfRange { .. }), "{e:?}");
+        assert!(e.to_string().contains("4000–6000 Å"), "{e}");
+    }
+
+    #[test]
+    fn padding_at_either_end_is_dropped() {
+        let z = 0.1;
+        let (lam, flux) = synth(z, 2.5, None);
+        let ivar = vec![1.0f32; lam.len()];
+        let want = measure_lines(&lam, &flux, &ivar, None, Some(z)).unwrap();
+        // MultimodalUniverse style: zeros at the end, ivar 0 (33 pixels, as
+        // in the SDSS spectrum of the issue).
+        let pad = |v: &[f32], front: usize, back: usize, with: f32| {
+            let mut out = vec![with; front];
+            out.extend_from_slice(v);
+            out.extend(std::iter::repeat_n(with, back));
+            out
+        };
+        let (l2, f2, i2) = (pad(&lam, 0, 33, 0.0), pad(&flux, 0, 33, 0.0), pad(&ivar, 0, 33, 0.0));
+        assert_eq!(measure_lines(&l2, &f2, &i2, None, Some(z)).unwrap(), want);
+        // NaN wavelengths at the start, zeros at the end, ivar left at 1.
+        let (l3, f3, i3) = (pad(&pad(&lam, 5, 0, f32::NAN), 0, 7, 0.0), pad(&flux, 5, 7, 0.0), pad(&ivar, 5, 7, 1.0));
+        assert_eq!(measure_lines(&l3, &f3, &i3, None, Some(z)).unwrap(), want);
+        assert_eq!(data_span(&l3), Ok(5..5 + lam.len()));
+    }
+
+    #[test]
+    fn unsorted_wavelengths_are_rejected_with_the_pixel() {
+        let z = 0.1;
+        let (lam, flux) = synth(z, 2.5, None);
+        let ivar = vec![1.0f32; lam.len()];
+        let mut rev = lam.clone();
+        rev.reverse();
+        let e = measure_lines(&rev, &flux, &ivar, None, Some(z)).unwrap_err();
+        assert!(matches!(e, LineProblem::DescendingWavelength { pixel: 1, .. }), "{e:?}");
+        assert_eq!(e.kind(), "wavelengths not ascending");
+        let mut rep = lam.clone();
+        rep[100] = rep[99];
+        let e = measure_lines(&rep, &flux, &ivar, None, Some(z)).unwrap_err();
+        assert_eq!(e, LineProblem::RepeatedWavelength { pixel: 100, lambda: lam[99] });
+        let mut gap = lam.clone();
+        gap[200] = 0.0;
+        let e = measure_lines(&gap, &flux, &ivar, None, Some(z)).unwrap_err();
+        assert_eq!(e, LineProblem::WavelengthGap { pixel: 200 });
+        assert!(e.to_string().contains("pixel 200"), "{e}");
+        assert_eq!(data_span(&[0.0, f32::NAN]), Err(LineProblem::NoWavelengths));
+    }
+
+    /// Stellar Balmer absorption (rest EW Å, FWHM Å, Lorentzian fraction η)
+    /// at Hβ and Hα, taken out of the continuum: flux − continuum·W·profile.
+    fn absorb(lam: &[f32], flux: &mut [f32], z: f64, ew: f64, fwhm: f64, eta: f64) {
+        let zp1 = 1.0 + z;
+        for (l, f) in lam.iter().zip(flux.iter_mut()) {
+            let l = *l as f64;
+            for c in [rest("Hβ") * zp1, rest("Hα") * zp1] {
+                let w = fwhm * zp1;
+                let p = (1.0 - eta) * gaussian(l, c, w / 2.3548) + eta * lorentzian(l, c, w / 2.0);
+                *f -= (continuum(l) * ew * zp1 * p) as f32;
+            }
+        }
+    }
+
+    #[test]
+    fn balmer_absorption_does_not_eat_the_emission() {
+        // An old population's Hβ trough (EW 4 Å, FWHM 22 Å) under weak
+        // emission (EW ≈ 0.7 Å). A polynomial continuum alone bridges the
+        // trough and leaves the emission negative.
+        let z = 0.08;
+        let (lam, clean) = synth(z, 2.5, None);
+        let scale = 0.07;
+        let zp1 = 1.0 + z;
+        let mut base: Vec<f32> = lam
+            .iter()
+            .zip(&clean)
+            .map(|(&l, &f)| (continuum(l as f64) + (f as f64 - continuum(l as f64)) * scale) as f32)
+            .collect();
+        absorb(&lam, &mut base, z, 4.0, 22.0, 0.5);
+        let sigma = 0.05f32;
+        let ivar = vec![1.0 / (sigma * sigma); lam.len()];
+        let mut pulls = Vec::new();
+        for seed in 0..4 {
+            let mut rng = ChaCha8Rng::seed_from_u64(100 + seed);
+            let noise = Normal::new(0.0, sigma).unwrap();
+            let flux: Vec<f32> = base.iter().map(|&f| f + noise.sample(&mut rng)).collect();
+            let lines = measure_lines(&lam, &flux, &ivar, None, Some(z)).unwrap();
+            for (k, truth) in [(HB, TRUE_FLUX[HB] * scale), (HA, TRUE_FLUX[HA] * scale)] {
+                let m = all(&lines)[k].unwrap();
+                assert!(m.flux > 0.0, "seed {seed} {}: {} ± {}", SLOTS[k], m.flux, m.flux_err);
+                let pull = (m.flux as f64 - truth) / m.flux_err as f64;
+                assert!(
+                    pull.abs() < 3.0 || (m.flux as f64 / truth - 1.0).abs() < 0.15,
+                    "seed {seed} {}: {} ± {} vs {truth}",
+                    SLOTS[k],
+                    m.flux,
+                    m.flux_err
+                );
+                pulls.push(pull);
+            }
+            let ew_hb = TRUE_FLUX[HB] * scale / continuum(rest("Hβ") * zp1) / zp1;
+            assert!(ew_hb < 1.0, "weak emission: EW {ew_hb}");
+            assert_ne!(bpt_class(&lines).0, BptClass::Unclassifiable, "seed {seed}");
+        }
+        let mean = pulls.iter().sum::<f64>() / pulls.len() as f64;
+        assert!(mean.abs() < 1.5, "biased: mean pull {mean} ({pulls:?})");
+    }
+
+    #[test]
+    fn absorption_without_emission_is_not_negative_emission() {
+        // A passive galaxy: the trough alone, no gas. Hβ emission must come
+        // out consistent with zero, not as the trough's negative flux.
+        let z = 0.12;
+        let lam: Vec<f32> = grid().iter().map(|&l| l as f32).collect();
+        let mut base: Vec<f32> = lam.iter().map(|&l| continuum(l as f64) as f32).collect();
+        absorb(&lam, &mut base, z, 6.0, 28.0, 0.6);
+        let sigma = 0.1f32;
+        let ivar = vec![1.0 / (sigma * sigma); lam.len()];
+        for seed in 0..3 {
+            let mut rng = ChaCha8Rng::seed_from_u64(200 + seed);
+            let noise = Normal::new(0.0, sigma).unwrap();
+            let flux: Vec<f32> = base.iter().map(|&f| f + noise.sample(&mut rng)).collect();
+            let lines = measure_lines(&lam, &flux, &ivar, None, Some(z)).unwrap();
+            for m in [lines.hb.unwrap(), lines.ha.unwrap()] {
+                assert!((m.flux / m.flux_err).abs() < 3.5, "seed {seed}: {} ± {}", m.flux, m.flux_err);
+            }
+            assert_eq!(bpt_class(&lines).0, BptClass::Unclassifiable);
+            let (kind, _) = unclassifiable_reason(&lines, None).unwrap();
+            assert!(kind.ends_with("S/N < 3") || kind.ends_with("not in emission"), "{kind}");
+        }
     }
 
     #[test]
@@ -1158,7 +1501,7 @@ mod tests {
         let n = 200;
         let t = std::time::Instant::now();
         for _ in 0..n {
-            std::hint::black_box(measure_lines(&lam, &flux, &ivar, None, z));
+            std::hint::black_box(measure_lines(&lam, &flux, &ivar, None, Some(z)).ok());
         }
         eprintln!("measure_lines: {:.3} ms per spectrum", t.elapsed().as_secs_f64() * 1e3 / n as f64);
     }

@@ -1,18 +1,29 @@
 //! Ingest of survey files into the store.
 //!
-//! MultimodalUniverse HDF5 tables (`<survey>/<sample>/healpix=<N>/*.hdf5`)
-//! are found by walking directories. Each file is read in batches of bounded
-//! size; objects, their sky positions, catalogue columns and references to
-//! their pixels/spectra (file + row) go into the store. Ingest is idempotent
-//! and resumable: a file's record says how many rows are in, object keys are
-//! (file, row), and a re-run skips complete files and resumes partial ones.
+//! Files are recognised by their content (and their name, so that a corrupt
+//! `.fits` is reported rather than skipped): MultimodalUniverse HDF5 tables
+//! (`<survey>/<sample>/healpix=<N>/*.hdf5`, many objects a file), and
+//! single-object files: SDSS `spec`/`spec-lite` FITS spectra, FITS cutouts
+//! (2-D, band cube, or one band per extension) and PNG/JPEG/TIFF cutouts
+//! placed on the sky by a catalogue CSV. Objects, their sky positions,
+//! catalogue columns and references to their pixels/spectra (file + row; a
+//! single-object file's row is 0) go into the store; the pixels stay in the
+//! files. Ingest is idempotent and resumable: a file's record says how many
+//! rows are in, object keys are (file, row), and a re-run skips complete
+//! files and resumes partial ones.
 //!
-//! A bad file (corrupt, truncated, wrong shapes, missing fields) or a bad row
-//! (NaN coordinates, duplicate id) is reported with file, object and problem;
-//! everything else goes in.
+//! A bad file (corrupt, truncated, wrong shapes, missing fields, no position)
+//! or a bad row (NaN coordinates, duplicate id) is reported on one line with
+//! file, object and problem; everything else goes in.
 
+mod catalog;
+mod fits;
+mod image;
+mod reader;
 mod table;
 
+pub use catalog::{Catalog, CatalogError};
+pub use reader::{Format, SourceReader, open_source};
 pub use table::{PixelBatch, SpectrumBatch, Table, TableError};
 
 use std::path::{Path, PathBuf};
@@ -20,8 +31,9 @@ use std::sync::mpsc;
 
 use ndarray::Axis;
 
+use crate::progress::Progress;
 use crate::store::{
-    ImageRef, IngestedRow, ObjectKey, ObjectRecord, Payload, SourceFile, SpectrumRef, Store, StoreError,
+    ImageRef, IngestedRow, ObjectKey, ObjectRecord, Payload, SourceFile, SourceKind, SpectrumRef, Store, StoreError,
 };
 use table::Batch;
 
@@ -29,6 +41,10 @@ use table::Batch;
 /// Kept under glibc's dynamic mmap threshold so batch buffers are reused
 /// instead of being mapped and page-faulted afresh each time.
 const BATCH_BYTES: usize = 8 << 20;
+/// Single-object files read in parallel at a time (bounds memory: a few
+/// cutouts each), and written between two flushes of the store.
+const SINGLES_PARALLEL: usize = 32;
+const SINGLES_PER_FLUSH: usize = 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct IngestOptions {
@@ -36,6 +52,30 @@ pub struct IngestOptions {
     pub survey: Option<String>,
     /// Stop after this many batches (for tests of interrupted ingest).
     pub max_batches: Option<usize>,
+    /// Band names, overriding the files' own (FITS FILTER/BAND keywords, HDF5
+    /// `image_band`, image channels); declares the band of (N, H, W) tables.
+    pub bands: Option<Vec<String>>,
+    /// Catalogue CSV (file, object_id, ra, dec) placing single-object files.
+    pub catalog: Option<PathBuf>,
+    /// Arcsec per pixel for cutouts whose file and catalogue give none.
+    pub pixel_scale: Option<f32>,
+}
+
+/// What single-object readers need besides the file.
+pub(crate) struct Context<'a> {
+    pub catalog: Option<&'a Catalog>,
+    pub bands: Option<&'a [String]>,
+    pub pixel_scale: Option<f32>,
+}
+
+/// A single-object file read for ingest: its layout and its one row.
+pub(crate) struct Single {
+    pub kind: SourceKind,
+    pub columns: Vec<String>,
+    pub bands: Vec<String>,
+    /// (height, width) of a cutout, (n_pixels, 0) of a spectrum.
+    pub shape: (usize, usize),
+    pub batch: Batch,
 }
 
 /// One problem met during ingest, already phrased for a person.
@@ -49,9 +89,11 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // One line whatever a decoder's message holds.
+        let message = self.message.split_whitespace().collect::<Vec<_>>().join(" ");
         match &self.object {
-            Some((id, row)) => write!(f, "{}: object {id} (row {row}): {}", self.file.display(), self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+            Some((id, row)) => write!(f, "{}: object {id} (row {row}): {message}", self.file.display()),
+            None => write!(f, "{}: {message}", self.file.display()),
         }
     }
 }
@@ -73,27 +115,18 @@ impl IngestReport {
     }
 }
 
-/// Receives progress: total rows once known, then rows done as they go in.
-pub trait Progress: Sync {
-    fn set_total(&self, _rows: u64) {}
-    fn advance(&self, _rows: u64) {}
-    fn message(&self, _line: &str) {}
-}
-
-/// Progress that goes nowhere (tests, benches).
-pub struct NoProgress;
-impl Progress for NoProgress {}
-
-/// Finds survey files under `paths` (files are taken as given, folders are
-/// walked for `.hdf5`/`.h5`), in a stable order.
+/// Finds survey files under `paths`, in a stable order. Files are taken as
+/// given; folders are walked for files whose content or name is HDF5, FITS,
+/// PNG, JPEG or TIFF (other files, such as a catalogue CSV, are left alone).
 pub fn discover(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Problem>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for p in paths {
         if p.is_dir() {
+            let before = files.len();
             for entry in walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name() {
                 match entry {
-                    Ok(e) if e.file_type().is_file() && is_hdf5_name(e.path()) => files.push(e.into_path()),
+                    Ok(e) if e.file_type().is_file() && is_survey_file(e.path()) => files.push(e.into_path()),
                     Ok(_) => {}
                     Err(e) => problems.push(Problem {
                         file: e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone()),
@@ -101,6 +134,13 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Problem>) {
                         message: format!("cannot read directory entry: {e}"),
                     }),
                 }
+            }
+            if files.len() == before {
+                problems.push(Problem {
+                    file: p.clone(),
+                    object: None,
+                    message: "no survey files here (HDF5, FITS, PNG, JPEG or TIFF)".into(),
+                });
             }
         } else if p.exists() {
             files.push(p.clone());
@@ -112,8 +152,8 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Problem>) {
     (files, problems)
 }
 
-fn is_hdf5_name(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("hdf5" | "h5" | "he5"))
+fn is_survey_file(p: &Path) -> bool {
+    Format::by_extension(p).is_some() || Format::sniff(p).is_some()
 }
 
 /// Survey, sample and HEALPix partition from an MMU path
@@ -133,22 +173,89 @@ pub fn layout(path: &Path) -> (String, String, Option<u64>) {
     (parent, String::new(), None)
 }
 
-/// Ingests every survey file under `paths` into `store`.
+/// The files to ingest: those under `paths`, or the catalogue's own files
+/// when no path is given. Nothing here touches a store, so a command can
+/// say "nothing to ingest" before creating one.
+pub fn find_inputs(paths: &[PathBuf], catalog: Option<&Catalog>) -> (Vec<PathBuf>, Vec<Problem>) {
+    match catalog {
+        Some(cat) if paths.is_empty() => {
+            let mut files = Vec::new();
+            let mut problems = Vec::new();
+            for f in cat.files() {
+                if f.is_file() {
+                    files.push(f);
+                } else {
+                    problems.push(Problem {
+                        file: f,
+                        object: None,
+                        message: format!("listed in the catalogue {} but not found", cat.path.display()),
+                    });
+                }
+            }
+            (files, problems)
+        }
+        _ => discover(paths),
+    }
+}
+
+/// Ingests every survey file under `paths` (or the catalogue's files) into
+/// `store`.
 pub fn ingest(
     store: &Store,
     paths: &[PathBuf],
     opts: &IngestOptions,
     progress: &dyn Progress,
 ) -> Result<IngestReport, StoreError> {
-    let (files, mut problems) = discover(paths);
+    let catalog = match &opts.catalog {
+        Some(path) => match Catalog::read(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let problem = Problem { file: e.path.clone(), object: None, message: e.why.clone() };
+                return Ok(IngestReport { files_failed: 1, problems: vec![problem], ..Default::default() });
+            }
+        },
+        None => None,
+    };
+    let (files, problems) = find_inputs(paths, catalog.as_ref());
+    ingest_files(store, files, problems, catalog.as_ref(), opts, progress)
+}
+
+/// Ingests `files` (found by [`find_inputs`]) into `store`; `problems` are
+/// those met finding them.
+pub fn ingest_files(
+    store: &Store,
+    files: Vec<PathBuf>,
+    mut problems: Vec<Problem>,
+    catalog: Option<&Catalog>,
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestReport, StoreError> {
     let mut report = IngestReport { files_seen: files.len(), ..Default::default() };
     report.files_failed += problems.len();
 
-    // Open and check every file first: bad layouts are reported before any
+    // Sort by what the content says: tables go through the batched HDF5
+    // path, single-object files through the parallel one.
+    let mut tables = Vec::new();
+    let mut singles = Vec::new();
+    for path in files {
+        // By content; a file whose content says nothing goes to the reader
+        // its name promises, which says what is wrong with it.
+        match Format::sniff(&path).or_else(|| Format::by_extension(&path)) {
+            Some(Format::Hdf5) => tables.push(path),
+            Some(f) => singles.push((path, f)),
+            None => {
+                let message = "not an HDF5, FITS, PNG, JPEG or TIFF file (by its content)".to_string();
+                report.files_failed += 1;
+                problems.push(Problem { file: path, object: None, message });
+            }
+        }
+    }
+
+    // Open and check every table first: bad layouts are reported before any
     // long read starts, and the progress bar knows the total.
     let mut plans = Vec::new();
-    let mut total = 0u64;
-    for path in files {
+    let mut total = singles.len() as u64;
+    for path in tables {
         match plan_file(store, &path, opts) {
             Ok(Plan::Skip) => report.files_skipped += 1,
             Ok(Plan::Ingest(p)) => {
@@ -185,12 +292,147 @@ pub fn ingest(
             break;
         }
     }
+    if batches_left != Some(0) {
+        let ctx = Context { catalog, bands: opts.bands.as_deref(), pixel_scale: opts.pixel_scale };
+        ingest_singles(store, &singles, &ctx, opts, progress, &mut report, &mut problems)?;
+    }
     store.flush()?;
     for p in &problems {
         progress.message(&format!("error: {p}"));
     }
     report.problems = problems;
     Ok(report)
+}
+
+/// A file's identity in the store: canonical path, size, modification time.
+struct Stat {
+    key: String,
+    size: u64,
+    mtime: i64,
+}
+
+fn stat(path: &Path) -> Result<Stat, String> {
+    let canonical = std::fs::canonicalize(path).map_err(|e| format!("cannot resolve path: {e}"))?;
+    let meta = std::fs::metadata(&canonical).map_err(|e| format!("cannot stat: {e}"))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    Ok(Stat { key: canonical.to_string_lossy().into_owned(), size: meta.len(), mtime })
+}
+
+/// Single-object files: checked against the store in order, read and
+/// summarised in parallel a few dozen at a time, written in order, the store
+/// flushed every thousand files. Each file's record is written after its
+/// object, so a crash leaves every recorded file complete.
+fn ingest_singles(
+    store: &Store,
+    files: &[(PathBuf, Format)],
+    ctx: &Context,
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+    report: &mut IngestReport,
+    problems: &mut Vec<Problem>,
+) -> Result<(), StoreError> {
+    use rayon::prelude::*;
+    let mut since_flush = 0;
+    for chunk in files.chunks(SINGLES_PARALLEL) {
+        // Which files need reading (sequential: store look-ups).
+        let mut todo = Vec::with_capacity(chunk.len());
+        for (path, format) in chunk {
+            let st = match stat(path) {
+                Ok(s) => s,
+                Err(message) => {
+                    report.files_failed += 1;
+                    problems.push(Problem { file: path.clone(), object: None, message });
+                    continue;
+                }
+            };
+            let existing = match store.source_id(&st.key)? {
+                Some(id) => store.source(id)?.map(|s| (id, s)),
+                None => None,
+            };
+            if let Some((_, s)) = &existing {
+                // A rejected object is read again: its catalogue row may be fixed.
+                if s.complete && s.size == st.size && s.mtime == st.mtime && s.n_rejected == 0 {
+                    report.files_skipped += 1;
+                    continue;
+                }
+            }
+            todo.push((path, *format, st, existing));
+        }
+        let read: Vec<Result<Single, TableError>> = todo
+            .par_iter()
+            .map(|(_, format, st, _)| {
+                let path = Path::new(&st.key);
+                // A decoder's panic on a hostile file is that file's problem.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
+                    Format::Fits => fits::read_object(path, ctx),
+                    Format::Image => image::read_object(path, ctx),
+                    Format::Hdf5 => unreachable!("tables take the batched path: {}", path.display()),
+                }))
+                .unwrap_or_else(|_| Err(TableError::Invalid("the decoder failed on this file (corrupt?)".into())))
+            })
+            .collect();
+        for ((path, _, st, existing), single) in todo.into_iter().zip(read) {
+            let single = match single {
+                Ok(s) => s,
+                Err(e) => {
+                    report.files_failed += 1;
+                    problems.push(Problem { file: path.clone(), object: None, message: e.to_string() });
+                    continue;
+                }
+            };
+            let (mut survey, sample, partition) = layout(Path::new(&st.key));
+            if let Some(s) = &opts.survey {
+                survey = s.clone();
+            }
+            let mut record = SourceFile {
+                path: st.key,
+                survey,
+                sample,
+                partition,
+                kind: single.kind,
+                size: st.size,
+                mtime: st.mtime,
+                n_rows: 1,
+                rows_done: 0,
+                n_objects: 0,
+                n_rejected: 0,
+                complete: false,
+                columns: single.columns,
+                array_columns: Vec::new(),
+                bands: single.bands,
+                shape: (single.shape.0 as u32, single.shape.1 as u32),
+            };
+            let id = match existing {
+                Some((id, _)) => {
+                    store.put_source(id, &record)?;
+                    id
+                }
+                None => store.add_source(&record)?,
+            };
+            let (good, bad) = rows_of(store, id, &record, path, single.batch, problems)?;
+            store.write_batch(&good)?;
+            record.rows_done = 1;
+            record.n_objects = good.len() as u64;
+            record.n_rejected = bad;
+            record.complete = true;
+            store.put_source(id, &record)?;
+            report.objects_added += good.len() as u64;
+            report.rows_rejected += bad;
+            report.files_ingested += 1;
+        }
+        progress.advance(chunk.len() as u64);
+        since_flush += chunk.len();
+        if since_flush >= SINGLES_PER_FLUSH {
+            store.flush()?;
+            since_flush = 0;
+        }
+    }
+    Ok(())
 }
 
 struct FilePlan {
@@ -218,32 +460,26 @@ impl From<StoreError> for PlanError {
 }
 
 fn plan_file(store: &Store, path: &Path, opts: &IngestOptions) -> Result<Plan, PlanError> {
-    let canonical = std::fs::canonicalize(path).map_err(|e| PlanError::Table(format!("cannot resolve path: {e}")))?;
-    let meta = std::fs::metadata(&canonical).map_err(|e| PlanError::Table(format!("cannot stat: {e}")))?;
-    let size = meta.len();
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    let key = canonical.to_string_lossy().into_owned();
+    let Stat { key, size, mtime } = stat(path).map_err(PlanError::Table)?;
+    let canonical = PathBuf::from(&key);
     let existing = match store.source_id(&key)? {
         Some(id) => store.source(id)?.map(|s| (id, s)),
         None => None,
     };
     let changed = |s: &SourceFile| s.size != size || s.mtime != mtime;
-    if let Some((_, s)) = &existing {
-        if s.complete && !changed(s) {
-            return Ok(Plan::Skip);
-        }
+    if let Some((_, s)) = &existing
+        && s.complete
+        && !changed(s)
+    {
+        return Ok(Plan::Skip);
     }
-    let table = Table::open(&canonical).map_err(|e| PlanError::Table(e.to_string()))?;
+    let table =
+        Table::open_for_ingest(&canonical, opts.bands.as_deref()).map_err(|e| PlanError::Table(e.to_string()))?;
     let (mut survey, sample, partition) = layout(&canonical);
-    if partition.is_none() {
-        if let Some(s) = &opts.survey {
-            survey = s.clone();
-        }
+    if partition.is_none()
+        && let Some(s) = &opts.survey
+    {
+        survey = s.clone();
     }
     let fresh = SourceFile {
         path: key,
@@ -405,12 +641,12 @@ fn rows_of(
             continue;
         }
         let key = ObjectKey { file: file_id, row: row as u32 };
-        if let Some(other) = store.find_id(&record.survey, id)? {
-            if other != key {
-                let where_ = store.source(other.file)?.map(|s| s.path).unwrap_or_default();
-                reject(format!("duplicate id: already ingested from {where_} row {}; object skipped", other.row));
-                continue;
-            }
+        if let Some(other) = store.find_id(&record.survey, id)?
+            && other != key
+        {
+            let where_ = store.source(other.file)?.map(|s| s.path).unwrap_or_default();
+            reject(format!("duplicate id: already ingested from {where_} row {}; object skipped", other.row));
+            continue;
         }
         let object = ObjectRecord {
             survey: record.survey.clone(),
@@ -472,7 +708,8 @@ fn payloads(batch: &Batch, record: &SourceFile) -> Vec<Payload> {
                 let ivar = sp.ivar.as_ref().map(|a| a[[i, j]]).unwrap_or(1.0);
                 let masked = sp.mask.as_ref().map(|m| m[[i, j]] != 0).unwrap_or(false);
                 let (f, l) = (flux[j], lambda[j]);
-                if masked || !(ivar > 0.0) || !ivar.is_finite() || !f.is_finite() || !l.is_finite() {
+                let usable = ivar > 0.0 && ivar.is_finite() && f.is_finite() && l.is_finite(); // NaN: false
+                if masked || !usable {
                     continue;
                 }
                 lo = lo.min(l);

@@ -27,6 +27,10 @@ pub enum TableError {
     Type { field: String, dtype: String, expected: &'static str },
     #[error("reading `{field}` rows {start}..{end} failed: {why}")]
     Read { field: String, start: usize, end: usize, why: String },
+    /// A FITS or image file that cannot be one object: the reason, phrased
+    /// for a person (truncated, absurd dimensions, no WCS…).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// An opened table with its layout checked.
@@ -170,6 +174,18 @@ impl Table {
                         shape[1]
                     }
                     3 if shape[0] == n_rows && shape[1] > 0 && shape[2] > 0 => {
+                        // No band axis: one band, if `image_band` (when
+                        // present) names one band per object.
+                        if let Ok(b) = file.dataset("image_band")
+                            && let [_, k] = b.shape().as_slice()
+                            && *k > 1
+                        {
+                            let expected = format!(
+                                "({n_rows}, {k}, {}, {}): `image_band` names {k} bands per object but the images have no band axis",
+                                shape[1], shape[2]
+                            );
+                            return Err(shape_err("image_array", shape, &expected));
+                        }
                         table.single_band = true;
                         table.shape = (shape[1], shape[2]);
                         1
@@ -231,6 +247,39 @@ impl Table {
             } else {
                 tracing::debug!("{name}: shape {shape:?} is not per-object; ignored");
             }
+        }
+        Ok(table)
+    }
+
+    /// Opens a table for ingest: as [`Table::open`], and (N, H, W) images
+    /// must declare their one band (an `image_band` column or `--bands`);
+    /// `bands` renames the file's bands.
+    pub fn open_for_ingest(path: &Path, bands: Option<&[String]>) -> Result<Table, TableError> {
+        let mut table = Table::open(path)?;
+        if table.kind != SourceKind::Images {
+            return Ok(table);
+        }
+        if table.single_band && bands.is_none() && table.file.dataset("image_band").is_err() {
+            let (h, w) = table.shape;
+            return Err(shape_err(
+                "image_array",
+                vec![table.n_rows, h, w],
+                &format!(
+                    "({}, bands, {h}, {w}); for single-band images name the band with `--bands NAME` or an `image_band` column of shape ({},) or ({}, 1)",
+                    table.n_rows, table.n_rows, table.n_rows
+                ),
+            ));
+        }
+        if let Some(b) = bands {
+            if b.len() != table.bands.len() {
+                return Err(TableError::Invalid(format!(
+                    "`image_array` has {} band(s) but --bands names {} ({})",
+                    table.bands.len(),
+                    b.len(),
+                    b.join(",")
+                )));
+            }
+            table.bands = b.to_vec();
         }
         Ok(table)
     }
@@ -495,6 +544,16 @@ fn read_bands(file: &hdf5::File, n_bands: usize, n_rows: usize) -> Result<Vec<St
         return Ok(fallback);
     }
     let names = match d.shape().as_slice() {
+        // One band per object, as a plain column.
+        [n] if *n == n_rows && n_bands == 1 => {
+            let first = read_strings(&d, 0..1).map_err(|e| TableError::Read {
+                field: "image_band".into(),
+                start: 0,
+                end: 1,
+                why: clean(&e.to_string()),
+            })?;
+            return Ok(first);
+        }
         [n, b] if *n == n_rows && *b == n_bands => {
             let row = match descriptor(&d) {
                 Some(TypeDescriptor::FixedAscii(_)) => d

@@ -8,18 +8,17 @@
 
 pub mod augment;
 pub mod checkpoint;
+pub mod embed;
 pub mod fractal;
-pub mod gate;
 pub mod infer;
-pub mod lock;
 pub mod net;
 mod stage;
 pub mod train;
 
-pub use lock::retrain_running;
+pub use crate::retrain::{RetrainReport, gate, last_report, lock, retrain_running};
 pub use stage::{
-    LearnError, NetSize, RetrainOptions, RetrainReport, auto_pretrain_params, last_report, normalise, pretrain_store,
-    read_status, retrain, write_status,
+    LearnError, NetSize, RetrainOptions, auto_pretrain_params, normalise, pretrain_store, read_status, retrain,
+    write_status,
 };
 
 /// The device training and inference run on: CUDA when present, else CPU.

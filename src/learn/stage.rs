@@ -23,13 +23,15 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn};
 
 use super::checkpoint;
-use super::gate::{self, Candidate, Ranks, Split};
 use super::infer::predict_logit;
-use super::lock::RetrainLock;
 use super::net::{Net, NetConfig, copy_backbone};
 use super::train::{FixMatchParams, Labelled, PretrainParams, fixmatch_train, pretrain};
-use crate::ingest::Table;
+use crate::ingest::{SourceReader, open_source};
+use crate::retrain::gate::{self, Candidate, Ranks, Split};
+use crate::retrain::lock::RetrainLock;
+use crate::retrain::{NOTE_LAST, RetrainReport};
 use crate::store::{LabelBook, ModelRecord, ObjectKey, ScoreVersion, SourceFile, SourceKind, Store, StoreError};
+pub use crate::store::{read_retrain_status as read_status, write_retrain_status as write_status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
@@ -46,7 +48,7 @@ pub enum LearnError {
 }
 
 /// Network size: `tiny` for CPUs and tests, `lite0` for GPUs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NetSize {
     Tiny,
     Lite0,
@@ -103,41 +105,6 @@ impl Default for RetrainOptions {
     }
 }
 
-/// What a retrain did; the last one is kept in the store (`oddity status`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RetrainReport {
-    pub model: u32,
-    pub hash: String,
-    /// Labels the CNN learnt from: (interesting, boring).
-    pub trained_on: (usize, usize),
-    /// Labels held back to judge the candidates: (interesting, boring).
-    pub held_back: (usize, usize),
-    pub n_scored: usize,
-    pub device: String,
-    /// The current ranking first, then the CNN and the CNN + current rank
-    /// average, each with its held-back AUROC/AUPRC and score version.
-    pub candidates: Vec<Candidate>,
-    /// The version that became the ranking, if one did.
-    pub promoted: Option<u32>,
-    /// Why the ranking changed or stayed, for people.
-    pub verdict: String,
-    /// Image groups (band set and cutout size) not trained on, and why.
-    pub skipped: Vec<String>,
-    pub finished: String,
-}
-
-impl RetrainReport {
-    pub fn candidate(&self, name: &str) -> Option<&Candidate> {
-        self.candidates.iter().find(|c| c.name == name)
-    }
-}
-
-/// The last retrain's report, as kept in the store.
-pub fn last_report(store: &Store) -> Result<Option<RetrainReport>, StoreError> {
-    Ok(store.note(NOTE_LAST)?.and_then(|t| serde_json::from_str(&t).ok()))
-}
-
-const NOTE_LAST: &str = "retrain-last";
 const NOTE_RANKING: &str = "retrain-ranking";
 
 /// What a ranking made by a retrain was built from (kept in the store while
@@ -150,11 +117,29 @@ struct RankingNote {
     labels_seen: Vec<u64>,
 }
 
-/// Images one network can take: same bands, same cutout size.
+/// Images one network can take: same bands (cutouts of other sizes are
+/// resampled to the group's input size, see [`normalised_cutout`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct GroupKey {
     bands: Vec<String>,
-    shape: (u32, u32),
+}
+
+/// A group's surveys, objects, (interesting, boring) training labels and
+/// objects per cutout size.
+#[derive(Debug, Default)]
+struct GroupInfo {
+    surveys: Vec<String>,
+    objects: usize,
+    interesting: usize,
+    boring: usize,
+    shapes: BTreeMap<(u32, u32), usize>,
+}
+
+impl GroupInfo {
+    /// The network's input size: the size most of the group's cutouts have.
+    fn shape(&self) -> (u32, u32) {
+        self.shapes.iter().max_by_key(|(s, n)| (**n, **s)).map(|(s, _)| *s).unwrap_or_default()
+    }
 }
 
 /// What a retrain takes from the store before letting go of it.
@@ -183,31 +168,10 @@ struct Snapshot {
     labels_seen: Vec<u64>,
 }
 
-/// Writes the progress file read by `oddity status`.
-pub fn write_status(store: &Path, state: &str, message: &str) {
-    let body = serde_json::json!({
-        "state": state,
-        "message": message,
-        "pid": std::process::id(),
-        "time": chrono::Utc::now().to_rfc3339(),
-    });
-    let path = store.join("retrain.json");
-    let tmp = store.join(format!("retrain.json.{}.partial", std::process::id()));
-    if std::fs::write(&tmp, body.to_string()).is_ok() {
-        let _ = std::fs::rename(tmp, path);
-    }
-}
-
-/// The last retrain's state, if any: (state, message, time).
-pub fn read_status(store: &Path) -> Option<(String, String, String)> {
-    let text = std::fs::read_to_string(store.join("retrain.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    Some((s("state"), s("message"), s("time")))
-}
-
-fn describe_group(g: &GroupKey, surveys: &[String], n: usize) -> String {
-    format!("{} ({} bands, {}x{} px, {n} objects)", surveys.join("+"), g.bands.len().max(1), g.shape.0, g.shape.1)
+fn describe_group(g: &GroupKey, info: &GroupInfo) -> String {
+    let (h, w) = info.shape();
+    let others = if info.shapes.len() > 1 { ", other sizes resampled" } else { "" };
+    format!("{} ({} bands, {h}x{w} px{others}, {} objects)", info.surveys.join("+"), g.bands.len().max(1), info.objects)
 }
 
 fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnError> {
@@ -217,7 +181,7 @@ fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnE
     if sources.is_empty() {
         return Err(LearnError::Data("no image objects in the store".into()));
     }
-    let group_of = |file: u32| sources.get(&file).map(|s| GroupKey { bands: s.bands.clone(), shape: s.shape });
+    let group_of = |file: u32| sources.get(&file).map(|s| GroupKey { bands: s.bands.clone() });
     let events = store.label_events()?;
     let n_events = events.len();
     let book = LabelBook::from_events(events);
@@ -281,43 +245,43 @@ fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnE
         (vec![f32::NAN; split.held.len()], vec![f32::NAN; split.held.len()], "no ranking yet".into())
     };
 
-    // One network takes one band set and cutout size: train on the group
-    // with the most training labels of both classes; say why others are skipped.
-    let mut groups: BTreeMap<GroupKey, (Vec<String>, usize, usize, usize)> = BTreeMap::new();
+    // One network takes one band set (cutouts of other sizes are resampled
+    // to the group's commonest size): train on the group with the most
+    // training labels of both classes; say why others are skipped.
+    let mut groups: BTreeMap<GroupKey, GroupInfo> = BTreeMap::new();
     for s in sources.values() {
-        let g = groups.entry(GroupKey { bands: s.bands.clone(), shape: s.shape }).or_default();
-        if !g.0.contains(&s.survey) {
-            g.0.push(s.survey.clone());
+        let g = groups.entry(GroupKey { bands: s.bands.clone() }).or_default();
+        if !g.surveys.contains(&s.survey) {
+            g.surveys.push(s.survey.clone());
         }
-        g.1 += s.n_objects as usize;
+        g.objects += s.n_objects as usize;
+        *g.shapes.entry(s.shape).or_default() += s.n_objects as usize;
     }
     for (k, interesting) in &split.train {
         if let Some(g) = group_of(k.file).and_then(|g| groups.get_mut(&g)) {
-            if *interesting { g.2 += 1 } else { g.3 += 1 }
+            if *interesting { g.interesting += 1 } else { g.boring += 1 }
         }
     }
     let chosen = groups
         .iter()
-        .filter(|(_, g)| g.2 > 0 && g.3 > 0)
-        .max_by_key(|(_, g)| (g.2 + g.3, g.1))
+        .filter(|(_, g)| g.interesting > 0 && g.boring > 0)
+        .max_by_key(|(_, g)| (g.interesting + g.boring, g.objects))
         .map(|(k, _)| k.clone())
         .ok_or_else(|| {
-            LearnError::Data(
-                "no set of images of one band set and cutout size has both interesting and boring training labels"
-                    .into(),
-            )
+            LearnError::Data("no set of images of one band set has both interesting and boring training labels".into())
         })?;
     let mut skipped = Vec::new();
     for (k, g) in &groups {
         if *k != chosen {
-            let why = if g.2 == 0 || g.3 == 0 {
-                format!("{} interesting and {} boring training labels", g.2, g.3)
+            let why = if g.interesting == 0 || g.boring == 0 {
+                format!("{} interesting and {} boring training labels", g.interesting, g.boring)
             } else {
-                format!("{} training labels; the CNN trains on the group with the most", g.2 + g.3)
+                format!("{} training labels; the CNN trains on the group with the most", g.interesting + g.boring)
             };
-            skipped.push(format!("{}: {why}", describe_group(k, &g.0, g.1)));
+            skipped.push(format!("{}: {why}", describe_group(k, g)));
         }
     }
+    let shape = groups[&chosen].shape();
     let in_group = |k: &ObjectKey| group_of(k.file).as_ref() == Some(&chosen);
     let images: Vec<ObjectKey> = store.image_keys_owned().filter_map(|k| k.ok()).filter(in_group).collect();
     let train: Vec<(ObjectKey, i64)> =
@@ -337,7 +301,7 @@ fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnE
     }
     Ok(Snapshot {
         bands,
-        shape: (chosen.shape.0 as usize, chosen.shape.1 as usize),
+        shape: (shape.0 as usize, shape.1 as usize),
         sources,
         images,
         split,
@@ -388,7 +352,7 @@ struct Cutouts<'a> {
     sources: &'a HashMap<u32, SourceFile>,
     bands: usize,
     shape: (usize, usize),
-    tables: HashMap<u32, Table>,
+    tables: HashMap<u32, Box<dyn SourceReader>>,
 }
 
 impl<'a> Cutouts<'a> {
@@ -426,9 +390,7 @@ fn load_images(cut: &mut Cutouts, keys: &[ObjectKey]) -> Result<Tensor, LearnErr
             .get(&first.file)
             .ok_or_else(|| LearnError::Data(format!("object {first:?}: no image file in the store")))?;
         if let std::collections::hash_map::Entry::Vacant(slot) = tables.entry(first.file) {
-            slot.insert(
-                Table::open(Path::new(&source.path)).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?,
-            );
+            slot.insert(open_source(source).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?);
         }
         let rows = first.row as usize..first.row as usize + (end - start);
         let px = tables[&first.file]
@@ -436,23 +398,47 @@ fn load_images(cut: &mut Cutouts, keys: &[ObjectKey]) -> Result<Tensor, LearnErr
             .map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
         let data = px.data.as_standard_layout();
         let src = data.as_slice().unwrap_or_default();
-        if src.len() != (end - start) * per {
+        let from = (source.shape.0 as usize, source.shape.1 as usize);
+        let sper = c * from.0 * from.1;
+        if src.len() != (end - start) * sper {
             return Err(LearnError::Data(format!(
-                "{}: rows {}..{}: cutouts of {} values, expected {c} bands x {h} x {w}",
+                "{}: rows {}..{}: cutouts of {} values, expected {c} bands x {} x {}",
                 source.path,
                 rows.start,
                 rows.end,
-                src.len() / (end - start).max(1)
+                src.len() / (end - start).max(1),
+                from.0,
+                from.1
             )));
         }
         for (j, &i) in order[start..end].iter().enumerate() {
-            let dst = &mut out[i * per..(i + 1) * per];
-            dst.copy_from_slice(&src[j * per..(j + 1) * per]);
-            normalise(dst, c, h, w);
+            normalised_cutout(&src[j * sper..(j + 1) * sper], c, from, (h, w), &mut out[i * per..(i + 1) * per]);
         }
         start = end;
     }
     Ok(Tensor::from_slice(&out).reshape([keys.len() as i64, c as i64, h as i64, w as i64]))
+}
+
+/// Copies a C×H×W cutout of size `from` into `dst` (C×`to`), normalised for
+/// the network and resampled when the sizes differ.
+pub fn normalised_cutout(src: &[f32], c: usize, from: (usize, usize), to: (usize, usize), dst: &mut [f32]) {
+    if from == to {
+        dst.copy_from_slice(src);
+        normalise(dst, c, to.0, to.1);
+    } else {
+        let mut own = src.to_vec();
+        normalise(&mut own, c, from.0, from.1);
+        dst.copy_from_slice(&resample(&own, c, from, to));
+    }
+}
+
+/// Resamples a normalised C×H×W cutout to `to` (antialiased bilinear, so
+/// larger cutouts are averaged down rather than aliased), for a network that
+/// takes one input size whatever the cutouts' sizes.
+pub fn resample(pixels: &[f32], c: usize, from: (usize, usize), to: (usize, usize)) -> Vec<f32> {
+    let x = Tensor::from_slice(pixels).reshape([1, c as i64, from.0 as i64, from.1 as i64]);
+    let y = x.internal_upsample_bilinear2d_aa([to.0 as i64, to.1 as i64], false, None, None);
+    Vec::<f32>::try_from(&y.reshape([-1])).expect("f32 pixels")
 }
 
 /// Opens the store, waiting while another process (the TUI) holds it.
@@ -876,6 +862,28 @@ pub fn pretrain_store(
         pretrain_and_record(store_path, &cfg, &params, Duration::from_secs(24 * 3600), progress)?;
     write_status(store_path, "done", &format!("pretrained model {id} (loss {loss:.3})"));
     Ok((id, hash, loss))
+}
+
+#[cfg(test)]
+mod resample_tests {
+    use super::resample;
+
+    #[test]
+    fn resampling_keeps_levels_and_takes_the_target_size() {
+        let flat = vec![2.5f32; 3 * 40 * 30];
+        let out = resample(&flat, 3, (40, 30), (16, 16));
+        assert_eq!(out.len(), 3 * 16 * 16);
+        assert!(out.iter().all(|v| (v - 2.5).abs() < 1e-5));
+        // A left-to-right ramp stays a ramp with the same mean, band by band.
+        let ramp: Vec<f32> = (0..2 * 64 * 64).map(|i| (i % 64) as f32 + 100.0 * (i / 4096) as f32).collect();
+        let out = resample(&ramp, 2, (64, 64), (32, 32));
+        for b in 0..2 {
+            let band = &out[b * 1024..(b + 1) * 1024];
+            let mean = band.iter().sum::<f32>() / 1024.0;
+            assert!((mean - (31.5 + 100.0 * b as f32)).abs() < 0.05, "{mean}");
+            assert!(band[1] > band[0] && band[31] > band[30]);
+        }
+    }
 }
 
 #[cfg(test)]

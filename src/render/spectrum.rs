@@ -33,10 +33,15 @@ impl SpectrumView {
 ///   widths round up to odd, 0 means 1) centred on each good pixel, over the
 ///   good pixels of its own segment only (uniform weights without `ivar`).
 /// * `rest_frame_z`: lambda is divided by 1 + z (ignored unless z > −1).
-/// * Downsampling: the spectrum is cut into at most `max_points` bins of
-///   `ceil(n / max_points)` consecutive pixels; a bin's point is the mean
-///   lambda and smoothed flux of its good pixels, and a bin with none is a
-///   gap. So the whole spectrum never has more than `max_points` points, and
+/// * Cosmic-ray-like single pixels (a spike more than 6σ above the local
+///   median whose neighbours stay below 30% of its height — a resolved
+///   emission line's neighbours are at 60% or more) are treated as bad.
+/// * Downsampling, when there are more pixels than `max_points`: the
+///   spectrum is cut into `max_points / 2` bins of consecutive pixels, and a
+///   bin gives the lowest and the highest smoothed point of its good pixels,
+///   in wavelength order (min–max decimation: a line peak one pixel wide
+///   stays on the plot at its height); a bin with no good pixel is a gap.
+///   So the whole spectrum never has more than `max_points` points, and
 ///   gaps narrower than a bin (invisible at that resolution) are bridged.
 ///
 /// Arrays of different lengths are read up to the shortest; nothing panics.
@@ -57,29 +62,47 @@ pub fn spectrum_segments(
         return Vec::new();
     }
     let weight = |i: usize| ivar.map_or(1.0, |v| f64::from(v[i]));
-    let good = |i: usize| {
+    let valid = |i: usize| {
         lambda[i].is_finite()
+            && lambda[i] > 0.0
             && flux[i].is_finite()
             && weight(i).is_finite()
             && weight(i) > 0.0
             && mask.is_none_or(|m| m[i] == 0)
     };
+    let spikes = cosmic_rays(n, flux, &valid, &weight);
+    let good = |i: usize| valid(i) && !spikes.contains(&i);
     let smoothed = smooth_runs(n, flux, good, weight, smooth.max(1) / 2);
 
     let to_rest = match rest_frame_z {
         Some(z) if z.is_finite() && z > -1.0 => 1.0 / (1.0 + z),
         _ => 1.0,
     };
-    let bin = n.div_ceil(max_points);
+    // One pixel a point when they fit; else min–max pairs (or, with room
+    // for fewer than two points, the bin's mean).
+    let (bin, extremes) = if n <= max_points {
+        (1, false)
+    } else if max_points >= 2 {
+        (n.div_ceil(max_points / 2), true)
+    } else {
+        (n, false)
+    };
     let mut segments = Vec::new();
     let mut current = SpectrumView::default();
     for start in (0..n).step_by(bin) {
         let (mut sum_l, mut sum_f, mut count) = (0.0, 0.0, 0u32);
+        let (mut lo, mut hi): (Option<usize>, Option<usize>) = (None, None);
         for i in start..(start + bin).min(n) {
             if smoothed[i].is_finite() {
                 sum_l += f64::from(lambda[i]);
                 sum_f += smoothed[i];
                 count += 1;
+                if lo.is_none_or(|j| smoothed[i] < smoothed[j]) {
+                    lo = Some(i);
+                }
+                if hi.is_none_or(|j| smoothed[i] > smoothed[j]) {
+                    hi = Some(i);
+                }
             }
         }
         if count == 0 {
@@ -88,13 +111,50 @@ pub fn spectrum_segments(
             }
             continue;
         }
-        current.lambda.push(sum_l / f64::from(count) * to_rest);
-        current.flux.push(sum_f / f64::from(count));
+        match (extremes, lo, hi) {
+            (true, Some(a), Some(b)) if a != b => {
+                for i in [a.min(b), a.max(b)] {
+                    current.lambda.push(f64::from(lambda[i]) * to_rest);
+                    current.flux.push(smoothed[i]);
+                }
+            }
+            _ => {
+                current.lambda.push(sum_l / f64::from(count) * to_rest);
+                current.flux.push(sum_f / f64::from(count));
+            }
+        }
     }
     if !current.is_empty() {
         segments.push(current);
     }
     segments
+}
+
+/// Indices of cosmic-ray-like single-pixel spikes (see [`spectrum_segments`]).
+fn cosmic_rays(
+    n: usize,
+    flux: &[f32],
+    valid: &impl Fn(usize) -> bool,
+    weight: &impl Fn(usize) -> f64,
+) -> std::collections::HashSet<usize> {
+    let mut out = std::collections::HashSet::new();
+    let mut near = Vec::with_capacity(6);
+    for i in 1..n.saturating_sub(1) {
+        if !(valid(i) && valid(i - 1) && valid(i + 1)) {
+            continue;
+        }
+        near.clear();
+        near.extend((i.saturating_sub(3)..(i + 4).min(n)).filter(|&j| j != i && valid(j)).map(|j| f64::from(flux[j])));
+        near.sort_by(f64::total_cmp);
+        let base = near[near.len() / 2];
+        let height = f64::from(flux[i]) - base;
+        let sigma = 1.0 / weight(i).sqrt();
+        let neighbours = f64::from(flux[i - 1].max(flux[i + 1])) - base;
+        if height > 6.0 * sigma && neighbours < 0.3 * height {
+            out.insert(i);
+        }
+    }
+    out
 }
 
 /// Weighted boxcar (half-width `half`) within each run of good pixels;
@@ -133,17 +193,19 @@ fn smooth_runs(
     out
 }
 
-/// Robust y-range for plotting: the 1st to 99th percentile of the flux
-/// (linearly interpolated) plus a 5 % margin each side, so one cosmic ray
-/// does not flatten the plot. `(0, 1)` when there is no finite point; a flat
-/// spectrum gets a margin of 10 % of its level (1 at zero).
+/// The y-range for plotting: the 0.5th percentile of the flux (troughs and
+/// noise below the continuum; interpolated) up to the highest point — the
+/// strongest line peak, never clipped: cosmic-ray-like single pixels are
+/// already out ([`spectrum_segments`]) — plus a 5 % margin each side.
+/// `(0, 1)` when there is no finite point; a flat spectrum gets a margin of
+/// 10 % of its level (1 at zero).
 pub fn flux_range(segments: &[SpectrumView]) -> (f64, f64) {
     let mut values: Vec<f64> = segments.iter().flat_map(|s| s.flux.iter().copied()).filter(|v| v.is_finite()).collect();
     if values.is_empty() {
         return (0.0, 1.0);
     }
     values.sort_unstable_by(f64::total_cmp);
-    let (lo, hi) = (interpolated(&values, 0.01), interpolated(&values, 0.99));
+    let (lo, hi) = (interpolated(&values, 0.005), values[values.len() - 1]);
     let margin = if hi > lo {
         0.05 * (hi - lo)
     } else if lo != 0.0 {
@@ -310,6 +372,28 @@ mod tests {
         let (lo, hi) = flux_range(&segs);
         assert!(lo < -2.0 && lo > -4.0, "lo {lo}");
         assert!(hi > 2.0 && hi < 4.0, "hi {hi}");
+    }
+
+    #[test]
+    fn strongest_line_peak_sets_the_range_but_a_cosmic_ray_does_not() {
+        // Hα of the issue: a line peaking at 282 over a continuum of 20
+        // was clipped at 188 by the 99th percentile; and a one-pixel spike.
+        let n = 3800;
+        let lambda = grid(n);
+        let mut flux: Vec<f32> = normals(n, 5).iter().map(|v| 20.0 + v).collect();
+        for (i, f) in flux.iter_mut().enumerate() {
+            let u = (i as f32 - 2700.0) / 1.6;
+            *f += 262.0 * (-0.5 * u * u).exp();
+        }
+        flux[1000] = 5000.0;
+        let ivar = vec![1.0f32; n];
+        for max_points in [n, 300] {
+            let segs = spectrum_segments(&lambda, &flux, Some(&ivar), None, 1, None, max_points);
+            let (_, hi) = flux_range(&segs);
+            assert!((275.0..320.0).contains(&hi), "max_points {max_points}: top {hi}");
+            let total: usize = segs.iter().map(SpectrumView::len).sum();
+            assert!(total <= max_points);
+        }
     }
 
     #[test]

@@ -77,7 +77,8 @@ fn hash(depth: u8, p: Radec) -> u64 {
 /// Output is sorted by `a` index. Parallel over `a`.
 pub fn crossmatch(a: &[Radec], b: &[Radec], radius_arcsec: f64, mode: MatchMode) -> Vec<Pair> {
     let radius_deg = radius_arcsec / 3600.0;
-    if a.is_empty() || b.is_empty() || !(radius_deg > 0.0) {
+    let positive = radius_deg > 0.0; // false for NaN too
+    if a.is_empty() || b.is_empty() || !positive {
         return Vec::new();
     }
     // Radii beyond a quarter of a base cell exceed a 3x3 neighbourhood:

@@ -31,11 +31,10 @@ pub use records::*;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use fs2::FileExt;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Bumped whenever a record layout changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const LOCK_FILE: &str = "oddity.lock";
 const DB_DIR: &str = "db";
@@ -82,8 +81,10 @@ pub struct Store {
     pub(crate) matches_by_spectrum: sled::Tree,
     pub(crate) features: sled::Tree,
     pub(crate) lines: sled::Tree,
+    pub(crate) embeddings: sled::Tree,
     pub(crate) scores: sled::Tree,
     pub(crate) score_index: sled::Tree,
+    pub(crate) score_parts: sled::Tree,
     pub(crate) models: sled::Tree,
     // Kept open so that the lock lasts as long as the Store.
     _lock: File,
@@ -124,8 +125,13 @@ impl Store {
         let lock_path = path.join(LOCK_FILE);
         let lock =
             OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(io)?;
-        if lock.try_lock_exclusive().is_err() {
-            return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path });
+        // Released when `lock` closes, even if the process is killed.
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
         }
         let db = sled::Config::new()
             .path(&db_path)
@@ -148,8 +154,10 @@ impl Store {
             matches_by_spectrum: tree("matches_by_spectrum")?,
             features: tree("features")?,
             lines: tree("lines")?,
+            embeddings: tree("embeddings")?,
             scores: tree("scores")?,
             score_index: tree("score_index")?,
+            score_parts: tree("score_parts")?,
             models: tree("models")?,
             db,
             _lock: lock,
@@ -211,6 +219,42 @@ impl Store {
         })
     }
 
+    // One helper per access pattern of the record trees (keys: object keys,
+    // file or model ids; values: postcard), so every tree reports a bad key
+    // or value the same way, naming itself.
+
+    /// One record of `tree` (called `name` in errors), decoded.
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<T>> {
+        tree.get(key).map_err(|e| self.sled(e))?.map(|v| self.decode(name, &v)).transpose()
+    }
+
+    /// Writes records keyed by object in one batch (all or nothing).
+    fn put_keyed<T: Serialize>(&self, tree: &sled::Tree, rows: &[(ObjectKey, T)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, rec) in rows {
+            batch.insert(&key.to_bytes(), encode(rec));
+        }
+        tree.apply_batch(batch).map_err(|e| self.sled(e))
+    }
+
+    /// Streams the records of a tree keyed by object, decoded, in key order.
+    fn iter_keyed<'a, T: DeserializeOwned>(
+        &'a self,
+        tree: &'a sled::Tree,
+        name: &'static str,
+    ) -> impl Iterator<Item = Result<(ObjectKey, T)>> + 'a {
+        tree.iter().map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let key = ObjectKey::from_bytes(&k).ok_or_else(|| bad_key(&self.path, name))?;
+            Ok((key, self.decode(name, &v)?))
+        })
+    }
+
     /// Writes the schema version of another build; for tests of the version check.
     #[doc(hidden)]
     pub fn force_schema_version(&self, version: u32) -> Result<()> {
@@ -259,10 +303,7 @@ impl Store {
     }
 
     pub fn source(&self, id: u32) -> Result<Option<SourceFile>> {
-        match self.sources.get(id.to_be_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("sources", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.sources, "sources", id.to_be_bytes())
     }
 
     /// All source files, in id order (a few thousand at most: cheap).
@@ -324,37 +365,20 @@ impl Store {
     }
 
     pub fn object(&self, key: ObjectKey) -> Result<Option<ObjectRecord>> {
-        match self.objects.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("objects", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.objects, "objects", key.to_bytes())
     }
 
     pub fn image(&self, key: ObjectKey) -> Result<Option<ImageRef>> {
-        match self.images.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("images", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.images, "images", key.to_bytes())
     }
 
     pub fn spectrum(&self, key: ObjectKey) -> Result<Option<SpectrumRef>> {
-        match self.spectra.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("spectra", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.spectra, "spectra", key.to_bytes())
     }
 
     /// Streams all objects in key order without loading them all.
     pub fn iter_objects(&self) -> impl Iterator<Item = Result<(ObjectKey, ObjectRecord)>> + '_ {
-        self.objects.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "objects",
-                why: "bad key".into(),
-            })?;
-            Ok((key, self.decode("objects", &v)?))
-        })
+        self.iter_keyed(&self.objects, "objects")
     }
 
     /// Sky positions of every object of one kind, in key order.
@@ -451,31 +475,16 @@ impl Store {
     }
 
     pub fn put_features(&self, rows: &[(ObjectKey, FeatureRecord)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (key, rec) in rows {
-            batch.insert(&key.to_bytes(), encode(rec));
-        }
-        self.features.apply_batch(batch).map_err(|e| self.sled(e))
+        self.put_keyed(&self.features, rows)
     }
 
     pub fn features_of(&self, key: ObjectKey) -> Result<Option<FeatureRecord>> {
-        match self.features.get(key.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("features", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.features, "features", key.to_bytes())
     }
 
     /// Streams every feature record in key order.
     pub fn iter_features(&self) -> impl Iterator<Item = Result<(ObjectKey, FeatureRecord)>> + '_ {
-        self.features.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
-            let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "features",
-                why: "bad key".into(),
-            })?;
-            Ok((key, self.decode("features", &v)?))
-        })
+        self.iter_keyed(&self.features, "features")
     }
 
     pub fn feature_count(&self) -> usize {
@@ -483,31 +492,77 @@ impl Store {
     }
 
     pub fn put_lines(&self, rows: &[(ObjectKey, LineRecord)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (key, rec) in rows {
-            batch.insert(&key.to_bytes(), encode(rec));
-        }
-        self.lines.apply_batch(batch).map_err(|e| self.sled(e))
+        self.put_keyed(&self.lines, rows)
     }
 
     /// Emission-line measurements and BPT class of a spectrum.
     pub fn lines_of(&self, spectrum: ObjectKey) -> Result<Option<LineRecord>> {
-        match self.lines.get(spectrum.to_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("lines", &v)?)),
+        self.get(&self.lines, "lines", spectrum.to_bytes())
+    }
+
+    pub fn iter_lines(&self) -> impl Iterator<Item = Result<(ObjectKey, LineRecord)>> + '_ {
+        self.iter_keyed(&self.lines, "lines")
+    }
+
+    /// Survey-wide line summary (written by `features`): what `status` and the
+    /// TUI's BPT view show without walking the catalogue.
+    pub fn line_summary(&self) -> Result<Option<LineSummary>> {
+        self.get(&self.meta, "meta", META_LINES)
+    }
+
+    pub fn put_line_summary(&self, summary: &LineSummary) -> Result<()> {
+        self.meta.insert(META_LINES, encode(summary)).map_err(|e| self.sled(e))?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- deep features
+
+    /// How a survey's deep features were made (`oddity embed`), if they were.
+    pub fn embedding_schema(&self, survey: &str) -> Result<Option<EmbeddingSchema>> {
+        match self.meta.get(format!("embedding_schema/{survey}")).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("meta", &v)?)),
             None => Ok(None),
         }
     }
 
-    pub fn iter_lines(&self) -> impl Iterator<Item = Result<(ObjectKey, LineRecord)>> + '_ {
-        self.lines.iter().map(move |kv| {
+    /// Replaces a survey's deep features: the schema and every object's
+    /// components, written in one flush after the records.
+    pub fn put_embedding_schema(&self, survey: &str, schema: &EmbeddingSchema) -> Result<()> {
+        self.meta.insert(format!("embedding_schema/{survey}"), encode(schema)).map_err(|e| self.sled(e))?;
+        self.flush()
+    }
+
+    pub fn put_embeddings(&self, rows: &[(ObjectKey, Vec<f32>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, values) in rows {
+            batch.insert(&key.to_bytes(), encode(values));
+        }
+        self.embeddings.apply_batch(batch).map_err(|e| self.sled(e))
+    }
+
+    /// An image object's deep features (aligned with its survey's [`EmbeddingSchema`]).
+    pub fn embedding_of(&self, key: ObjectKey) -> Result<Option<Vec<f32>>> {
+        match self.embeddings.get(key.to_bytes()).map_err(|e| self.sled(e))? {
+            Some(v) => Ok(Some(self.decode("embeddings", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Streams every object's deep features in key order.
+    pub fn iter_embeddings(&self) -> impl Iterator<Item = Result<(ObjectKey, Vec<f32>)>> + '_ {
+        self.embeddings.iter().map(move |kv| {
             let (k, v) = kv.map_err(|e| self.sled(e))?;
             let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
                 path: self.path.clone(),
-                tree: "lines",
+                tree: "embeddings",
                 why: "bad key".into(),
             })?;
-            Ok((key, self.decode("lines", &v)?))
+            Ok((key, self.decode("embeddings", &v)?))
         })
+    }
+
+    pub fn embedding_count(&self) -> usize {
+        self.embeddings.len()
     }
 
     // ---------------------------------------------------------------- scores
@@ -559,6 +614,30 @@ impl Store {
         self.scores.apply_batch(by_key).map_err(|e| self.sled(e))?;
         self.score_index.apply_batch(index).map_err(|e| self.sled(e))?;
         Ok(())
+    }
+
+    /// Writes what made the scores of a version that is not current yet.
+    pub fn put_score_parts(&self, version: u32, parts: &[(ObjectKey, ScoreParts)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, p) in parts {
+            let mut k = Vec::with_capacity(12);
+            k.extend_from_slice(&version.to_be_bytes());
+            k.extend_from_slice(&key.to_bytes());
+            batch.insert(k, encode(p));
+        }
+        self.score_parts.apply_batch(batch).map_err(|e| self.sled(e))
+    }
+
+    /// What made an object's score in the current version.
+    pub fn score_parts_of(&self, key: ObjectKey) -> Result<Option<ScoreParts>> {
+        let Some(v) = self.current_scores()? else { return Ok(None) };
+        let mut k = Vec::with_capacity(12);
+        k.extend_from_slice(&v.version.to_be_bytes());
+        k.extend_from_slice(&key.to_bytes());
+        match self.score_parts.get(k).map_err(|e| self.sled(e))? {
+            Some(b) => Ok(Some(self.decode("score_parts", &b)?)),
+            None => Ok(None),
+        }
     }
 
     /// Makes a complete version current — one durable write, so a crash
@@ -639,7 +718,7 @@ impl Store {
 
     fn remove_score_version(&self, version: u32) -> Result<()> {
         let prefix = version.to_be_bytes();
-        for tree in [&self.scores, &self.score_index] {
+        for tree in [&self.scores, &self.score_index, &self.score_parts] {
             let mut batch = sled::Batch::default();
             let mut n = 0;
             for key in tree.scan_prefix(prefix).keys() {
@@ -682,11 +761,7 @@ impl Store {
         let iter = version.map(|v| self.score_index.scan_prefix(v.to_be_bytes()));
         Ok(iter.into_iter().flatten().map(move |kv| {
             let (k, _) = kv.map_err(|e| self.sled(e))?;
-            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
-                path: self.path.clone(),
-                tree: "score_index",
-                why: "bad key".into(),
-            })
+            parse_rank_key(&k).ok_or_else(|| bad_key(&self.path, "score_index"))
         }))
     }
 
@@ -696,11 +771,7 @@ impl Store {
         let path = self.path.clone();
         Ok(Box::new(self.score_index.scan_prefix(v.version.to_be_bytes()).map(move |kv| {
             let (k, _) = kv.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
-            parse_rank_key(&k).ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                tree: "score_index",
-                why: "bad key".into(),
-            })
+            parse_rank_key(&k).ok_or_else(|| bad_key(&path, "score_index"))
         })))
     }
 
@@ -724,11 +795,7 @@ impl Store {
         let path = self.path.clone();
         Box::new(self.images.iter().keys().map(move |k| {
             let k = k.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
-            ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                tree: "images",
-                why: "bad key".into(),
-            })
+            ObjectKey::from_bytes(&k).ok_or_else(|| bad_key(&path, "images"))
         }))
     }
 
@@ -765,10 +832,7 @@ impl Store {
     }
 
     pub fn model(&self, id: u32) -> Result<Option<ModelRecord>> {
-        match self.models.get(id.to_be_bytes()).map_err(|e| self.sled(e))? {
-            Some(v) => Ok(Some(self.decode("models", &v)?)),
-            None => Ok(None),
-        }
+        self.get(&self.models, "models", id.to_be_bytes())
     }
 
     /// Models of one kind, oldest first.
@@ -819,6 +883,7 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_CREATED: &[u8] = b"created";
 const META_CROSSMATCH: &[u8] = b"crossmatch";
 const META_SCORES: &[u8] = b"scores_current";
+const META_LINES: &[u8] = b"line_summary";
 const META_KEPT: &[u8] = b"scores_kept/";
 
 fn kept_key(version: u32) -> Vec<u8> {
@@ -848,12 +913,40 @@ fn parse_rank_key(k: &[u8]) -> Option<(ObjectKey, f32)> {
     Some((ObjectKey::from_bytes(&k[8..])?, f32::from_bits(bits)))
 }
 
+fn bad_key(path: &Path, tree: &'static str) -> StoreError {
+    StoreError::Corrupt { path: path.to_owned(), tree, why: "bad key".into() }
+}
+
 fn id_key(survey: &str, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(survey.len() + 1 + id.len());
     k.extend_from_slice(survey.as_bytes());
     k.push(0);
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// Writes the retrain progress file read by `oddity status` (a file beside
+/// the database: a retrain writes it while it does not hold the store).
+pub fn write_retrain_status(store: &std::path::Path, state: &str, message: &str) {
+    let body = serde_json::json!({
+        "state": state,
+        "message": message,
+        "pid": std::process::id(),
+        "time": chrono::Utc::now().to_rfc3339(),
+    });
+    let path = store.join("retrain.json");
+    let tmp = store.join("retrain.json.partial");
+    if std::fs::write(&tmp, body.to_string()).is_ok() {
+        let _ = std::fs::rename(tmp, path);
+    }
+}
+
+/// The last retrain's state, if any: (state, message, time).
+pub fn read_retrain_status(store: &std::path::Path) -> Option<(String, String, String)> {
+    let text = std::fs::read_to_string(store.join("retrain.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    Some((s("state"), s("message"), s("time")))
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {

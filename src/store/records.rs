@@ -209,14 +209,210 @@ pub struct FeatureRecord {
     pub values: Vec<f32>,
 }
 
+/// How one survey's deep features were made: the backbone, and the PCA that
+/// reduces its pooled embedding to a few components (`oddity embed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingSchema {
+    pub version: u32,
+    /// Component names, `deep_00`…
+    pub names: Vec<String>,
+    /// The `cnn-pretrain` model record whose backbone embedded the cutouts, and its hash.
+    pub model: u32,
+    pub hash: String,
+    /// Embedding width before the reduction.
+    pub dims: usize,
+    /// PCA: the mean embedding (dims) and the components (names.len() x dims, row-major).
+    pub mean: Vec<f32>,
+    pub components: Vec<f32>,
+    /// Fraction of the embedding's variance each component holds.
+    pub explained: Vec<f32>,
+}
+
+/// One measured emission line.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LineMeasurement {
+    /// Integrated (continuum-subtracted) flux: spectrum flux units × Å
+    /// (1e-17 erg/s/cm² for SDSS).
+    pub flux: f32,
+    pub flux_err: f32,
+    /// Rest-frame equivalent width, Å, positive for emission (NaN if the
+    /// continuum is not positive).
+    pub ew: f32,
+    pub snr: f32,
+    /// Continuum flux density at the observed line centre.
+    pub continuum: f32,
+}
+
+/// The lines measured in a spectrum; `None` = outside the wavelength range,
+/// too many unusable pixels, or the fit failed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpectralLines {
+    pub ha: Option<LineMeasurement>,
+    pub nii_6585: Option<LineMeasurement>,
+    pub hb: Option<LineMeasurement>,
+    pub oiii_5008: Option<LineMeasurement>,
+    /// The \[OII\]3727+3729 doublet, summed.
+    pub oii_3728: Option<LineMeasurement>,
+    pub sii_6718: Option<LineMeasurement>,
+    pub sii_6733: Option<LineMeasurement>,
+}
+
+/// BPT class of a galaxy (Baldwin, Phillips & Terlevich 1981, \[NII\] diagram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BptClass {
+    StarForming,
+    Composite,
+    Seyfert,
+    Liner,
+    /// A BPT line is missing or has S/N < 3: no class is guessed.
+    Unclassifiable,
+}
+
+impl BptClass {
+    pub const ALL: [BptClass; 5] =
+        [BptClass::StarForming, BptClass::Composite, BptClass::Seyfert, BptClass::Liner, BptClass::Unclassifiable];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BptClass::StarForming => "star-forming",
+            BptClass::Composite => "composite",
+            BptClass::Seyfert => "seyfert",
+            BptClass::Liner => "liner",
+            BptClass::Unclassifiable => "unclassifiable",
+        }
+    }
+}
+
+/// Why a spectrum's lines could not be measured at all. Stored with the
+/// spectrum's [`LineRecord`], counted by [`LineProblem::kind`]
+/// in `oddity status` and shown in the TUI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LineProblem {
+    /// No catalogue redshift (`Z` missing or NaN).
+    NoRedshift,
+    /// A redshift no optical line can be measured at.
+    BadRedshift(f32),
+    /// lambda, flux, ivar, mask lengths.
+    LengthMismatch(u32, u32, u32, u32),
+    /// Every wavelength is padding (zero, negative or NaN).
+    NoWavelengths,
+    /// A zero/NaN wavelength between valid ones (padding belongs at the ends).
+    WavelengthGap { pixel: u32 },
+    /// Two pixels with the same wavelength.
+    RepeatedWavelength { pixel: u32, lambda: f32 },
+    /// A wavelength below its predecessor (descending or unsorted grids).
+    DescendingWavelength { pixel: u32, lambda: f32, previous: f32 },
+    /// No pixel with finite flux, ivar > 0 and mask 0.
+    NoUsablePixels,
+    /// No line's window lies inside the observed range at this redshift.
+    OutOfRange { lambda_min: f32, lambda_max: f32, z: f32 },
+    /// Line windows are in range but more than half masked, or no fit converged.
+    LinesMasked,
+}
+
+impl LineProblem {
+    /// Short reason, the same for every spectrum with this problem (for counts).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LineProblem::NoRedshift => "no redshift",
+            LineProblem::BadRedshift(_) => "redshift out of range",
+            LineProblem::LengthMismatch(..) => "array lengths differ",
+            LineProblem::NoWavelengths => "no wavelengths (all padding)",
+            LineProblem::WavelengthGap { .. } => "zero/NaN wavelength inside the spectrum",
+            LineProblem::RepeatedWavelength { .. } => "repeated wavelengths",
+            LineProblem::DescendingWavelength { .. } => "wavelengths not ascending",
+            LineProblem::NoUsablePixels => "no usable pixels",
+            LineProblem::OutOfRange { .. } => "lines outside the wavelength range",
+            LineProblem::LinesMasked => "line windows masked",
+        }
+    }
+}
+
+impl std::fmt::Display for LineProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineProblem::BadRedshift(z) => write!(f, "redshift {z} out of range (-0.5 < z < 10)"),
+            LineProblem::LengthMismatch(l, fl, iv, m) => {
+                write!(f, "array lengths differ: lambda {l}, flux {fl}, ivar {iv}, mask {m}")
+            }
+            LineProblem::WavelengthGap { pixel } => {
+                write!(f, "zero/NaN wavelength at pixel {pixel} between valid ones (padding must be at the ends)")
+            }
+            LineProblem::RepeatedWavelength { pixel, lambda } => {
+                write!(f, "repeated wavelength {lambda} Å at pixel {pixel}")
+            }
+            LineProblem::DescendingWavelength { pixel, lambda, previous } => {
+                write!(f, "wavelengths not ascending: {lambda} Å at pixel {pixel} after {previous} Å")
+            }
+            LineProblem::OutOfRange { lambda_min, lambda_max, z } => {
+                write!(f, "no line inside the observed range {lambda_min:.0}–{lambda_max:.0} Å at z = {z:.4}")
+            }
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
 /// A spectrum's emission-line measurements and BPT class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineRecord {
-    pub lines: crate::features::spectral::SpectralLines,
-    pub bpt: crate::features::spectral::BptClass,
+    pub lines: SpectralLines,
+    pub bpt: BptClass,
     /// (log [NII]/Hα, log [OIII]/Hβ) when classifiable.
     pub bpt_xy: Option<(f64, f64)>,
     pub z: Option<f32>,
+    /// Why no line could be measured (then every line is `None`).
+    pub problem: Option<LineProblem>,
+}
+
+/// Counts of the survey's spectra on a grid over the BPT diagram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BptDensity {
+    /// Bounds of x = log [NII]/Hα and y = log [OIII]/Hβ covered.
+    pub x: (f64, f64),
+    pub y: (f64, f64),
+    pub nx: u32,
+    pub ny: u32,
+    /// Row-major from the lowest y; points outside the bounds land in the
+    /// edge bins.
+    pub counts: Vec<u32>,
+}
+
+impl BptDensity {
+    pub fn new(x: (f64, f64), y: (f64, f64), nx: u32, ny: u32) -> BptDensity {
+        BptDensity { x, y, nx, ny, counts: vec![0; (nx * ny) as usize] }
+    }
+
+    /// Bin (column, row) of a point.
+    pub fn bin(&self, x: f64, y: f64) -> (u32, u32) {
+        let f = |v: f64, (lo, hi): (f64, f64), n: u32| {
+            (((v - lo) / (hi - lo) * n as f64).floor().max(0.0) as u32).min(n - 1)
+        };
+        (f(x, self.x, self.nx), f(y, self.y, self.ny))
+    }
+
+    pub fn add(&mut self, x: f64, y: f64) {
+        if x.is_finite() && y.is_finite() {
+            let (i, j) = self.bin(x, y);
+            self.counts[(j * self.nx + i) as usize] += 1;
+        }
+    }
+
+    pub fn count(&self, i: u32, j: u32) -> u32 {
+        self.counts[(j * self.nx + i) as usize]
+    }
+}
+
+/// Survey-wide summary of the line measurements, written by `features`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineSummary {
+    pub n_spectra: u64,
+    pub by_class: Vec<(BptClass, u64)>,
+    /// Spectra whose lines could not be measured at all, by reason.
+    pub problems: Vec<(String, u64)>,
+    /// Unclassifiable spectra by reason (those problems included), most
+    /// common first.
+    pub unclassifiable: Vec<(String, u64)>,
+    pub density: BptDensity,
 }
 
 /// One complete ranking of the objects: which model made it, when, how.
@@ -229,6 +425,22 @@ pub struct ScoreVersion {
     pub method: String,
     pub time: String,
     pub n_scored: u64,
+}
+
+/// What made one object's score: the science anomaly score and the tail
+/// probability of each feature group, the relevance the expert's labels
+/// predict, and the separate data-quality (artefact) score.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ScoreParts {
+    /// Anomaly score before the re-rank, in [0, 1].
+    pub anomaly: f32,
+    /// (feature group, tail probability): the fraction of objects of that group
+    /// at least as unusual; small = odd. Only groups the object has data for.
+    pub groups: Vec<(String, f32)>,
+    /// Relevance 0–5 the labels predict (when the ranking was re-ranked).
+    pub relevance: Option<f32>,
+    /// Data-quality oddness in [0, 1] (sky, noise, masked pixels): not part of the ranking.
+    pub artefact: Option<f32>,
 }
 
 /// A complete score version kept without being current, and why.

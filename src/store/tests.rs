@@ -128,6 +128,32 @@ fn source_ids_stay_small_across_reopenings() {
 }
 
 #[test]
+fn keyed_trees_round_trip_and_name_themselves_when_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_or_create(&dir.path().join("p.db")).unwrap();
+    let (a, b) = (ObjectKey { file: 1, row: 2 }, ObjectKey { file: 1, row: 1 });
+    let rec = |v: f32| FeatureRecord { values: vec![v, f32::NAN] };
+    s.put_features(&[(a, rec(1.0)), (b, rec(2.0))]).unwrap();
+    assert_eq!(s.features_of(a).unwrap().unwrap().values[0], 1.0);
+    assert!(s.features_of(ObjectKey { file: 9, row: 9 }).unwrap().is_none());
+    let keys: Vec<ObjectKey> = s.iter_features().map(|r| r.unwrap().0).collect();
+    assert_eq!(keys, [b, a], "key order");
+    let lines =
+        LineRecord { lines: SpectralLines::default(), bpt: BptClass::Liner, bpt_xy: None, z: Some(0.1), problem: None };
+    s.put_lines(&[(a, lines.clone())]).unwrap();
+    assert_eq!(s.lines_of(a).unwrap(), Some(lines));
+
+    // A value that does not decode, and a key that is not an object key.
+    s.lines.insert(b.to_bytes(), &[0xff, 0xff, 0xff][..]).unwrap();
+    let err = s.lines_of(b).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { tree: "lines", .. }), "{err}");
+    s.features.insert(b"short", encode(&rec(3.0))).unwrap();
+    let errs: Vec<StoreError> = s.iter_features().filter_map(|r| r.err()).collect();
+    assert_eq!(errs.len(), 1);
+    assert!(matches!(&errs[0], StoreError::Corrupt { tree: "features", why, .. } if why == "bad key"), "{}", errs[0]);
+}
+
+#[test]
 fn kept_score_versions_survive_new_rankings_until_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open_or_create(&dir.path().join("p.db")).unwrap();

@@ -20,8 +20,16 @@
 //! f32 (N, L) and `spectrum_mask` i32 (N, L) (vacuum Å; 1e-17 erg/s/cm²/Å;
 //! LSF σ in Å; mask ≠ 0 ⇔ ivar = 0), `Z`, `Z_ERR` f32 (N).
 //!
-//! `truth.csv`: `object_id,spec_id,kind,interesting,bpt_class,z`, one row per
-//! image object in object order.
+//! In every other spectrum file (odd HEALPix cells) each spectrum covers its
+//! own stretch of the grid and is padded at the end to the common length
+//! with zeros (wavelength, flux, ivar, mask), as MultimodalUniverse's files are.
+//!
+//! `truth.csv`: `object_id,spec_id,kind,interesting,bpt_class,z`, then the
+//! true narrow emission-line fluxes of the spectrum (`ha_flux`,
+//! `nii_6585_flux`, `hb_flux`, `oiii_5008_flux`, `oii_3728_flux`,
+//! `sii_6718_flux`, `sii_6733_flux`; 1e-17 erg/s/cm², 0 = no emission) and
+//! the rest-frame EW of its stellar Hβ absorption (`hb_abs_ew`, Å); one row
+//! per image object in object order.
 //!
 //! Every random number of object i comes from ChaCha8 streams keyed by
 //! (seed, i, purpose), so the output does not depend on thread scheduling.
@@ -213,7 +221,8 @@ pub fn write_survey(out: &Path, cfg: &SynthConfig, progress: &(dyn Fn(u64) + Syn
     let mut spectra = writer::SpectrumWriter::new(cfg.seed);
     for (&cell, rows) in &spectrum_cells {
         let path = cell_path(&spectra_dir, cell);
-        spectra.write(&path, &gals, rows)?;
+        // Every other cell is padded to a common length, MultimodalUniverse style.
+        spectra.write(&path, &gals, rows, cell % 2 == 1)?;
         files.push(path);
     }
     let truth = out.join("truth.csv");

@@ -1,6 +1,9 @@
-//! SDSS-like fibre spectra: a stellar continuum with a 4000 Å break and
-//! absorption lines, Gaussian emission lines with BPT-controlled ratios,
-//! optional AGN broad lines, and SDSS-like noise, masks and sky residuals.
+//! SDSS-like fibre spectra: a stellar continuum with a 4000 Å break, metal
+//! absorption lines and stellar Balmer absorption (broad, Stark-winged
+//! pseudo-Voigt troughs: deep in young A-star light, shallow in old
+//! populations), Gaussian emission lines with BPT-controlled ratios and
+//! equivalent widths drawn from observed distributions, optional AGN broad
+//! lines, and SDSS-like noise, masks and sky residuals.
 //!
 //! Fluxes are f_λ in 1e-17 erg/s/cm²/Å on a log-linear vacuum wavelength grid.
 
@@ -72,6 +75,9 @@ pub struct SpecPlan {
     pub old: f64,
     /// Fraction of the 5500 Å (rest) light from an AGN power law.
     pub agn: f64,
+    /// Scale of the stellar Balmer absorption equivalent widths (1 = the
+    /// populations' nominal values).
+    pub balmer: f64,
     pub lines: Vec<EmissionLine>,
     /// Noise-free narrow-line fluxes of Hα, [NII]6585, Hβ, [OIII]5008.
     pub bpt_flux: [f64; 4],
@@ -93,11 +99,61 @@ impl SpecPlan {
         ((nii / ha).log10(), (oiii / hb).log10())
     }
 
-    /// Continuum f_λ at an observed wavelength.
+    /// Continuum f_λ at an observed wavelength (stellar absorption included).
     pub fn continuum_at(&self, lambda: f64) -> f64 {
         let zp1 = 1.0 + self.z;
-        self.continuum * rest_continuum(lambda / zp1, self.old, self.agn)
-            / rest_continuum(6200.0 / zp1, self.old, self.agn)
+        self.continuum * rest_continuum(lambda / zp1, self.old, self.agn, self.balmer)
+            / rest_continuum(6200.0 / zp1, self.old, self.agn, self.balmer)
+    }
+
+    /// The continuum without the stellar Balmer troughs (what an emission
+    /// line's equivalent width is measured against).
+    pub fn pseudo_continuum_at(&self, lambda: f64) -> f64 {
+        let zp1 = 1.0 + self.z;
+        self.continuum * rest_continuum(lambda / zp1, self.old, self.agn, 0.0)
+            / rest_continuum(6200.0 / zp1, self.old, self.agn, self.balmer)
+    }
+
+    /// True integrated fluxes of the narrow emission lines a spectrum is
+    /// measured for, in [`crate::features::spectral::SpectralLines`] order:
+    /// Hα, \[NII\]6585, Hβ, \[OIII\]5008, \[OII\]3728 (the doublet),
+    /// \[SII\]6718, \[SII\]6733. Zero where there is no emission.
+    pub fn true_fluxes(&self) -> [f64; 7] {
+        let names = ["Hα", "[NII]", "Hβ", "[OIII]", "[OII]", "[SII]6718", "[SII]6733"];
+        names.map(|n| {
+            let w = rest(n);
+            self.lines.iter().filter(|l| l.sigma_kms < 1000.0 && (l.rest - w).abs() < 0.5).map(|l| l.flux).sum()
+        })
+    }
+
+    /// Matched-filter S/N of each line of [`SpecPlan::true_fluxes`] (0
+    /// where there is no emission).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn true_snrs(&self) -> [f64; 7] {
+        let names = ["Hα", "[NII]", "Hβ", "[OIII]", "[OII]", "[SII]6718", "[SII]6733"];
+        names.map(|n| {
+            let w = rest(n);
+            self.lines
+                .iter()
+                .find(|l| l.sigma_kms < 1000.0 && (l.rest - w).abs() < 0.5)
+                .map_or(0.0, |l| self.line_snr(l))
+        })
+    }
+
+    /// Rest-frame equivalent width (Å, positive) of the stellar absorption
+    /// trough at a Balmer line, in the light mix of this spectrum.
+    pub fn balmer_absorption_ew(&self, name: &str) -> f64 {
+        let w = rest(name);
+        let (lo, hi) = (w - 150.0, w + 150.0);
+        let n = 3000;
+        let dl = (hi - lo) / n as f64;
+        (0..n)
+            .map(|k| {
+                let l = lo + (k as f64 + 0.5) * dl;
+                1.0 - rest_continuum(l, self.old, self.agn, self.balmer) / rest_continuum(l, self.old, self.agn, 0.0)
+            })
+            .sum::<f64>()
+            * dl
     }
 
     /// Observed Gaussian σ (Å) of a line: intrinsic width plus the LSF.
@@ -155,9 +211,44 @@ fn absorption_profile(name: &str) -> (f64, f64) {
     }
 }
 
-/// A simple stellar population: black body × 4000 Å break × absorption lines,
-/// normalised to 1 at 5500 Å rest (apart from the lines).
-fn population(lambda: f64, temperature: f64, break_depth: f64, line_strength: f64) -> f64 {
+/// Stellar Balmer absorption of a population: (vacuum rest Å, EW Å) of Hα
+/// to Hε, and the troughs' FWHM (Å) and Lorentzian fraction. A-star light
+/// (young) has deep troughs with Stark wings; old K giants shallow narrow
+/// ones (Worthey & Ottaviani 1997; González Delgado et al. 1999).
+struct Balmer {
+    lines: [(f64, f64); 5],
+    fwhm: f64,
+    eta: f64,
+}
+
+const BALMER_YOUNG: Balmer = Balmer {
+    lines: [(6564.6, 5.5), (4862.7, 7.0), (4341.7, 7.5), (4102.9, 7.5), (3971.2, 6.0)],
+    fwhm: 26.0,
+    eta: 0.55,
+};
+const BALMER_OLD: Balmer =
+    Balmer { lines: [(6564.6, 2.0), (4862.7, 1.8), (4341.7, 1.2), (4102.9, 1.2), (3971.2, 1.0)], fwhm: 12.0, eta: 0.3 };
+
+/// Unit-area pseudo-Voigt profile (FWHM `w`, Lorentzian fraction `eta`).
+fn pseudo_voigt(d: f64, w: f64, eta: f64) -> f64 {
+    let sigma = w / 2.3548;
+    let g = (-0.5 * (d / sigma).powi(2)).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt());
+    let gamma = 0.5 * w;
+    let l = gamma / (std::f64::consts::PI * (d * d + gamma * gamma));
+    (1.0 - eta) * g + eta * l
+}
+
+/// A simple stellar population: black body × 4000 Å break × absorption
+/// lines (metals, and Balmer troughs scaled by `balmer`), normalised to 1
+/// at 5500 Å rest (apart from the lines).
+fn population(
+    lambda: f64,
+    temperature: f64,
+    break_depth: f64,
+    line_strength: f64,
+    troughs: &Balmer,
+    balmer: f64,
+) -> f64 {
     let bb = planck(lambda, temperature) / planck(5500.0, temperature);
     // Below 4000 Å metal-line blanketing removes a fraction of the light.
     let brk = 1.0 - break_depth / (1.0 + ((lambda - 4000.0) / 30.0).exp());
@@ -169,12 +260,21 @@ fn population(lambda: f64, temperature: f64, break_depth: f64, line_strength: f6
             absorb *= 1.0 - line_strength * depth * (-0.5 * (d / w).powi(2)).exp();
         }
     }
+    if balmer > 0.0 {
+        for &(centre, ew) in &troughs.lines {
+            let d = lambda - centre;
+            if d.abs() < 400.0 {
+                absorb *= 1.0 - balmer * ew * pseudo_voigt(d, troughs.fwhm, troughs.eta);
+            }
+        }
+    }
     bb * brk * absorb
 }
 
 /// Rest-frame continuum shape: old and young stars plus an AGN power law.
-fn rest_continuum(lambda: f64, old: f64, agn: f64) -> f64 {
-    let stars = old * population(lambda, 4800.0, 0.45, 1.0) + (1.0 - old) * population(lambda, 12_000.0, 0.12, 0.3);
+fn rest_continuum(lambda: f64, old: f64, agn: f64, balmer: f64) -> f64 {
+    let stars = old * population(lambda, 4800.0, 0.45, 1.0, &BALMER_OLD, balmer)
+        + (1.0 - old) * population(lambda, 12_000.0, 0.12, 0.3, &BALMER_YOUNG, balmer);
     (1.0 - agn) * stars + agn * (lambda / 5500.0).powf(-1.5)
 }
 
@@ -247,6 +347,11 @@ fn normal(rng: &mut impl Rng) -> f64 {
     rng.sample(StandardNormal)
 }
 
+/// Log-normal deviate with the given median and scatter (dex).
+fn lognormal(rng: &mut impl Rng, median: f64, dex: f64) -> f64 {
+    median * 10f64.powf(dex * normal(rng))
+}
+
 /// Smallest matched-filter S/N of each BPT line in a classifiable spectrum,
 /// and largest in an unclassifiable one: far enough from 3 that any sensible
 /// measurement agrees with the truth.
@@ -273,38 +378,42 @@ pub fn plan(rng: &mut ChaCha8Rng, number: usize, z: f64, rmag: f64, old: f64, cl
         continuum,
         old,
         agn: if agn { rng.random_range(0.4..0.8) } else { 0.0 },
+        balmer: rng.random_range(0.7..1.3),
         lines: Vec::new(),
         bpt_flux: [0.0; 4],
-        sigma0: rng.random_range(0.5..1.1),
+        sigma0: 0.0,
         lsf_scale: rng.random_range(0.95..1.05),
     };
+    // SDSS-like depth whatever the synthetic photometry: continuum S/N per
+    // pixel at 6200 Å mostly 6–25 (median 12), as for the main galaxy sample.
+    sp.sigma0 = continuum / lognormal(rng, 12.0, 0.2).clamp(3.0, 40.0);
     let v = rng.random_range(80.0..160.0);
     let (ha_w, nii_w, hb_w, oiii_w) = (rest("Hα"), rest("[NII]"), rest("Hβ"), rest("[OIII]"));
     let zp1 = 1.0 + z;
 
-    // Narrow lines from Hα, the BPT ratios and the Balmer decrement.
-    let (x, y, ew_ha) = match class {
+    // Narrow lines from Hα's equivalent width, the BPT ratios and the
+    // Balmer decrement. EWs follow what SDSS measures: star-forming
+    // galaxies mostly 5–150 Å (median ~25), composites and Seyferts a few to
+    // tens of Å, LINERs (mostly "retired" galaxies) 1–6 Å, passive ones
+    // little or nothing.
+    let (x, y) = match class {
         BptClass::Unclassifiable => {
             if rng.random_bool(0.5) {
                 return sp; // passive: no emission at all
             }
             // Weak lines with arbitrary ratios: some ionised gas, too little to classify.
-            (rng.random_range(-0.8..0.4), rng.random_range(-0.6..0.8), rng.random_range(0.2..2.0))
+            (rng.random_range(-0.8..0.4), rng.random_range(-0.6..0.8))
         }
-        c => {
-            let (x, y) = bpt::draw_ratios(c, rng);
-            let ew = match c {
-                BptClass::StarForming => rng.random_range(15.0..80.0),
-                BptClass::Composite => rng.random_range(8.0..30.0),
-                BptClass::Seyfert => rng.random_range(10.0..40.0),
-                _ => rng.random_range(2.0..8.0),
-            };
-            (x, y, ew)
-        }
+        c => bpt::draw_ratios(c, rng),
     };
-    let ha = ew_ha * zp1 * sp.continuum_at(ha_w * zp1);
-    let hb = ha / (2.86 * rng.random_range(1.0..1.6));
-    let (nii, oiii) = (ha * 10f64.powf(x), hb * 10f64.powf(y));
+    let draw_ew = |rng: &mut ChaCha8Rng| match class {
+        BptClass::StarForming => lognormal(rng, 18.0, 0.35).clamp(3.0, 250.0),
+        BptClass::Composite => lognormal(rng, 10.0, 0.3).clamp(2.0, 80.0),
+        BptClass::Seyfert => lognormal(rng, 15.0, 0.35).clamp(3.0, 150.0),
+        BptClass::Liner => lognormal(rng, 2.5, 0.15).clamp(1.0, 6.0),
+        BptClass::Unclassifiable => rng.random_range(0.2..2.0),
+    };
+    let decrement = 2.86 * rng.random_range(1.0..1.6);
     // [OII]/Hβ and [SII]/Hα rise from star formation to LINERs.
     let (oii_hb, sii_ha) = match class {
         BptClass::StarForming => (rng.random_range(1.0..3.0), rng.random_range(0.15..0.4)),
@@ -313,34 +422,64 @@ pub fn plan(rng: &mut ChaCha8Rng, number: usize, z: f64, rmag: f64, old: f64, cl
         _ => (rng.random_range(3.0..6.0), rng.random_range(0.4..1.0)),
     };
     let sii_ratio = rng.random_range(1.1..1.4); // 6718/6733, density sensitive
-    let sii = ha * sii_ha;
-    let line = |rest: f64, flux: f64| EmissionLine { rest, flux, sigma_kms: v };
-    sp.lines = vec![
-        line(ha_w, ha),
-        line(nii_w, nii),
-        line(NII_WEAK, nii / 3.0),
-        line(hb_w, hb),
-        line(oiii_w, oiii),
-        line(OIII_WEAK, oiii / 3.0),
-        line(rest("[OII]"), hb * oii_hb),
-        line(rest("[SII]6718"), sii * sii_ratio / (1.0 + sii_ratio)),
-        line(rest("[SII]6733"), sii / (1.0 + sii_ratio)),
-    ];
-
-    // Scale all lines together so the truth is unambiguous: every BPT line
-    // clearly detected, or none of them.
-    let bpt_idx = [0, 1, 3, 4];
-    let snrs = bpt_idx.map(|i| sp.line_snr(&sp.lines[i]));
-    let scale = if class == BptClass::Unclassifiable {
-        let max = snrs.iter().cloned().fold(0.0, f64::max);
-        let target = rng.random_range(0.3..MAX_SNR_UNCLASSIFIABLE);
-        if max > target { target / max } else { 1.0 }
-    } else {
-        let min = snrs.iter().cloned().fold(f64::INFINITY, f64::min);
-        if min < MIN_SNR_CLASSIFIABLE { MIN_SNR_CLASSIFIABLE / min * rng.random_range(1.0..1.5) } else { 1.0 }
+    let lines_for = |sp: &SpecPlan, ew_ha: f64| {
+        // The EW is against the continuum without the absorption trough.
+        let ha = ew_ha * zp1 * sp.pseudo_continuum_at(ha_w * zp1);
+        let hb = ha / decrement;
+        let (nii, oiii) = (ha * 10f64.powf(x), hb * 10f64.powf(y));
+        let sii = ha * sii_ha;
+        let line = |rest: f64, flux: f64| EmissionLine { rest, flux, sigma_kms: v };
+        vec![
+            line(ha_w, ha),
+            line(nii_w, nii),
+            line(NII_WEAK, nii / 3.0),
+            line(hb_w, hb),
+            line(oiii_w, oiii),
+            line(OIII_WEAK, oiii / 3.0),
+            line(rest("[OII]"), hb * oii_hb),
+            line(rest("[SII]6718"), sii * sii_ratio / (1.0 + sii_ratio)),
+            line(rest("[SII]6733"), sii / (1.0 + sii_ratio)),
+        ]
     };
-    for l in sp.lines.iter_mut() {
-        l.flux *= scale;
+    let bpt_idx = [0, 1, 3, 4];
+    let min_snr = |sp: &SpecPlan| bpt_idx.map(|i| sp.line_snr(&sp.lines[i])).into_iter().fold(f64::INFINITY, f64::min);
+    sp.lines = lines_for(&sp, draw_ew(rng));
+    if class == BptClass::Unclassifiable {
+        // Weak enough that no measurement could classify it.
+        let max = bpt_idx.map(|i| sp.line_snr(&sp.lines[i])).into_iter().fold(0.0, f64::max);
+        let target = rng.random_range(0.3..MAX_SNR_UNCLASSIFIABLE);
+        if max > target {
+            sp.lines.iter_mut().for_each(|l| l.flux *= target / max);
+        }
+    } else {
+        // The truth must be unambiguous: every BPT line clearly detected.
+        // Draws too faint for that are drawn again (the distribution,
+        // conditioned on detection, as a flux-limited survey sees it); what
+        // is still too faint gets a deeper spectrum (up to 4x), never
+        // brighter lines, so equivalent widths stay as observed. Beyond
+        // that the galaxy is what most weak-lined galaxies are in SDSS:
+        // unclassifiable (planted AGN keep their class: their lines are
+        // scaled up instead).
+        for _ in 0..20 {
+            if min_snr(&sp) >= MIN_SNR_CLASSIFIABLE {
+                break;
+            }
+            sp.lines = lines_for(&sp, draw_ew(rng));
+        }
+        let min = min_snr(&sp);
+        let want = MIN_SNR_CLASSIFIABLE * rng.random_range(1.0..1.5);
+        if min < MIN_SNR_CLASSIFIABLE {
+            if want / min <= 4.0 {
+                sp.sigma0 *= min / want;
+            } else if agn {
+                sp.lines.iter_mut().for_each(|l| l.flux *= want / min);
+            } else {
+                sp.class = BptClass::Unclassifiable;
+                let max = bpt_idx.map(|i| sp.line_snr(&sp.lines[i])).into_iter().fold(0.0, f64::max);
+                let target = rng.random_range(0.3..MAX_SNR_UNCLASSIFIABLE);
+                sp.lines.iter_mut().for_each(|l| l.flux *= (target / max).min(1.0));
+            }
+        }
     }
     sp.bpt_flux = bpt_idx.map(|i| sp.lines[i].flux);
 
@@ -458,8 +597,8 @@ mod tests {
 
     #[test]
     fn continuum_has_a_4000_break() {
-        let red = rest_continuum(4100.0, 1.0, 0.0) / rest_continuum(3900.0, 1.0, 0.0);
-        let blue = rest_continuum(4100.0, 0.0, 0.0) / rest_continuum(3900.0, 0.0, 0.0);
+        let red = rest_continuum(4100.0, 1.0, 0.0, 1.0) / rest_continuum(3900.0, 1.0, 0.0, 1.0);
+        let blue = rest_continuum(4100.0, 0.0, 0.0, 1.0) / rest_continuum(3900.0, 0.0, 0.0, 1.0);
         assert!(red > 1.5 && blue < red, "{red} {blue}");
     }
 

@@ -135,6 +135,11 @@ impl ImageWriter {
     }
 }
 
+/// Most pixels a padded file's spectra lose at the blue start / red end
+/// (each row its own), made up with zero padding at the end.
+pub const MAX_SKIP: usize = 20;
+pub const MAX_CUT: usize = 60;
+
 /// Writes SDSS-like spectrum files, reusing its batch buffers across files.
 pub struct SpectrumWriter {
     seed: u64,
@@ -151,13 +156,16 @@ impl SpectrumWriter {
     }
 
     /// Writes one file holding the spectra of `rows` (indices into `gals`).
-    pub fn write(&mut self, path: &Path, gals: &[Galaxy], rows: &[usize]) -> Result<()> {
+    /// In a `padded` file, as in MultimodalUniverse's, every spectrum keeps
+    /// its own stretch of the grid (up to [`MAX_SKIP`] pixels fewer at the
+    /// blue start, [`MAX_CUT`] at the red end) and is padded at the end to the
+    /// common length with zeros: wavelength, flux, ivar, mask and LSF 0.
+    pub fn write(&mut self, path: &Path, gals: &[Galaxy], rows: &[usize], padded: bool) -> Result<()> {
         let n = rows.len();
         let l = spectrum::n_pixels();
         let cap = BATCH.min(n) * l;
         if self.flux.len() < cap {
-            let lambda = (0..l).map(|k| spectrum::wavelength(k) as f32);
-            self.lambda_rows = lambda.cycle().take(cap).collect();
+            self.lambda_rows.resize(cap, 0.0);
             self.flux.resize(cap, 0.0);
             self.ivar.resize(cap, 0.0);
             self.lsf.resize(cap, 0.0);
@@ -186,19 +194,37 @@ impl SpectrumWriter {
 
             for (start, chunk) in (0..n).step_by(BATCH).map(|s| (s, &rows[s..(s + BATCH).min(n)])) {
                 let m = chunk.len() * l;
-                let (flux, ivar, lsf, mask) = (&mut flux[..m], &mut ivar[..m], &mut lsf[..m], &mut mask[..m]);
-                flux.par_chunks_mut(l)
+                let (lam, flux, ivar, lsf, mask) =
+                    (&mut lambda_rows[..m], &mut flux[..m], &mut ivar[..m], &mut lsf[..m], &mut mask[..m]);
+                lam.par_chunks_mut(l)
+                    .zip(flux.par_chunks_mut(l))
                     .zip(ivar.par_chunks_mut(l))
                     .zip(lsf.par_chunks_mut(l))
                     .zip(mask.par_chunks_mut(l))
                     .zip(chunk.par_iter())
-                    .for_each(|((((f, iv), ls), mk), &i)| {
+                    .for_each(|(((((la, f), iv), ls), mk), &i)| {
                         let plan = gals[i].spectrum.as_ref().expect("row without a spectrum");
-                        spectrum::render(plan, &mut object_rng(seed, i, Stream::Spectrum), f, iv, mk, ls);
+                        let mut rng = object_rng(seed, i, Stream::Spectrum);
+                        spectrum::render(plan, &mut rng, f, iv, mk, ls);
+                        la.iter_mut().enumerate().for_each(|(k, v)| *v = spectrum::wavelength(k) as f32);
+                        if padded {
+                            use rand::Rng;
+                            let (skip, cut) = (rng.random_range(0..=MAX_SKIP), rng.random_range(0..=MAX_CUT));
+                            let keep = l - skip - cut;
+                            la.copy_within(skip..skip + keep, 0);
+                            f.copy_within(skip..skip + keep, 0);
+                            iv.copy_within(skip..skip + keep, 0);
+                            ls.copy_within(skip..skip + keep, 0);
+                            mk.copy_within(skip..skip + keep, 0);
+                            for a in [&mut la[keep..], &mut f[keep..], &mut iv[keep..], &mut ls[keep..]] {
+                                a.fill(0.0);
+                            }
+                            mk[keep..].fill(0);
+                        }
                     });
                 let sel = s![start..start + chunk.len(), ..];
                 let shape = (chunk.len(), l);
-                ds_lambda.write_slice(ArrayView2::from_shape(shape, &lambda_rows[..m])?, sel)?;
+                ds_lambda.write_slice(ArrayView2::from_shape(shape, &*lam)?, sel)?;
                 ds_flux.write_slice(ArrayView2::from_shape(shape, &*flux)?, sel)?;
                 ds_ivar.write_slice(ArrayView2::from_shape(shape, &*ivar)?, sel)?;
                 ds_lsf.write_slice(ArrayView2::from_shape(shape, &*lsf)?, sel)?;
@@ -209,18 +235,30 @@ impl SpectrumWriter {
     }
 }
 
+/// Columns of `truth.csv`: the true narrow-line fluxes follow the class.
+pub const TRUTH_HEADER: &str = "object_id,spec_id,kind,interesting,bpt_class,z,\
+ha_flux,nii_6585_flux,hb_flux,oiii_5008_flux,oii_3728_flux,sii_6718_flux,sii_6733_flux,hb_abs_ew";
+
 /// Writes `truth.csv`: one row per image object, in object order.
 pub fn write_truth(path: &Path, gals: &[Galaxy]) -> Result<()> {
     let tmp = path.with_extension("csv.partial");
     let write = || -> std::io::Result<()> {
         let mut w = BufWriter::new(fs::File::create(&tmp)?);
-        writeln!(w, "object_id,spec_id,kind,interesting,bpt_class,z")?;
+        writeln!(w, "{TRUTH_HEADER}")?;
         for g in gals {
             let spec_id = g.spectrum.as_ref().map(|s| s.id()).unwrap_or_default();
             let bpt = g.bpt_class().map_or("none", |c| c.as_str());
+            // Fluxes in the spectrum's units (1e-17 erg/s/cm²); empty without one.
+            let fluxes = match &g.spectrum {
+                Some(sp) => {
+                    let f: Vec<String> = sp.true_fluxes().iter().map(|f| format!("{f:.5}")).collect();
+                    format!("{},{:.3}", f.join(","), sp.balmer_absorption_ew("Hβ"))
+                }
+                None => ",".repeat(7),
+            };
             writeln!(
                 w,
-                "{},{},{},{},{},{:.5}",
+                "{},{},{},{},{},{:.5},{fluxes}",
                 g.object_id,
                 spec_id,
                 g.kind.as_str(),

@@ -112,6 +112,8 @@ pub struct App {
     pub thumb_area: Size,
     /// Score histogram panel, with every score of the current version.
     pub histogram: Option<Vec<f32>>,
+    /// The BPT view, with the survey's line summary (one stored record).
+    pub bpt: Option<crate::store::LineSummary>,
 }
 
 impl App {
@@ -150,6 +152,7 @@ impl App {
             grid: (1, 1),
             thumb_area: Size::new(0, 0),
             histogram: None,
+            bpt: None,
         };
         app.settle()?;
         Ok(app)
@@ -319,6 +322,15 @@ impl App {
                 if self.histogram.as_ref().is_some_and(|h| h.is_empty()) {
                     self.message = Some("no scores yet: run `oddity score`".into());
                     self.histogram = None;
+                }
+            }
+            Action::Bpt => {
+                self.bpt = match self.bpt {
+                    Some(_) => None,
+                    None => self.store.line_summary()?,
+                };
+                if self.bpt.is_none() && self.message.is_none() {
+                    self.message = Some("no line measurements yet: run `oddity features`".into());
                 }
             }
             Action::Help => self.mode = Mode::Help,
@@ -607,9 +619,19 @@ impl App {
         match kind {
             PromptKind::CustomTag => self.label(LabelValue::Tag, vec![text.to_string()], false)?,
             PromptKind::Jump => {
+                // An image by its id; a spectrum by its id goes to its
+                // matched image, or is shown on its own when it has none.
                 let found = self.store.find_any(text)?;
-                let image = found.into_iter().find(|k| self.store.image(*k).ok().flatten().is_some());
-                match image {
+                let mut target = found.iter().copied().find(|k| self.store.image(*k).ok().flatten().is_some());
+                if target.is_none() {
+                    for k in &found {
+                        if self.store.spectrum(*k)?.is_some() {
+                            target = Some(self.store.image_match(*k)?.map_or(*k, |m| m.other));
+                            break;
+                        }
+                    }
+                }
+                match target {
                     Some(key) => {
                         let at = match self.queue.items.iter().position(|k| *k == key) {
                             Some(i) => i,
@@ -623,7 +645,7 @@ impl App {
                         self.message = Some(format!("jumped to {text}"));
                         self.settle()?;
                     }
-                    None => self.message = Some(format!("no image object with id {text}")),
+                    None => self.message = Some(format!("no object with id {text}")),
                 }
             }
         }

@@ -33,6 +33,7 @@ pub enum Action {
     PageUp,
     PageNormal,
     Histogram,
+    Bpt,
     Help,
     Quit,
 }
@@ -68,6 +69,7 @@ pub const ACTIONS: &[(&str, Action, &str)] = &[
     ("page_up", Action::PageUp, "previous page (gallery) / 10 back"),
     ("page_normal", Action::PageNormal, "gallery: label every unlabelled object on the page normal"),
     ("histogram", Action::Histogram, "score histogram with labels marked"),
+    ("bpt", Action::Bpt, "BPT diagram: the survey's spectra, this object marked"),
     ("help", Action::Help, "this help"),
     ("quit", Action::Quit, "quit (labels are already saved)"),
 ];
@@ -216,15 +218,15 @@ impl Keymap {
         let mut bindings = HashMap::new();
         for (&index, list) in &keys {
             for key in list {
-                if let Some(prev) = bindings.insert(*key, ACTIONS[index].1) {
-                    if prev != ACTIONS[index].1 {
-                        let other = ACTIONS.iter().find(|a| a.1 == prev).map(|a| a.0).unwrap_or("?");
-                        return Err(invalid(format!(
-                            "key `{}` is bound to both `{other}` and `{}`",
-                            key_name(key),
-                            ACTIONS[index].0
-                        )));
-                    }
+                if let Some(prev) = bindings.insert(*key, ACTIONS[index].1)
+                    && prev != ACTIONS[index].1
+                {
+                    let other = ACTIONS.iter().find(|a| a.1 == prev).map(|a| a.0).unwrap_or("?");
+                    return Err(invalid(format!(
+                        "key `{}` is bound to both `{other}` and `{}`",
+                        key_name(key),
+                        ACTIONS[index].0
+                    )));
                 }
             }
         }

@@ -29,7 +29,7 @@ pub use queue::{Filter, Ordering};
 use crate::store::{Store, StoreError};
 
 /// How cutouts reach the terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Graphics {
     /// Ask the terminal (kitty, sixel, iTerm2), else half-blocks.
     Auto,

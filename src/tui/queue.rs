@@ -137,7 +137,8 @@ impl Queue {
             Filter::Tag(t) => labels.is_some_and(|l| l.tags.contains(t)),
             Filter::Bpt(class) => match store.spectrum_match(key)? {
                 Some(m) => store.lines_of(m.other)?.is_some_and(|l| l.bpt == *class),
-                None => false,
+                // A spectrum-only candidate has lines of its own.
+                None => store.lines_of(key)?.is_some_and(|l| l.bpt == *class),
             },
         })
     }

@@ -13,8 +13,9 @@ use ratatui_image::Image;
 use super::app::{App, MenuKind, Mode, PromptKind};
 use super::worker::{Candidate, SpectrumData};
 use crate::features::lines::{LINES, LineKind};
+use crate::features::spectral::{kauffmann03, kewley01, schawinski07};
 use crate::render::{flux_range, spectrum_segments};
-use crate::store::Verdict;
+use crate::store::{SourceKind, Verdict};
 
 /// Where things go on a screen of a given size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +122,23 @@ pub fn draw(frame: &mut Frame, app: &App) {
         return;
     }
     let candidate = app.current_candidate();
+    let body = Rect { height: frame.area().height.saturating_sub(1), ..frame.area() };
+    if app.bpt.is_some() && areas.cutout.is_some() {
+        draw_bpt(frame, app, candidate, body, &pal);
+        draw_status(frame, app, areas.status, &pal);
+        draw_overlays(frame, app, &pal);
+        return;
+    }
+    // A spectrum with no image: its spectrum gets the whole height.
+    if candidate.is_some_and(|c| c.object.kind == SourceKind::Spectra) && areas.cutout.is_some() {
+        let [spectrum, info] =
+            Layout::horizontal([Constraint::Min(30), Constraint::Length(areas.info.width)]).areas(body);
+        draw_spectrum(frame, app, candidate, spectrum, &pal);
+        draw_info(frame, app, candidate, info, &pal, false);
+        draw_status(frame, app, areas.status, &pal);
+        draw_overlays(frame, app, &pal);
+        return;
+    }
     if let Some(area) = areas.cutout {
         draw_cutout(frame, app, candidate, area, &pal);
     }
@@ -242,7 +260,8 @@ fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
         .iter()
         .filter(|s| s.is_finite())
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
-    if !(lo < hi) {
+    let spread = lo < hi; // false for NaN too
+    if !spread {
         frame.render_widget(Paragraph::new("no score spread to show").block(Block::bordered().title(" scores ")), area);
         return;
     }
@@ -279,6 +298,8 @@ fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
     } else {
         (Color::Gray, Color::Red, Color::Green, Color::Yellow)
     };
+    // The cursor's label in canvas units; it turns left where it would be cut.
+    let label_w = 6.0 * BINS as f64 / f64::from(area.width.saturating_sub(2).max(1));
     let canvas = Canvas::default()
         .block(Block::bordered().title(Span::styled(title, pal.title)))
         .marker(Marker::HalfBlock)
@@ -299,7 +320,12 @@ fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
             }
             if let Some(s) = cursor {
                 ctx.draw(&CLine { x1: x_of(s), y1: 0.0, x2: x_of(s), y2: ymax, color: yellow });
-                ctx.print(x_of(s), ymax, Span::styled("▼ here", Style::default().fg(yellow)));
+                let x = x_of(s);
+                if x + label_w <= BINS as f64 {
+                    ctx.print(x, ymax, Span::styled("▼ here", Style::default().fg(yellow)));
+                } else {
+                    ctx.print(x - label_w + label_w / 6.0, ymax, Span::styled("here ▼", Style::default().fg(yellow)));
+                }
             }
         });
     frame.render_widget(canvas, area);
@@ -339,15 +365,39 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
                 ))),
                 None => lines.push(Line::styled("no score yet", pal.dim)),
             }
-            if !c.drivers.is_empty() {
-                let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
-                lines.push(Line::raw(format!("drivers {}", d.join(", "))));
+            if let Some(p) = &c.parts {
+                // Why it ranks here: each feature group's tail probability (the
+                // oddest first, with the features that made it odd), the relevance
+                // the labels predict; the artefact score stands apart.
+                let mut groups = p.groups.clone();
+                groups.sort_by(|a, b| a.1.total_cmp(&b.1));
+                let mut why: Vec<String> = Vec::new();
+                for (i, (g, pv)) in groups.iter().enumerate() {
+                    let mut s = format!("{g} p={}", fmt_p(*pv));
+                    if i == 0 && !c.drivers.is_empty() {
+                        let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
+                        s.push_str(&format!(" ({})", d.join(", ")));
+                    }
+                    why.push(s);
+                }
+                if let Some(r) = p.relevance {
+                    why.push(format!("relevance {r:.1}/5"));
+                }
+                lines.push(Line::raw(format!("why {}", why.join(" · "))));
+                if let Some(a) = p.artefact {
+                    let style = if a > 0.99 { pal.warn } else { pal.dim };
+                    lines.push(Line::styled(format!("artefact score {a:.2} (sky, noise, masked pixels)"), style));
+                }
             }
             if c.bad_fraction > 0.0 {
                 lines.push(Line::styled(format!("masked pixels {:.1}%", c.bad_fraction * 100.0), pal.warn));
             }
             match &c.spectrum {
-                Some(s) => spectrum_info(&mut lines, s, pal),
+                Some(s) if c.object.kind == SourceKind::Spectra => {
+                    lines.push(Line::styled("spectrum only: no image within the cross-match radius", pal.warn));
+                    spectrum_info(&mut lines, s, pal, false);
+                }
+                Some(s) => spectrum_info(&mut lines, s, pal, true),
                 None => lines.push(Line::styled("no spectrum matched", pal.dim)),
             }
         }
@@ -415,8 +465,10 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), area);
 }
 
-fn spectrum_info(lines: &mut Vec<Line>, s: &SpectrumData, pal: &Palette) {
-    lines.push(Line::raw(format!("spectrum {} at {:.2}\"", s.id, s.sep_arcsec)));
+fn spectrum_info(lines: &mut Vec<Line>, s: &SpectrumData, pal: &Palette, matched: bool) {
+    if matched {
+        lines.push(Line::raw(format!("spectrum {} at {:.2}\"", s.id, s.sep_arcsec)));
+    }
     let z = s.z.map(|z| format!("z {z:.4}")).unwrap_or_else(|| "z unknown".into());
     match &s.lines {
         Some(l) => {
@@ -434,6 +486,10 @@ fn spectrum_info(lines: &mut Vec<Line>, s: &SpectrumData, pal: &Palette) {
             if let Some(ha) = l.lines.ha {
                 lines.push(Line::raw(format!("EW Hα {:.1} Å", ha.ew)));
             }
+            // Why there is no class (or no lines at all), never silently.
+            if let Some((_, why)) = crate::features::spectral::why_unclassifiable(l) {
+                lines.push(Line::styled(format!("no BPT class: {why}"), pal.warn));
+            }
         }
         None => lines.push(Line::raw(format!("{z}  (run `oddity features` for lines)"))),
     }
@@ -449,19 +505,23 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
     let rest = if app.rest_frame { z } else { None };
     let max_points = (area.width as usize).saturating_sub(2) * 2;
     let segments =
-        spectrum_segments(&s.lambda, &s.flux, s.ivar.as_deref(), s.mask.as_deref(), 5, rest, max_points.max(16));
+        spectrum_segments(&s.lambda, &s.flux, s.ivar.as_deref(), s.mask.as_deref(), 3, rest, max_points.max(16));
     let (ylo, yhi) = flux_range(&segments);
     let xlo = segments.iter().filter_map(|g| g.lambda.first()).copied().fold(f64::INFINITY, f64::min);
     let xhi = segments.iter().filter_map(|g| g.lambda.last()).copied().fold(f64::NEG_INFINITY, f64::max);
     let frame_name = if app.rest_frame { "rest" } else { "observed" };
     let title = format!(" spectrum · {frame_name} Å {xlo:.0}–{xhi:.0} · flux {ylo:.1}–{yhi:.1} ");
-    if !(xlo < xhi) || !(ylo < yhi) {
-        frame.render_widget(
-            Paragraph::new("spectrum has no usable pixels").style(pal.warn).block(Block::bordered().title(title)),
-            area,
-        );
+    let block = Block::bordered().title(Span::styled(title.clone(), pal.title));
+    let spread = xlo < xhi && ylo < yhi; // false for NaN too
+    if !spread {
+        frame.render_widget(Paragraph::new("spectrum has no usable pixels").style(pal.warn).block(block), area);
         return;
     }
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    // Bottom row: wavelength ticks; the rest: the plot.
+    let ticks_row = inner.height >= 4;
+    let plot = Rect { height: inner.height - u16::from(ticks_row), ..inner };
     let scale = match (app.rest_frame, z) {
         (true, _) | (false, None) => 1.0,
         (false, Some(z)) => 1.0 + z,
@@ -473,15 +533,22 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
     };
     markers.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (spec_col, em_col, abs_col) = (pal.spectrum, pal.emission, pal.absorption);
-    let canvas = Canvas::default()
-        .block(Block::bordered().title(Span::styled(title, pal.title)))
-        .marker(Marker::Braille)
-        .x_bounds([xlo, xhi])
-        .y_bounds([ylo, yhi])
-        .paint(move |ctx| {
-            for (x, _, kind) in &markers {
-                let color = if *kind == LineKind::Emission { em_col } else { abs_col };
-                ctx.draw(&CLine { x1: *x, y1: ylo, x2: *x, y2: yhi, color });
+    let dashes = 16;
+    let lines = markers.clone();
+    let canvas =
+        Canvas::default().marker(Marker::Braille).x_bounds([xlo, xhi]).y_bounds([ylo, yhi]).paint(move |ctx| {
+            // Emission lines solid, absorption lines dashed: told apart
+            // without colour too.
+            for (x, _, kind) in &lines {
+                if *kind == LineKind::Emission {
+                    ctx.draw(&CLine { x1: *x, y1: ylo, x2: *x, y2: yhi, color: em_col });
+                } else {
+                    let step = (yhi - ylo) / dashes as f64;
+                    for k in (0..dashes).step_by(2) {
+                        let y = ylo + k as f64 * step;
+                        ctx.draw(&CLine { x1: *x, y1: y, x2: *x, y2: y + step, color: abs_col });
+                    }
+                }
             }
             ctx.layer();
             for seg in &segments {
@@ -489,20 +556,211 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
                     ctx.draw(&CLine { x1: *w[0].0, y1: *w[0].1, x2: *w[1].0, y2: *w[1].1, color: spec_col });
                 }
             }
-            ctx.layer();
-            // Names at the top, skipping ones that would overlap.
-            let mut last_x = f64::NEG_INFINITY;
-            let min_gap = (xhi - xlo) / 30.0;
-            for (x, name, kind) in &markers {
-                if x - last_x < min_gap {
+        });
+    frame.render_widget(canvas, plot);
+    let column = |x: f64| plot.x + (((x - xlo) / (xhi - xlo)) * (plot.width.saturating_sub(1)) as f64).round() as u16;
+    let label_rows = if plot.height >= 6 { 2 } else { 1 };
+    for (col, text, kind) in place_labels(&markers, column, plot, label_rows) {
+        let color = if kind == LineKind::Emission { em_col } else { abs_col };
+        frame.buffer_mut().set_string(col.0, col.1, text, Style::default().fg(color));
+    }
+    if ticks_row {
+        let y = inner.y + inner.height - 1;
+        for (x, label) in wavelength_ticks(xlo, xhi, plot.width) {
+            let col = column(x);
+            let start = col.saturating_sub(label.len() as u16 / 2).max(inner.x);
+            if start + label.len() as u16 <= inner.x + inner.width {
+                frame.buffer_mut().set_string(start, y, &label, pal.dim);
+            }
+        }
+        let unit = format!("Å {frame_name}");
+        let x = (inner.x + inner.width).saturating_sub(unit.chars().count() as u16);
+        frame.buffer_mut().set_string(x, y, unit, pal.dim);
+    }
+}
+
+/// Line labels over the plot: markers closer than a label's width are
+/// merged ("Hα/[NII]"), each label goes on the first of `rows` top rows
+/// where it fits, and a marker with no room for a name keeps a small ▾ (▿
+/// for absorption) at its column so it is still told apart from the noise.
+/// Returns ((column, row), text, kind).
+fn place_labels(
+    markers: &[(f64, &'static str, LineKind)],
+    column: impl Fn(f64) -> u16,
+    plot: Rect,
+    rows: u16,
+) -> Vec<((u16, u16), String, LineKind)> {
+    // Clusters of markers whose columns (nearly) coincide; the members of
+    // a doublet ([SII]6718/6733) share one name.
+    let mut clusters: Vec<(u16, Vec<String>, LineKind)> = Vec::new();
+    for &(x, name, kind) in markers {
+        let col = column(x);
+        let stem = name.trim_end_matches(|c: char| c.is_ascii_digit()).to_string();
+        match clusters.last_mut() {
+            Some((c, names, k)) if col <= *c + 1 && *k == kind => {
+                match names.iter_mut().find(|n| n.trim_end_matches(|c: char| c.is_ascii_digit()) == stem) {
+                    Some(n) => *n = stem,
+                    None => names.push(name.to_string()),
+                }
+            }
+            _ => clusters.push((col, vec![name.to_string()], kind)),
+        }
+    }
+    let mut taken: Vec<Vec<(u16, u16)>> = vec![Vec::new(); rows as usize];
+    let right = plot.x + plot.width;
+    let mut out = Vec::new();
+    for (col, names, kind) in clusters {
+        let text = names.join("/");
+        let w = text.chars().count() as u16;
+        let start = col.min(right.saturating_sub(w)).max(plot.x);
+        let free = |spans: &Vec<(u16, u16)>| spans.iter().all(|&(a, b)| start + w < a || start > b + 1);
+        match (0..rows as usize).find(|&r| free(&taken[r])) {
+            Some(r) if w <= plot.width => {
+                taken[r].push((start, start + w));
+                out.push(((start, plot.y + r as u16), text, kind));
+            }
+            _ => {
+                let glyph = if kind == LineKind::Emission { "▾" } else { "▿" };
+                out.push(((col, plot.y), glyph.to_string(), kind));
+            }
+        }
+    }
+    out
+}
+
+/// Round wavelengths (Å) for axis ticks, at most one per 8 columns.
+pub fn wavelength_ticks(lo: f64, hi: f64, width: u16) -> Vec<(f64, String)> {
+    let most = (width as f64 / 8.0).max(1.0);
+    let step = [50.0, 100.0, 200.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0]
+        .into_iter()
+        .find(|s| (hi - lo) / s <= most)
+        .unwrap_or(10_000.0);
+    let mut x = (lo / step).ceil() * step;
+    let mut out = Vec::new();
+    while x <= hi {
+        out.push((x, format!("{x:.0}")));
+        x += step;
+    }
+    out
+}
+
+/// The survey on the \[NII\] BPT diagram as a density, the Kauffmann 2003,
+/// Kewley 2001 and Schawinski 2007 curves, this object marked, and the
+/// unclassifiable spectra counted by reason. Drawn from the line summary
+/// `features` stored: nothing here grows with the catalogue.
+fn draw_bpt(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal: &Palette) {
+    let Some(sum) = &app.bpt else { return };
+    let side_w = 44.min(area.width / 2);
+    let [plot_area, side] = Layout::horizontal([Constraint::Min(20), Constraint::Length(side_w)]).areas(area);
+    let block = Block::bordered()
+        .title(Span::styled(" BPT · y = log [OIII]/Hβ, x = log [NII]/Hα ", pal.title))
+        .title_bottom(Line::styled(format!(" x {:.1} … {:.1} ", sum.density.x.0, sum.density.x.1), pal.dim));
+    let inner = block.inner(plot_area);
+    frame.render_widget(block, plot_area);
+    if inner.width < 4 || inner.height < 3 {
+        return;
+    }
+    let (x0, x1, y0, y1) = (sum.density.x.0, sum.density.x.1, sum.density.y.0, sum.density.y.1);
+    // Density: bins summed into cells, shaded by log count.
+    let d = &sum.density;
+    let mut cells: std::collections::HashMap<(u16, u16), u32> = Default::default();
+    let (bw, bh) = ((x1 - x0) / d.nx as f64, (y1 - y0) / d.ny as f64);
+    for j in 0..d.ny {
+        for i in 0..d.nx {
+            let n = d.count(i, j);
+            if n == 0 {
+                continue;
+            }
+            let (x, y) = (x0 + (i as f64 + 0.5) * bw, y0 + (j as f64 + 0.5) * bh);
+            let col = (((x - x0) / (x1 - x0)) * inner.width as f64).floor().min(inner.width as f64 - 1.0) as u16;
+            let row = (((y - y0) / (y1 - y0)) * inner.height as f64).floor().min(inner.height as f64 - 1.0) as u16;
+            *cells.entry((inner.x + col, inner.y + inner.height - 1 - row)).or_default() += n;
+        }
+    }
+    let max = cells.values().copied().max().unwrap_or(1).max(1);
+    for ((x, y), n) in &cells {
+        let level = ((*n as f64).ln_1p() / (max as f64).ln_1p() * 4.0).round() as usize;
+        let glyph = ["·", "░", "▒", "▓", "█"][level.min(4)];
+        frame.buffer_mut().set_string(*x, *y, glyph, pal.dim);
+    }
+    let here = c.and_then(|c| c.spectrum.as_ref()).and_then(|s| s.lines.as_ref());
+    let point = here.and_then(|l| l.bpt_xy);
+    let (kc, kw, sc, mc) = if app.no_color {
+        (Color::Reset, Color::Reset, Color::Reset, Color::Reset)
+    } else {
+        (Color::LightBlue, Color::LightRed, Color::Yellow, Color::Magenta)
+    };
+    let canvas = Canvas::default().marker(Marker::Braille).x_bounds([x0, x1]).y_bounds([y0, y1]).paint(move |ctx| {
+        let curve = |f: &dyn Fn(f64) -> f64,
+                     from: f64,
+                     to: f64,
+                     dashed: bool,
+                     color: Color,
+                     ctx: &mut ratatui::widgets::canvas::Context| {
+            let steps = 120;
+            for k in 0..steps {
+                if dashed && k % 2 == 1 {
                     continue;
                 }
-                last_x = *x;
-                let color = if *kind == LineKind::Emission { em_col } else { abs_col };
-                ctx.print(*x, yhi, Span::styled(name.to_string(), Style::default().fg(color)));
+                let (a, b) =
+                    (from + (to - from) * k as f64 / steps as f64, from + (to - from) * (k + 1) as f64 / steps as f64);
+                let (ya, yb) = (f(a), f(b));
+                if ya.is_finite() && yb.is_finite() && ya >= y0 && ya <= y1 && yb >= y0 && yb <= y1 {
+                    ctx.draw(&CLine { x1: a, y1: ya, x2: b, y2: yb, color });
+                }
             }
-        });
-    frame.render_widget(canvas, area);
+        };
+        curve(&kauffmann03, x0, 0.0, false, kc, ctx);
+        curve(&kewley01, x0, 0.42, false, kw, ctx);
+        curve(&schawinski07, -0.18, x1, true, sc, ctx);
+        if let Some((x, y)) = point {
+            ctx.layer();
+            ctx.print(
+                x.clamp(x0, x1),
+                y.clamp(y0, y1),
+                Span::styled("✚", Style::default().fg(mc).add_modifier(Modifier::BOLD)),
+            );
+        }
+    });
+    frame.render_widget(canvas, inner);
+
+    // Side panel: this object, the legend, the survey's counts.
+    let mut lines: Vec<Line> = Vec::new();
+    match here {
+        Some(l) => {
+            let id = c.and_then(|c| c.spectrum.as_ref()).map(|s| s.id.clone()).unwrap_or_default();
+            lines.push(Line::from(vec![Span::raw("✚ "), Span::styled(id, pal.title)]));
+            match (l.bpt_xy, crate::features::spectral::why_unclassifiable(l)) {
+                (Some((x, y)), _) => lines.push(Line::raw(format!("{} at x {x:+.2}, y {y:+.2}", l.bpt.as_str()))),
+                (None, Some((_, why))) => lines.push(Line::styled(format!("unclassifiable: {why}"), pal.warn)),
+                _ => {}
+            }
+        }
+        None if c.is_some() => lines.push(Line::styled("this object has no spectrum", pal.dim)),
+        None => {}
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("── Kauffmann 2003 (star-forming below)", Style::default().fg(kc)));
+    lines.push(Line::styled("── Kewley 2001 (AGN above)", Style::default().fg(kw)));
+    lines.push(Line::styled("┄┄ Schawinski 2007 (Seyfert / LINER)", Style::default().fg(sc)));
+    lines.push(Line::styled("·░▒▓█ the survey's spectra (log density)", pal.dim));
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(format!("{} spectra", sum.n_spectra), pal.title));
+    for (class, n) in &sum.by_class {
+        lines.push(Line::raw(format!("  {:<15} {n:>8}", class.as_str())));
+    }
+    if !sum.unclassifiable.is_empty() {
+        lines.push(Line::styled("unclassifiable, by reason:", pal.title));
+        for (why, n) in &sum.unclassifiable {
+            lines.push(Line::raw(format!("  {n:>7}  {why}")));
+        }
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(Span::styled(" survey ", pal.title))),
+        side,
+    );
 }
 
 fn draw_status(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
@@ -583,4 +841,15 @@ fn draw_menu(frame: &mut Frame, app: &App, kind: MenuKind, selected: usize, pal:
         .highlight_style(pal.accent.add_modifier(Modifier::REVERSED));
     let mut state = ListState::default().with_selected(Some(selected));
     frame.render_stateful_widget(list, area, &mut state);
+}
+
+/// A tail probability for people: 0.31, 0.004, 2e-5.
+fn fmt_p(p: f32) -> String {
+    if p >= 0.01 {
+        format!("{p:.2}")
+    } else if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.0e}")
+    }
 }

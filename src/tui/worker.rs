@@ -4,8 +4,7 @@
 //! the UI drops any that no longer match what it shows (gitui's asyncgit,
 //! yazi's image worker).
 
-use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
@@ -14,10 +13,10 @@ use ratatui_image::Resize;
 use ratatui_image::picker::Picker;
 use ratatui_image::protocol::Protocol;
 
-use crate::detect::{ForestModel, load_forest};
-use crate::ingest::Table;
+use crate::detect::{ForestModel, Group, load_forest};
+use crate::ingest::{SourceReader, open_source};
 use crate::render::{ViewParams, render_cutout};
-use crate::store::{LineRecord, ObjectKey, ObjectRecord, Store};
+use crate::store::{LineRecord, ObjectKey, ObjectRecord, ScoreParts, Store};
 
 /// Everything the screen shows about one object except the encoded image.
 #[derive(Debug, Clone)]
@@ -30,7 +29,9 @@ pub struct Candidate {
     pub pixels: Vec<f32>,
     pub bad_fraction: f32,
     pub score: Option<f32>,
-    /// Features that push the score most, as (name, robust z).
+    /// What made the score: per-group tail probabilities, relevance, artefact score.
+    pub parts: Option<ScoreParts>,
+    /// The features that made the oddest group odd, as (name, robust z).
     pub drivers: Vec<(String, f32)>,
     pub spectrum: Option<SpectrumData>,
     pub problem: Option<String>,
@@ -92,10 +93,10 @@ pub fn run(store: Arc<Store>, picker: Picker, requests: Receiver<(bool, Request)
                 protocol: Box::new(protocol),
             }),
         };
-        if let Some(reply) = reply {
-            if !send(reply) {
-                return;
-            }
+        if let Some(reply) = reply
+            && !send(reply)
+        {
+            return;
         }
     }
 }
@@ -118,27 +119,28 @@ fn push(pending: &mut VecDeque<Request>, urgent: bool, r: Request) {
 pub struct Loader {
     store: Arc<Store>,
     picker: Picker,
-    tables: VecDeque<(u32, Table)>,
+    tables: VecDeque<(u32, Box<dyn SourceReader>)>,
     cache: VecDeque<Candidate>,
-    models: HashMap<String, Option<(ForestModel, Vec<String>)>>,
+    /// The current score version's models (by population), loaded on first use.
+    models: Option<(u32, Vec<(String, ForestModel)>)>,
 }
 
 impl Loader {
     pub fn new(store: Arc<Store>, picker: Picker) -> Loader {
-        Loader { store, picker, tables: VecDeque::new(), cache: VecDeque::new(), models: HashMap::new() }
+        Loader { store, picker, tables: VecDeque::new(), cache: VecDeque::new(), models: None }
     }
 
-    fn table(&mut self, file: u32) -> Result<&Table, String> {
+    fn table(&mut self, file: u32) -> Result<&dyn SourceReader, String> {
         if let Some(i) = self.tables.iter().position(|(f, _)| *f == file) {
             let t = self.tables.remove(i).expect("present");
             self.tables.push_front(t);
         } else {
             let source = self.store.source(file).map_err(|e| e.to_string())?.ok_or("unknown source file")?;
-            let table = Table::open(Path::new(&source.path)).map_err(|e| format!("{}: {e}", source.path))?;
+            let table = open_source(&source).map_err(|e| format!("{}: {e}", source.path))?;
             self.tables.push_front((file, table));
             self.tables.truncate(OPEN_FILES);
         }
-        Ok(&self.tables[0].1)
+        Ok(self.tables[0].1.as_ref())
     }
 
     pub fn candidate(&mut self, key: ObjectKey) -> Option<Candidate> {
@@ -164,10 +166,19 @@ impl Loader {
             pixels: Vec::new(),
             bad_fraction: image.map(|i| i.bad_fraction).unwrap_or(0.0),
             score: store.score_of(key).ok().flatten(),
+            parts: store.score_parts_of(key).ok().flatten(),
             drivers: Vec::new(),
             spectrum: None,
             problem: None,
         };
+        if c.object.kind == crate::store::SourceKind::Spectra {
+            // A spectrum-only candidate: no pixels, its own spectrum.
+            c.spectrum = self.spectrum(key, 0.0);
+            if c.spectrum.is_none() {
+                c.problem = Some("spectrum unavailable".into());
+            }
+            return Some(c);
+        }
         match self
             .table(key.file)
             .and_then(|t| t.read_images(key.row as usize..key.row as usize + 1).map_err(|e| e.to_string()))
@@ -175,7 +186,7 @@ impl Loader {
             Ok(px) => c.pixels = px.data.into_raw_vec_and_offset().0,
             Err(e) => c.problem = Some(format!("pixels unavailable: {e}")),
         }
-        c.drivers = self.drivers(&source.survey, key);
+        c.drivers = self.drivers(&source.survey, key, c.parts.as_ref());
         if let Ok(Some(m)) = store.spectrum_match(key) {
             c.spectrum = self.spectrum(m.other, m.sep_arcsec);
         }
@@ -201,28 +212,61 @@ impl Loader {
         })
     }
 
-    /// The three features with the largest robust z-scores.
-    fn drivers(&mut self, survey: &str, key: ObjectKey) -> Vec<(String, f32)> {
+    /// The three features that made the object's oddest feature group odd
+    /// (by the group forest's path attribution), with their robust z-scores.
+    fn drivers(&mut self, survey: &str, key: ObjectKey, parts: Option<&ScoreParts>) -> Vec<(String, f32)> {
+        let Some(parts) = parts else { return Vec::new() };
+        let Some((group, _)) = parts.groups.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else { return Vec::new() };
+        let group = [Group::Shape, Group::Colour, Group::Deep, Group::Spectrum]
+            .into_iter()
+            .find(|g| g.as_str() == group.as_str());
+        let Some(group) = group else { return Vec::new() };
         let store = self.store.clone();
-        let model = self.models.entry(survey.to_string()).or_insert_with(|| {
-            let version = store.current_scores().ok()??;
-            version.models.iter().find_map(|id| {
-                let m = store.model(*id).ok()??;
-                (m.survey == survey).then(|| load_forest(&m).map(|f| (f, m.features.clone()))).flatten()
-            })
-        });
-        let (Some((model, names)), Ok(Some(features))) = (model.as_ref(), store.features_of(key)) else {
-            return Vec::new();
-        };
-        if features.values.len() != names.len() {
-            return Vec::new();
+        let Some(version) = store.current_scores().ok().flatten() else { return Vec::new() };
+        if self.models.as_ref().is_none_or(|(v, _)| *v != version.version) {
+            let loaded = version
+                .models
+                .iter()
+                .filter_map(|id| store.model(*id).ok().flatten())
+                .filter_map(|m| load_forest(&m).map(|f| (m.survey.clone(), f)))
+                .collect();
+            self.models = Some((version.version, loaded));
         }
-        let z = model.scaler.transform(&features.values);
-        let mut ranked: Vec<(String, f32)> =
-            names.iter().zip(z.iter()).map(|(n, &v)| (n.clone(), v)).filter(|(_, v)| v.is_finite()).collect();
-        ranked.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-        ranked.truncate(3);
-        ranked
+        let models = &self.models.as_ref().expect("loaded above").1;
+        // The spectrum group lives with the spectra's population, the others with the survey's.
+        let model = models
+            .iter()
+            .filter(|(name, _)| group == Group::Spectrum || name == survey)
+            .find_map(|(_, f)| f.group(group));
+        let Some(model) = model else { return Vec::new() };
+        let row: Option<Vec<f32>> = match group {
+            Group::Deep => store.embedding_of(key).ok().flatten(),
+            Group::Spectrum => {
+                let lines = match store.spectrum_match(key).ok().flatten() {
+                    Some(m) => store.lines_of(m.other).ok().flatten(),
+                    None => store.lines_of(key).ok().flatten(),
+                };
+                lines.map(|l| crate::features::spectral_values(Some(&l)).to_vec())
+            }
+            _ => {
+                let schema = store.feature_schema(survey).ok().flatten();
+                let values = store.features_of(key).ok().flatten();
+                schema.zip(values).map(|(s, v)| {
+                    model
+                        .features
+                        .iter()
+                        .map(|n| s.names.iter().position(|m| m == n).and_then(|i| v.values.get(i).copied()))
+                        .map(|x| x.unwrap_or(f32::NAN))
+                        .collect()
+                })
+            }
+        };
+        match row {
+            Some(row) if row.len() == model.features.len() => {
+                model.drivers(&row).into_iter().take(3).map(|(n, _, z)| (n, z)).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     pub fn encode(&mut self, key: ObjectKey, view: &ViewParams, area: Size) -> Option<Protocol> {

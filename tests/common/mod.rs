@@ -2,6 +2,7 @@
 //! HDF5 tables written on the spot, and the oddity binary.
 #![allow(dead_code)]
 
+pub mod fits;
 pub mod pipeline;
 pub mod tmux;
 
@@ -48,6 +49,8 @@ pub enum Ids {
     Int,
     FixedString,
     VarString,
+    /// These ids, as variable-length strings (one per row).
+    Given(&'static [&'static str]),
 }
 
 pub struct ImageTable {
@@ -102,6 +105,10 @@ pub fn write_image_table(path: &Path, t: &ImageTable) {
             let s: Vec<VarLenUnicode> = ids.iter().map(|i| format!("gal_{i}_é").parse().unwrap()).collect();
             f.new_dataset_builder().with_data(&Array1::from(s)).create("object_id").unwrap();
         }
+        Ids::Given(given) => {
+            let s: Vec<VarLenUnicode> = given.iter().map(|id| id.parse().unwrap()).collect();
+            f.new_dataset_builder().with_data(&Array1::from(s)).create("object_id").unwrap();
+        }
     }
     let mut ra: Vec<f64> = (0..n).map(|i| 150.0 + i as f64 * 1e-3).collect();
     for &r in &t.nan_ra_rows {
@@ -124,10 +131,12 @@ pub fn write_image_table(path: &Path, t: &ImageTable) {
             f.new_dataset_builder().with_data(&img).create("image_array").unwrap();
         }
     }
-    let bands: Vec<FixedAscii<8>> =
-        (0..n).flat_map(|_| t.bands.iter().map(|b| FixedAscii::from_ascii(b).unwrap())).collect();
-    let bands = Array2::from_shape_vec((n, nb), bands).unwrap();
-    f.new_dataset_builder().with_data(&bands).create("image_band").unwrap();
+    if nb > 0 {
+        let bands: Vec<FixedAscii<8>> =
+            (0..n).flat_map(|_| t.bands.iter().map(|b| FixedAscii::from_ascii(b).unwrap())).collect();
+        let bands = Array2::from_shape_vec((n, nb), bands).unwrap();
+        f.new_dataset_builder().with_data(&bands).create("image_band").unwrap();
+    }
     let mag: Vec<f32> = (0..n).map(|i| 20.0 + i as f32 * 0.1).collect();
     f.new_dataset_builder().with_data(&Array1::from(mag)).create("i_cmodel_mag").unwrap();
     let flag: Vec<i32> = (0..n as i32).collect();

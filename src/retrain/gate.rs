@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{LabelBook, ObjectKey, Store, StoreError};
+use crate::store::{ObjectKey, Store, StoreError};
 
 /// Labels of each class a retrain needs: some to train on, some to hold back.
 pub const MIN_PER_CLASS: usize = 2;
@@ -105,7 +105,7 @@ impl Candidate {
             method,
             version: None,
             auroc: crate::detect::auroc(scores, &labels).unwrap_or(f64::NAN),
-            auprc: crate::eval::auprc(scores, &labels).unwrap_or(f64::NAN),
+            auprc: crate::detect::auprc(scores, &labels).unwrap_or(f64::NAN),
         }
     }
 }
@@ -128,66 +128,10 @@ pub fn winner(candidates: &[Candidate]) -> usize {
     best
 }
 
-/// The scores the default ranking (Isolation Forest + relevance re-rank)
-/// would give the `held_out` objects had their labels not been given: each
-/// survey's stored forest and scaler, and a relevance model refitted on the
-/// other labels.
-///
-/// Local stand-in with the signature of `crate::detect::score_without`
-/// (which the detect rewrite adds); to be deleted when that lands.
+/// The scores the default ranking (per-group forests + relevance re-rank)
+/// would give the `held_out` objects had their labels not been given.
 pub fn score_without(store: &Store, held_out: &HashSet<ObjectKey>) -> Result<HashMap<ObjectKey, f32>, StoreError> {
-    use crate::detect::load_forest;
-    use crate::detect::relevance::{RelevanceModel, combine};
-    let survey_of: HashMap<u32, String> = store.sources()?.into_iter().map(|(id, s)| (id, s.survey)).collect();
-    // The newest forest of each survey.
-    let mut forests = HashMap::new();
-    for m in store.models_of_kind("isolation-forest")? {
-        if let Some(f) = load_forest(&m) {
-            forests.insert(m.survey.clone(), f);
-        }
-    }
-    let book = LabelBook::from_events(store.label_events()?);
-    let mut out = HashMap::new();
-    for (survey, model) in &forests {
-        let in_survey = |k: &ObjectKey| survey_of.get(&k.file) == Some(survey);
-        let rows = |keys: &[ObjectKey]| -> Result<(Vec<ObjectKey>, Vec<f32>), StoreError> {
-            let mut found = Vec::new();
-            let mut x = Vec::new();
-            for &k in keys {
-                if let Some(f) = store.features_of(k)?
-                    && f.values.len() == model.scaler.n_features()
-                {
-                    found.push(k);
-                    x.extend(model.scaler.transform(&f.values));
-                }
-            }
-            Ok((found, x))
-        };
-        let mut held: Vec<ObjectKey> = held_out.iter().copied().filter(in_survey).collect();
-        held.sort();
-        let (held, xh) = rows(&held)?;
-        if held.is_empty() {
-            continue;
-        }
-        let mut scores = model.forest.score(&xh);
-        let mut others: Vec<(ObjectKey, f32)> = book
-            .targets()
-            .filter(|(k, _)| in_survey(k) && !held_out.contains(k))
-            .map(|(k, t)| (k, f32::from(t.relevance)))
-            .collect();
-        others.sort_by_key(|o| o.0);
-        let relevance: HashMap<ObjectKey, f32> = others.iter().copied().collect();
-        let (lk, lx) = rows(&others.iter().map(|o| o.0).collect::<Vec<_>>())?;
-        if !lk.is_empty() {
-            let ly: Vec<f32> = lk.iter().map(|k| relevance[k]).collect();
-            let r = RelevanceModel::fit(&lx, model.scaler.n_out(), &ly).predict(&xh);
-            for (s, r) in scores.iter_mut().zip(r) {
-                *s = combine(*s, r);
-            }
-        }
-        out.extend(held.into_iter().zip(scores));
-    }
-    Ok(out)
+    crate::detect::score_without(store, held_out, &crate::detect::ScoreOptions::default())
 }
 
 #[cfg(test)]
