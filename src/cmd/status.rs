@@ -21,7 +21,13 @@ struct SurveyCount {
 /// Summarises the store from its per-file records: fast on millions of
 /// objects because it never walks the object trees.
 pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
-    let store = Store::open(store_path)?;
+    let cmd = crate::serve::wire::Command::Status { files: args.files };
+    let (text, code) = super::local_or_served(store_path, cmd, |store| Ok((text(store, args.files)?, 0)))?;
+    super::finish(&text, code)
+}
+
+/// The status report of a store.
+pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
     let sources = store.sources()?;
     let mut by_survey: BTreeMap<String, SurveyCount> = BTreeMap::new();
     for (_, s) in &sources {
@@ -140,7 +146,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     if let Some(holder) = crate::retrain::retrain_running(store.path()) {
         writeln!(out, "          a retrain is running ({holder})")?;
     }
-    if let Some(r) = crate::retrain::last_report(&store)? {
+    if let Some(r) = crate::retrain::last_report(store)? {
         // Why the ranking is what it is, with the held-back figures of every candidate.
         writeln!(
             out,
@@ -162,7 +168,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
         }
     }
     writeln!(out, "compute   {}", compute_summary())?;
-    if args.files {
+    if files {
         writeln!(out, "\nfiles:")?;
         for (id, s) in &sources {
             writeln!(
@@ -176,7 +182,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
             )?;
         }
     }
-    super::print(&out)
+    Ok(out)
 }
 
 /// CPU threads and NVIDIA GPUs, read without loading libtorch (only
