@@ -347,8 +347,8 @@ pub struct EvalArgs {
     /// Recall is measured in the top K.
     #[arg(long, default_value_t = 2000)]
     pub recall_k: usize,
-    /// FixMatch steps per cycle (0: no CNN).
-    #[arg(long, default_value_t = 150)]
+    /// CNN training steps per cycle, as `oddity retrain --steps` (0: no CNN).
+    #[arg(long, default_value_t = 300)]
     pub cnn_steps: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -104,7 +104,7 @@ impl Default for EvalOptions {
             per_cycle: 100,
             start: 10,
             recall_k: 2000,
-            cnn_steps: 150,
+            cnn_steps: RetrainOptions::default().steps,
             seed: 0,
             shown: ScoreOptions::default().features,
         }
@@ -288,14 +288,8 @@ fn cnn_rankings(
     cycle: usize,
     progress: &dyn Fn(&str),
 ) -> Result<Vec<(String, Vec<f32>)>, String> {
-    let r = RetrainOptions {
-        steps: opts.cnn_steps,
-        batch: 8,
-        mu: 2,
-        pool: 512,
-        seed: opts.seed + cycle as u64,
-        ..Default::default()
-    };
+    // The retrain a user gets (its batch, pool and automatic pretraining), only the steps chosen.
+    let r = RetrainOptions { steps: opts.cnn_steps, seed: opts.seed + cycle as u64, ..Default::default() };
     let report = match retrain(store_path, &r, &|_| {}) {
         Ok(report) => report,
         Err(e) => {
