@@ -261,15 +261,22 @@ pub struct TriageArgs {
     /// Show labelled objects too (default: unlabelled only).
     #[arg(long)]
     pub all: bool,
-    /// Who is labelling (default $USER).
-    #[arg(long)]
-    pub user: Option<String>,
+    /// Fraction of candidates shown to every expert of a team (to measure
+    /// agreement); the rest are shared out, each to one expert. Set by the
+    /// first triage on a store (the one that serves it).
+    #[arg(long, default_value_t = 0.0, value_parser = overlap_fraction)]
+    pub overlap: f64,
     /// When quitting with new labels: start a background retrain, ask, or never.
     #[arg(long, default_value = "retrain", value_parser = ["retrain", "ask", "never"])]
     pub on_quit: String,
     /// Extra arguments for that retrain (e.g. "--steps 1000 --net lite0").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub retrain_args: String,
+}
+
+fn overlap_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not a fraction between 0 and 1")) }
 }
 
 /// How cutouts reach the terminal (`tui::Graphics`, which has no clap in it).
@@ -336,12 +343,12 @@ pub struct PretrainArgs {
     /// Fractal classes (the paper uses ~1000; on a CPU start smaller).
     #[arg(long, default_value_t = 100)]
     pub classes: usize,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     pub images_per_class: usize,
-    /// Image size in pixels (the survey's cutout size).
-    #[arg(long, default_value_t = 64)]
+    /// Image size in pixels (0: the survey's cutout size).
+    #[arg(long, default_value_t = 0)]
     pub size: i64,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -371,13 +378,15 @@ pub struct EmbedArgs {
 pub struct RetrainArgs {
     #[arg(long, value_enum, default_value = "tiny")]
     pub net: Net,
-    /// FixMatch steps.
+    /// Training steps.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
     /// Labelled batch size B (the unlabelled batch is mu x B).
     #[arg(long = "batch-size", default_value_t = 16)]
     pub batch: usize,
-    #[arg(long, default_value_t = 5)]
+    /// Unlabelled images per labelled one in a batch (2 ranked the demo survey's
+    /// held-out objects better than 5, in half the time).
+    #[arg(long, default_value_t = 2)]
     pub mu: usize,
     /// Unlabelled images sampled for FixMatch.
     #[arg(long, default_value_t = 2048)]
@@ -387,9 +396,23 @@ pub struct RetrainArgs {
     /// Fraction of each class's labels held back to judge the new model (at least one each).
     #[arg(long, default_value_t = crate::retrain::gate::HOLD_BACK)]
     pub hold_back: f64,
-    /// Expected fraction of anomalies among unlabelled objects (pseudo-labels are aligned to it).
+    /// Expected fraction of anomalies among unlabelled objects: they are learnt as normal
+    /// with the positive-unlabelled risk for it (0: FixMatch pseudo-labels instead).
     #[arg(long, default_value_t = 0.01)]
     pub prior: f64,
+    /// Train from scratch when the store has no fractal-pretrained backbone,
+    /// instead of pretraining one first (once per store, ~1-2 min on a CPU).
+    #[arg(long)]
+    pub no_pretrain: bool,
+    /// Fractal classes of that automatic pretraining.
+    #[arg(long, default_value_t = 100)]
+    pub pretrain_classes: usize,
+    /// Images per fractal class of that automatic pretraining.
+    #[arg(long, default_value_t = 50)]
+    pub pretrain_images_per_class: usize,
+    /// Epochs of that automatic pretraining.
+    #[arg(long, default_value_t = 5)]
+    pub pretrain_epochs: usize,
     /// Seconds to wait for the store if another process holds it.
     #[arg(long, default_value_t = 86_400)]
     pub wait: u64,
@@ -423,8 +446,8 @@ pub struct EvalArgs {
     /// Recall is measured in the top K.
     #[arg(long, default_value_t = 2000)]
     pub recall_k: usize,
-    /// FixMatch steps per cycle (0: no CNN).
-    #[arg(long, default_value_t = 150)]
+    /// CNN training steps per cycle, as `oddity retrain --steps` (0: no CNN).
+    #[arg(long, default_value_t = 300)]
     pub cnn_steps: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

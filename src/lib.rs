@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod progress;
 pub mod render;
 pub mod retrain;
+pub mod serve;
 pub mod shard;
 pub mod sky;
 pub mod store;

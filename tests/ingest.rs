@@ -261,11 +261,15 @@ fn a_locked_store_and_a_foreign_schema_get_clear_errors() {
     let held = Store::open_or_create(&path).unwrap();
     let out = run(&["--store", path.to_str().unwrap(), "status"]);
     assert!(!out.status.success());
-    assert!(
-        text(&out).contains(&format!("store {} is in use by another oddity process", path.display())),
-        "{}",
-        text(&out)
+    // The message names the holder: process, user and host.
+    let who = format!(
+        "(pid {}, user {}, host {})",
+        std::process::id(),
+        oddity::serve::current_user(),
+        oddity::serve::host_name()
     );
+    let t = text(&out);
+    assert!(t.contains(&format!("store {} is in use by `", path.display())) && t.contains(&who), "{t}");
     held.force_schema_version(99).unwrap();
     drop(held);
     let out = run(&["--store", path.to_str().unwrap(), "status"]);

@@ -17,6 +17,20 @@ fn label(store: &Store, object: ObjectKey, value: LabelValue) {
     store.append_label(&event).unwrap();
 }
 
+/// Copies a store directory (the ignored demo test works on a copy).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// (id, kind, interesting) rows of a synthetic survey's truth.csv.
 fn truth_rows(survey: &std::path::Path) -> Vec<(String, String, bool)> {
     std::fs::read_to_string(survey.join("truth.csv"))
@@ -184,6 +198,7 @@ fn a_crash_mid_retrain_keeps_the_previous_scores() {
         "--store",
         s,
         "retrain",
+        "--no-pretrain",
         "--steps",
         "5",
         "--batch-size",
@@ -217,6 +232,7 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
                 "--store",
                 s,
                 "retrain",
+                "--no-pretrain",
                 "--steps",
                 "20",
                 "--batch-size",
@@ -260,6 +276,47 @@ fn retrain_does_not_hold_the_store_while_it_trains() {
 }
 
 #[test]
+fn a_retrain_without_a_pretrained_backbone_pretrains_one_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store_path, _) = labelled_store(dir.path());
+    let s = store_path.to_str().unwrap();
+    let small = [
+        "--store",
+        s,
+        "retrain",
+        "--steps",
+        "5",
+        "--batch-size",
+        "4",
+        "--mu",
+        "1",
+        "--pool",
+        "16",
+        "--threads",
+        "1",
+        "--pretrain-classes",
+        "3",
+        "--pretrain-images-per-class",
+        "4",
+        "--pretrain-epochs",
+        "1",
+    ];
+    let out = run(&small);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("pretraining one first (once per store)"), "{said}");
+    assert!(said.contains("backbone from the fractal-pretrained checkpoint"), "{said}");
+    let pretrained = Store::open(&store_path).unwrap().models_of_kind("cnn-pretrain").unwrap();
+    assert_eq!(pretrained.len(), 1);
+    // The next retrain reuses it.
+    let out = run(&small);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("pretraining one first") && said.contains("backbone from the fractal-pretrained"), "{said}");
+    assert_eq!(Store::open(&store_path).unwrap().models_of_kind("cnn-pretrain").unwrap().len(), 1);
+}
+
+#[test]
 fn a_second_retrain_says_who_holds_the_lock_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let store_path = common::pipeline::scored_store(dir.path(), 40);
@@ -293,6 +350,7 @@ fn a_retrain_older_than_the_ranking_never_replaces_it() {
                 "--store",
                 s,
                 "retrain",
+                "--no-pretrain",
                 "--steps",
                 "20",
                 "--batch-size",
@@ -399,6 +457,7 @@ fn a_store_with_two_image_surveys_trains_on_the_group_holding_the_labels() {
         "--store",
         s,
         "retrain",
+        "--no-pretrain",
         "--steps",
         "5",
         "--batch-size",
@@ -461,6 +520,7 @@ fn the_cnn_learns_rings_and_becomes_the_ranking_only_when_better() {
         "--store",
         s,
         "retrain",
+        "--no-pretrain",
         "--steps",
         "300",
         "--batch-size",
@@ -507,6 +567,7 @@ fn the_cnn_learns_rings_and_becomes_the_ranking_only_when_better() {
         "--store",
         s,
         "retrain",
+        "--no-pretrain",
         "--steps",
         "1",
         "--batch-size",
@@ -532,4 +593,128 @@ fn the_cnn_learns_rings_and_becomes_the_ranking_only_when_better() {
     drop(store);
     let status = text(&run(&["--store", s, "status"]));
     assert!(status.contains("the ranking stayed") && status.contains("held-out AUROC"), "{status}");
+}
+
+/// The CNN on the demo survey with a fixed label set, for the README / report:
+/// `ODDITY_DEMO=DIR cargo test --release --test learn demo_survey_cnn -- --ignored --nocapture`
+/// with DIR holding `survey/truth.csv` and a scored `oddity.db` (scripts/demo).
+/// Labels: 10 interesting anomalies at random plus the forest's top 90, each
+/// labelled by the truth; AUROC over every object not labelled.
+#[test]
+#[ignore]
+fn demo_survey_cnn() {
+    let demo = std::path::PathBuf::from(std::env::var("ODDITY_DEMO").expect("ODDITY_DEMO=dir"));
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let truth: HashMap<String, (bool, String)> =
+        truth_rows(&demo.join("survey")).into_iter().map(|(id, kind, y)| (id, (y, kind))).collect();
+    let work = tempfile::tempdir().unwrap();
+    let store_path = work.path().join("db");
+    copy_dir(&demo.join("oddity.db"), &store_path);
+    let (keys, interesting, kinds) = {
+        let store = Store::open(&store_path).unwrap();
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        for item in store.ranked().unwrap() {
+            let (k, _) = item.unwrap();
+            let (y, kind) = truth[&store.object(k).unwrap().unwrap().id].clone();
+            out.0.push(k);
+            out.1.push(y);
+            out.2.push(kind);
+        }
+        out
+    };
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut pos: Vec<usize> = (0..keys.len()).filter(|&i| interesting[i]).collect();
+    pos.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    // LABELS=random: 30 interesting + 70 others at random; otherwise 10
+    // interesting at random + the forest's top 90 (an expert working down the ranking).
+    let chosen: Vec<usize> = if std::env::var("LABELS").as_deref() == Ok("random") {
+        let mut others: Vec<usize> = (0..keys.len()).filter(|&i| !interesting[i]).collect();
+        others.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(2));
+        pos[..30].iter().chain(&others[..70]).copied().collect()
+    } else {
+        let first: Vec<usize> = pos[..10].to_vec();
+        let mut chosen = first.clone();
+        chosen.extend((0..keys.len()).filter(|i| !first.contains(i)).take(90));
+        chosen
+    };
+    {
+        let store = Store::open(&store_path).unwrap();
+        for &i in &chosen {
+            let value = LabelValue::Relevance(if interesting[i] { 5 } else { 0 });
+            let event = LabelEvent {
+                object: keys[i],
+                value,
+                tags: vec![],
+                user: "t".into(),
+                time: "t".into(),
+                session: "s".into(),
+            };
+            store.append_label(&event).unwrap();
+        }
+    }
+    let n_pos = chosen.iter().filter(|&&i| interesting[i]).count();
+    eprintln!("labels: {n_pos} interesting, {} others", chosen.len() - n_pos);
+    let arg = |k: &str, d: usize| env(k, d).to_string();
+    let (steps, batch, mu, pool, seed, threads) =
+        (arg("STEPS", 300), arg("BATCH", 16), arg("MU", 2), arg("POOL", 2048), arg("SEED", 0), arg("THREADS", 2));
+    let t = Instant::now();
+    let sp = store_path.to_str().unwrap();
+    let out = run(&[
+        "--store",
+        sp,
+        "retrain",
+        "--steps",
+        &steps,
+        "--batch-size",
+        &batch,
+        "--mu",
+        &mu,
+        "--pool",
+        &pool,
+        "--seed",
+        &seed,
+        "--threads",
+        &threads,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    eprintln!("{} in {:.0}s", text(&out), t.elapsed().as_secs_f64());
+    let report = last_report(&Store::open(&store_path).unwrap()).unwrap().expect("a retrain report");
+    let store = Store::open(&store_path).unwrap();
+    let index: HashMap<_, _> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    let mut scores = vec![f32::NAN; keys.len()];
+    for item in store.scores_of_version(report.candidate("cnn").unwrap().version.unwrap()).unwrap() {
+        let (k, s) = item.unwrap();
+        scores[index[&k]] = s;
+    }
+    let chosen_set: std::collections::HashSet<usize> = chosen.iter().copied().collect();
+    let held: Vec<usize> = (0..keys.len()).filter(|i| !chosen_set.contains(i)).collect();
+    let s: Vec<f32> = held.iter().map(|&i| scores[i]).collect();
+    let y: Vec<bool> = held.iter().map(|&i| interesting[i]).collect();
+    eprintln!(
+        "held-out ({} objects): AUROC {:.3} AUPRC {:.3}",
+        held.len(),
+        oddity::detect::auroc(&s, &y).unwrap_or(f64::NAN),
+        oddity::detect::auprc(&s, &y).unwrap_or(f64::NAN)
+    );
+    for kind in ["ring", "merger", "lens", "colour", "agn", "trail"] {
+        let yk: Vec<bool> = held.iter().map(|&i| kinds[i] == kind).collect();
+        let sk: Vec<f32> =
+            held.iter().filter(|&&i| kinds[i] == kind || kinds[i] == "normal").map(|&i| scores[i]).collect();
+        let lk: Vec<bool> =
+            held.iter().filter(|&&i| kinds[i] == kind || kinds[i] == "normal").map(|&i| kinds[i] == kind).collect();
+        eprintln!(
+            "  {kind:<7} vs normal AUROC {:.3} ({} held out)",
+            oddity::detect::auroc(&sk, &lk).unwrap_or(f64::NAN),
+            yk.iter().filter(|&&b| b).count()
+        );
+    }
+    let distinct: std::collections::BTreeSet<u32> = s.iter().map(|v| v.to_bits()).collect();
+    eprintln!(
+        "distinct scores {} of {}; min {:?} max {:?}",
+        distinct.len(),
+        s.len(),
+        s.iter().cloned().fold(f32::INFINITY, f32::min),
+        s.iter().cloned().fold(f32::NEG_INFINITY, f32::max)
+    );
 }

@@ -180,7 +180,7 @@ fn screens_at_three_sizes() {
     let mut app = app(&store);
     app.no_color = true;
     let big = screen(&mut app, &mut loader, 120, 40);
-    assert!(big.contains("object") && big.contains("spectrum") && big.contains("1/"), "{big}");
+    assert!(big.contains("object") && big.contains("spectrum") && big.contains("1 of ~60"), "{big}");
     insta::assert_snapshot!("triage_120x40", big);
     let tiny = screen(&mut app, &mut loader, 40, 12);
     assert!(tiny.contains("enlarge to 60x16"), "{tiny}");
@@ -238,7 +238,9 @@ fn gallery_labels_the_cursor_and_whole_pages() {
     app.on_key(code(KeyCode::PageDown)).unwrap();
     assert_eq!(app.pos, 8);
     app.on_key(key('H')).unwrap();
-    assert!(app.histogram.as_ref().is_some_and(|h| h.len() == 120));
+    assert!(app.histogram.is_none(), "built by the worker, not on the key");
+    serve(&mut app, &mut loader);
+    assert!(app.histogram.as_ref().is_some_and(|h| h.n == 120));
 }
 
 fn screen_gallery(app: &mut App, loader: &mut Loader, w: u16, h: u16) -> String {
@@ -264,4 +266,176 @@ fn histogram_panel_marks_labels() {
             && (s.contains("▼ here") || s.contains("here ▼")),
         "{s}"
     );
+}
+
+#[test]
+fn rank_after_a_jump_and_the_saved_message_name_the_right_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 80)).unwrap());
+    let ranked: Vec<_> = store.ranked().unwrap().map(|r| r.unwrap().0).collect();
+    let mut loader = Loader::new(store.clone(), Picker::halfblocks());
+    let mut app = app(&store);
+    // Labelling before anything is loaded still names the object.
+    let first_id = store.object(ranked[0]).unwrap().unwrap().id;
+    app.on_key(key('a')).unwrap();
+    let msg = app.message.clone().unwrap();
+    assert!(msg.starts_with("saved ✓ anomaly") && msg.ends_with(&first_id), "{msg}");
+    // Jump to the 40th most anomalous object: its rank, not its queue slot.
+    let target = store.object(ranked[39]).unwrap().unwrap().id;
+    app.on_key(key('/')).unwrap();
+    for c in target.chars() {
+        app.on_key(key(c)).unwrap();
+    }
+    app.on_key(code(KeyCode::Enter)).unwrap();
+    let s = screen(&mut app, &mut loader, 120, 40);
+    assert!(s.contains("rank 40 (score order)"), "{s}");
+    // And the objects after it keep theirs: the jump came from rank 2, the
+    // next one is rank 3 (the old screen said 4, one off from here on).
+    app.on_key(key('l')).unwrap();
+    let s = screen(&mut app, &mut loader, 120, 40);
+    assert!(s.contains("rank 3 (score order)"), "{s}");
+}
+
+#[test]
+fn undo_after_page_normal_brings_the_whole_page_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 60)).unwrap());
+    let mut loader = Loader::new(store.clone(), Picker::halfblocks());
+    let mut app = app(&store);
+    app.on_key(key('g')).unwrap();
+    screen_gallery(&mut app, &mut loader, 80, 24);
+    app.on_key(key('a')).unwrap();
+    app.on_key(KeyEvent::new(KeyCode::Char('N'), KeyModifiers::SHIFT)).unwrap();
+    assert_eq!(app.book.iter().filter(|(_, l)| l.is_labelled()).count(), 8);
+    app.on_key(key('u')).unwrap();
+    assert!(app.message.as_deref().unwrap().contains("undone ✓ 7 labels"), "{:?}", app.message);
+    let labelled: Vec<_> = app.book.iter().filter(|(_, l)| l.is_labelled()).collect();
+    assert_eq!(labelled.len(), 1, "only the anomaly labelled before the page stays");
+    app.on_key(key('u')).unwrap();
+    assert_eq!(app.book.iter().filter(|(_, l)| l.is_labelled()).count(), 0);
+}
+
+#[test]
+fn help_fits_wide_screens_and_scrolls_on_small_ones_and_labels_stay_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 40)).unwrap());
+    let mut loader = Loader::new(store.clone(), Picker::halfblocks());
+    let mut app = app(&store);
+    app.on_key(key('?')).unwrap();
+    let wide = screen(&mut app, &mut loader, 160, 48);
+    assert!(wide.contains("gallery: label every unlabelled object on the page normal"), "{wide}");
+    let small = screen(&mut app, &mut loader, 40, 12);
+    assert!(!small.contains("quit (labels"), "{small}");
+    for _ in 0..80 {
+        app.on_key(code(KeyCode::Down)).unwrap();
+    }
+    assert_eq!(app.mode, Mode::Help, "arrows scroll, they do not close");
+    let end = screen(&mut app, &mut loader, 40, 12);
+    assert!(end.contains("quit (labels are already") && end.contains("ved)"), "the last line is reachable: {end}");
+    app.on_key(key('w')).unwrap();
+    assert_eq!(app.mode, Mode::Browse);
+    // 40x12: the label line is not pushed off the screen.
+    app.on_key(key('a')).unwrap();
+    app.on_key(key('h')).unwrap();
+    let tiny = screen(&mut app, &mut loader, 40, 12);
+    assert!(tiny.contains("labels anomaly"), "{tiny}");
+}
+
+#[test]
+fn histogram_bars_fill_every_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 20)).unwrap());
+    let mut loader = Loader::new(store.clone(), Picker::halfblocks());
+    let mut app = app(&store);
+    app.no_color = true;
+    // A smooth distribution over every fine bin.
+    let counts: Vec<u64> = (0..1024).map(|i| 10 + (i as u64 * 7) % 50).collect();
+    app.histogram_on = true;
+    app.histogram = Some(oddity::serve::Histogram { lo: 0.3, hi: 0.7, n: counts.iter().sum(), counts, marks: vec![] });
+    let s = screen(&mut app, &mut loader, 120, 40);
+    let rows: Vec<&str> = s.lines().collect();
+    // The histogram's lowest row sits above its bottom border and the status line.
+    let bottom: Vec<char> = rows[rows.len() - 3].trim_matches('"').chars().collect();
+    let inner = &bottom[1..bottom.len() - 1];
+    let filled = inner.iter().filter(|c| **c != ' ').count();
+    assert!(filled == inner.len(), "gaps between bars: {filled}/{} in {:?}", inner.len(), rows[rows.len() - 3]);
+}
+
+#[test]
+fn no_color_halfblock_cutouts_are_shades_not_colour_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 20)).unwrap());
+    let mut loader = Loader::new(store.clone(), Picker::halfblocks());
+    loader.no_color = true;
+    let mut app = app(&store);
+    app.no_color = true;
+    let s = screen(&mut app, &mut loader, 120, 40);
+    let shown = app.current_image().expect("cutout encoded");
+    assert!(matches!(*shown.protocol, oddity::tui::worker::Picture::Shades(_)));
+    assert!(!s.contains('▀') && !s.contains('▄'), "{s}");
+    assert!(s.chars().any(|c| ".:-=+*#%@".contains(c)), "{s}");
+}
+
+#[test]
+fn a_team_gets_disjoint_candidates_with_a_shared_overlap_sample() {
+    use oddity::serve::Catalog;
+    use oddity::serve::hub::Hub;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 80)).unwrap());
+    let expert = |hub: &Arc<Hub>, who: &str| -> App {
+        let s: Arc<dyn Catalog> = Arc::new(hub.join(&format!("s-{who}"), who, &[]));
+        App::new(s, Keymap::default_keys(), who.into(), Ordering::Score, Filter::Unlabelled).unwrap()
+    };
+    let hub = Hub::new(store.clone(), 0.0, None);
+    let (mut ann, mut bob) = (expert(&hub, "ann"), expert(&hub, "bob"));
+    ann.queue.fill(20, &*ann.store, &ann.book).unwrap();
+    bob.queue.fill(20, &*bob.store, &bob.book).unwrap();
+    assert!(ann.queue.items.iter().all(|k| !bob.queue.items.contains(k)), "disjoint by default");
+    ann.on_key(key('a')).unwrap();
+    bob.on_key(key('n')).unwrap();
+    bob.sync().unwrap();
+    let team = bob.team.clone().unwrap();
+    assert_eq!((team.experts, team.labels), (2, 2), "{team:?}");
+    drop((ann, bob));
+
+    // With an overlap, the shared sample goes to both, and stays in the
+    // other's queue after one of them labels it.
+    let hub = Hub::new(store.clone(), 0.5, None);
+    let (mut ann, mut bob) = (expert(&hub, "ann"), expert(&hub, "bob"));
+    ann.queue.fill(20, &*ann.store, &ann.book).unwrap();
+    bob.queue.fill(20, &*bob.store, &bob.book).unwrap();
+    let both: Vec<_> = ann.queue.items.iter().filter(|k| bob.queue.items.contains(k)).copied().collect();
+    assert!(!both.is_empty() && both.iter().all(|k| oddity::serve::shared_candidate(*k, 0.5)), "{both:?}");
+    let shared = both[0];
+    let at = ann.queue.items.iter().position(|k| *k == shared).unwrap();
+    ann.pos = at;
+    ann.on_key(key('a')).unwrap();
+    let fresh = expert(&hub, "bob");
+    let mut fresh = fresh;
+    fresh.queue.fill(40, &*fresh.store, &fresh.book).unwrap();
+    assert!(fresh.queue.items.contains(&shared), "bob still sees what ann labelled in the overlap");
+}
+
+#[test]
+fn kitty_cutouts_go_compressed_when_the_terminal_inflates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 20)).unwrap());
+    let key = store.ranked().unwrap().next().unwrap().unwrap().0;
+    let sent = |zlib: bool| -> String {
+        let mut picker = Picker::halfblocks();
+        picker.set_protocol_type(ratatui_image::picker::ProtocolType::Kitty);
+        let mut loader = Loader::new(store.clone(), picker);
+        loader.kitty_zlib = zlib;
+        let area = ratatui::layout::Size::new(60, 30);
+        let Some(oddity::tui::worker::Picture::Graphic(p)) = loader.encode(key, &Default::default(), area) else {
+            panic!("a kitty graphic")
+        };
+        let rect = Rect::new(0, 0, 60, 30);
+        let mut buf = ratatui::buffer::Buffer::empty(rect);
+        ratatui::widgets::Widget::render(ratatui_image::Image::new(&p), rect, &mut buf);
+        buf.content().iter().map(|c| c.symbol()).collect()
+    };
+    let (plain, deflated) = (sent(false), sent(true));
+    assert!(deflated.contains("o=z") && !plain.contains("o=z"));
+    assert!(deflated.len() * 10 < plain.len(), "{} vs {} bytes", deflated.len(), plain.len());
 }

@@ -252,42 +252,72 @@ struct RowContext<'a> {
     survey_of: &'a std::collections::HashMap<u32, String>,
 }
 
-impl RowContext<'_> {
+/// An export row's values by column name, before they are put in column order.
+type Named<'n> = std::collections::HashMap<&'n str, Value>;
+
+impl<'a> RowContext<'a> {
     fn row(&self, key: ObjectKey, score: Option<(f32, i64)>) -> Result<Option<Vec<Value>>, StoreError> {
-        let store = self.store;
-        let Some(obj) = store.object(key)? else { return Ok(None) };
-        let mut named: std::collections::HashMap<&str, Value> = Default::default();
-        let text = |s: &str| Value::Text(s.to_string());
-        named.insert("object_id", text(&obj.id));
-        named.insert("survey", text(&obj.survey));
+        let Some(obj) = self.store.object(key)? else { return Ok(None) };
+        let mut named: Named<'a> = Default::default();
+        named.insert("object_id", Value::Text(obj.id.clone()));
+        named.insert("survey", Value::Text(obj.survey.clone()));
         named.insert("ra", Value::F64(obj.ra));
         named.insert("dec", Value::F64(obj.dec));
-        // The spectrum: this object's own, or the matched one's.
-        let (spec_key, sep) = match obj.kind {
-            SourceKind::Spectra => (Some(key), Some(0.0)),
+        named.insert("kind", Value::Text(if obj.kind == SourceKind::Images { "image" } else { "spectrum" }.into()));
+        let lines = self.spectrum_values(key, obj.kind, &mut named)?;
+        self.feature_values(key, obj.kind, lines.as_ref(), &mut named)?;
+        let line_values = lines.as_ref().map(|rec| line_values(rec, &mut named)).unwrap_or_default();
+        if let Some((s, rank)) = score {
+            named.insert("score", Value::F32(s));
+            named.insert("rank", Value::Int(Some(rank)));
+            named.insert("score_method", Value::Text(self.method.to_string()));
+        }
+        if let Some(l) = self.book.get(key) {
+            label_values(l, &mut named);
+        }
+        Ok(Some(self.arrange(named, &line_values)))
+    }
+
+    /// The spectrum's columns: this object's own, or the matched one's.
+    /// Returns the spectrum's line record, if it has one.
+    fn spectrum_values(
+        &self,
+        key: ObjectKey,
+        kind: SourceKind,
+        named: &mut Named<'a>,
+    ) -> Result<Option<LineRecord>, StoreError> {
+        let store = self.store;
+        let (spec_key, sep) = match kind {
+            SourceKind::Spectra => (key, 0.0),
             SourceKind::Images => match store.spectrum_match(key)? {
-                Some(m) => (Some(m.other), Some(m.sep_arcsec)),
-                None => (None, None),
+                Some(m) => (m.other, m.sep_arcsec),
+                None => return Ok(None),
             },
         };
-        named.insert("kind", text(if obj.kind == SourceKind::Images { "image" } else { "spectrum" }));
-        let mut lines: Option<LineRecord> = None;
-        if let Some(sk) = spec_key {
-            if let Some(spec) = store.object(sk)? {
-                named.insert("spec_id", text(&spec.id));
-                named.insert("spec_survey", text(&spec.survey));
-            }
-            named.insert("sep_arcsec", Value::F64(sep.unwrap_or(f64::NAN)));
-            let r = store.spectrum(sk)?;
-            named.insert("z", Value::F32(r.as_ref().and_then(|r| r.z).unwrap_or(f32::NAN)));
-            named.insert("z_err", Value::F32(r.as_ref().and_then(|r| r.z_err).unwrap_or(f32::NAN)));
-            lines = store.lines_of(sk)?;
+        if let Some(spec) = store.object(spec_key)? {
+            named.insert("spec_id", Value::Text(spec.id));
+            named.insert("spec_survey", Value::Text(spec.survey));
         }
-        // Features: the stored vector (images), the spectral part (spectra).
-        match obj.kind {
+        named.insert("sep_arcsec", Value::F64(sep));
+        let r = store.spectrum(spec_key)?;
+        named.insert("z", Value::F32(r.as_ref().and_then(|r| r.z).unwrap_or(f32::NAN)));
+        named.insert("z_err", Value::F32(r.as_ref().and_then(|r| r.z_err).unwrap_or(f32::NAN)));
+        store.lines_of(spec_key)
+    }
+
+    /// Features: the stored vector (images), the spectral part (spectra).
+    fn feature_values(
+        &self,
+        key: ObjectKey,
+        kind: SourceKind,
+        lines: Option<&LineRecord>,
+        named: &mut Named<'a>,
+    ) -> Result<(), StoreError> {
+        let features: &'a std::collections::HashMap<String, Vec<String>> = self.features;
+        match kind {
             SourceKind::Images => {
                 if let (Some(names), Some(f)) =
-                    (self.survey_of.get(&key.file).and_then(|s| self.features.get(s)), store.features_of(key)?)
+                    (self.survey_of.get(&key.file).and_then(|s| features.get(s)), self.store.features_of(key)?)
                 {
                     for (n, v) in names.iter().zip(f.values) {
                         named.insert(n.as_str(), Value::F32(v));
@@ -295,44 +325,19 @@ impl RowContext<'_> {
                 }
             }
             SourceKind::Spectra => {
-                let values = spectral_values(lines.as_ref());
+                let values = spectral_values(lines);
                 for (n, v) in crate::features::SPECTRAL_FEATURE_NAMES.iter().zip(values) {
                     named.insert(*n, Value::F32(v));
                 }
             }
         }
-        let mut line_values: Vec<(String, Value)> = Vec::new();
-        if let Some(rec) = &lines {
-            let l = &rec.lines;
-            let all: [Option<LineMeasurement>; 7] =
-                [l.ha, l.nii_6585, l.hb, l.oiii_5008, l.oii_3728, l.sii_6718, l.sii_6733];
-            for (stem, m) in LINES.iter().zip(all) {
-                if let Some(m) = m {
-                    line_values.push((format!("{stem}_flux"), Value::F32(m.flux)));
-                    line_values.push((format!("{stem}_flux_err"), Value::F32(m.flux_err)));
-                    line_values.push((format!("{stem}_ew"), Value::F32(m.ew)));
-                    line_values.push((format!("{stem}_snr"), Value::F32(m.snr)));
-                }
-            }
-            if let Some((x, y)) = rec.bpt_xy {
-                named.insert("bpt_x", Value::F32(x as f32));
-                named.insert("bpt_y", Value::F32(y as f32));
-            }
-            named.insert("bpt_class", text(rec.bpt.as_str()));
-            if let Some((_, detail)) = crate::features::spectral::why_unclassifiable(rec) {
-                named.insert("line_problem", Value::Text(detail));
-            }
-        }
-        if let Some((s, rank)) = score {
-            named.insert("score", Value::F32(s));
-            named.insert("rank", Value::Int(Some(rank)));
-            named.insert("score_method", text(self.method));
-        }
-        if let Some(l) = self.book.get(key) {
-            label_values(l, &mut named);
-        }
-        let row = self
-            .cols
+        Ok(())
+    }
+
+    /// The values in column order; a line measurement's column takes its
+    /// value from `line_values`, a column nobody filled is empty.
+    fn arrange(&self, mut named: Named<'a>, line_values: &[(String, Value)]) -> Vec<Value> {
+        self.cols
             .iter()
             .map(|c| {
                 if let Some((_, v)) = line_values.iter().find(|(n, _)| *n == c.name) {
@@ -346,12 +351,36 @@ impl RowContext<'_> {
                     Kind::Bool => Value::Bool(None),
                 })
             })
-            .collect();
-        Ok(Some(row))
+            .collect()
     }
 }
 
-fn label_values(l: &ObjectLabels, named: &mut std::collections::HashMap<&str, Value>) {
+/// Flux, error, EW and S/N of each measured line (returned: their column
+/// names are made here), and the BPT point, class and problem (into `named`).
+fn line_values(rec: &LineRecord, named: &mut Named<'_>) -> Vec<(String, Value)> {
+    let mut values = Vec::new();
+    let l = &rec.lines;
+    let all: [Option<LineMeasurement>; 7] = [l.ha, l.nii_6585, l.hb, l.oiii_5008, l.oii_3728, l.sii_6718, l.sii_6733];
+    for (stem, m) in LINES.iter().zip(all) {
+        if let Some(m) = m {
+            values.push((format!("{stem}_flux"), Value::F32(m.flux)));
+            values.push((format!("{stem}_flux_err"), Value::F32(m.flux_err)));
+            values.push((format!("{stem}_ew"), Value::F32(m.ew)));
+            values.push((format!("{stem}_snr"), Value::F32(m.snr)));
+        }
+    }
+    if let Some((x, y)) = rec.bpt_xy {
+        named.insert("bpt_x", Value::F32(x as f32));
+        named.insert("bpt_y", Value::F32(y as f32));
+    }
+    named.insert("bpt_class", Value::Text(rec.bpt.as_str().to_string()));
+    if let Some((_, detail)) = crate::features::spectral::why_unclassifiable(rec) {
+        named.insert("line_problem", Value::Text(detail));
+    }
+    values
+}
+
+fn label_values(l: &ObjectLabels, named: &mut Named<'_>) {
     named.insert("relevance", Value::Int(l.relevance.map(i64::from)));
     let verdict = match l.verdict {
         Some(Verdict::Anomaly) => "anomaly",

@@ -59,16 +59,48 @@ const CSV_HEADER: [&str; 14] = [
 /// Writes the current labels (after every undo) in the chosen format; the
 /// csv crate quotes ids, tags and users that hold commas, quotes or newlines.
 pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
-    let store = Store::open(store_path)?;
     if args.format == ExportFormat::Catalog {
-        return catalog(&store, args);
+        // The catalogue reads every object and may be binary (Parquet, FITS):
+        // it is written by a process holding the store, never over the socket.
+        return match Store::open(store_path) {
+            Ok(store) => catalog(&store, args),
+            Err(e @ crate::store::StoreError::Locked { .. }) => Err(color_eyre::eyre::eyre!(
+                "{e}; the catalogue export needs the store itself: run it when no triage session serves it"
+            )),
+            Err(e) => Err(e.into()),
+        };
     }
+    let format = format!("{:?}", args.format).to_lowercase();
+    let cmd = crate::serve::wire::Command::Export { format, image_ext: args.image_ext.clone() };
+    let (out, code) =
+        super::local_or_served(store_path, cmd, |store| Ok((text(store, args.format, &args.image_ext)?.0, 0)))?;
+    if code != 0 {
+        return super::finish(&out, code);
+    }
+    // Counted from the text, which may have come from the serving process.
+    let written = csv::Reader::from_reader(out.as_bytes()).records().count();
+    match &args.out {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(out.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            eprintln!("wrote {written} labelled objects to {}", path.display());
+            Ok(0)
+        }
+        None => super::print(&out),
+    }
+}
+
+/// The labels in `format`: (text, labelled objects written).
+pub(crate) fn text(store: &Store, format: ExportFormat, image_ext: &str) -> Result<(String, usize)> {
     let book = LabelBook::from_events(store.label_events()?);
     let mut rows: Vec<(ObjectKey, &ObjectLabels)> = book.iter().map(|(k, l)| (*k, l)).collect();
     rows.sort_by_key(|(k, _)| *k);
     let mut out = csv::Writer::from_writer(Vec::new());
     let mut written = 0usize;
-    match args.format {
+    match format {
         ExportFormat::Csv => {
             out.write_record(CSV_HEADER)?;
             for (key, l) in &rows {
@@ -99,24 +131,13 @@ pub fn run(store_path: &Path, args: &ExportArgs) -> Result<i32> {
                     None => continue,
                 };
                 let Some(obj) = store.object(*key)? else { continue };
-                out.write_record([format!("{}.{}", obj.id, args.image_ext).as_str(), label])?;
+                out.write_record([format!("{}.{}", obj.id, image_ext).as_str(), label])?;
                 written += 1;
             }
         }
     }
-    let out = out.into_inner().map_err(|e| e.into_error())?;
-    match &args.out {
-        Some(path) => {
-            let tmp = path.with_extension("partial");
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&out)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            eprintln!("wrote {written} labelled objects to {}", path.display());
-            Ok(0)
-        }
-        None => super::print(&String::from_utf8(out)?),
-    }
+    let out = String::from_utf8(out.into_inner().map_err(|e| e.into_error())?)?;
+    Ok((out, written))
 }
 
 /// One object's row of the full CSV export, in [`CSV_HEADER`] order.

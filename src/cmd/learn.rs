@@ -62,6 +62,12 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         seed: args.seed,
         hold_back: args.hold_back,
         prior: args.prior,
+        pretrain: (!args.no_pretrain).then(|| crate::learn::train::PretrainParams {
+            n_classes: args.pretrain_classes,
+            images_per_class: args.pretrain_images_per_class,
+            epochs: args.pretrain_epochs,
+            ..crate::learn::auto_pretrain_params(0, args.seed)
+        }),
         wait: Duration::from_secs(args.wait),
         crash_after_batches: args.crash_after_batches,
     };

@@ -15,6 +15,8 @@ mod status;
 mod synth;
 mod triage;
 
+pub(crate) use status::thousands;
+
 use color_eyre::Result;
 
 use crate::cli::{Cli, Command};
@@ -35,6 +37,56 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Merge(args) => merge::run(&cli.store, &args),
         Command::Slurm(args) => slurm::run(&cli.store, &args),
         Command::Embed(_) | Command::Pretrain(_) | Command::Retrain(_) | Command::Eval(_) => exec_learner(),
+    }
+}
+
+/// Runs a reading command (status, top, export) on the store; when a triage
+/// session serves the store, the serving process runs it and sends the text.
+pub(crate) fn local_or_served(
+    store_path: &std::path::Path,
+    cmd: crate::serve::wire::Command,
+    local: impl FnOnce(&crate::store::Store) -> Result<(String, i32)>,
+) -> Result<(String, i32)> {
+    use crate::serve::client::{ConnectError, Remote};
+    use crate::store::{Store, StoreError};
+    match Store::open(store_path) {
+        Ok(store) => local(&store),
+        Err(locked @ StoreError::Locked { .. }) => {
+            let session = format!("{}{}", crate::serve::server::COMMAND_SESSION, std::process::id());
+            match Remote::connect(store_path, &session, Vec::new()) {
+                Ok(remote) => Ok(remote.run(cmd)?),
+                Err(ConnectError::Refused(why)) => Err(color_eyre::eyre::eyre!(why)),
+                Err(ConnectError::NoServer(_)) => Err(locked.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the serving process runs for a connected command.
+pub(crate) fn serve_command(store: &crate::store::Store, cmd: &crate::serve::wire::Command) -> (String, i32) {
+    use crate::serve::wire::Command;
+    let result = match cmd {
+        Command::Status { files } => status::text(store, *files).map(|t| (t, 0)),
+        Command::Top { n, tsv } => score::top_text(store, *n, *tsv),
+        Command::Export { format, image_ext } => {
+            match <crate::cli::ExportFormat as clap::ValueEnum>::from_str(format, true) {
+                Ok(f) => export::text(store, f, image_ext).map(|(t, _)| (t, 0)),
+                Err(e) => Err(color_eyre::eyre::eyre!(e)),
+            }
+        }
+    };
+    result.unwrap_or_else(|e| (format!("error: {e}\n"), 2))
+}
+
+/// Prints a command's text: on stdout, or on stderr with its exit code when
+/// it failed.
+pub(crate) fn finish(text: &str, code: i32) -> Result<i32> {
+    if code == 0 {
+        print(text)
+    } else {
+        eprint!("{text}");
+        Ok(code)
     }
 }
 

@@ -118,23 +118,28 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
 /// Prints the top candidates of the current ranking, for scripts and for
 /// people without a TUI.
 pub fn top(store_path: &Path, args: &TopArgs) -> Result<i32> {
-    let store = Store::open(store_path)?;
+    let cmd = crate::serve::wire::Command::Top { n: args.n, tsv: args.tsv };
+    let (text, code) = super::local_or_served(store_path, cmd, |store| top_text(store, args.n, args.tsv))?;
+    super::finish(&text, code)
+}
+
+/// The best `n` candidates as a table: (text, exit code).
+pub(crate) fn top_text(store: &Store, n: usize, tsv: bool) -> Result<(String, i32)> {
     let Some(version) = store.current_scores()? else {
-        eprintln!("error: no scores in {}: run `oddity score` first", store.path().display());
-        return Ok(1);
+        return Ok((format!("error: no scores in {}: run `oddity score` first\n", store.path().display()), 1));
     };
     let mut out = String::new();
-    if !args.tsv {
+    if !tsv {
         out.push_str(&format!(
             "# score version {} ({}, {}), {} objects\n",
             version.version, version.method, version.time, version.n_scored
         ));
     }
     out.push_str("rank\tsurvey\tobject_id\tra\tdec\tscore\n");
-    for (rank, item) in store.ranked()?.take(args.n).enumerate() {
+    for (rank, item) in store.ranked()?.take(n).enumerate() {
         let (key, score) = item?;
         let Some(obj) = store.object(key)? else { continue };
         out.push_str(&format!("{}\t{}\t{}\t{:.6}\t{:.6}\t{score:.4}\n", rank + 1, obj.survey, obj.id, obj.ra, obj.dec));
     }
-    super::print(&out)
+    Ok((out, 0))
 }

@@ -21,18 +21,26 @@ struct SurveyCount {
 /// Summarises the store from its per-file records: fast on millions of
 /// objects because it never walks the object trees.
 pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
-    let store = match Store::open(store_path) {
-        Ok(s) => s,
+    let cmd = crate::serve::wire::Command::Status { files: args.files };
+    match super::local_or_served(store_path, cmd, |store| Ok((text(store, args.files)?, 0))) {
+        Ok((text, code)) => super::finish(&text, code),
         // A merge or fit job holds the store while it runs: the jobs still show.
-        Err(e @ crate::store::StoreError::Locked { .. }) if crate::shard::slurm::book_path(store_path).exists() => {
+        Err(e)
+            if matches!(e.downcast_ref(), Some(crate::store::StoreError::Locked { .. }))
+                && crate::shard::slurm::book_path(store_path).exists() =>
+        {
             let mut out = format!("store     {e}: showing the jobs only\n");
             for line in crate::shard::slurm::status_lines(store_path) {
                 writeln!(out, "jobs      {}", line.trim_start())?;
             }
-            return super::print(&out);
+            super::print(&out)
         }
-        Err(e) => return Err(e.into()),
-    };
+        Err(e) => Err(e),
+    }
+}
+
+/// The status report of a store.
+pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
     let sources = store.sources()?;
     let mut by_survey: BTreeMap<String, SurveyCount> = BTreeMap::new();
     for (_, s) in &sources {
@@ -158,7 +166,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
     if let Some(holder) = crate::retrain::retrain_running(store.path()) {
         writeln!(out, "          a retrain is running ({holder})")?;
     }
-    if let Some(r) = crate::retrain::last_report(&store)? {
+    if let Some(r) = crate::retrain::last_report(store)? {
         // Why the ranking is what it is, with the held-back figures of every candidate.
         writeln!(
             out,
@@ -180,7 +188,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
         }
     }
     writeln!(out, "compute   {}", compute_summary())?;
-    if args.files {
+    if files {
         writeln!(out, "\nfiles:")?;
         for (id, s) in &sources {
             writeln!(
@@ -194,7 +202,7 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
             )?;
         }
     }
-    super::print(&out)
+    Ok(out)
 }
 
 /// CPU threads and NVIDIA GPUs, read without loading libtorch (only

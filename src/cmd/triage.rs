@@ -1,16 +1,23 @@
 use std::path::Path;
+use std::sync::Arc;
 
 use color_eyre::Result;
 
 use crate::cli::TriageArgs;
-use crate::store::Store;
+use crate::serve::shared::Shared;
 use crate::tui::{Filter, Ordering, TriageOptions};
 
-/// Opens the labelling screen; prints the session summary afterwards.
+/// Opens the labelling screen: the first on a store serves it to the
+/// others, later ones connect. Prints the session summary afterwards.
 pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
-    let store = Store::open(store_path)?;
-    let _log = super::log_to(&store.log_dir());
-    let user = args.user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
+    crate::tui::check_terminal()?;
+    let session = format!("{}-{}", crate::serve::host_name(), std::process::id());
+    let shared = Arc::new(Shared::open(store_path, &session, args.overlap, Some(super::serve_command))?);
+    let _log = super::log_to(&store_path.join("logs"));
+    tracing::info!("triage: {}", shared.role());
+    // Who labels: this process's user when serving, the peer credentials the
+    // server saw when connected; never a flag.
+    let user = shared.user();
     let opts = TriageOptions {
         graphics: args.graphics.into(),
         keymap: args.keymap.clone(),
@@ -25,7 +32,8 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
         user,
         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
     };
-    let summary = crate::tui::run(store, &opts)?;
+    let local = shared.local_store();
+    let summary = crate::tui::run(shared.clone(), local, &opts)?;
     let retrain_note = after_session(store_path, &args.on_quit, &args.retrain_args, &summary)?;
     let values: Vec<String> = summary.by_value.iter().map(|(k, v)| format!("{v} {k}")).collect();
     super::print(

@@ -104,7 +104,7 @@ impl Default for EvalOptions {
             per_cycle: 100,
             start: 10,
             recall_k: 2000,
-            cnn_steps: 150,
+            cnn_steps: RetrainOptions::default().steps,
             seed: 0,
             shown: ScoreOptions::default().features,
         }
@@ -180,83 +180,18 @@ pub fn run(
     opts: &EvalOptions,
     progress: &dyn Fn(&str),
 ) -> Result<Vec<Row>, String> {
-    let err = |e: crate::store::StoreError| e.to_string();
-    let (t, deep) = {
-        let store = Store::open(store_path).map_err(err)?;
-        score_store(&store, &ScoreOptions { rerank: false, ..Default::default() }, &NoProgress).map_err(err)?;
-        let t = candidates(&store, truth)?;
-        // The expert's first labels: some interesting anomalies.
-        let mut interesting: Vec<usize> = (0..t.keys.len()).filter(|&i| t.interesting[i]).collect();
-        use rand::SeedableRng;
-        use rand::seq::SliceRandom;
-        interesting.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
-        for &i in interesting.iter().take(opts.start) {
-            label(&store, t.keys[i], LabelValue::Relevance(5))?;
-        }
-        (t, store.embedding_count() > 0)
-    };
+    let (t, deep) = first_labels(store_path, truth, opts)?;
     let feature_sets: Vec<FeatureSet> =
         if deep { vec![FeatureSet::Hand, FeatureSet::Deep, FeatureSet::Both] } else { vec![FeatureSet::Hand] };
     let mut labelled: HashSet<usize> = HashSet::new();
     let mut rows = Vec::new();
-    let current_scores = |store: &Store| -> Result<Vec<f32>, String> {
-        let mut scores = vec![f32::NEG_INFINITY; t.keys.len()];
-        for item in store.ranked().map_err(err)? {
-            let (k, s) = item.map_err(err)?;
-            if let Some(&i) = t.index.get(&k) {
-                scores[i] = s;
-            }
-        }
-        Ok(scores)
-    };
     for cycle in 0..=opts.cycles {
-        {
-            let store = Store::open(store_path).map_err(err)?;
-            for (_, e) in store.label_events().map_err(err)? {
-                if let Some(&i) = t.index.get(&e.object) {
-                    labelled.insert(i);
-                }
-            }
-        }
-        let mut methods: Vec<(String, Vec<f32>)> = Vec::new();
-        for &features in &feature_sets {
-            for rerank in [false, true] {
-                let store = Store::open(store_path).map_err(err)?;
-                let o = ScoreOptions { rerank, features, ..Default::default() };
-                score_store(&store, &o, &NoProgress).map_err(err)?;
-                let name = format!("{}{}", if rerank { "re-rank " } else { "forest " }, features.as_str());
-                methods.push((name, current_scores(&store)?));
-            }
-        }
+        read_labelled(store_path, &t, &mut labelled)?;
+        let mut methods = forest_rankings(store_path, &t, &feature_sets)?;
         let shown_name = format!("re-rank {}", opts.shown.as_str());
         let shown_index = methods.iter().position(|(n, _)| *n == shown_name).unwrap_or(1);
         if opts.cnn_steps > 0 {
-            let r = RetrainOptions {
-                steps: opts.cnn_steps,
-                batch: 8,
-                mu: 2,
-                pool: 512,
-                seed: opts.seed + cycle as u64,
-                ..Default::default()
-            };
-            match retrain(store_path, &r, &|_| {}) {
-                Ok(report) => {
-                    // The CNN's own ranking, whether or not it became current.
-                    let store = Store::open(store_path).map_err(err)?;
-                    for (candidate, name) in [("cnn", "fixmatch-cnn"), ("combined", "cnn + re-rank")] {
-                        let Some(v) = report.candidate(candidate).and_then(|c| c.version) else { continue };
-                        let mut scores = vec![f32::NEG_INFINITY; t.keys.len()];
-                        for item in store.scores_of_version(v).map_err(err)? {
-                            let (k, s) = item.map_err(err)?;
-                            if let Some(&i) = t.index.get(&k) {
-                                scores[i] = s;
-                            }
-                        }
-                        methods.push((name.to_string(), scores));
-                    }
-                }
-                Err(e) => progress(&format!("cycle {cycle}: no CNN ({e})")),
-            }
+            methods.extend(cnn_rankings(store_path, &t, opts, cycle, progress)?);
         }
         let found = labelled.iter().filter(|&&i| t.interesting[i]).count();
         for (method, scores) in &methods {
@@ -266,24 +201,135 @@ pub fn run(
         if cycle == opts.cycles {
             break;
         }
-        // The expert labels the top unlabelled candidates of the list they see
-        // (the default ranking): interesting ones 5, artefacts and normal galaxies 0.
-        let shown = &methods[shown_index].1;
-        let store = Store::open(store_path).map_err(err)?;
-        let mut n = 0;
-        for i in ranking(shown) {
-            if n == opts.per_cycle {
-                break;
-            }
-            if labelled.contains(&i) {
-                continue;
-            }
-            label(&store, t.keys[i], LabelValue::Relevance(if t.interesting[i] { 5 } else { 0 }))?;
-            labelled.insert(i);
-            n += 1;
-        }
+        expert_labels(store_path, &t, &methods[shown_index].1, opts.per_cycle, &mut labelled)?;
     }
     Ok(rows)
+}
+
+fn store_err(e: crate::store::StoreError) -> String {
+    e.to_string()
+}
+
+/// Scores the store once (forest only) to list the candidates, and labels
+/// the expert's first finds: `opts.start` interesting anomalies drawn with
+/// the seed. Also says whether the store has CNN embeddings.
+fn first_labels(
+    store_path: &Path,
+    truth: &HashMap<String, (bool, String)>,
+    opts: &EvalOptions,
+) -> Result<(Truth, bool), String> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let store = Store::open(store_path).map_err(store_err)?;
+    score_store(&store, &ScoreOptions { rerank: false, ..Default::default() }, &NoProgress).map_err(store_err)?;
+    let t = candidates(&store, truth)?;
+    let mut interesting: Vec<usize> = (0..t.keys.len()).filter(|&i| t.interesting[i]).collect();
+    interesting.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
+    for &i in interesting.iter().take(opts.start) {
+        label(&store, t.keys[i], LabelValue::Relevance(5))?;
+    }
+    let deep = store.embedding_count() > 0;
+    Ok((t, deep))
+}
+
+/// Adds every candidate the store has a label for to `labelled`.
+fn read_labelled(store_path: &Path, t: &Truth, labelled: &mut HashSet<usize>) -> Result<(), String> {
+    let store = Store::open(store_path).map_err(store_err)?;
+    for (_, e) in store.label_events().map_err(store_err)? {
+        if let Some(&i) = t.index.get(&e.object) {
+            labelled.insert(i);
+        }
+    }
+    Ok(())
+}
+
+/// Scores per candidate (in `t`'s order; NEG_INFINITY where unscored) from
+/// a store's (key, score) items.
+fn scores_in_order<E: std::fmt::Display>(
+    t: &Truth,
+    items: impl IntoIterator<Item = Result<(ObjectKey, f32), E>>,
+) -> Result<Vec<f32>, String> {
+    let mut scores = vec![f32::NEG_INFINITY; t.keys.len()];
+    for item in items {
+        let (k, s) = item.map_err(|e| e.to_string())?;
+        if let Some(&i) = t.index.get(&k) {
+            scores[i] = s;
+        }
+    }
+    Ok(scores)
+}
+
+/// The forest ranking, and the re-ranked one, of each feature set.
+fn forest_rankings(
+    store_path: &Path,
+    t: &Truth,
+    feature_sets: &[FeatureSet],
+) -> Result<Vec<(String, Vec<f32>)>, String> {
+    let mut methods = Vec::new();
+    for &features in feature_sets {
+        for rerank in [false, true] {
+            let store = Store::open(store_path).map_err(store_err)?;
+            let o = ScoreOptions { rerank, features, ..Default::default() };
+            score_store(&store, &o, &NoProgress).map_err(store_err)?;
+            let name = format!("{}{}", if rerank { "re-rank " } else { "forest " }, features.as_str());
+            methods.push((name, scores_in_order(t, store.ranked().map_err(store_err)?)?));
+        }
+    }
+    Ok(methods)
+}
+
+/// Retrains the CNN on the labels so far and returns its own rankings
+/// (alone, and combined with the re-rank), whether or not they became
+/// current. A failed retrain is reported and gives none.
+fn cnn_rankings(
+    store_path: &Path,
+    t: &Truth,
+    opts: &EvalOptions,
+    cycle: usize,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<(String, Vec<f32>)>, String> {
+    // The retrain a user gets (its batch, pool and automatic pretraining), only the steps chosen.
+    let r = RetrainOptions { steps: opts.cnn_steps, seed: opts.seed + cycle as u64, ..Default::default() };
+    let report = match retrain(store_path, &r, &|_| {}) {
+        Ok(report) => report,
+        Err(e) => {
+            progress(&format!("cycle {cycle}: no CNN ({e})"));
+            return Ok(Vec::new());
+        }
+    };
+    let store = Store::open(store_path).map_err(store_err)?;
+    let mut methods = Vec::new();
+    for (candidate, name) in [("cnn", "fixmatch-cnn"), ("combined", "cnn + re-rank")] {
+        let Some(v) = report.candidate(candidate).and_then(|c| c.version) else { continue };
+        methods.push((name.to_string(), scores_in_order(t, store.scores_of_version(v).map_err(store_err)?)?));
+    }
+    Ok(methods)
+}
+
+/// The expert labels the top `per_cycle` unlabelled candidates of the list
+/// they see (`shown`, the default ranking): interesting ones 5, artefacts
+/// and normal galaxies 0.
+fn expert_labels(
+    store_path: &Path,
+    t: &Truth,
+    shown: &[f32],
+    per_cycle: usize,
+    labelled: &mut HashSet<usize>,
+) -> Result<(), String> {
+    let store = Store::open(store_path).map_err(store_err)?;
+    let mut n = 0;
+    for i in ranking(shown) {
+        if n == per_cycle {
+            break;
+        }
+        if labelled.contains(&i) {
+            continue;
+        }
+        label(&store, t.keys[i], LabelValue::Relevance(if t.interesting[i] { 5 } else { 0 }))?;
+        labelled.insert(i);
+        n += 1;
+    }
+    Ok(())
 }
 
 /// One method's figures, over the objects the expert has not labelled.

@@ -236,25 +236,11 @@ pub fn morphology_with_colours(
         return out;
     }
 
-    // Sky-subtract and impute every band.
-    let mut clean = vec![0.0f32; n_bands * npix];
-    let mut scratch = Vec::new();
-    let mut sky_ok = vec![false; n_bands];
-    let mut ref_noise = f32::NAN;
-    for b in 0..n_bands {
-        let band = &image[b * npix..(b + 1) * npix];
-        let Some((level, noise)) = border_stats(band, h, w, &mut scratch) else { continue };
-        impute(band, level, h, w, &mut clean[b * npix..(b + 1) * npix]);
-        sky_ok[b] = true;
-        if b == reference_band {
-            out[SKY_LEVEL] = level;
-            out[SKY_NOISE] = noise;
-            ref_noise = noise;
-        }
-    }
+    let (mut clean, sky_ok) = sky_subtract(image, n_bands, h, w, reference_band, &mut out);
     if !sky_ok[reference_band] {
         return out;
     }
+    let ref_noise = out[SKY_NOISE];
     let grid = Grid { h, w };
     let ref_img = &clean[reference_band * npix..(reference_band + 1) * npix];
 
@@ -272,24 +258,7 @@ pub fn morphology_with_colours(
     let levels = ISO_FRACTIONS.map(|f| (f * peak).max(ISO_FLOOR_SIGMA * ref_noise));
     let flood = grid.flood(ref_img, seed, seg_level, &levels);
 
-    // Isophote ellipses and their differences.
-    let ellipses: Vec<Option<Ellipse>> = flood.iso_moments.iter().map(Moments::ellipse).collect();
-    for (k, e) in ellipses.iter().enumerate() {
-        if let Some(e) = e {
-            out[ISO + 3 * k] = ((e.cx - centre.0).hypot(e.cy - centre.1) / e.a) as f32;
-            out[ISO + 3 * k + 1] = e.q as f32;
-            out[ISO + 3 * k + 2] = e.pa as f32;
-        }
-    }
-    for k in 1..N_ISO {
-        if let (Some(inner), Some(outer)) = (&ellipses[k - 1], &ellipses[k]) {
-            let d = DIFF + 3 * (k - 1);
-            out[d] = ((outer.cx - inner.cx).hypot(outer.cy - inner.cy) / outer.a) as f32;
-            let dpa = (outer.pa - inner.pa).abs() % 180.0;
-            out[d + 1] = dpa.min(180.0 - dpa) as f32;
-            out[d + 2] = (outer.q - inner.q) as f32;
-        }
-    }
+    isophote_features(&flood.iso_moments, centre, &mut out);
 
     // Unrelated neighbours become sky in every band.
     let mut state = flood.state;
@@ -323,14 +292,70 @@ pub fn morphology_with_colours(
                 |b| if sky_ok[b] { aperture_flux(&clean[b * npix..(b + 1) * npix], &grid, c, r_col) } else { f64::NAN },
             )
             .collect();
-        for (k, &(blue, red)) in colours.iter().enumerate().take(n_bands.saturating_sub(1)) {
-            let (fb, fr) = (fluxes[blue], fluxes[red]);
-            if fb > 0.0 && fr > 0.0 {
-                out[COLOUR + k] = (-2.5 * (fb / fr).log10()) as f32;
-            }
-        }
+        colour_features(&fluxes, colours, &mut out);
     }
     out
+}
+
+/// Sky-subtracts and imputes every band (returned, band-major, with which
+/// bands had a measurable sky); the reference band's sky level and noise go
+/// to `out`.
+fn sky_subtract(
+    image: &[f32],
+    n_bands: usize,
+    h: usize,
+    w: usize,
+    reference_band: usize,
+    out: &mut [f32],
+) -> (Vec<f32>, Vec<bool>) {
+    let npix = h * w;
+    let mut clean = vec![0.0f32; n_bands * npix];
+    let mut scratch = Vec::new();
+    let mut sky_ok = vec![false; n_bands];
+    for b in 0..n_bands {
+        let band = &image[b * npix..(b + 1) * npix];
+        let Some((level, noise)) = border_stats(band, h, w, &mut scratch) else { continue };
+        impute(band, level, h, w, &mut clean[b * npix..(b + 1) * npix]);
+        sky_ok[b] = true;
+        if b == reference_band {
+            out[SKY_LEVEL] = level;
+            out[SKY_NOISE] = noise;
+        }
+    }
+    (clean, sky_ok)
+}
+
+/// Isophote ellipses (offset from `centre`, axis ratio, angle) and the
+/// differences between adjacent ones.
+fn isophote_features(iso_moments: &[Moments], centre: (f64, f64), out: &mut [f32]) {
+    let ellipses: Vec<Option<Ellipse>> = iso_moments.iter().map(Moments::ellipse).collect();
+    for (k, e) in ellipses.iter().enumerate() {
+        if let Some(e) = e {
+            out[ISO + 3 * k] = ((e.cx - centre.0).hypot(e.cy - centre.1) / e.a) as f32;
+            out[ISO + 3 * k + 1] = e.q as f32;
+            out[ISO + 3 * k + 2] = e.pa as f32;
+        }
+    }
+    for k in 1..N_ISO {
+        if let (Some(inner), Some(outer)) = (&ellipses[k - 1], &ellipses[k]) {
+            let d = DIFF + 3 * (k - 1);
+            out[d] = ((outer.cx - inner.cx).hypot(outer.cy - inner.cy) / outer.a) as f32;
+            let dpa = (outer.pa - inner.pa).abs() % 180.0;
+            out[d + 1] = dpa.min(180.0 - dpa) as f32;
+            out[d + 2] = (outer.q - inner.q) as f32;
+        }
+    }
+}
+
+/// Colours (magnitudes) of the (blue, red) band pairs from aperture fluxes;
+/// NaN where either flux is not positive.
+fn colour_features(fluxes: &[f64], colours: &[(usize, usize)], out: &mut [f32]) {
+    for (k, &(blue, red)) in colours.iter().enumerate().take(fluxes.len().saturating_sub(1)) {
+        let (fb, fr) = (fluxes[blue], fluxes[red]);
+        if fb > 0.0 && fr > 0.0 {
+            out[COLOUR + k] = (-2.5 * (fb / fr).log10()) as f32;
+        }
+    }
 }
 
 /// Median and 1.4826·MAD of the finite border pixels; None if too few.

@@ -233,23 +233,7 @@ pub fn ingest_files(
     let mut report = IngestReport { files_seen: files.len(), ..Default::default() };
     report.files_failed += problems.len();
 
-    // Sort by what the content says: tables go through the batched HDF5
-    // path, single-object files through the parallel one.
-    let mut tables = Vec::new();
-    let mut singles = Vec::new();
-    for path in files {
-        // By content; a file whose content says nothing goes to the reader
-        // its name promises, which says what is wrong with it.
-        match Format::sniff(&path).or_else(|| Format::by_extension(&path)) {
-            Some(Format::Hdf5) => tables.push(path),
-            Some(f) => singles.push((path, f)),
-            None => {
-                let message = "not an HDF5, FITS, PNG, JPEG or TIFF file (by its content)".to_string();
-                report.files_failed += 1;
-                problems.push(Problem { file: path, object: None, message });
-            }
-        }
-    }
+    let (tables, singles) = sort_by_format(files, &mut report, &mut problems);
 
     // Open and check every table first: bad layouts are reported before any
     // long read starts, and the progress bar knows the total.
@@ -304,6 +288,31 @@ pub fn ingest_files(
     Ok(report)
 }
 
+/// Sorts by what the content says: tables go through the batched HDF5
+/// path, single-object files through the parallel one.
+fn sort_by_format(
+    files: Vec<PathBuf>,
+    report: &mut IngestReport,
+    problems: &mut Vec<Problem>,
+) -> (Vec<PathBuf>, Vec<(PathBuf, Format)>) {
+    let mut tables = Vec::new();
+    let mut singles = Vec::new();
+    for path in files {
+        // By content; a file whose content says nothing goes to the reader
+        // its name promises, which says what is wrong with it.
+        match Format::sniff(&path).or_else(|| Format::by_extension(&path)) {
+            Some(Format::Hdf5) => tables.push(path),
+            Some(f) => singles.push((path, f)),
+            None => {
+                let message = "not an HDF5, FITS, PNG, JPEG or TIFF file (by its content)".to_string();
+                report.files_failed += 1;
+                problems.push(Problem { file: path, object: None, message });
+            }
+        }
+    }
+    (tables, singles)
+}
+
 /// A file's identity in the store: canonical path, size, modification time.
 struct Stat {
     key: String,
@@ -339,43 +348,9 @@ fn ingest_singles(
     use rayon::prelude::*;
     let mut since_flush = 0;
     for chunk in files.chunks(SINGLES_PARALLEL) {
-        // Which files need reading (sequential: store look-ups).
-        let mut todo = Vec::with_capacity(chunk.len());
-        for (path, format) in chunk {
-            let st = match stat(path) {
-                Ok(s) => s,
-                Err(message) => {
-                    report.files_failed += 1;
-                    problems.push(Problem { file: path.clone(), object: None, message });
-                    continue;
-                }
-            };
-            let existing = match store.source_id(&st.key)? {
-                Some(id) => store.source(id)?.map(|s| (id, s)),
-                None => None,
-            };
-            if let Some((_, s)) = &existing {
-                // A rejected object is read again: its catalogue row may be fixed.
-                if s.complete && s.size == st.size && s.mtime == st.mtime && s.n_rejected == 0 {
-                    report.files_skipped += 1;
-                    continue;
-                }
-            }
-            todo.push((path, *format, st, existing));
-        }
-        let read: Vec<Result<Single, TableError>> = todo
-            .par_iter()
-            .map(|(_, format, st, _)| {
-                let path = Path::new(&st.key);
-                // A decoder's panic on a hostile file is that file's problem.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
-                    Format::Fits => fits::read_object(path, ctx),
-                    Format::Image => image::read_object(path, ctx),
-                    Format::Hdf5 => unreachable!("tables take the batched path: {}", path.display()),
-                }))
-                .unwrap_or_else(|_| Err(TableError::Invalid("the decoder failed on this file (corrupt?)".into())))
-            })
-            .collect();
+        let todo = singles_to_read(store, chunk, report, problems)?;
+        let read: Vec<Result<Single, TableError>> =
+            todo.par_iter().map(|(_, format, st, _)| read_single(Path::new(&st.key), *format, ctx)).collect();
         for ((path, _, st, existing), single) in todo.into_iter().zip(read) {
             let single = match single {
                 Ok(s) => s,
@@ -433,6 +408,55 @@ fn ingest_singles(
         }
     }
     Ok(())
+}
+
+/// A single-object file to read: its path as given, format, identity, and
+/// its store record if an earlier run began it.
+type SingleTodo<'a> = (&'a PathBuf, Format, Stat, Option<(u32, SourceFile)>);
+
+/// Which files of `chunk` need reading (sequential: store look-ups); the
+/// rest are counted as skipped or failed.
+fn singles_to_read<'a>(
+    store: &Store,
+    chunk: &'a [(PathBuf, Format)],
+    report: &mut IngestReport,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<SingleTodo<'a>>, StoreError> {
+    let mut todo = Vec::with_capacity(chunk.len());
+    for (path, format) in chunk {
+        let st = match stat(path) {
+            Ok(s) => s,
+            Err(message) => {
+                report.files_failed += 1;
+                problems.push(Problem { file: path.clone(), object: None, message });
+                continue;
+            }
+        };
+        let existing = match store.source_id(&st.key)? {
+            Some(id) => store.source(id)?.map(|s| (id, s)),
+            None => None,
+        };
+        if let Some((_, s)) = &existing {
+            // A rejected object is read again: its catalogue row may be fixed.
+            if s.complete && s.size == st.size && s.mtime == st.mtime && s.n_rejected == 0 {
+                report.files_skipped += 1;
+                continue;
+            }
+        }
+        todo.push((path, *format, st, existing));
+    }
+    Ok(todo)
+}
+
+/// Reads one single-object file; a decoder's panic on a hostile file is
+/// that file's problem.
+fn read_single(path: &Path, format: Format, ctx: &Context) -> Result<Single, TableError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
+        Format::Fits => fits::read_object(path, ctx),
+        Format::Image => image::read_object(path, ctx),
+        Format::Hdf5 => unreachable!("tables take the batched path: {}", path.display()),
+    }))
+    .unwrap_or_else(|_| Err(TableError::Invalid("the decoder failed on this file (corrupt?)".into())))
 }
 
 struct FilePlan {

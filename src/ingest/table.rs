@@ -107,50 +107,10 @@ const KNOWN: &[&str] = &[
 
 impl Table {
     pub fn open(path: &Path) -> Result<Table, TableError> {
-        let file = hdf5::File::open(path).map_err(|e| {
-            let mut why = clean(&e.to_string());
-            if why.contains("unable to lock file") {
-                why.push_str(" (another program has it open for writing; wait for it to finish, or set HDF5_USE_FILE_LOCKING=FALSE if the file system cannot lock)");
-            }
-            TableError::Open(why)
-        })?;
+        let file = open_file(path)?;
         let names = file.member_names().map_err(|e| TableError::Open(clean(&e.to_string())))?;
-        let has_name = |n: &str| names.iter().any(|m| m == n);
-        let kind = if has_name("image_array") {
-            SourceKind::Images
-        } else if has_name("spectrum_flux") {
-            SourceKind::Spectra
-        } else {
-            return Err(TableError::UnknownTable(names.join(", ")));
-        };
-        let (kind_name, needs) = match kind {
-            SourceKind::Images => ("image", IMAGE_NEEDS),
-            SourceKind::Spectra => ("spectrum", SPECTRUM_NEEDS),
-        };
-        let required: &[&'static str] = match kind {
-            SourceKind::Images => &["object_id", "ra", "dec"],
-            SourceKind::Spectra => &["object_id", "ra", "dec", "spectrum_lambda"],
-        };
-        for field in required {
-            if !has_name(field) {
-                return Err(TableError::MissingField { field, kind: kind_name, needs });
-            }
-        }
-        let dataset =
-            |n: &str| file.dataset(n).map_err(|e| TableError::Open(format!("`{n}`: {}", clean(&e.to_string()))));
-        let ra = dataset("ra")?;
-        let n_rows = ra.shape().first().copied().unwrap_or(0);
-        if ra.ndim() != 1 {
-            return Err(shape_err("ra", ra.shape(), "(N,)"));
-        }
-        for n in ["dec", "object_id"] {
-            let d = dataset(n)?;
-            if d.shape() != [n_rows] {
-                return Err(shape_err(n, d.shape(), &format!("({n_rows},) like `ra`")));
-            }
-        }
-        check_id_type(&dataset("object_id")?)?;
-
+        let kind = table_kind(&names)?;
+        let n_rows = check_positions(&file)?;
         let mut table = Table {
             kind,
             n_rows,
@@ -163,92 +123,107 @@ impl Table {
             has: Has::default(),
             file: file.clone(),
         };
-
         match kind {
-            SourceKind::Images => {
-                let img = dataset("image_array")?;
-                let shape = img.shape();
-                let n_bands = match shape.len() {
-                    4 if shape[0] == n_rows && shape[1] > 0 && shape[2] > 0 && shape[3] > 0 => {
-                        table.shape = (shape[2], shape[3]);
-                        shape[1]
-                    }
-                    3 if shape[0] == n_rows && shape[1] > 0 && shape[2] > 0 => {
-                        // No band axis: one band, if `image_band` (when
-                        // present) names one band per object.
-                        if let Ok(b) = file.dataset("image_band")
-                            && let [_, k] = b.shape().as_slice()
-                            && *k > 1
-                        {
-                            let expected = format!(
-                                "({n_rows}, {k}, {}, {}): `image_band` names {k} bands per object but the images have no band axis",
-                                shape[1], shape[2]
-                            );
-                            return Err(shape_err("image_array", shape, &expected));
-                        }
-                        table.single_band = true;
-                        table.shape = (shape[1], shape[2]);
-                        1
-                    }
-                    _ => {
-                        return Err(shape_err(
-                            "image_array",
-                            shape,
-                            &format!("({n_rows}, bands, height, width) with {n_rows} rows like `ra`"),
-                        ));
-                    }
-                };
-                check_float("image_array", &img)?;
-                table.bands = read_bands(&file, n_bands, n_rows)?;
-                table.has.psf = optional_2d(&file, "image_psf_fwhm", n_rows, n_bands)?;
-                table.has.scale = optional_2d(&file, "image_scale", n_rows, n_bands)?;
+            SourceKind::Images => table.check_images()?,
+            SourceKind::Spectra => table.check_spectra(&names)?,
+        }
+        table.sort_columns(&names);
+        Ok(table)
+    }
+
+    /// Checks `image_array` (N, bands, H, W) or (N, H, W) and the optional
+    /// per-band columns; records bands and image shape.
+    fn check_images(&mut self) -> Result<(), TableError> {
+        let (file, n_rows) = (&self.file, self.n_rows);
+        let img = dataset(file, "image_array")?;
+        let shape = img.shape();
+        let n_bands = match shape.len() {
+            4 if shape[0] == n_rows && shape[1] > 0 && shape[2] > 0 && shape[3] > 0 => {
+                self.shape = (shape[2], shape[3]);
+                shape[1]
             }
-            SourceKind::Spectra => {
-                let flux = dataset("spectrum_flux")?;
-                let shape = flux.shape();
-                if shape.len() != 2 || shape[0] != n_rows || shape[1] == 0 {
-                    return Err(shape_err("spectrum_flux", shape, &format!("({n_rows}, n_pixels)")));
+            3 if shape[0] == n_rows && shape[1] > 0 && shape[2] > 0 => {
+                // No band axis: one band, if `image_band` (when
+                // present) names one band per object.
+                if let Ok(b) = file.dataset("image_band")
+                    && let [_, k] = b.shape().as_slice()
+                    && *k > 1
+                {
+                    let expected = format!(
+                        "({n_rows}, {k}, {}, {}): `image_band` names {k} bands per object but the images have no band axis",
+                        shape[1], shape[2]
+                    );
+                    return Err(shape_err("image_array", shape, &expected));
                 }
-                check_float("spectrum_flux", &flux)?;
-                let n_pix = shape[1];
-                table.shape = (n_pix, 0);
-                let lambda = dataset("spectrum_lambda")?;
-                match lambda.shape().as_slice() {
-                    [n, l] if *n == n_rows && *l == n_pix => {}
-                    [l] if *l == n_pix => table.shared_lambda = true,
-                    other => {
-                        return Err(shape_err(
-                            "spectrum_lambda",
-                            other.to_vec(),
-                            &format!("({n_rows}, {n_pix}) or ({n_pix},) like spectrum_flux"),
-                        ));
-                    }
-                }
-                table.has.ivar = optional_2d(&file, "spectrum_ivar", n_rows, n_pix)?;
-                table.has.mask = optional_2d(&file, "spectrum_mask", n_rows, n_pix)?;
-                table.has.z = ["Z", "z", "redshift"].iter().find(|n| has_name(n)).map(|s| s.to_string());
-                table.has.z_err =
-                    ["Z_ERR", "z_err", "redshift_err"].iter().find(|n| has_name(n)).map(|s| s.to_string());
+                self.single_band = true;
+                self.shape = (shape[1], shape[2]);
+                1
+            }
+            _ => {
+                return Err(shape_err(
+                    "image_array",
+                    shape,
+                    &format!("({n_rows}, bands, height, width) with {n_rows} rows like `ra`"),
+                ));
+            }
+        };
+        check_float("image_array", &img)?;
+        self.bands = read_bands(file, n_bands, n_rows)?;
+        self.has.psf = optional_2d(file, "image_psf_fwhm", n_rows, n_bands)?;
+        self.has.scale = optional_2d(file, "image_scale", n_rows, n_bands)?;
+        Ok(())
+    }
+
+    /// Checks `spectrum_flux` (N, L) against `spectrum_lambda` (N, L) or
+    /// one shared grid (L,), and finds the optional ivar, mask and redshift
+    /// columns.
+    fn check_spectra(&mut self, names: &[String]) -> Result<(), TableError> {
+        let (file, n_rows) = (&self.file, self.n_rows);
+        let flux = dataset(file, "spectrum_flux")?;
+        let shape = flux.shape();
+        if shape.len() != 2 || shape[0] != n_rows || shape[1] == 0 {
+            return Err(shape_err("spectrum_flux", shape, &format!("({n_rows}, n_pixels)")));
+        }
+        check_float("spectrum_flux", &flux)?;
+        let n_pix = shape[1];
+        self.shape = (n_pix, 0);
+        match dataset(file, "spectrum_lambda")?.shape().as_slice() {
+            [n, l] if *n == n_rows && *l == n_pix => {}
+            [l] if *l == n_pix => self.shared_lambda = true,
+            other => {
+                return Err(shape_err(
+                    "spectrum_lambda",
+                    other.to_vec(),
+                    &format!("({n_rows}, {n_pix}) or ({n_pix},) like spectrum_flux"),
+                ));
             }
         }
+        self.has.ivar = optional_2d(file, "spectrum_ivar", n_rows, n_pix)?;
+        self.has.mask = optional_2d(file, "spectrum_mask", n_rows, n_pix)?;
+        let first_of =
+            |candidates: [&str; 3]| candidates.iter().find(|n| names.iter().any(|m| m == *n)).map(|s| s.to_string());
+        self.has.z = first_of(["Z", "z", "redshift"]);
+        self.has.z_err = first_of(["Z_ERR", "z_err", "redshift_err"]);
+        Ok(())
+    }
 
-        // Everything else: 1-D columns become catalogue properties, the rest
-        // stays in the file as array columns.
-        for name in &names {
+    /// Everything else: 1-D columns become catalogue properties, the rest
+    /// stays in the file as array columns.
+    fn sort_columns(&mut self, names: &[String]) {
+        for name in names {
             if KNOWN.contains(&name.as_str()) {
                 continue;
             }
-            let Ok(d) = file.dataset(name) else { continue };
+            let Ok(d) = self.file.dataset(name) else { continue };
             let shape = d.shape();
-            if shape.len() == 1 && shape[0] == n_rows && prop_type(&d).is_some() {
-                table.columns.push(name.clone());
-            } else if shape.first() == Some(&n_rows) {
-                table.array_columns.push(name.clone());
+            if shape.len() == 1 && shape[0] == self.n_rows && prop_type(&d).is_some() {
+                self.columns.push(name.clone());
+            } else if shape.first() == Some(&self.n_rows) {
+                self.array_columns.push(name.clone());
             } else {
                 tracing::debug!("{name}: shape {shape:?} is not per-object; ignored");
             }
         }
-        Ok(table)
     }
 
     /// Opens a table for ingest: as [`Table::open`], and (N, H, W) images
@@ -417,6 +392,62 @@ impl Rows<'_> {
     fn dataset(&self, name: &str) -> Result<hdf5::Dataset, TableError> {
         self.file.dataset(name).map_err(|e| self.err(name, e))
     }
+}
+/// Opens an HDF5 file, saying what to do when another program holds its lock.
+fn open_file(path: &Path) -> Result<hdf5::File, TableError> {
+    hdf5::File::open(path).map_err(|e| {
+        let mut why = clean(&e.to_string());
+        if why.contains("unable to lock file") {
+            why.push_str(" (another program has it open for writing; wait for it to finish, or set HDF5_USE_FILE_LOCKING=FALSE if the file system cannot lock)");
+        }
+        TableError::Open(why)
+    })
+}
+
+/// Which kind of table the member names make, checking that the fields that
+/// kind requires are there.
+fn table_kind(names: &[String]) -> Result<SourceKind, TableError> {
+    let has_name = |n: &str| names.iter().any(|m| m == n);
+    let kind = if has_name("image_array") {
+        SourceKind::Images
+    } else if has_name("spectrum_flux") {
+        SourceKind::Spectra
+    } else {
+        return Err(TableError::UnknownTable(names.join(", ")));
+    };
+    let (kind_name, needs, required): (_, _, &[&'static str]) = match kind {
+        SourceKind::Images => ("image", IMAGE_NEEDS, &["object_id", "ra", "dec"]),
+        SourceKind::Spectra => ("spectrum", SPECTRUM_NEEDS, &["object_id", "ra", "dec", "spectrum_lambda"]),
+    };
+    for field in required {
+        if !has_name(field) {
+            return Err(TableError::MissingField { field, kind: kind_name, needs });
+        }
+    }
+    Ok(kind)
+}
+
+/// Checks that `ra`, `dec` and `object_id` are 1-D columns of one length
+/// (the row count, returned) and that ids are strings or integers.
+fn check_positions(file: &hdf5::File) -> Result<usize, TableError> {
+    let ra = dataset(file, "ra")?;
+    let n_rows = ra.shape().first().copied().unwrap_or(0);
+    if ra.ndim() != 1 {
+        return Err(shape_err("ra", ra.shape(), "(N,)"));
+    }
+    for n in ["dec", "object_id"] {
+        let d = dataset(file, n)?;
+        if d.shape() != [n_rows] {
+            return Err(shape_err(n, d.shape(), &format!("({n_rows},) like `ra`")));
+        }
+    }
+    check_id_type(&dataset(file, "object_id")?)?;
+    Ok(n_rows)
+}
+
+/// A dataset the layout checks need, or an error naming it.
+fn dataset(file: &hdf5::File, n: &str) -> Result<hdf5::Dataset, TableError> {
+    file.dataset(n).map_err(|e| TableError::Open(format!("`{n}`: {}", clean(&e.to_string()))))
 }
 
 /// HDF5's error strings carry a stack trace; keep the first meaningful line.

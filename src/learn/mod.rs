@@ -16,7 +16,10 @@ mod stage;
 pub mod train;
 
 pub use crate::retrain::{RetrainReport, gate, last_report, lock, retrain_running};
-pub use stage::{LearnError, NetSize, RetrainOptions, normalise, pretrain_store, read_status, retrain, write_status};
+pub use stage::{
+    LearnError, NetSize, RetrainOptions, auto_pretrain_params, normalise, pretrain_store, read_status, retrain,
+    write_status,
+};
 
 /// The device training and inference run on: CUDA when present, else CPU.
 pub fn device() -> tch::Device {

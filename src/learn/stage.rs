@@ -74,9 +74,13 @@ pub struct RetrainOptions {
     pub seed: u64,
     /// Fraction of each class's labels held back to judge the new model.
     pub hold_back: f64,
-    /// Expected fraction of anomalies among the unlabelled images, which the
-    /// pseudo-labels are aligned to.
+    /// Expected fraction of anomalies among the unlabelled images (0: plain
+    /// FixMatch pseudo-labels instead of positive-unlabelled learning).
     pub prior: f64,
+    /// Fractal pretraining to run first when the store has no pretrained
+    /// backbone for this network (image size 0: the cutout size); `None`
+    /// trains from scratch then.
+    pub pretrain: Option<PretrainParams>,
     /// How long to wait for the store at the end (the TUI may hold it).
     pub wait: Duration,
     /// SIGKILL the process after this many score batches (crash tests).
@@ -89,11 +93,12 @@ impl Default for RetrainOptions {
             net: NetSize::Tiny,
             steps: 300,
             batch: 16,
-            mu: 5,
+            mu: 2,
             pool: 2048,
             seed: 0,
             hold_back: gate::HOLD_BACK,
             prior: 0.01,
+            pretrain: Some(auto_pretrain_params(0, 0)),
             wait: Duration::from_secs(24 * 3600),
             crash_after_batches: None,
         }
@@ -138,6 +143,7 @@ impl GroupInfo {
 }
 
 /// What a retrain takes from the store before letting go of it.
+#[derive(Debug)]
 struct Snapshot {
     sources: HashMap<u32, SourceFile>,
     bands: usize,
@@ -153,7 +159,7 @@ struct Snapshot {
     current: Option<ScoreVersion>,
     /// The forest ranking a combination builds on, with its scores in key order.
     base: Option<ScoreVersion>,
-    base_scores: Vec<(ObjectKey, f32)>,
+    base_scores: Scores,
     /// Scores of the held-back objects from rankings that never saw their labels.
     current_held: Vec<f32>,
     base_held: Vec<f32>,
@@ -175,7 +181,6 @@ fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnE
     if sources.is_empty() {
         return Err(LearnError::Data("no image objects in the store".into()));
     }
-    let group_of = |file: u32| sources.get(&file).map(|s| GroupKey { bands: s.bands.clone() });
     let events = store.label_events()?;
     let n_events = events.len();
     let book = LabelBook::from_events(events);
@@ -183,65 +188,135 @@ fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnE
         book.targets().filter(|(k, _)| sources.contains_key(&k.file)).map(|(k, t)| (k, t.interesting)).collect();
     labels.sort();
     let labels_seen: Vec<u64> = labels.iter().map(|l| l.0.as_u64()).collect();
+    let rankings = Rankings::read(&store)?;
+    let judge = HeldBack::split(&store, &labels, &rankings, opts)?;
 
-    // The current ranking, and whether a retrain made it (then only labels
-    // newer than it can judge it, and it combines with the forest it was built on).
-    let current = store.current_scores()?;
-    let note: Option<RankingNote> = store
-        .note(NOTE_RANKING)?
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .filter(|n: &RankingNote| current.as_ref().is_some_and(|c| c.version == n.version));
-    let base = match &note {
-        Some(n) => match n.base {
-            Some(b) => store.score_version(b)?,
-            None => None,
-        },
-        None => current.clone(),
-    };
-    let mut base_scores = Vec::new();
-    if let Some(b) = &base {
-        for item in store.scores_of_version(b.version)? {
-            base_scores.push(item?);
-        }
-    }
-    let scored = |k: ObjectKey| base.is_none() || base_scores.binary_search_by_key(&k, |s| s.0).is_ok();
-    let fraction = opts.hold_back;
-    let (split, judged_unseen) = match &note {
-        Some(n) => {
-            let seen: HashSet<u64> = n.labels_seen.iter().copied().collect();
-            match gate::split(&labels, &|k| scored(k) && !seen.contains(&k.as_u64()), fraction, opts.seed) {
-                Ok(s) => (s, true),
-                // Not enough new labels to judge the retrained ranking fairly:
-                // judge against what the default ranking gives without the held-back labels.
-                Err(_) => (gate::split(&labels, &|k| scored(k), fraction, opts.seed).map_err(LearnError::Data)?, false),
+    let ChosenGroup { key: chosen, shape, skipped } = choose_group(&sources, &judge.split.train)?;
+    let group_of = |file: u32| sources.get(&file).map(|s| GroupKey { bands: s.bands.clone() });
+    let in_group = |k: &ObjectKey| group_of(k.file).as_ref() == Some(&chosen);
+    let images: Vec<ObjectKey> = store.image_keys_owned().filter_map(|k| k.ok()).filter(in_group).collect();
+    let train: Vec<(ObjectKey, i64)> =
+        judge.split.train.iter().filter(|l| in_group(&l.0)).map(|&(k, y)| (k, i64::from(y))).collect();
+    let bands = chosen.bands.len().max(1);
+    let pretrained = find_pretrained(&store, &opts.net.config(bands as i64, 2))?;
+    Ok(Snapshot {
+        bands,
+        shape: (shape.0 as usize, shape.1 as usize),
+        sources,
+        images,
+        split: judge.split,
+        train,
+        skipped,
+        pretrained,
+        events: n_events,
+        current: rankings.current,
+        base: rankings.base,
+        base_scores: rankings.base_scores,
+        current_held: judge.current_held,
+        base_held: judge.base_held,
+        current_desc: judge.current_desc,
+        labels_seen,
+    })
+}
+
+/// The ranking a retrain starts from: the current version, the note saying
+/// a retrain made it (then only labels newer than it can judge it, and it
+/// combines with the forest it was built on), and that forest ranking.
+struct Rankings {
+    current: Option<ScoreVersion>,
+    note: Option<RankingNote>,
+    base: Option<ScoreVersion>,
+    base_scores: Scores,
+}
+
+impl Rankings {
+    fn read(store: &Store) -> Result<Self, LearnError> {
+        let current = store.current_scores()?;
+        let note: Option<RankingNote> = store
+            .note(NOTE_RANKING)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .filter(|n: &RankingNote| current.as_ref().is_some_and(|c| c.version == n.version));
+        let base = match &note {
+            Some(n) => match n.base {
+                Some(b) => store.score_version(b)?,
+                None => None,
+            },
+            None => current.clone(),
+        };
+        let mut base_scores = Vec::new();
+        if let Some(b) = &base {
+            for item in store.scores_of_version(b.version)? {
+                base_scores.push(item?);
             }
         }
-        None => (gate::split(&labels, &|k| scored(k), fraction, opts.seed).map_err(LearnError::Data)?, false),
-    };
-    let held_keys: HashSet<ObjectKey> = split.held.iter().map(|h| h.0).collect();
-    let base_at =
-        |k: ObjectKey| base_scores.binary_search_by_key(&k, |s| s.0).map(|i| base_scores[i].1).unwrap_or(f32::NAN);
-    let (current_held, base_held, current_desc) = if judged_unseen {
-        let cur: Vec<f32> =
-            split.held.iter().map(|h| store.score_of(h.0).map(|s| s.unwrap_or(f32::NAN))).collect::<Result<_, _>>()?;
-        let desc = format!("the current ranking (version {})", current.as_ref().map(|c| c.version).unwrap_or(0));
-        (cur, split.held.iter().map(|h| base_at(h.0)).collect(), desc)
-    } else if current.is_some() {
-        let without = gate::score_without(&store, &held_keys)?;
-        let s: Vec<f32> = split.held.iter().map(|h| without.get(&h.0).copied().unwrap_or(f32::NAN)).collect();
-        let desc = if note.is_some() {
-            "forest + re-rank without the held-back labels (the current ranking has seen them all)".to_string()
-        } else {
-            format!("the current ranking (version {}) without the held-back labels", current.as_ref().unwrap().version)
-        };
-        (s.clone(), s, desc)
-    } else {
-        (vec![f32::NAN; split.held.len()], vec![f32::NAN; split.held.len()], "no ranking yet".into())
-    };
+        Ok(Rankings { current, note, base, base_scores })
+    }
 
-    // One network takes one band set (cutouts of other sizes are resampled
-    // to the group's commonest size): train on the group with the most
-    // training labels of both classes; say why others are skipped.
+    /// The base ranking's score of `k` (NaN when it has none).
+    fn base_at(&self, k: ObjectKey) -> f32 {
+        self.base_scores.binary_search_by_key(&k, |s| s.0).map(|i| self.base_scores[i].1).unwrap_or(f32::NAN)
+    }
+}
+
+/// The labels held back to judge the new model, with their scores from the
+/// rankings it competes with, made without them.
+struct HeldBack {
+    split: Split,
+    current_held: Vec<f32>,
+    base_held: Vec<f32>,
+    /// What "current" was judged as, for the verdict.
+    current_desc: String,
+}
+
+impl HeldBack {
+    fn split(
+        store: &Store,
+        labels: &[(ObjectKey, bool)],
+        r: &Rankings,
+        opts: &RetrainOptions,
+    ) -> Result<Self, LearnError> {
+        let scored = |k: ObjectKey| r.base.is_none() || r.base_scores.binary_search_by_key(&k, |s| s.0).is_ok();
+        let (fraction, seed) = (opts.hold_back, opts.seed);
+        let any_scored = || gate::split(labels, &|k| scored(k), fraction, seed).map_err(LearnError::Data);
+        let (split, judged_unseen) = match &r.note {
+            Some(n) => {
+                let seen: HashSet<u64> = n.labels_seen.iter().copied().collect();
+                match gate::split(labels, &|k| scored(k) && !seen.contains(&k.as_u64()), fraction, seed) {
+                    Ok(s) => (s, true),
+                    // Not enough new labels to judge the retrained ranking fairly: judge
+                    // against what the default ranking gives without the held-back labels.
+                    Err(_) => (any_scored()?, false),
+                }
+            }
+            None => (any_scored()?, false),
+        };
+        let held = &split.held;
+        let (current_held, base_held, current_desc) = if judged_unseen {
+            let cur: Vec<f32> =
+                held.iter().map(|h| store.score_of(h.0).map(|s| s.unwrap_or(f32::NAN))).collect::<Result<_, _>>()?;
+            let desc = format!("the current ranking (version {})", r.current.as_ref().map(|c| c.version).unwrap_or(0));
+            (cur, held.iter().map(|h| r.base_at(h.0)).collect(), desc)
+        } else if let Some(current) = &r.current {
+            let held_keys: HashSet<ObjectKey> = held.iter().map(|h| h.0).collect();
+            let without = gate::score_without(store, &held_keys)?;
+            let s: Vec<f32> = held.iter().map(|h| without.get(&h.0).copied().unwrap_or(f32::NAN)).collect();
+            let desc = if r.note.is_some() {
+                "forest + re-rank without the held-back labels (the current ranking has seen them all)".to_string()
+            } else {
+                format!("the current ranking (version {}) without the held-back labels", current.version)
+            };
+            (s.clone(), s, desc)
+        } else {
+            (vec![f32::NAN; held.len()], vec![f32::NAN; held.len()], "no ranking yet".into())
+        };
+        Ok(HeldBack { split, current_held, base_held, current_desc })
+    }
+}
+
+/// One network takes one band set (cutouts of other sizes are resampled to
+/// the group's commonest size): the group with the most training labels of
+/// both classes, its input size, and why the others are skipped.
+fn choose_group(sources: &HashMap<u32, SourceFile>, train: &[(ObjectKey, bool)]) -> Result<ChosenGroup, LearnError> {
     let mut groups: BTreeMap<GroupKey, GroupInfo> = BTreeMap::new();
     for s in sources.values() {
         let g = groups.entry(GroupKey { bands: s.bands.clone() }).or_default();
@@ -251,8 +326,9 @@ fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnE
         g.objects += s.n_objects as usize;
         *g.shapes.entry(s.shape).or_default() += s.n_objects as usize;
     }
-    for (k, interesting) in &split.train {
-        if let Some(g) = group_of(k.file).and_then(|g| groups.get_mut(&g)) {
+    for (k, interesting) in train {
+        let group = sources.get(&k.file).and_then(|s| groups.get_mut(&GroupKey { bands: s.bands.clone() }));
+        if let Some(g) = group {
             if *interesting { g.interesting += 1 } else { g.boring += 1 }
         }
     }
@@ -276,39 +352,29 @@ fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnE
         }
     }
     let shape = groups[&chosen].shape();
-    let in_group = |k: &ObjectKey| group_of(k.file).as_ref() == Some(&chosen);
-    let images: Vec<ObjectKey> = store.image_keys_owned().filter_map(|k| k.ok()).filter(in_group).collect();
-    let train: Vec<(ObjectKey, i64)> =
-        split.train.iter().filter(|l| in_group(&l.0)).map(|&(k, y)| (k, i64::from(y))).collect();
-    let bands = chosen.bands.len().max(1);
+    Ok(ChosenGroup { key: chosen, shape, skipped })
+}
+
+/// The band set a retrain trains on, its input size, and why others are skipped.
+struct ChosenGroup {
+    key: GroupKey,
+    shape: (u32, u32),
+    skipped: Vec<String>,
+}
+
+/// The newest pretrained backbone of this very network (same size, same bands).
+fn find_pretrained(store: &Store, want: &NetConfig) -> Result<Option<(PathBuf, NetConfig)>, LearnError> {
     let mut pretrained = None;
     for item in store.models_of_kind("cnn-pretrain")? {
         let cfg: Option<NetConfig> = serde_json::from_str(&item.params).ok();
         if let (Some(cfg), Some(path)) = (cfg, item.blob_path())
-            && cfg.in_channels == bands as i64
+            && (NetConfig { num_classes: 2, ..cfg.clone() }) == *want
             && path.exists()
         {
             pretrained = Some((path, cfg));
         }
     }
-    Ok(Snapshot {
-        bands,
-        shape: (shape.0 as usize, shape.1 as usize),
-        sources,
-        images,
-        split,
-        train,
-        skipped,
-        pretrained,
-        events: n_events,
-        current,
-        base,
-        base_scores,
-        current_held,
-        base_held,
-        current_desc,
-        labels_seen,
-    })
+    Ok(pretrained)
 }
 
 /// Per-band robust normalisation for the network: sky (border median)
@@ -448,6 +514,9 @@ fn open_when_free(store_path: &Path, wait: Duration, why: &str) -> Result<Store,
     }
 }
 
+/// A ranking's scores in object key order.
+type Scores = Vec<(ObjectKey, f32)>;
+
 /// Counts (interesting, boring).
 fn counts(labels: &[(ObjectKey, bool)]) -> (usize, usize) {
     let i = labels.iter().filter(|l| l.1).count();
@@ -457,9 +526,6 @@ fn counts(labels: &[(ObjectKey, bool)]) -> (usize, usize) {
 /// The candidate rankings over every object, in key order: the CNN's rank
 /// percentile (objects outside the group it trained on keep the current
 /// ranking's percentile), and the rank average of CNN and current ranking.
-/// Scores of every object, one list per candidate ranking.
-type Scores = Vec<(ObjectKey, f32)>;
-
 fn candidate_scores(snap: &Snapshot, logits: &[f32]) -> (Scores, Scores) {
     let cnn_ranks = Ranks::new(logits.iter().copied());
     let base_ranks = Ranks::new(snap.base_scores.iter().map(|s| s.1));
@@ -512,46 +578,23 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
     }
     let held_back = counts(&snap.split.held);
     let n_anomalies = snap.train.iter().filter(|(_, y)| *y == 1).count();
-    let n_normals = snap.train.len() - n_anomalies;
+    let trained_on = (n_anomalies, snap.train.len() - n_anomalies);
     let device = super::device();
     let started = Instant::now();
     tch::manual_seed(opts.seed as i64);
-    write_status(
-        store_path,
-        "running",
-        &format!(
-            "training on {n_anomalies} interesting and {n_normals} boring labels, {} + {} held back ({device:?})",
-            held_back.0, held_back.1
-        ),
+    let training = format!(
+        "training on {} interesting and {} boring labels, {} + {} held back",
+        trained_on.0, trained_on.1, held_back.0, held_back.1
     );
-    progress(&format!(
-        "training on {n_anomalies} interesting and {n_normals} boring labels ({} + {} held back to judge the model), device {device:?}",
-        held_back.0, held_back.1
-    ));
+    write_status(store_path, "running", &format!("{training} ({device:?})"));
+    progress(&format!("{training} to judge the model, device {device:?}"));
 
-    // Labelled images, and an unlabelled pool sampled from the rest.
     let mut cutouts = Cutouts::new(&snap.sources, snap.bands, snap.shape);
-    let labelled_keys: Vec<ObjectKey> = snap.train.iter().map(|(k, _)| *k).collect();
-    let labels: Vec<i64> = snap.train.iter().map(|(_, y)| *y).collect();
-    let all_labelled: HashSet<ObjectKey> = snap.split.train.iter().chain(&snap.split.held).map(|l| l.0).collect();
-    let mut pool: Vec<ObjectKey> = snap.images.iter().copied().filter(|k| !all_labelled.contains(k)).collect();
-    pool.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
-    pool.truncate(opts.pool);
-    let labelled = Labelled { images: cutouts.load(&labelled_keys)?, labels };
-    let unlabelled = cutouts.load(&pool)?;
-
+    let (labelled, unlabelled) = training_images(&mut cutouts, &snap, opts)?;
     let cfg = opts.net.config(snap.bands as i64, 2);
     let vs = nn::VarStore::new(device);
     let net = Net::new(&vs.root(), &cfg);
-    if let Some((path, pre_cfg)) = &snap.pretrained {
-        let mut pre_vs = nn::VarStore::new(device);
-        let _pre = Net::new(&pre_vs.root(), pre_cfg);
-        checkpoint::load(&mut pre_vs, path)?;
-        match copy_backbone(&pre_vs, &vs) {
-            Ok(n) => progress(&format!("backbone from the fractal-pretrained checkpoint ({n} tensors)")),
-            Err(e) => progress(&format!("pretrained checkpoint does not fit ({e}); training from scratch")),
-        }
-    }
+    start_from_backbone(store_path, &snap, opts, &cfg, &vs, progress)?;
     let params = FixMatchParams {
         steps: opts.steps,
         batch: opts.batch,
@@ -560,7 +603,7 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
         prior: (opts.prior > 0.0).then_some(opts.prior),
         ..Default::default()
     };
-    let report = fixmatch_train(&net, &vs, &labelled, &unlabelled, &params, device, &|s| {
+    let steps = fixmatch_train(&net, &vs, &labelled, &unlabelled, &params, device, &|s| {
         if s.step % 50 == 0 {
             tracing::info!(
                 step = s.step,
@@ -571,29 +614,192 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
             );
         }
     });
-    let last = report.last().map(|s| s.loss).unwrap_or(f64::NAN);
+    let final_loss = steps.last().map(|s| s.loss).unwrap_or(f64::NAN);
     progress(&format!("trained {} steps in {:.0}s", opts.steps, started.elapsed().as_secs_f64()));
-    drop(labelled);
-    drop(unlabelled);
+    drop((labelled, unlabelled));
+    let (checkpoint, hash) = save_checkpoint(store_path, &vs)?;
 
-    // Checkpoint next to the store, content-hashed.
+    write_status(store_path, "running", "scoring every object with the new model");
+    let logits = score_images(&net, &mut cutouts, &snap.images, device)?;
+    drop(cutouts);
+    progress(&format!("scored {} objects after {:.0}s", logits.len(), started.elapsed().as_secs_f64()));
+    let methods = Methods::new(&snap, trained_on);
+    let mut candidates = judge(&snap, &logits, &methods);
+
+    // The short exclusive step.
+    let store = open_when_free(store_path, opts.wait, "trained; waiting for the store")?;
+    let now = store.current_scores()?;
+    let stale = now.as_ref().map(|v| v.version) != snap.current.as_ref().map(|v| v.version);
+    let trained = Trained { cfg: &cfg, params: &params, trained_on, held_back, final_loss, checkpoint: &checkpoint };
+    let model = record_model(&store, &snap, opts, &trained, &hash)?;
+    let versions = write_candidates(&store, &snap, &logits, &methods, model, opts.crash_after_batches)?;
+    for c in candidates.iter_mut() {
+        if let Some(v) = versions.get(&c.name) {
+            c.version = Some(v.version);
+        }
+    }
+    let (promoted, verdict) = verdict(&snap, &candidates, &versions, now.as_ref(), stale, held_back);
+    if let Some(v) = promoted {
+        promote(&store, &snap, &versions, v)?;
+    }
+    drop_older_candidates(&store, &versions)?;
+    let report = RetrainReport {
+        model,
+        hash,
+        trained_on,
+        held_back,
+        n_scored: logits.len(),
+        device: format!("{device:?}"),
+        candidates,
+        promoted,
+        verdict,
+        skipped: snap.skipped.clone(),
+        finished: chrono::Utc::now().to_rfc3339(),
+    };
+    store.put_note(NOTE_LAST, &serde_json::to_string(&report).unwrap_or_default())?;
+    write_status(store_path, "done", &report.verdict);
+    Ok(report)
+}
+
+/// What a retrain trained, for its model record.
+struct Trained<'a> {
+    cfg: &'a NetConfig,
+    params: &'a FixMatchParams,
+    trained_on: (usize, usize),
+    held_back: (usize, usize),
+    final_loss: f64,
+    checkpoint: &'a Path,
+}
+
+/// Records the trained network in the store: its id.
+fn record_model(
+    store: &Store,
+    snap: &Snapshot,
+    opts: &RetrainOptions,
+    t: &Trained,
+    hash: &str,
+) -> Result<u32, LearnError> {
+    let params = t.params;
+    let params_json = serde_json::json!({
+        "net": t.cfg,
+        "fixmatch": { "steps": opts.steps, "batch": opts.batch, "mu": opts.mu, "tau": params.tau, "lambda_u": params.lambda_u, "prior": params.prior, "seed": opts.seed },
+        "labels": { "interesting": t.trained_on.0, "boring": t.trained_on.1, "held_back": t.held_back, "events": snap.events },
+        "final_loss": t.final_loss,
+        "checkpoint": t.checkpoint.to_string_lossy(),
+    });
+    Ok(store.put_model(ModelRecord {
+        id: 0,
+        kind: "fixmatch-cnn".into(),
+        survey: snap.survey_trained_on(),
+        created: chrono::Utc::now().to_rfc3339(),
+        params: params_json.to_string(),
+        features: vec![],
+        blob: t.checkpoint.to_string_lossy().as_bytes().to_vec(),
+        hash: hash.to_string(),
+    })?)
+}
+
+impl Snapshot {
+    /// The survey of the group trained on (for the model record).
+    fn survey_trained_on(&self) -> String {
+        let file = self.images.first().map(|k| k.file).unwrap_or(0);
+        self.sources.get(&file).map(|s| s.survey.clone()).unwrap_or_default()
+    }
+}
+
+/// The labelled images, and an unlabelled pool sampled from the rest.
+fn training_images(
+    cutouts: &mut Cutouts,
+    snap: &Snapshot,
+    opts: &RetrainOptions,
+) -> Result<(Labelled, Tensor), LearnError> {
+    let labelled_keys: Vec<ObjectKey> = snap.train.iter().map(|(k, _)| *k).collect();
+    let labels: Vec<i64> = snap.train.iter().map(|(_, y)| *y).collect();
+    let all_labelled: HashSet<ObjectKey> = snap.split.train.iter().chain(&snap.split.held).map(|l| l.0).collect();
+    let mut pool: Vec<ObjectKey> = snap.images.iter().copied().filter(|k| !all_labelled.contains(k)).collect();
+    pool.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
+    pool.truncate(opts.pool);
+    let labelled = Labelled { images: cutouts.load(&labelled_keys)?, labels };
+    Ok((labelled, cutouts.load(&pool)?))
+}
+
+/// Loads the fractal-pretrained backbone into `vs`, pretraining one first
+/// when the store has none for this network and `opts.pretrain` allows it.
+fn start_from_backbone(
+    store_path: &Path,
+    snap: &Snapshot,
+    opts: &RetrainOptions,
+    cfg: &NetConfig,
+    vs: &nn::VarStore,
+    progress: &dyn Fn(&str),
+) -> Result<(), LearnError> {
+    let mut pretrained = snap.pretrained.clone();
+    if let (None, Some(pre)) = (&pretrained, &opts.pretrain) {
+        let size = if pre.image_size > 0 { pre.image_size } else { snap.shape.0.min(snap.shape.1) as i64 };
+        let pre = PretrainParams { image_size: size, seed: opts.seed, ..pre.clone() };
+        progress("no fractal-pretrained backbone for this network yet: pretraining one first (once per store)");
+        write_status(store_path, "running", "pretraining the backbone on fractals (once per store)");
+        let t = Instant::now();
+        let (id, _, loss, path, pre_cfg) = pretrain_and_record(store_path, cfg, &pre, opts.wait, &|_, _| {})?;
+        progress(&format!("pretrained model {id} in {:.0}s (loss {loss:.3})", t.elapsed().as_secs_f64()));
+        pretrained = Some((path, pre_cfg));
+        // The fine-tuning starts from the same random state with or without pretraining.
+        tch::manual_seed(opts.seed as i64);
+    }
+    if let Some((path, pre_cfg)) = &pretrained {
+        let mut pre_vs = nn::VarStore::new(vs.device());
+        let _pre = Net::new(&pre_vs.root(), pre_cfg);
+        checkpoint::load(&mut pre_vs, path)?;
+        match copy_backbone(&pre_vs, vs) {
+            Ok(n) => progress(&format!("backbone from the fractal-pretrained checkpoint ({n} tensors)")),
+            Err(e) => progress(&format!("pretrained checkpoint does not fit ({e}); training from scratch")),
+        }
+    }
+    Ok(())
+}
+
+/// Saves the weights next to the store, content-hashed: (path, sha256).
+fn save_checkpoint(store_path: &Path, vs: &nn::VarStore) -> Result<(PathBuf, String), LearnError> {
     let models_dir = store_path.join("models");
     std::fs::create_dir_all(&models_dir)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
     let path = models_dir.join(format!("fixmatch-{stamp}-{}.safetensors", std::process::id()));
-    let hash = checkpoint::save(&vs, &path)?;
+    let hash = checkpoint::save(vs, &path)?;
+    Ok((path, hash))
+}
 
-    // Inference over the group's objects, in batches read file by file.
-    write_status(store_path, "running", "scoring every object with the new model");
-    let mut logits: Vec<f32> = Vec::with_capacity(snap.images.len());
-    for chunk in snap.images.chunks(1024) {
+/// The network's logit for every image, in batches read file by file.
+fn score_images(
+    net: &Net,
+    cutouts: &mut Cutouts,
+    images: &[ObjectKey],
+    device: tch::Device,
+) -> Result<Vec<f32>, LearnError> {
+    let mut logits: Vec<f32> = Vec::with_capacity(images.len());
+    for chunk in images.chunks(1024) {
         let x = cutouts.load(chunk)?;
-        logits.extend(predict_logit(&net, &x.to_kind(Kind::Float), 256, device));
+        logits.extend(predict_logit(net, &x.to_kind(Kind::Float), 256, device));
     }
-    drop(cutouts);
-    progress(&format!("scored {} objects after {:.0}s", logits.len(), started.elapsed().as_secs_f64()));
+    Ok(logits)
+}
 
-    // Judge the candidates on the held-back labels.
+/// How the candidate rankings are described in their score versions.
+struct Methods {
+    cnn: String,
+    combined: String,
+}
+
+impl Methods {
+    fn new(snap: &Snapshot, (interesting, boring): (usize, usize)) -> Self {
+        let cnn = format!("fixmatch-cnn ({interesting} interesting, {boring} boring labels)");
+        let base = snap.base.as_ref().map(|b| b.method.clone()).unwrap_or_default();
+        Methods { combined: format!("rank average of {cnn} and {base}"), cnn }
+    }
+}
+
+/// The candidates judged on the held-back labels: the current ranking (as
+/// it was made without them), the CNN and, over a base ranking, their rank average.
+fn judge(snap: &Snapshot, logits: &[f32], methods: &Methods) -> Vec<Candidate> {
     let held = &snap.split.held;
     let cnn_ranks = Ranks::new(logits.iter().copied());
     let base_ranks = Ranks::new(snap.base_scores.iter().map(|s| s.1));
@@ -609,53 +815,36 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
             (c, f) => c.or(f).unwrap_or(0.0),
         });
     }
-    let cnn_method = format!("fixmatch-cnn ({n_anomalies} interesting, {n_normals} boring labels)");
-    let base_method = snap.base.as_ref().map(|b| b.method.clone()).unwrap_or_default();
-    let comb_method = format!("rank average of {cnn_method} and {base_method}");
     let mut candidates = Vec::new();
     if let Some(c) = &snap.current {
         let mut cur = Candidate::judged("current", c.method.clone(), held, &snap.current_held);
         cur.version = Some(c.version);
         candidates.push(cur);
     }
-    candidates.push(Candidate::judged("cnn", cnn_method.clone(), held, &cnn_held));
+    candidates.push(Candidate::judged("cnn", methods.cnn.clone(), held, &cnn_held));
     if snap.base.is_some() {
-        candidates.push(Candidate::judged("combined", comb_method.clone(), held, &comb_held));
+        candidates.push(Candidate::judged("combined", methods.combined.clone(), held, &comb_held));
     }
-    let (cnn_scores, comb_scores) = candidate_scores(&snap, &logits);
+    candidates
+}
 
-    // The short exclusive step.
-    let store = open_when_free(store_path, opts.wait, "trained; waiting for the store")?;
-    let now = store.current_scores()?;
-    let stale = now.as_ref().map(|v| v.version) != snap.current.as_ref().map(|v| v.version);
-    let params_json = serde_json::json!({
-        "net": cfg,
-        "fixmatch": { "steps": opts.steps, "batch": opts.batch, "mu": opts.mu, "tau": params.tau, "lambda_u": params.lambda_u, "prior": params.prior, "seed": opts.seed },
-        "labels": { "interesting": n_anomalies, "boring": n_normals, "held_back": held_back, "events": snap.events },
-        "final_loss": last,
-        "checkpoint": path.to_string_lossy(),
-    });
-    let model = store.put_model(ModelRecord {
-        id: 0,
-        kind: "fixmatch-cnn".into(),
-        survey: snap
-            .sources
-            .get(&snap.images.first().map(|k| k.file).unwrap_or(0))
-            .map(|s| s.survey.clone())
-            .unwrap_or_default(),
-        created: chrono::Utc::now().to_rfc3339(),
-        params: params_json.to_string(),
-        features: vec![],
-        blob: path.to_string_lossy().as_bytes().to_vec(),
-        hash: hash.clone(),
-    })?;
+/// Writes the candidate rankings as kept score versions, by candidate name.
+fn write_candidates(
+    store: &Store,
+    snap: &Snapshot,
+    logits: &[f32],
+    methods: &Methods,
+    model: u32,
+    crash_after_batches: Option<usize>,
+) -> Result<HashMap<String, ScoreVersion>, LearnError> {
+    let (cnn_scores, comb_scores) = candidate_scores(snap, logits);
     let mut batches = 0;
     let mut write = |scores: &[(ObjectKey, f32)], method: &str, models: Vec<u32>| -> Result<ScoreVersion, LearnError> {
         let version = store.begin_scores()?;
         for chunk in scores.chunks(20_000) {
             store.put_scores(version, chunk)?;
             batches += 1;
-            if opts.crash_after_batches == Some(batches) {
+            if crash_after_batches == Some(batches) {
                 store.flush()?;
                 let _ = std::process::Command::new("kill").args(["-9", &std::process::id().to_string()]).status();
                 std::process::abort();
@@ -672,72 +861,77 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
         Ok(info)
     };
     let mut versions: HashMap<String, ScoreVersion> = HashMap::new();
-    versions.insert("cnn".into(), write(&cnn_scores, &cnn_method, vec![model])?);
-    if snap.base.is_some() {
+    versions.insert("cnn".into(), write(&cnn_scores, &methods.cnn, vec![model])?);
+    if let Some(base) = &snap.base {
         let mut models = vec![model];
-        models.extend(snap.base.as_ref().map(|b| b.models.clone()).unwrap_or_default());
-        versions.insert("combined".into(), write(&comb_scores, &comb_method, models)?);
+        models.extend(base.models.clone());
+        versions.insert("combined".into(), write(&comb_scores, &methods.combined, models)?);
     }
-    for c in candidates.iter_mut() {
-        if let Some(v) = versions.get(&c.name) {
-            c.version = Some(v.version);
-        }
-    }
-    let best = if snap.current.is_some() { gate::winner(&candidates) } else { 0 };
+    Ok(versions)
+}
+
+/// Which candidate becomes the ranking (none when the current one ranks the
+/// held-back labels best, or a newer ranking was made meanwhile), and why.
+fn verdict(
+    snap: &Snapshot,
+    candidates: &[Candidate],
+    versions: &HashMap<String, ScoreVersion>,
+    now: Option<&ScoreVersion>,
+    stale: bool,
+    held_back: (usize, usize),
+) -> (Option<u32>, String) {
+    let best = if snap.current.is_some() { gate::winner(candidates) } else { 0 };
     let figures = candidates.iter().map(|c| format!("{} {:.3}", c.name, c.auroc)).collect::<Vec<_>>().join(", ");
     let on = format!("on {} interesting and {} boring held-back labels", held_back.0, held_back.1);
-    let kept: Vec<String> = versions.values().map(|v| v.version.to_string()).collect();
-    let mut kept = kept;
+    let mut kept: Vec<String> = versions.values().map(|v| v.version.to_string()).collect();
     kept.sort();
-    let (promoted, verdict) = if stale {
-        let n = now.as_ref().map(|v| format!("version {} ({})", v.version, v.method)).unwrap_or("none".into());
+    let kept = kept.join(", ");
+    if stale {
+        let n = now.map(|v| format!("version {} ({})", v.version, v.method)).unwrap_or("none".into());
+        let why = format!("a newer ranking, {n}, was made while this retrain ran");
         (
             None,
             format!(
-                "the ranking stayed: a newer ranking, {n}, was made while this retrain ran; its candidates are kept as versions {} (held-out AUROC {figures} {on})",
-                kept.join(", ")
+                "the ranking stayed: {why}; its candidates are kept as versions {kept} (held-out AUROC {figures} {on})"
             ),
         )
     } else if candidates[best].name == "current" {
+        let v = snap.current.as_ref().map(|c| c.version).unwrap_or(0);
+        let why = format!("no candidate ranked the held-back labels better than {}", snap.current_desc);
         (
             None,
             format!(
-                "the ranking stayed (version {}): no candidate ranked the held-back labels better than {} (AUROC {figures} {on}); the candidates are kept as versions {}",
-                snap.current.as_ref().map(|c| c.version).unwrap_or(0),
-                snap.current_desc,
-                kept.join(", ")
+                "the ranking stayed (version {v}): {why} (AUROC {figures} {on}); the candidates are kept as versions {kept}"
             ),
         )
     } else {
         let win = &candidates[best];
         let v = win.version.unwrap_or(0);
         let against = if snap.current.is_some() { format!(" than {}", snap.current_desc) } else { String::new() };
-        (
-            Some(v),
-            format!(
-                "version {v} ({}) is now the ranking: it ranks the held-back labels better{against} (AUROC {figures} {on})",
-                win.name
-            ),
-        )
-    };
-    if let Some(v) = promoted {
-        // The forest ranking stays readable: a combination builds on it.
-        if let (Some(b), Some(c)) = (&snap.base, &snap.current)
-            && b.version == c.version
-        {
-            store.keep_scores(b, "the ranking a retrained one builds on")?;
-        }
-        let info = versions.values().find(|i| i.version == v).cloned().expect("promoted candidate written");
-        store.commit_scores(&info)?;
-        let note = RankingNote {
-            version: v,
-            base: snap.base.as_ref().map(|b| b.version),
-            labels_seen: snap.labels_seen.clone(),
-        };
-        store.put_note(NOTE_RANKING, &serde_json::to_string(&note).unwrap_or_default())?;
+        let why = format!("it ranks the held-back labels better{against} (AUROC {figures} {on})");
+        (Some(v), format!("version {v} ({}) is now the ranking: {why}", win.name))
     }
-    // Keep this retrain's candidates and the forest ranking the current one
-    // builds on; older candidates go.
+}
+
+/// Makes candidate version `v` the ranking, noting what it was built from.
+fn promote(store: &Store, snap: &Snapshot, versions: &HashMap<String, ScoreVersion>, v: u32) -> Result<(), LearnError> {
+    // The forest ranking stays readable: a combination builds on it.
+    if let (Some(b), Some(c)) = (&snap.base, &snap.current)
+        && b.version == c.version
+    {
+        store.keep_scores(b, "the ranking a retrained one builds on")?;
+    }
+    let info = versions.values().find(|i| i.version == v).cloned().expect("promoted candidate written");
+    store.commit_scores(&info)?;
+    let note =
+        RankingNote { version: v, base: snap.base.as_ref().map(|b| b.version), labels_seen: snap.labels_seen.clone() };
+    store.put_note(NOTE_RANKING, &serde_json::to_string(&note).unwrap_or_default())?;
+    Ok(())
+}
+
+/// Keeps this retrain's candidates and the forest ranking the current one
+/// builds on; older candidates go.
+fn drop_older_candidates(store: &Store, versions: &HashMap<String, ScoreVersion>) -> Result<(), LearnError> {
     let current_base: Option<u32> = store
         .note(NOTE_RANKING)?
         .and_then(|t| serde_json::from_str::<RankingNote>(&t).ok())
@@ -749,64 +943,82 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
             store.drop_kept_scores(v)?;
         }
     }
-    let report = RetrainReport {
-        model,
-        hash,
-        trained_on: (n_anomalies, n_normals),
-        held_back,
-        n_scored: logits.len(),
-        device: format!("{device:?}"),
-        candidates,
-        promoted,
-        verdict,
-        skipped: snap.skipped.clone(),
-        finished: chrono::Utc::now().to_rfc3339(),
-    };
-    store.put_note(NOTE_LAST, &serde_json::to_string(&report).unwrap_or_default())?;
-    write_status(store_path, "done", &report.verdict);
-    Ok(report)
+    Ok(())
+}
+
+/// The fractal pretraining a retrain runs first when the store has no
+/// pretrained backbone for its network (once per store and network): 100
+/// classes x 50 images x 5 epochs. On the demo survey it lifts the CNN's
+/// held-out AUROC from 0.73 to 0.83 (`experiments` below).
+pub fn auto_pretrain_params(image_size: i64, seed: u64) -> PretrainParams {
+    PretrainParams {
+        n_classes: 100,
+        images_per_class: 50,
+        image_size,
+        epochs: 5,
+        batch: 64,
+        seed,
+        ..Default::default()
+    }
+}
+
+/// Pretrains a backbone of `cfg` (its class count replaced by the fractal
+/// classes) and records it: (model id, hash, final loss, checkpoint, config).
+fn pretrain_and_record(
+    store_path: &Path,
+    cfg: &NetConfig,
+    params: &PretrainParams,
+    wait: Duration,
+    progress: &dyn Fn(usize, f64),
+) -> Result<(u32, String, f64, PathBuf, NetConfig), LearnError> {
+    let device = super::device();
+    // Same seed, same initial weights: a pretraining run can be reproduced.
+    tch::manual_seed(params.seed as i64);
+    let cfg = NetConfig { num_classes: params.n_classes as i64, ..cfg.clone() };
+    let (vs, _net, loss) = pretrain(&cfg, params, device, progress);
+    let models_dir = store_path.join("models");
+    std::fs::create_dir_all(&models_dir)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    let path = models_dir.join(format!("pretrain-{stamp}-{}.safetensors", std::process::id()));
+    let hash = checkpoint::save(&vs, &path)?;
+    let store = open_when_free(store_path, wait, "pretrained; waiting for the store")?;
+    let id = store.put_model(ModelRecord {
+        id: 0,
+        kind: "cnn-pretrain".into(),
+        survey: String::new(),
+        created: chrono::Utc::now().to_rfc3339(),
+        params: serde_json::to_string(&cfg).unwrap_or_default(),
+        features: vec![],
+        blob: path.to_string_lossy().as_bytes().to_vec(),
+        hash: hash.clone(),
+    })?;
+    Ok((id, hash, loss, path, cfg))
 }
 
 /// Fractal pretraining of the backbone; the checkpoint goes next to the store
-/// and a `cnn-pretrain` model record points at it.
+/// and a `cnn-pretrain` model record points at it. `params.image_size` 0
+/// means the store's cutout size.
 pub fn pretrain_store(
     store_path: &Path,
     net: NetSize,
     params: &PretrainParams,
     progress: &dyn Fn(usize, f64),
 ) -> Result<(u32, String, f64), LearnError> {
-    let channels = {
+    let (channels, size) = {
         let store = Store::open(store_path)?;
         store
             .sources()?
             .into_iter()
             .find(|(_, s)| s.kind == SourceKind::Images)
-            .map(|(_, s)| s.bands.len().max(1) as i64)
+            .map(|(_, s)| (s.bands.len().max(1) as i64, s.shape.0.min(s.shape.1) as i64))
             .ok_or_else(|| LearnError::Data("no image objects in the store: ingest first".into()))?
     };
-    let device = super::device();
-    // Same seed, same initial weights: a pretraining run can be reproduced.
-    tch::manual_seed(params.seed as i64);
+    let params =
+        PretrainParams { image_size: if params.image_size > 0 { params.image_size } else { size }, ..params.clone() };
     write_status(store_path, "running", "fractal pretraining");
     let cfg = net.config(channels, params.n_classes as i64);
-    let (vs, _net, loss) = pretrain(&cfg, params, device, progress);
-    let models_dir = store_path.join("models");
-    std::fs::create_dir_all(&models_dir)?;
-    let path = models_dir.join(format!("pretrain-{}.safetensors", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
-    let hash = checkpoint::save(&vs, &path)?;
-    let store = open_when_free(store_path, Duration::from_secs(24 * 3600), "pretrained; waiting for the store")?;
-    let mut cfg_used = cfg.clone();
-    cfg_used.num_classes = params.n_classes as i64;
-    let id = store.put_model(ModelRecord {
-        id: 0,
-        kind: "cnn-pretrain".into(),
-        survey: String::new(),
-        created: chrono::Utc::now().to_rfc3339(),
-        params: serde_json::to_string(&cfg_used).unwrap_or_default(),
-        features: vec![],
-        blob: path.to_string_lossy().as_bytes().to_vec(),
-        hash: hash.clone(),
-    })?;
+    let (id, hash, loss, _, _) =
+        pretrain_and_record(store_path, &cfg, &params, Duration::from_secs(24 * 3600), progress)?;
     write_status(store_path, "done", &format!("pretrained model {id} (loss {loss:.3})"));
     Ok((id, hash, loss))
 }
@@ -850,7 +1062,11 @@ mod experiments {
 
     /// (labelled images, labels, pool, eval images, eval kinds)
     fn data(demo: &Path) -> (Tensor, Vec<i64>, Tensor, Tensor, Vec<i64>) {
-        let cache = demo.join("cnn-cache.safetensors");
+        // LABELS=top: 10 interesting at random + the forest's top 90 (as an
+        // expert working down the ranking); LABELS=random: 30 interesting +
+        // 70 other objects at random.
+        let mode: String = env("LABELS", "top".to_string());
+        let cache = demo.join(format!("cnn-cache-{mode}.safetensors"));
         if !cache.exists() {
             let truth = crate::eval::read_truth(&demo.join("survey/truth.csv")).unwrap();
             let store = Store::open(&demo.join("oddity.db")).unwrap();
@@ -868,10 +1084,18 @@ mod experiments {
             let interesting = |c: i64| (1..=5).contains(&c);
             let mut pos: Vec<usize> = (0..ranked.len()).filter(|&i| interesting(ranked[i].1)).collect();
             pos.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
-            let first: Vec<usize> = pos[..10].to_vec();
-            let mut chosen = first.clone();
-            chosen.extend((0..ranked.len()).filter(|i| !first.contains(i)).take(90));
-            let mut rest: Vec<usize> = (0..ranked.len()).filter(|i| !chosen.contains(i)).collect();
+            let chosen: Vec<usize> = if mode == "random" {
+                let mut others: Vec<usize> = (0..ranked.len()).filter(|&i| !interesting(ranked[i].1)).collect();
+                others.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(2));
+                pos[..30].iter().chain(&others[..70]).copied().collect()
+            } else {
+                let first: Vec<usize> = pos[..10].to_vec();
+                let mut chosen = first.clone();
+                chosen.extend((0..ranked.len()).filter(|i| !first.contains(i)).take(90));
+                chosen
+            };
+            let chosen_set: HashSet<usize> = chosen.iter().copied().collect();
+            let mut rest: Vec<usize> = (0..ranked.len()).filter(|i| !chosen_set.contains(i)).collect();
             rest.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
             let pool: Vec<usize> = rest[..4096].to_vec();
             let mut eval: Vec<usize> = rest[4096..].iter().copied().filter(|&i| ranked[i].1 != 0).collect();
@@ -920,16 +1144,30 @@ mod experiments {
         let cfg = NetSize::Tiny.config(xl.size()[1], 2);
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let net = Net::new(&vs.root(), &cfg);
+        let pretrained: String = env("PRETRAINED", String::new());
+        if !pretrained.is_empty() {
+            let mut pre_vs = nn::VarStore::new(tch::Device::Cpu);
+            let _pre = Net::new(&pre_vs.root(), &NetSize::Tiny.config(xl.size()[1], env("PRETRAINED_CLASSES", 100)));
+            checkpoint::load(&mut pre_vs, Path::new(&pretrained)).unwrap();
+            eprintln!("backbone from {pretrained}: {} tensors", copy_backbone(&pre_vs, &vs).unwrap());
+        }
         let prior: f64 = env("PRIOR", 0.0);
         let params = FixMatchParams {
             steps: env("STEPS", 150),
             batch: env("BATCH", 8),
             mu: env("MU", 2),
             lr: env("LR", 0.03),
+            optimizer: if env("OPT", "sgd".to_string()) == "adamw" {
+                crate::learn::train::Optimizer::AdamW
+            } else {
+                crate::learn::train::Optimizer::Sgd
+            },
+            weight_decay: env("WD", 5e-4),
             tau: env("TAU", 0.95),
             lambda_u: env("LAMBDA", 1.0),
             prior: (prior > 0.0).then_some(prior),
             seed,
+            apply_ema: env("EMA", 1) == 1,
             ..Default::default()
         };
         eprintln!("{params:?}");

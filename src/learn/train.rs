@@ -140,45 +140,9 @@ fn cosine_lr(lr: f64, step: usize, total: usize) -> f64 {
 /// Pseudo-labels and confidence mask from the weak-view logits: labels =
 /// argmax, mask = 1.0 where max softmax >= `tau` else 0.0 (f32).
 pub fn pseudo_label_mask(logits_weak: &Tensor, tau: f64) -> (Tensor, Tensor) {
-    pseudo_labels_from_probs(&logits_weak.detach().softmax(-1, Kind::Float), tau)
-}
-
-fn pseudo_labels_from_probs(probs: &Tensor, tau: f64) -> (Tensor, Tensor) {
+    let probs = logits_weak.detach().softmax(-1, Kind::Float);
     let (max, labels) = probs.max_dim(-1, false);
     (labels, max.ge(tau).to_kind(Kind::Float))
-}
-
-/// Distribution alignment (Berthelot et al. 2020, ReMixMatch): scales the
-/// weak-view class probabilities by target / running mean of the model's
-/// predictions on unlabelled images, and renormalises. With a target of
-/// "1% anomalies" the pseudo-labels follow the pool's real make-up instead
-/// of the balanced labelled batches the model is trained on.
-#[derive(Debug)]
-pub struct DistributionAlignment {
-    target: Tensor,
-    running: Option<Tensor>,
-    momentum: f64,
-}
-
-impl DistributionAlignment {
-    /// `target`: the expected class fractions of the unlabelled images.
-    pub fn new(target: &[f64], momentum: f64) -> Self {
-        let t: Vec<f32> = target.iter().map(|&v| v as f32).collect();
-        DistributionAlignment { target: Tensor::from_slice(&t), running: None, momentum }
-    }
-
-    /// Aligned probabilities of one batch (rows sum to 1); updates the running mean.
-    pub fn align(&mut self, probs: &Tensor) -> Tensor {
-        let mean = probs.mean_dim(0, false, Kind::Float);
-        let running = match self.running.take() {
-            Some(r) => r * self.momentum + mean * (1.0 - self.momentum),
-            None => mean,
-        };
-        let target = self.target.to_device(probs.device());
-        let adj = probs * (target / running.clamp_min(1e-6)).unsqueeze(0);
-        self.running = Some(running);
-        &adj / adj.sum_dim_intlist(-1, true, Kind::Float)
-    }
 }
 
 /// Exponential moving average of all variables of a store (trainable ones
@@ -261,6 +225,15 @@ pub struct Labelled {
     pub labels: Vec<i64>,
 }
 
+/// How FixMatch updates the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optimizer {
+    /// SGD with Nesterov momentum, the FixMatch paper's choice for long GPU runs.
+    Sgd,
+    /// AdamW: converges in the few hundred steps a CPU affords.
+    AdamW,
+}
+
 #[derive(Debug, Clone)]
 pub struct FixMatchParams {
     pub steps: usize,
@@ -272,17 +245,18 @@ pub struct FixMatchParams {
     pub tau: f64,
     /// Weight of the unlabelled loss.
     pub lambda_u: f64,
-    /// SGD (Nesterov) peak learning rate, decayed as cos(7πk / 16K).
+    pub optimizer: Optimizer,
+    /// Peak learning rate, decayed as cos(7πk / 16K).
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
     pub ema_decay: f64,
     /// Copy the EMA weights into the store at the end (what inference should use).
     pub apply_ema: bool,
-    /// Expected fraction of anomalies (class 1) among the unlabelled images:
-    /// when set, the pseudo-labels are distribution-aligned to it
-    /// ([`DistributionAlignment`]) and every unlabelled image counts as
-    /// normal unless its aligned anomaly probability reaches `tau`.
+    /// Expected fraction of anomalies (class 1) among the unlabelled images.
+    /// When set, the unlabelled images are learnt as normal with the
+    /// non-negative PU risk for that prior instead of FixMatch pseudo-labels
+    /// (which collapse when anomalies are rare); `None` is plain FixMatch.
     pub prior: Option<f64>,
     pub seed: u64,
 }
@@ -295,6 +269,7 @@ impl Default for FixMatchParams {
             mu: 7,
             tau: 0.95,
             lambda_u: 1.0,
+            optimizer: Optimizer::Sgd,
             lr: 0.03,
             momentum: 0.9,
             weight_decay: 5e-4,
@@ -313,9 +288,11 @@ pub struct StepStats {
     pub loss: f64,
     pub sup_loss: f64,
     pub unsup_loss: f64,
-    /// Fraction of unlabelled images whose pseudo-label passed the threshold.
+    /// Fraction of unlabelled images whose pseudo-label passed the threshold
+    /// (1 with a prior: every one counts).
     pub mask_rate: f64,
-    /// Fraction of those confident pseudo-labels that say "anomaly" (class 1).
+    /// Fraction of those pseudo-labels that say "anomaly" (class 1); with a
+    /// prior, the share of the pool the model calls anomalous.
     pub pseudo_anomaly: f64,
 }
 
@@ -378,11 +355,15 @@ pub fn fixmatch_train(
     assert_eq!(labelled.images.size()[0] as usize, labelled.labels.len(), "one label per image");
     assert!(!labelled.labels.is_empty(), "FixMatch needs at least one labelled image");
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    let mut opt = nn::Sgd { momentum: params.momentum, dampening: 0.0, wd: params.weight_decay, nesterov: true }
-        .build(vs, params.lr)
-        .expect("optimizer");
+    let mut opt = match params.optimizer {
+        Optimizer::Sgd => {
+            nn::Sgd { momentum: params.momentum, dampening: 0.0, wd: params.weight_decay, nesterov: true }
+                .build(vs, params.lr)
+        }
+        Optimizer::AdamW => nn::adamw(0.9, 0.999, params.weight_decay).build(vs, params.lr),
+    }
+    .expect("optimizer");
     let mut ema = Ema::new(vs, params.ema_decay);
-    let mut align = params.prior.map(|p| DistributionAlignment::new(&[1.0 - p, p], 0.9));
     let n_unl = unlabelled.size().first().copied().unwrap_or(0);
     let b = params.batch.max(1);
     let ub = if n_unl > 0 { params.mu * b } else { 0 };
@@ -401,38 +382,51 @@ pub fn fixmatch_train(
             let ui: Vec<i64> = (0..ub).map(|_| rng.random_range(0..n_unl)).collect();
             let xu = gather(unlabelled, &ui, device);
             let uw = weak_augment(&xu, &mut rng);
-            let us = strong_augment(&xu, &mut rng);
-            // One forward over everything so BN sees all three views together.
-            let logits = net.forward_t(&Tensor::cat(&[xl, uw, us], 0), true);
-            let ll = logits.narrow(0, 0, b as i64);
-            let lw = logits.narrow(0, b as i64, ub as i64);
-            let ls = logits.narrow(0, (b + ub) as i64, ub as i64);
-            let sup = ll.cross_entropy_for_logits(&yl);
-            let probs = lw.detach().softmax(-1, Kind::Float);
-            let probs = match align.as_mut() {
-                Some(a) => a.align(&probs),
-                None => probs,
-            };
-            let (pl, mask) = if align.is_some() {
-                // Anomalies are rare in the pool: an unlabelled image counts
-                // as normal unless the aligned probability says "anomaly"
-                // with confidence tau. Pseudo-labels cannot drift onto the
-                // rare class, and ordinary objects shape the normal class
-                // even when the expert's "normal" labels are odd-looking
-                // objects from the top of a ranking (positive-unlabelled
-                // learning, Elkan & Noto 2008).
-                let anomaly = probs.select(1, 1).ge(params.tau).to_kind(Kind::Int64);
-                (anomaly, Tensor::ones([ub as i64], (Kind::Float, device)))
-            } else {
-                pseudo_labels_from_probs(&probs, params.tau)
-            };
-            let ce = ls.cross_entropy_loss(&pl, None::<Tensor>, Reduction::None, -100, 0.0);
-            let unsup = (ce * &mask).mean(Kind::Float);
-            let loss = &sup + &unsup * params.lambda_u;
-            let n_mask = mask.sum(Kind::Float).double_value(&[]);
-            let n_pos = (pl.to_kind(Kind::Float) * &mask).sum(Kind::Float).double_value(&[]);
-            let pa = if n_mask > 0.0 { n_pos / n_mask } else { 0.0 };
-            (loss, sup.double_value(&[]), unsup.double_value(&[]), n_mask / ub as f64, pa)
+            match params.prior {
+                // Anomalies are rare in the pool: it is learnt as "normal"
+                // with the non-negative PU risk (Kiryo et al. 2017),
+                // relu(E_u[CE(normal)] − π E_anomalies[CE(normal)]), instead
+                // of the model's own pseudo-labels, which drift onto the
+                // anomaly class when the expert's "normal" labels are odd
+                // objects from the top of a ranking; ordinary objects then
+                // shape the normal class. The pool is seen with the same
+                // weak augmentation as the labelled batch, so the network
+                // cannot tell the two apart by augmentation artefacts.
+                Some(prior) => {
+                    let logits = net.forward_t(&Tensor::cat(&[xl, uw], 0), true);
+                    let ll = logits.narrow(0, 0, b as i64);
+                    let lu = logits.narrow(0, b as i64, ub as i64);
+                    let sup = ll.cross_entropy_for_logits(&yl);
+                    let normal = Tensor::zeros([ub as i64], (Kind::Int64, device));
+                    let unl = lu.cross_entropy_loss(&normal, None::<Tensor>, Reduction::Mean, -100, 0.0);
+                    let pos = yl.eq(1).to_kind(Kind::Float);
+                    let ce_pos = ll.cross_entropy_loss(&yl.zeros_like(), None::<Tensor>, Reduction::None, -100, 0.0);
+                    let pos_as_normal = (ce_pos * &pos).sum(Kind::Float) / pos.sum(Kind::Float).clamp_min(1.0);
+                    let unsup = (unl - pos_as_normal * prior).clamp_min(0.0);
+                    let loss = &sup + &unsup * params.lambda_u;
+                    // Statistics: the share of the pool the model calls anomalous.
+                    let said = lu.detach().softmax(-1, Kind::Float).select(1, 1).ge(0.5).to_kind(Kind::Float);
+                    let pa = said.mean(Kind::Float).double_value(&[]);
+                    (loss, sup.double_value(&[]), unsup.double_value(&[]), 1.0, pa)
+                }
+                None => {
+                    let us = strong_augment(&xu, &mut rng);
+                    // One forward over everything so BN sees all three views together.
+                    let logits = net.forward_t(&Tensor::cat(&[xl, uw, us], 0), true);
+                    let ll = logits.narrow(0, 0, b as i64);
+                    let lw = logits.narrow(0, b as i64, ub as i64);
+                    let ls = logits.narrow(0, (b + ub) as i64, ub as i64);
+                    let sup = ll.cross_entropy_for_logits(&yl);
+                    let (pl, mask) = pseudo_label_mask(&lw, params.tau);
+                    let ce = ls.cross_entropy_loss(&pl, None::<Tensor>, Reduction::None, -100, 0.0);
+                    let unsup = (ce * &mask).mean(Kind::Float);
+                    let loss = &sup + &unsup * params.lambda_u;
+                    let n_mask = mask.sum(Kind::Float).double_value(&[]);
+                    let n_pos = (pl.to_kind(Kind::Float) * &mask).sum(Kind::Float).double_value(&[]);
+                    let pa = if n_mask > 0.0 { n_pos / n_mask } else { 0.0 };
+                    (loss, sup.double_value(&[]), unsup.double_value(&[]), n_mask / ub as f64, pa)
+                }
+            }
         } else {
             let sup = net.forward_t(&xl, true).cross_entropy_for_logits(&yl);
             (sup.shallow_clone(), sup.double_value(&[]), 0.0, 0.0, 0.0)
@@ -528,6 +522,38 @@ mod tests {
         let r = Tensor::arange(16, (Kind::Float, Device::Cpu)) - 7.5;
         let blob = (-(r.unsqueeze(0).square() + r.unsqueeze(1).square()) / 8.0).exp() * 3.0;
         noise + blob.reshape([1, 1, 16, 16])
+    }
+
+    #[test]
+    fn with_a_prior_ordinary_pool_images_shape_the_normal_class() {
+        // The expert's "normal" labels are odd objects (a bright bar, as the
+        // top of a ranking gives); the pool is ordinary noise with a few
+        // blobs. Learnt as positive-unlabelled, plain noise is normal and
+        // blobs the model never saw rank above it.
+        tch::set_num_threads(1);
+        tch::manual_seed(0);
+        let bar = |n: i64| {
+            let b = Tensor::zeros([n, 3, 16, 16], (Kind::Float, Device::Cpu));
+            let _ = b.narrow(2, 7, 2).fill_(3.0);
+            toy(n, false) + b
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), &NetConfig::tiny(3, 2));
+        let mut labels = vec![0i64; 12];
+        labels.extend([1; 6]);
+        let labelled = Labelled { images: Tensor::cat(&[bar(12), toy(6, true)], 0), labels };
+        let unlabelled = Tensor::cat(&[toy(60, false), toy(3, true)], 0);
+        let params = FixMatchParams { steps: 60, batch: 8, mu: 2, prior: Some(0.05), ..Default::default() };
+        let report = fixmatch_train(&net, &vs, &labelled, &unlabelled, &params, Device::Cpu, &|_| {});
+        assert!(report.history.iter().all(|s| s.mask_rate == 1.0 && s.loss.is_finite()));
+        let tail = &report.history[50..];
+        let called = tail.iter().map(|s| s.pseudo_anomaly).sum::<f64>() / tail.len() as f64;
+        assert!(called < 0.2, "the model calls {called} of the ordinary pool anomalous");
+        let fresh = Tensor::cat(&[toy(40, false), toy(10, true)], 0);
+        let p = crate::learn::infer::predict_logit(&net, &fresh, 64, Device::Cpu);
+        let y: Vec<bool> = (0..50).map(|i| i >= 40).collect();
+        let auroc = crate::detect::auroc(&p, &y).unwrap();
+        assert!(auroc > 0.95, "unseen blobs above unseen ordinary images: {auroc}");
     }
 
     #[test]

@@ -78,6 +78,14 @@ pub fn spectrum_segments(
         Some(z) if z.is_finite() && z > -1.0 => 1.0 / (1.0 + z),
         _ => 1.0,
     };
+    decimate(&lambda[..n], &smoothed, max_points, to_rest)
+}
+
+/// The smoothed spectrum (NaN where a pixel is not good) as connected
+/// segments of at most `max_points` points in all, wavelengths scaled by
+/// `to_rest` (see [`spectrum_segments`]).
+fn decimate(lambda: &[f32], smoothed: &[f64], max_points: usize, to_rest: f64) -> Vec<SpectrumView> {
+    let n = lambda.len();
     // One pixel a point when they fit; else min–max pairs (or, with room
     // for fewer than two points, the bin's mean).
     let (bin, extremes) = if n <= max_points {

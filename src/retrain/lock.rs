@@ -53,12 +53,14 @@ fn holder_text(file: &mut File) -> String {
 }
 
 /// Who runs a retrain on this store right now, if anyone (for the on-quit
-/// trigger and `oddity status`): takes and releases the lock to find out.
+/// trigger and `oddity status`): tries the lock without keeping or writing it.
 pub fn retrain_running(store: &Path) -> Option<String> {
-    if !store.join(LOCK_FILE).exists() {
-        return None;
+    let mut file = OpenOptions::new().read(true).write(true).open(store.join(LOCK_FILE)).ok()?;
+    match file.try_lock() {
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => Some(holder_text(&mut file)),
+        Err(TryLockError::Error(e)) => Some(format!("unknown: {e}")),
     }
-    RetrainLock::acquire(store).err()
 }
 
 #[cfg(test)]

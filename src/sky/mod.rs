@@ -81,59 +81,12 @@ pub fn crossmatch(a: &[Radec], b: &[Radec], radius_arcsec: f64, mode: MatchMode)
     if a.is_empty() || b.is_empty() || !positive {
         return Vec::new();
     }
-    // Radii beyond a quarter of a base cell exceed a 3x3 neighbourhood:
-    // compare all pairs there (only sensible for small catalogues anyway).
-    let depth = depth_for(radius_deg);
-    let brute = 4.0 * radius_deg > cell_deg(0);
-
-    // b sorted by cell: (cell, index) pairs, found by binary search. Queries
-    // go in cell order too, so consecutive searches touch the same cache lines.
-    let mut cells: Vec<(u64, u32)> = b.par_iter().enumerate().map(|(i, &p)| (hash(depth, p), i as u32)).collect();
-    cells.par_sort_unstable();
-    let (keys, members): (Vec<u64>, Vec<u32>) = cells.into_iter().unzip();
-    let mut queries: Vec<(u64, u32)> = a.par_iter().enumerate().map(|(i, &p)| (hash(depth, p), i as u32)).collect();
+    let index = Neighbours::new(b, radius_deg);
+    // Queries go in cell order, so consecutive searches touch the same cache lines.
+    let mut queries: Vec<(u64, u32)> =
+        a.par_iter().enumerate().map(|(i, &p)| (hash(index.depth, p), i as u32)).collect();
     queries.par_sort_unstable();
-    // Unit vectors make the radius test a dot product; the exact Vincenty
-    // separation is computed only for pairs that pass it.
-    let b_vec: Vec<[f64; 3]> = b.par_iter().map(|&p| unit_vector(p)).collect();
     let a_vec: Vec<[f64; 3]> = a.par_iter().map(|&p| unit_vector(p)).collect();
-    // Squared chord length for the radius, with slack so that rounding never
-    // drops a pair the exact separation keeps (chords, unlike 1 - cos, keep
-    // their precision at arcsecond scales).
-    let chord2_max = (2.0 * (radius_deg.to_radians() / 2.0).sin()).powi(2) * (1.0 + 1e-6) + 1e-24;
-
-    let candidates = |i: usize, h: u64, scratch: &mut Vec<u64>, out: &mut Vec<Pair>| {
-        let p = a[i];
-        let v = a_vec[i];
-        let mut consider = |j: usize| {
-            let q = b_vec[j];
-            let (dx, dy, dz) = (v[0] - q[0], v[1] - q[1], v[2] - q[2]);
-            if dx * dx + dy * dy + dz * dz > chord2_max {
-                return;
-            }
-            let sep = separation_deg(p, b[j]);
-            if sep <= radius_deg {
-                out.push(Pair { a: i, b: j, sep_arcsec: sep * 3600.0 });
-            }
-        };
-        if brute {
-            (0..b.len()).for_each(&mut consider);
-            return;
-        }
-        scratch.clear();
-        scratch.push(h);
-        cdshealpix::nested::append_bulk_neighbours(depth, h, scratch);
-        // Neighbouring cells mostly sit near the point's own cell in NESTED
-        // order: search outwards from it rather than over the whole array.
-        let home = keys.partition_point(|&c| c < h);
-        for &cell in scratch.iter() {
-            let mut k = lower_bound_near(&keys, home, cell);
-            while k < keys.len() && keys[k] == cell {
-                consider(members[k] as usize);
-                k += 1;
-            }
-        }
-    };
 
     let pairs: Vec<Pair> = queries
         .par_iter()
@@ -142,15 +95,9 @@ pub fn crossmatch(a: &[Radec], b: &[Radec], radius_arcsec: f64, mode: MatchMode)
             |(mut scratch, mut out), &(h, i)| {
                 let i = i as usize;
                 let before = out.len();
-                candidates(i, h, &mut scratch, &mut out);
-                if mode == MatchMode::Nearest && out.len() > before + 1 {
-                    // Keep only the nearest (ties: lowest b index).
-                    let best = *out[before..]
-                        .iter()
-                        .min_by(|x, y| x.sep_arcsec.total_cmp(&y.sep_arcsec).then(x.b.cmp(&y.b)))
-                        .expect("non-empty");
-                    out.truncate(before);
-                    out.push(best);
+                index.find(i, a[i], a_vec[i], h, &mut scratch, &mut out);
+                if mode == MatchMode::Nearest {
+                    keep_nearest(&mut out, before);
                 }
                 (scratch, out)
             },
@@ -167,6 +114,88 @@ pub fn crossmatch(a: &[Radec], b: &[Radec], radius_arcsec: f64, mode: MatchMode)
     };
     pairs.par_sort_unstable_by_key(|p| p.a);
     pairs
+}
+
+/// Of the pairs `out[before..]` (one query's), keeps only the nearest (ties:
+/// lowest b index).
+fn keep_nearest(out: &mut Vec<Pair>, before: usize) {
+    if out.len() > before + 1 {
+        let best = *out[before..]
+            .iter()
+            .min_by(|x, y| x.sep_arcsec.total_cmp(&y.sep_arcsec).then(x.b.cmp(&y.b)))
+            .expect("non-empty");
+        out.truncate(before);
+        out.push(best);
+    }
+}
+
+/// Catalogue `b` indexed for radius queries: sorted by HEALPix cell, with
+/// unit vectors for a cheap first test.
+struct Neighbours<'a> {
+    b: &'a [Radec],
+    depth: u8,
+    /// Compare all pairs: the radius exceeds a 3x3 neighbourhood.
+    brute: bool,
+    /// (cell, index) pairs sorted by cell, found by binary search.
+    keys: Vec<u64>,
+    members: Vec<u32>,
+    b_vec: Vec<[f64; 3]>,
+    radius_deg: f64,
+    chord2_max: f64,
+}
+
+impl<'a> Neighbours<'a> {
+    fn new(b: &'a [Radec], radius_deg: f64) -> Neighbours<'a> {
+        // Radii beyond a quarter of a base cell exceed a 3x3 neighbourhood:
+        // compare all pairs there (only sensible for small catalogues anyway).
+        let depth = depth_for(radius_deg);
+        let brute = 4.0 * radius_deg > cell_deg(0);
+        let mut cells: Vec<(u64, u32)> = b.par_iter().enumerate().map(|(i, &p)| (hash(depth, p), i as u32)).collect();
+        cells.par_sort_unstable();
+        let (keys, members): (Vec<u64>, Vec<u32>) = cells.into_iter().unzip();
+        // Unit vectors make the radius test a dot product; the exact Vincenty
+        // separation is computed only for pairs that pass it.
+        let b_vec: Vec<[f64; 3]> = b.par_iter().map(|&p| unit_vector(p)).collect();
+        // Squared chord length for the radius, with slack so that rounding never
+        // drops a pair the exact separation keeps (chords, unlike 1 - cos, keep
+        // their precision at arcsecond scales).
+        let chord2_max = (2.0 * (radius_deg.to_radians() / 2.0).sin()).powi(2) * (1.0 + 1e-6) + 1e-24;
+        Neighbours { b, depth, brute, keys, members, b_vec, radius_deg, chord2_max }
+    }
+
+    /// Appends to `out` the pairs of query `i` (position `p`, unit vector
+    /// `v`, cell `h`) within the radius.
+    fn find(&self, i: usize, p: Radec, v: [f64; 3], h: u64, scratch: &mut Vec<u64>, out: &mut Vec<Pair>) {
+        let mut consider = |j: usize| {
+            let q = self.b_vec[j];
+            let (dx, dy, dz) = (v[0] - q[0], v[1] - q[1], v[2] - q[2]);
+            if dx * dx + dy * dy + dz * dz > self.chord2_max {
+                return;
+            }
+            let sep = separation_deg(p, self.b[j]);
+            if sep <= self.radius_deg {
+                out.push(Pair { a: i, b: j, sep_arcsec: sep * 3600.0 });
+            }
+        };
+        if self.brute {
+            (0..self.b.len()).for_each(&mut consider);
+            return;
+        }
+        scratch.clear();
+        scratch.push(h);
+        cdshealpix::nested::append_bulk_neighbours(self.depth, h, scratch);
+        // Neighbouring cells mostly sit near the point's own cell in NESTED
+        // order: search outwards from it rather than over the whole array.
+        let (keys, members) = (&self.keys, &self.members);
+        let home = keys.partition_point(|&c| c < h);
+        for &cell in scratch.iter() {
+            let mut k = lower_bound_near(keys, home, cell);
+            while k < keys.len() && keys[k] == cell {
+                consider(members[k] as usize);
+                k += 1;
+            }
+        }
+    }
 }
 
 /// First index whose key is >= `target`, by galloping out from `hint`.

@@ -44,8 +44,8 @@ const DB_DIR: &str = "db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store {path} is in use by another oddity process (lock held on {lock})")]
-    Locked { path: PathBuf, lock: PathBuf },
+    #[error("store {path} is in use by {holder} (lock {lock}); wait for it to finish")]
+    Locked { path: PathBuf, lock: PathBuf, holder: String },
     #[error(
         "store {path} has schema version {found}, this oddity ({ours}) reads schema version {expected}; \
          use a matching oddity or start a new store with --store"
@@ -133,10 +133,17 @@ impl Store {
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path });
+                // The holder wrote who it is into the lock file.
+                let holder = fs::read_to_string(&lock_path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "another oddity process".into());
+                return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path, holder });
             }
             Err(fs::TryLockError::Error(e)) => return Err(io(e)),
         }
+        write_holder(&lock);
         let db = sled::Config::new()
             .path(&db_path)
             .cache_capacity(256 << 20)
@@ -867,6 +874,35 @@ impl Store {
         Ok(id)
     }
 
+    /// Appends several label events with one flush; returns their ids once
+    /// they are on disk.
+    pub fn append_labels(&self, events: &[LabelEvent]) -> Result<Vec<u64>> {
+        let mut ids = Vec::with_capacity(events.len());
+        let mut batch = sled::Batch::default();
+        for event in events {
+            let id = self.db.generate_id().map_err(|e| self.sled(e))?;
+            batch.insert(&id.to_be_bytes(), encode(event));
+            ids.push(id);
+        }
+        self.labels.apply_batch(batch).map_err(|e| self.sled(e))?;
+        self.labels.flush().map_err(|e| self.sled(e))?;
+        Ok(ids)
+    }
+
+    /// Label events with ids above `after`, in the order they were made.
+    pub fn label_events_after(&self, after: u64) -> Result<Vec<(u64, LabelEvent)>> {
+        let from = after.checked_add(1).map(|a| a.to_be_bytes().to_vec());
+        let Some(from) = from else { return Ok(Vec::new()) };
+        self.labels
+            .range(from..)
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.sled(e))?;
+                let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                Ok((id, self.decode("labels", &v)?))
+            })
+            .collect()
+    }
+
     /// All label events in the order they were made.
     pub fn label_events(&self) -> Result<Vec<(u64, LabelEvent)>> {
         self.labels
@@ -882,6 +918,43 @@ impl Store {
     pub fn label_count(&self) -> usize {
         self.labels.len()
     }
+}
+
+/// Writes who holds the lock (command, pid, user, host) into the lock file,
+/// for the message another process gets.
+fn write_holder(mut lock: &File) {
+    use std::io::{Seek, Write};
+    const COMMANDS: &[&str] = &[
+        "synth",
+        "ingest",
+        "crossmatch",
+        "features",
+        "score",
+        "top",
+        "triage",
+        "pretrain",
+        "retrain",
+        "eval",
+        "export",
+        "status",
+    ];
+    let command = match std::env::args().skip(1).find(|a| COMMANDS.contains(&a.as_str())) {
+        Some(c) => format!("oddity {c}"),
+        // A program using the library (a test, a bench): its own name.
+        None => std::env::args()
+            .next()
+            .map(|a| std::path::Path::new(&a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(a))
+            .unwrap_or_else(|| "a program".into()),
+    };
+    let holder = format!(
+        "`{command}` (pid {}, user {}, host {})",
+        std::process::id(),
+        crate::serve::current_user(),
+        crate::serve::host_name()
+    );
+    let _ = lock.set_len(0);
+    let _ = lock.rewind();
+    let _ = lock.write_all(holder.as_bytes());
 }
 
 const META_SCHEMA: &[u8] = b"schema_version";

@@ -34,7 +34,15 @@ fn second_open_is_locked_with_a_clear_message() {
     let err = Store::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }));
     let text = err.to_string();
-    assert!(text.starts_with(&format!("store {} is in use by another oddity process", path.display())), "{text}");
+    // The message names the holder's process, user and host.
+    let who = format!(
+        "(pid {}, user {}, host {})",
+        std::process::id(),
+        crate::serve::current_user(),
+        crate::serve::host_name()
+    );
+    assert!(text.starts_with(&format!("store {} is in use by `", path.display())), "{text}");
+    assert!(text.contains(&who), "{text}");
 }
 
 #[test]

@@ -359,16 +359,58 @@ fn draw_z(rng: &mut impl Rng, imag: f64) -> f64 {
 }
 
 /// Plans one object. `rng` must be the object's own planning stream.
+///
+/// The steps below draw from `rng` in a fixed order (position, morphology,
+/// cutout centre, components, observing conditions, photometry, spectrum):
+/// changing that order changes every synthetic survey.
 pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
-    let size = ctx.cfg.size as f64;
-    let half_arcsec = 0.5 * size * PIXEL_SCALE;
-    let px = |arcsec: f64| arcsec / PIXEL_SCALE;
-    let tau = std::f64::consts::TAU;
+    let (in_cluster, ra, dec, z) = place(ctx, a, rng);
+    let morph = draw_morph(rng, in_cluster);
+    let frame = Frame::new(ctx.cfg.size, a.imag, z, rng);
+    let body = body(&frame, a.kind, morph, rng);
+    let seen = Seen::draw(rng, a.kind, ctx.cfg.size);
+    let mut g = Galaxy {
+        index: a.index,
+        object_id: OBJECT_ID_BASE + a.index as i64,
+        ra,
+        dec,
+        healpix: 0,
+        kind: a.kind,
+        morph: body.morph,
+        z,
+        components: body.components,
+        psf_fwhm: seen.psf_fwhm,
+        sky_sigma: seen.sky_sigma,
+        sky_level: seen.sky_level,
+        defect: seen.defect,
+        mags: [0.0; 5],
+        extendedness: if body.nucleus_ratio > 1.2 { 0.0 } else { 1.0 },
+        shape11: 0.0,
+        spectrum: None,
+    };
+    let own = g.own_flux();
+    g.mags = catalogue_mags(own, rng);
+    g.shape11 = shape11(&g);
+    if let Some(number) = a.spectrum {
+        add_spectrum(ctx, a.border, number, own, &mut g, rng);
+    }
+    g.healpix = sky::healpix(ctx.depth, g.ra, g.dec);
+    g
+}
 
-    // Position and redshift: some galaxies are cluster members.
+const TAU: f64 = std::f64::consts::TAU;
+
+/// Arcsec to pixels.
+fn px(arcsec: f64) -> f64 {
+    arcsec / PIXEL_SCALE
+}
+
+/// Position and redshift: some galaxies are cluster members (first return
+/// value), the rest field galaxies; SDSS-like spectra are of nearby ones.
+fn place(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> (bool, f64, f64, f64) {
     let cluster = (!ctx.clusters.is_empty() && rng.random_bool(CLUSTER_FRACTION))
         .then(|| ctx.clusters[rng.random_range(0..ctx.clusters.len())]);
-    let (mut ra, mut dec, mut z) = match cluster {
+    let (ra, dec, mut z) = match cluster {
         Some(c) => {
             let (e, n) = (72.0 * normal(rng), 72.0 * normal(rng)); // σ = 1.2'
             let (ra, dec) = sky::offset(c.ra, c.dec, e, n);
@@ -379,282 +421,336 @@ pub fn plan(ctx: &Context, a: &Assignment, rng: &mut ChaCha8Rng) -> Galaxy {
             (ra, dec, draw_z(rng, a.imag))
         }
     };
-    // SDSS-like spectra are of nearby galaxies.
     if a.spectrum.is_some() && !(0.02..=0.25).contains(&z) {
         z = rng.random_range(0.03..0.25);
     }
-    let mut morph = draw_morph(rng, cluster.is_some());
+    (cluster.is_some(), ra, dec, z)
+}
 
-    // The centre sits within half a pixel of the cutout centre.
-    let cx = 0.5 * size + rng.random_range(-0.5..0.5);
-    let cy = 0.5 * size + rng.random_range(-0.5..0.5);
-    let fi = mag_to_flux(a.imag);
-    let max_re = half_arcsec / 3.0;
-    let mut components = Vec::new();
-    let mut nucleus_ratio = 0.0;
+/// The cutout an object is planned in: its size, centre, i-band flux and
+/// redshift, shared by every kind's component builder.
+struct Frame {
+    size: f64,
+    half_arcsec: f64,
+    /// Largest half-light radius (arcsec) that keeps a galaxy inside the cutout.
+    max_re: f64,
+    cx: f64,
+    cy: f64,
+    imag: f64,
+    fi: f64,
+    z: f64,
+}
 
-    match a.kind {
-        Kind::Normal | Kind::Trail => {
-            let re = draw_re_arcsec(rng, a.imag, morph, max_re);
-            components = host(rng, morph, fi, z, cx, cy, px(re));
-            if a.kind == Kind::Trail {
-                // A straight streak in one or two adjacent bands, as left by a
-                // satellite in a single exposure.
-                let mut flux = [0.0; 5];
-                let band = rng.random_range(0..5);
-                let level = fi * rng.random_range(0.8..4.0);
-                flux[band] = level;
-                if rng.random_bool(0.3) {
-                    flux[if band == 4 { 3 } else { band + 1 }] = level * rng.random_range(0.3..1.0);
-                }
-                let (r, t) = (rng.random_range(0.0..size / 3.0), rng.random_range(0.0..tau));
-                components.push(Component {
-                    shape: Shape::Trail {
-                        x: cx + r * t.cos(),
-                        y: cy + r * t.sin(),
-                        angle: rng.random_range(0.0..tau / 2.0),
-                        width: rng.random_range(0.4..1.2),
-                    },
-                    flux,
-                    own: false,
-                });
-            } else if rng.random_bool(0.15) {
-                components.push(neighbour(rng, a.imag, z, cx, cy, half_arcsec));
-            }
-        }
-        Kind::Ring => {
-            morph = Morph::Spiral;
-            let core = rng.random_range(0.1..0.3);
-            components.push(Component {
-                shape: Shape::Sersic {
-                    x: cx,
-                    y: cy,
-                    re: px(rng.random_range(0.2..0.4)),
-                    n: rng.random_range(1.5..3.0),
-                    q: rng.random_range(0.7..1.0),
-                    pa: 0.0,
-                    arms: None,
-                },
-                flux: fluxes(sed(0.9, z), core * fi, rng),
-                own: true,
-            });
-            let radius = px(rng.random_range(1.2..(0.55 * half_arcsec).max(1.3)));
-            components.push(Component {
-                shape: Shape::Ring {
-                    x: cx,
-                    y: cy,
-                    radius,
-                    width: radius * rng.random_range(0.1..0.22),
-                    q: rng.random_range(0.5..1.0),
-                    pa: rng.random_range(0.0..tau / 2.0),
-                    knots: rng.random_range(4..=9),
-                    knot_amp: rng.random_range(0.2..0.6),
-                    phase: rng.random_range(0.0..tau),
-                },
-                flux: fluxes(sed(0.1, z), (1.0 - core) * fi, rng),
-                own: true,
-            });
-        }
-        Kind::Merger => {
-            let primary = rng.random_range(0.45..0.7);
-            let tail = rng.random_range(0.1..0.25);
-            let secondary = 1.0 - primary - tail;
-            let m1 = if rng.random_bool(0.5) { Morph::Spiral } else { Morph::Early };
-            let re1 = draw_re_arcsec(rng, a.imag + 0.5, m1, max_re * 0.8);
-            let sep = px(rng.random_range(1.0..2.5f64).min(0.6 * half_arcsec));
-            let t = rng.random_range(0.0..tau);
-            // Put the pair's light centre near the cutout centre.
-            let (x1, y1) = (cx - 0.4 * sep * t.cos(), cy - 0.4 * sep * t.sin());
-            let (x2, y2) = (cx + 0.6 * sep * t.cos(), cy + 0.6 * sep * t.sin());
-            components.extend(host(rng, m1, primary * fi, z, x1, y1, px(re1)));
-            let re2 = draw_re_arcsec(rng, a.imag + 1.0, Morph::Spiral, max_re * 0.6);
-            components.extend(host(rng, Morph::Spiral, secondary * fi, z, x2, y2, px(re2)));
-            let two_tails = rng.random_bool(0.5);
-            let per_tail = if two_tails { 0.5 } else { 1.0 } * tail * fi;
-            let dir = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-            for (k, &(x, y)) in [(x1, y1), (x2, y2)].iter().enumerate().take(if two_tails { 2 } else { 1 }) {
-                let r1 = px(rng.random_range(2.5..(0.9 * half_arcsec).max(2.6)));
-                components.push(Component {
-                    shape: Shape::Tail {
-                        x,
-                        y,
-                        r0: px(0.4),
-                        r1,
-                        theta0: t + if k == 0 { std::f64::consts::PI } else { 0.0 } + rng.random_range(-0.6..0.6),
-                        sweep: dir * rng.random_range(0.8..2.0),
-                        width: px(rng.random_range(0.2..0.45)),
-                    },
-                    flux: fluxes(sed(0.3, z), per_tail, rng),
-                    own: true,
-                });
-            }
-        }
-        Kind::Lens => {
-            morph = Morph::Early;
-            let lens_frac = rng.random_range(0.65..0.88);
-            let re = rng.random_range(0.6..1.4f64).min(max_re);
-            components.push(Component {
-                shape: Shape::Sersic {
-                    x: cx,
-                    y: cy,
-                    re: px(re),
-                    n: rng.random_range(3.5..5.0),
-                    q: rng.random_range(0.7..1.0),
-                    pa: rng.random_range(0.0..tau / 2.0),
-                    arms: None,
-                },
-                flux: fluxes(sed(1.0, z), lens_frac * fi, rng),
-                own: true,
-            });
-            // The source is a blue star-forming galaxy at z ~ 1–2: flat in f_ν,
-            // so much bluer than the red lens in g−i.
-            let src_sed = colours_to_ratios(
-                rng.random_range(0.0..0.3),
-                rng.random_range(0.0..0.25),
-                rng.random_range(-0.1..0.15),
-                rng.random_range(-0.1..0.1),
-            );
-            let arc_flux = (1.0 - lens_frac) * fi;
-            let theta_e = px(rng.random_range(1.0..2.2f64).min(0.7 * half_arcsec));
-            let width = px(rng.random_range(0.08..0.16));
-            if rng.random_bool(0.25) {
-                // Nearly aligned source: an Einstein ring.
-                components.push(Component {
-                    shape: Shape::Ring {
-                        x: cx,
-                        y: cy,
-                        radius: theta_e,
-                        width,
-                        q: 1.0,
-                        pa: 0.0,
-                        knots: 2,
-                        knot_amp: rng.random_range(0.2..0.7),
-                        phase: rng.random_range(0.0..tau),
-                    },
-                    flux: fluxes(src_sed, arc_flux, rng),
-                    own: true,
-                });
-            } else {
-                let phi = rng.random_range(0.0..tau);
-                let spread = rng.random_range(0.3..0.8);
-                let counter = rng.random_range(0.25..0.6);
-                components.push(Component {
-                    shape: Shape::Arc { x: cx, y: cy, radius: theta_e, width, phi, spread },
-                    flux: fluxes(src_sed, arc_flux / (1.0 + counter), rng),
-                    own: true,
-                });
-                components.push(Component {
-                    shape: Shape::Arc {
-                        x: cx,
-                        y: cy,
-                        radius: theta_e * rng.random_range(0.55..0.85),
-                        width,
-                        phi: phi + tau / 2.0,
-                        spread: spread * 0.5,
-                    },
-                    flux: fluxes(src_sed, arc_flux * counter / (1.0 + counter), rng),
-                    own: true,
-                });
-            }
-        }
-        Kind::Colour => {
-            // Ordinary shape, extraordinary colour: all components share it.
-            let re = draw_re_arcsec(rng, a.imag, morph, max_re);
-            components = host(rng, morph, fi, z, cx, cy, px(re));
-            let ratios = match rng.random_range(0..3) {
-                0 => colours_to_ratios(-0.25, -0.25, -0.1, -0.1), // extremely blue
-                1 => colours_to_ratios(0.3, -0.9, 0.8, 0.1),      // i-band line excess
-                _ => colours_to_ratios(2.0, 1.5, -1.2, -0.1),     // z/y excess (dropout-like)
-            };
-            for c in components.iter_mut() {
-                let fi_c = c.flux[I];
-                c.flux = fluxes(ratios, fi_c, rng);
-            }
-        }
-        Kind::Agn => {
-            morph = if rng.random_bool(0.6) { Morph::Spiral } else { Morph::Early };
-            nucleus_ratio = rng.random_range(0.5..2.0);
-            let host_fi = fi / (1.0 + nucleus_ratio);
-            let re = draw_re_arcsec(rng, flux_to_mag(host_fi), morph, max_re);
-            components = host(rng, morph, host_fi, z, cx, cy, px(re));
-            components.push(Component {
-                shape: Shape::Point { x: cx, y: cy },
-                flux: fluxes(colours_to_ratios(0.15, 0.1, 0.05, 0.05), fi - host_fi, rng),
-                own: true,
-            });
-        }
+impl Frame {
+    fn new(size: usize, imag: f64, z: f64, rng: &mut ChaCha8Rng) -> Frame {
+        let size = size as f64;
+        let half_arcsec = 0.5 * size * PIXEL_SCALE;
+        // The centre sits within half a pixel of the cutout centre.
+        let cx = 0.5 * size + rng.random_range(-0.5..0.5);
+        let cy = 0.5 * size + rng.random_range(-0.5..0.5);
+        Frame { size, half_arcsec, max_re: half_arcsec / 3.0, cx, cy, imag, fi: mag_to_flux(imag), z }
     }
 
-    // Seeing varies per object and band; i and r get the best of it (HSC).
-    let seeing = rng.random_range(0.85..1.2);
-    let psf_fwhm =
-        [0.77, 0.72, 0.60, 0.66, 0.70].map(|b: f64| (b * seeing * rng.random_range(0.95..1.05)).clamp(0.5, 0.9) as f32);
-    let sky_sigma = [0.0012, 0.0013, 0.0016, 0.0025, 0.0045].map(|s: f64| (s * rng.random_range(0.8..1.25)) as f32);
-    let sky_level = sky_sigma.map(|s| (0.2 * f64::from(s) * normal(rng)) as f32);
-    let defect = (a.kind == Kind::Normal && rng.random_bool(0.02)).then(|| draw_defect(rng, ctx.cfg.size));
+    /// An ordinary galaxy of this frame's magnitude, centred in it.
+    fn host(&self, morph: Morph, rng: &mut ChaCha8Rng) -> Vec<Component> {
+        let re = draw_re_arcsec(rng, self.imag, morph, self.max_re);
+        host(rng, morph, self.fi, self.z, self.cx, self.cy, px(re))
+    }
+}
 
-    let mut g = Galaxy {
-        index: a.index,
-        object_id: OBJECT_ID_BASE + a.index as i64,
-        ra,
-        dec,
-        healpix: 0,
-        kind: a.kind,
-        morph,
-        z,
-        components,
-        psf_fwhm,
-        sky_sigma,
-        sky_level,
-        defect,
-        mags: [0.0; 5],
-        extendedness: if nucleus_ratio > 1.2 { 0.0 } else { 1.0 },
-        shape11: 0.0,
-        spectrum: None,
+/// What an object's kind decides: its components, its morphology (some
+/// kinds force one) and the nucleus-to-host flux ratio (AGN only).
+struct Body {
+    components: Vec<Component>,
+    morph: Morph,
+    nucleus_ratio: f64,
+}
+
+fn body(f: &Frame, kind: Kind, morph: Morph, rng: &mut ChaCha8Rng) -> Body {
+    let plain = |components| Body { components, morph, nucleus_ratio: 0.0 };
+    match kind {
+        Kind::Normal | Kind::Trail => {
+            let mut components = f.host(morph, rng);
+            if kind == Kind::Trail {
+                components.push(trail(f, rng));
+            } else if rng.random_bool(0.15) {
+                components.push(neighbour(rng, f.imag, f.z, f.cx, f.cy, f.half_arcsec));
+            }
+            plain(components)
+        }
+        Kind::Ring => Body { components: ring(f, rng), morph: Morph::Spiral, nucleus_ratio: 0.0 },
+        Kind::Merger => plain(merger(f, rng)),
+        Kind::Lens => Body { components: lens(f, rng), morph: Morph::Early, nucleus_ratio: 0.0 },
+        Kind::Colour => plain(odd_colour(f, morph, rng)),
+        Kind::Agn => agn(f, rng),
+    }
+}
+
+/// A straight streak in one or two adjacent bands, as left by a satellite in
+/// a single exposure.
+fn trail(f: &Frame, rng: &mut ChaCha8Rng) -> Component {
+    let mut flux = [0.0; 5];
+    let band = rng.random_range(0..5);
+    let level = f.fi * rng.random_range(0.8..4.0);
+    flux[band] = level;
+    if rng.random_bool(0.3) {
+        flux[if band == 4 { 3 } else { band + 1 }] = level * rng.random_range(0.3..1.0);
+    }
+    let (r, t) = (rng.random_range(0.0..f.size / 3.0), rng.random_range(0.0..TAU));
+    Component {
+        shape: Shape::Trail {
+            x: f.cx + r * t.cos(),
+            y: f.cy + r * t.sin(),
+            angle: rng.random_range(0.0..TAU / 2.0),
+            width: rng.random_range(0.4..1.2),
+        },
+        flux,
+        own: false,
+    }
+}
+
+/// A ring galaxy: a small red core inside a clumpy blue ring.
+fn ring(f: &Frame, rng: &mut ChaCha8Rng) -> Vec<Component> {
+    let core = rng.random_range(0.1..0.3);
+    let nucleus = Component {
+        shape: Shape::Sersic {
+            x: f.cx,
+            y: f.cy,
+            re: px(rng.random_range(0.2..0.4)),
+            n: rng.random_range(1.5..3.0),
+            q: rng.random_range(0.7..1.0),
+            pa: 0.0,
+            arms: None,
+        },
+        flux: fluxes(sed(0.9, f.z), core * f.fi, rng),
+        own: true,
     };
-    let own = g.own_flux();
-    // cmodel magnitudes: the true total flux with a small measurement error.
-    g.mags = own.map(|f| {
+    let radius = px(rng.random_range(1.2..(0.55 * f.half_arcsec).max(1.3)));
+    let ring = Component {
+        shape: Shape::Ring {
+            x: f.cx,
+            y: f.cy,
+            radius,
+            width: radius * rng.random_range(0.1..0.22),
+            q: rng.random_range(0.5..1.0),
+            pa: rng.random_range(0.0..TAU / 2.0),
+            knots: rng.random_range(4..=9),
+            knot_amp: rng.random_range(0.2..0.6),
+            phase: rng.random_range(0.0..TAU),
+        },
+        flux: fluxes(sed(0.1, f.z), (1.0 - core) * f.fi, rng),
+        own: true,
+    };
+    vec![nucleus, ring]
+}
+
+/// Two galaxies close together with one or two tidal tails.
+fn merger(f: &Frame, rng: &mut ChaCha8Rng) -> Vec<Component> {
+    let primary = rng.random_range(0.45..0.7);
+    let tail = rng.random_range(0.1..0.25);
+    let secondary = 1.0 - primary - tail;
+    let m1 = if rng.random_bool(0.5) { Morph::Spiral } else { Morph::Early };
+    let re1 = draw_re_arcsec(rng, f.imag + 0.5, m1, f.max_re * 0.8);
+    let sep = px(rng.random_range(1.0..2.5f64).min(0.6 * f.half_arcsec));
+    let t = rng.random_range(0.0..TAU);
+    // Put the pair's light centre near the cutout centre.
+    let (x1, y1) = (f.cx - 0.4 * sep * t.cos(), f.cy - 0.4 * sep * t.sin());
+    let (x2, y2) = (f.cx + 0.6 * sep * t.cos(), f.cy + 0.6 * sep * t.sin());
+    let mut components = host(rng, m1, primary * f.fi, f.z, x1, y1, px(re1));
+    let re2 = draw_re_arcsec(rng, f.imag + 1.0, Morph::Spiral, f.max_re * 0.6);
+    components.extend(host(rng, Morph::Spiral, secondary * f.fi, f.z, x2, y2, px(re2)));
+    let two_tails = rng.random_bool(0.5);
+    let per_tail = if two_tails { 0.5 } else { 1.0 } * tail * f.fi;
+    let dir = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+    for (k, &(x, y)) in [(x1, y1), (x2, y2)].iter().enumerate().take(if two_tails { 2 } else { 1 }) {
+        let r1 = px(rng.random_range(2.5..(0.9 * f.half_arcsec).max(2.6)));
+        components.push(Component {
+            shape: Shape::Tail {
+                x,
+                y,
+                r0: px(0.4),
+                r1,
+                theta0: t + if k == 0 { std::f64::consts::PI } else { 0.0 } + rng.random_range(-0.6..0.6),
+                sweep: dir * rng.random_range(0.8..2.0),
+                width: px(rng.random_range(0.2..0.45)),
+            },
+            flux: fluxes(sed(0.3, f.z), per_tail, rng),
+            own: true,
+        });
+    }
+    components
+}
+
+/// A red elliptical lensing a blue background galaxy into arcs or a ring.
+fn lens(f: &Frame, rng: &mut ChaCha8Rng) -> Vec<Component> {
+    let lens_frac = rng.random_range(0.65..0.88);
+    let re = rng.random_range(0.6..1.4f64).min(f.max_re);
+    let deflector = Component {
+        shape: Shape::Sersic {
+            x: f.cx,
+            y: f.cy,
+            re: px(re),
+            n: rng.random_range(3.5..5.0),
+            q: rng.random_range(0.7..1.0),
+            pa: rng.random_range(0.0..TAU / 2.0),
+            arms: None,
+        },
+        flux: fluxes(sed(1.0, f.z), lens_frac * f.fi, rng),
+        own: true,
+    };
+    let mut components = vec![deflector];
+    components.extend(lensed_source(f, (1.0 - lens_frac) * f.fi, rng));
+    components
+}
+
+/// The lensed images of a lens's source, carrying `arc_flux` in i.
+fn lensed_source(f: &Frame, arc_flux: f64, rng: &mut ChaCha8Rng) -> Vec<Component> {
+    // The source is a blue star-forming galaxy at z ~ 1–2: flat in f_ν,
+    // so much bluer than the red lens in g−i.
+    let src_sed = colours_to_ratios(
+        rng.random_range(0.0..0.3),
+        rng.random_range(0.0..0.25),
+        rng.random_range(-0.1..0.15),
+        rng.random_range(-0.1..0.1),
+    );
+    let theta_e = px(rng.random_range(1.0..2.2f64).min(0.7 * f.half_arcsec));
+    let width = px(rng.random_range(0.08..0.16));
+    let (x, y) = (f.cx, f.cy);
+    if rng.random_bool(0.25) {
+        // Nearly aligned source: an Einstein ring.
+        let shape = Shape::Ring {
+            x,
+            y,
+            radius: theta_e,
+            width,
+            q: 1.0,
+            pa: 0.0,
+            knots: 2,
+            knot_amp: rng.random_range(0.2..0.7),
+            phase: rng.random_range(0.0..TAU),
+        };
+        return vec![Component { shape, flux: fluxes(src_sed, arc_flux, rng), own: true }];
+    }
+    let phi = rng.random_range(0.0..TAU);
+    let spread = rng.random_range(0.3..0.8);
+    let counter = rng.random_range(0.25..0.6);
+    let arc = Component {
+        shape: Shape::Arc { x, y, radius: theta_e, width, phi, spread },
+        flux: fluxes(src_sed, arc_flux / (1.0 + counter), rng),
+        own: true,
+    };
+    let counter_image = Component {
+        shape: Shape::Arc {
+            x,
+            y,
+            radius: theta_e * rng.random_range(0.55..0.85),
+            width,
+            phi: phi + TAU / 2.0,
+            spread: spread * 0.5,
+        },
+        flux: fluxes(src_sed, arc_flux * counter / (1.0 + counter), rng),
+        own: true,
+    };
+    vec![arc, counter_image]
+}
+
+/// Ordinary shape, extraordinary colour: all components share it.
+fn odd_colour(f: &Frame, morph: Morph, rng: &mut ChaCha8Rng) -> Vec<Component> {
+    let mut components = f.host(morph, rng);
+    let ratios = match rng.random_range(0..3) {
+        0 => colours_to_ratios(-0.25, -0.25, -0.1, -0.1), // extremely blue
+        1 => colours_to_ratios(0.3, -0.9, 0.8, 0.1),      // i-band line excess
+        _ => colours_to_ratios(2.0, 1.5, -1.2, -0.1),     // z/y excess (dropout-like)
+    };
+    for c in components.iter_mut() {
+        let fi_c = c.flux[I];
+        c.flux = fluxes(ratios, fi_c, rng);
+    }
+    components
+}
+
+/// A host galaxy with a bright point-like nucleus.
+fn agn(f: &Frame, rng: &mut ChaCha8Rng) -> Body {
+    let morph = if rng.random_bool(0.6) { Morph::Spiral } else { Morph::Early };
+    let nucleus_ratio = rng.random_range(0.5..2.0);
+    let host_fi = f.fi / (1.0 + nucleus_ratio);
+    let re = draw_re_arcsec(rng, flux_to_mag(host_fi), morph, f.max_re);
+    let mut components = host(rng, morph, host_fi, f.z, f.cx, f.cy, px(re));
+    components.push(Component {
+        shape: Shape::Point { x: f.cx, y: f.cy },
+        flux: fluxes(colours_to_ratios(0.15, 0.1, 0.05, 0.05), f.fi - host_fi, rng),
+        own: true,
+    });
+    Body { components, morph, nucleus_ratio }
+}
+
+/// Observing conditions of one cutout.
+struct Seen {
+    psf_fwhm: [f32; 5],
+    sky_sigma: [f32; 5],
+    sky_level: [f32; 5],
+    defect: Option<Defect>,
+}
+
+impl Seen {
+    fn draw(rng: &mut ChaCha8Rng, kind: Kind, size: usize) -> Seen {
+        // Seeing varies per object and band; i and r get the best of it (HSC).
+        let seeing = rng.random_range(0.85..1.2);
+        let psf_fwhm = [0.77, 0.72, 0.60, 0.66, 0.70]
+            .map(|b: f64| (b * seeing * rng.random_range(0.95..1.05)).clamp(0.5, 0.9) as f32);
+        let sky_sigma = [0.0012, 0.0013, 0.0016, 0.0025, 0.0045].map(|s: f64| (s * rng.random_range(0.8..1.25)) as f32);
+        let sky_level = sky_sigma.map(|s| (0.2 * f64::from(s) * normal(rng)) as f32);
+        let defect = (kind == Kind::Normal && rng.random_bool(0.02)).then(|| draw_defect(rng, size));
+        Seen { psf_fwhm, sky_sigma, sky_level, defect }
+    }
+}
+
+/// cmodel magnitudes: the true total flux with a small measurement error.
+fn catalogue_mags(own: Fluxes, rng: &mut ChaCha8Rng) -> [f32; 5] {
+    own.map(|f| {
         let m = flux_to_mag(f);
         (m + (0.005 + 0.03 * 10f64.powf(0.4 * (m - 23.0))) * normal(rng)) as f32
-    });
-    g.shape11 = shape11(&g);
+    })
+}
 
-    if let Some(number) = a.spectrum {
-        // The fibre position scatters by up to ~0.4" around the image position;
-        // border objects straddle a HEALPix border with image and fibre.
-        let (sra, sdec) = if a.border {
-            let pa = rng.random_range(0.0..tau);
-            let (inside, outside) = sky::border_crossing(ctx.depth, ra, dec, pa, 0.01);
-            // 0.15" either side of the border, along the walk direction.
-            let img = sky::offset(inside.0, inside.1, -0.15 * pa.sin(), -0.15 * pa.cos());
-            let fib = sky::offset(outside.0, outside.1, 0.15 * pa.sin(), 0.15 * pa.cos());
-            let differ =
-                |a: (f64, f64), b: (f64, f64)| sky::healpix(ctx.depth, a.0, a.1) != sky::healpix(ctx.depth, b.0, b.1);
-            let (img, fib) = if differ(img, fib) { (img, fib) } else { (inside, outside) };
-            (ra, dec) = img;
-            fib
-        } else {
-            let (r, t) = (0.4 * rng.random::<f64>().sqrt(), rng.random_range(0.0..tau));
-            sky::offset(ra, dec, r * t.sin(), r * t.cos())
-        };
-        g.ra = ra;
-        g.dec = dec;
-        let class = intended_class(rng, g.kind, g.morph);
-        let rmag = flux_to_mag(own[1]);
-        let old = match g.morph {
-            Morph::Early => rng.random_range(0.85..1.0),
-            Morph::Spiral => rng.random_range(0.4..0.8),
-            Morph::Irregular => rng.random_range(0.05..0.35),
-        };
-        let mut sp = spectrum::plan(rng, number, z, rmag, old, class, g.kind == Kind::Agn);
-        sp.ra = sra;
-        sp.dec = sdec;
-        sp.healpix = sky::healpix(ctx.depth, sra, sdec);
-        g.spectrum = Some(sp);
-    }
-    g.healpix = sky::healpix(ctx.depth, g.ra, g.dec);
-    g
+/// Plans the spectrum of `g` (running number `number`) and places its fibre.
+/// `own` is the object's own flux per band.
+fn add_spectrum(ctx: &Context, border: bool, number: usize, own: Fluxes, g: &mut Galaxy, rng: &mut ChaCha8Rng) {
+    let (sra, sdec) = if border {
+        // Border objects straddle a HEALPix border with image and fibre: the
+        // image moves to the near side.
+        let (img, fib) = straddle(ctx.depth, g.ra, g.dec, rng);
+        (g.ra, g.dec) = img;
+        fib
+    } else {
+        // The fibre position scatters by up to ~0.4" around the image position.
+        let (r, t) = (0.4 * rng.random::<f64>().sqrt(), rng.random_range(0.0..TAU));
+        sky::offset(g.ra, g.dec, r * t.sin(), r * t.cos())
+    };
+    let class = intended_class(rng, g.kind, g.morph);
+    let rmag = flux_to_mag(own[1]);
+    let old = match g.morph {
+        Morph::Early => rng.random_range(0.85..1.0),
+        Morph::Spiral => rng.random_range(0.4..0.8),
+        Morph::Irregular => rng.random_range(0.05..0.35),
+    };
+    let mut sp = spectrum::plan(rng, number, g.z, rmag, old, class, g.kind == Kind::Agn);
+    sp.ra = sra;
+    sp.dec = sdec;
+    sp.healpix = sky::healpix(ctx.depth, sra, sdec);
+    g.spectrum = Some(sp);
+}
+
+/// Image and fibre positions on either side of the HEALPix border nearest
+/// (ra, dec), in a random direction.
+fn straddle(depth: u8, ra: f64, dec: f64, rng: &mut ChaCha8Rng) -> ((f64, f64), (f64, f64)) {
+    let pa = rng.random_range(0.0..TAU);
+    let (inside, outside) = sky::border_crossing(depth, ra, dec, pa, 0.01);
+    // 0.15" either side of the border, along the walk direction.
+    let img = sky::offset(inside.0, inside.1, -0.15 * pa.sin(), -0.15 * pa.cos());
+    let fib = sky::offset(outside.0, outside.1, 0.15 * pa.sin(), 0.15 * pa.cos());
+    let differ = |a: (f64, f64), b: (f64, f64)| sky::healpix(depth, a.0, a.1) != sky::healpix(depth, b.0, b.1);
+    if differ(img, fib) { (img, fib) } else { (inside, outside) }
 }
 
 /// A second, unrelated source in the cutout: a smaller galaxy or a star.

@@ -240,8 +240,29 @@ fn sersic(size: usize, x0: f64, y0: f64, re: f64, n: f64, q: f64, pa: f64, arms:
             }
         }
     }
+    let core_numeric = subsample(&mut t, size, &inner, core, ell, profile);
+    // Put the cusp's missing flux in the central pixel.
+    let core_exact = gamma_p(2.0 * n, b * (core / re).powf(inv_n));
+    let (ci, cj) = (x0.floor(), y0.floor());
+    if (0.0..size as f64).contains(&ci) && (0.0..size as f64).contains(&cj) {
+        t[cj as usize * size + ci as usize] += core_exact - core_numeric;
+    }
+    t
+}
+
+/// Fills the pixels of `inner` ((x, y, k) each) with the mean of k×k
+/// sub-samples of `profile` (at the elliptical radius `ell` gives); returns
+/// the numeric flux inside the elliptical radius `core`.
+fn subsample(
+    t: &mut [f64],
+    size: usize,
+    inner: &[(usize, usize, usize)],
+    core: f64,
+    ell: impl Fn(f64, f64) -> (f64, f64, f64),
+    profile: impl Fn(f64, f64, f64) -> f64,
+) -> f64 {
     let mut core_numeric = 0.0;
-    for (i, j, k) in inner {
+    for &(i, j, k) in inner {
         let inv = 1.0 / k as f64;
         let mut acc = 0.0;
         for sj in 0..k {
@@ -256,13 +277,7 @@ fn sersic(size: usize, x0: f64, y0: f64, re: f64, n: f64, q: f64, pa: f64, arms:
         }
         t[j * size + i] = acc * inv * inv;
     }
-    // Put the cusp's missing flux in the central pixel.
-    let core_exact = gamma_p(2.0 * n, b * (core / re).powf(inv_n));
-    let (ci, cj) = (x0.floor(), y0.floor());
-    if (0.0..size as f64).contains(&ci) && (0.0..size as f64).contains(&cj) {
-        t[cj as usize * size + ci as usize] += core_exact - core_numeric;
-    }
-    t
+    core_numeric
 }
 
 /// In-place separable Gaussian blur with zero padding (light scattered off

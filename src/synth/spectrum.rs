@@ -360,7 +360,47 @@ pub const MAX_SNR_UNCLASSIFIABLE: f64 = 1.5;
 
 /// Plans a spectrum of the given intended class. `rmag` is the object's
 /// r-band magnitude and `old` its old-star light fraction.
+///
+/// Draws from `rng` in a fixed order (continuum, line recipe, line
+/// strengths, broad lines): changing it changes every synthetic survey.
 pub fn plan(rng: &mut ChaCha8Rng, number: usize, z: f64, rmag: f64, old: f64, class: BptClass, agn: bool) -> SpecPlan {
+    let mut sp = continuum_plan(rng, number, z, rmag, old, class, agn);
+    let Some(recipe) = LineRecipe::draw(rng, class, z) else {
+        return sp; // passive: no emission at all
+    };
+    sp.lines = recipe.lines(&sp, recipe.draw_ew(rng));
+    if class == BptClass::Unclassifiable {
+        // Weak enough that no measurement could classify it.
+        fade_below_classification(&mut sp, rng);
+    } else {
+        make_classifiable(&mut sp, &recipe, agn, rng);
+    }
+    sp.bpt_flux = BPT_LINES.map(|i| sp.lines[i].flux);
+    if agn {
+        // Broad-line region: FWHM 2000–6000 km/s, stronger than narrow Hα.
+        let sigma = rng.random_range(2000.0..6000.0) / 2.3548;
+        let broad_ha = sp.bpt_flux[0] * rng.random_range(1.5..4.0);
+        sp.lines.push(EmissionLine { rest: rest("Hα"), flux: broad_ha, sigma_kms: sigma });
+        sp.lines
+            .push(EmissionLine { rest: rest("Hβ"), flux: broad_ha / rng.random_range(3.0..4.0), sigma_kms: sigma });
+    }
+    sp
+}
+
+/// Indices in [`SpecPlan::lines`] of Hα, [NII], Hβ and [OIII] (see [`LineRecipe::lines`]).
+const BPT_LINES: [usize; 4] = [0, 1, 3, 4];
+
+/// A spectrum's continuum, redshift, noise and line-spread: everything but
+/// its emission lines.
+fn continuum_plan(
+    rng: &mut ChaCha8Rng,
+    number: usize,
+    z: f64,
+    rmag: f64,
+    old: f64,
+    class: BptClass,
+    agn: bool,
+) -> SpecPlan {
     // f_λ at 6200 Å (1e-17 erg/s/cm²/Å) of an AB magnitude, times the
     // fraction of the galaxy's light that enters a 3" fibre.
     let fibre = rng.random_range(0.3..0.55);
@@ -387,48 +427,77 @@ pub fn plan(rng: &mut ChaCha8Rng, number: usize, z: f64, rmag: f64, old: f64, cl
     // SDSS-like depth whatever the synthetic photometry: continuum S/N per
     // pixel at 6200 Å mostly 6–25 (median 12), as for the main galaxy sample.
     sp.sigma0 = continuum / lognormal(rng, 12.0, 0.2).clamp(3.0, 40.0);
-    let v = rng.random_range(80.0..160.0);
-    let (ha_w, nii_w, hb_w, oiii_w) = (rest("Hα"), rest("[NII]"), rest("Hβ"), rest("[OIII]"));
-    let zp1 = 1.0 + z;
+    sp
+}
 
-    // Narrow lines from Hα's equivalent width, the BPT ratios and the
-    // Balmer decrement. EWs follow what SDSS measures: star-forming
-    // galaxies mostly 5–150 Å (median ~25), composites and Seyferts a few to
-    // tens of Å, LINERs (mostly "retired" galaxies) 1–6 Å, passive ones
-    // little or nothing.
-    let (x, y) = match class {
-        BptClass::Unclassifiable => {
-            if rng.random_bool(0.5) {
-                return sp; // passive: no emission at all
+/// How a spectrum's narrow lines relate: Hα's equivalent width is drawn
+/// (and may be redrawn), the rest follows from the BPT ratios, the Balmer
+/// decrement, and the [OII]/Hβ and [SII]/Hα ratios.
+struct LineRecipe {
+    class: BptClass,
+    zp1: f64,
+    /// Velocity dispersion, km/s.
+    v: f64,
+    /// log([NII]/Hα), log([OIII]/Hβ).
+    x: f64,
+    y: f64,
+    decrement: f64,
+    oii_hb: f64,
+    sii_ha: f64,
+    /// [SII] 6718/6733, density sensitive.
+    sii_ratio: f64,
+}
+
+impl LineRecipe {
+    /// None for a passive galaxy (half the unclassifiable ones): no emission.
+    fn draw(rng: &mut ChaCha8Rng, class: BptClass, z: f64) -> Option<LineRecipe> {
+        let v = rng.random_range(80.0..160.0);
+        let (x, y) = match class {
+            BptClass::Unclassifiable => {
+                if rng.random_bool(0.5) {
+                    return None;
+                }
+                // Weak lines with arbitrary ratios: some ionised gas, too little to classify.
+                (rng.random_range(-0.8..0.4), rng.random_range(-0.6..0.8))
             }
-            // Weak lines with arbitrary ratios: some ionised gas, too little to classify.
-            (rng.random_range(-0.8..0.4), rng.random_range(-0.6..0.8))
+            c => bpt::draw_ratios(c, rng),
+        };
+        let decrement = 2.86 * rng.random_range(1.0..1.6);
+        // [OII]/Hβ and [SII]/Hα rise from star formation to LINERs.
+        let (oii_hb, sii_ha) = match class {
+            BptClass::StarForming => (rng.random_range(1.0..3.0), rng.random_range(0.15..0.4)),
+            BptClass::Composite => (rng.random_range(1.0..3.0), rng.random_range(0.25..0.5)),
+            BptClass::Seyfert => (rng.random_range(2.0..4.0), rng.random_range(0.3..0.7)),
+            _ => (rng.random_range(3.0..6.0), rng.random_range(0.4..1.0)),
+        };
+        let sii_ratio = rng.random_range(1.1..1.4);
+        Some(LineRecipe { class, zp1: 1.0 + z, v, x, y, decrement, oii_hb, sii_ha, sii_ratio })
+    }
+
+    /// Hα's equivalent width (rest Å). EWs follow what SDSS measures:
+    /// star-forming galaxies mostly 5–150 Å (median ~25), composites and
+    /// Seyferts a few to tens of Å, LINERs (mostly "retired" galaxies)
+    /// 1–6 Å, passive ones little or nothing.
+    fn draw_ew(&self, rng: &mut ChaCha8Rng) -> f64 {
+        match self.class {
+            BptClass::StarForming => lognormal(rng, 18.0, 0.35).clamp(3.0, 250.0),
+            BptClass::Composite => lognormal(rng, 10.0, 0.3).clamp(2.0, 80.0),
+            BptClass::Seyfert => lognormal(rng, 15.0, 0.35).clamp(3.0, 150.0),
+            BptClass::Liner => lognormal(rng, 2.5, 0.15).clamp(1.0, 6.0),
+            BptClass::Unclassifiable => rng.random_range(0.2..2.0),
         }
-        c => bpt::draw_ratios(c, rng),
-    };
-    let draw_ew = |rng: &mut ChaCha8Rng| match class {
-        BptClass::StarForming => lognormal(rng, 18.0, 0.35).clamp(3.0, 250.0),
-        BptClass::Composite => lognormal(rng, 10.0, 0.3).clamp(2.0, 80.0),
-        BptClass::Seyfert => lognormal(rng, 15.0, 0.35).clamp(3.0, 150.0),
-        BptClass::Liner => lognormal(rng, 2.5, 0.15).clamp(1.0, 6.0),
-        BptClass::Unclassifiable => rng.random_range(0.2..2.0),
-    };
-    let decrement = 2.86 * rng.random_range(1.0..1.6);
-    // [OII]/Hβ and [SII]/Hα rise from star formation to LINERs.
-    let (oii_hb, sii_ha) = match class {
-        BptClass::StarForming => (rng.random_range(1.0..3.0), rng.random_range(0.15..0.4)),
-        BptClass::Composite => (rng.random_range(1.0..3.0), rng.random_range(0.25..0.5)),
-        BptClass::Seyfert => (rng.random_range(2.0..4.0), rng.random_range(0.3..0.7)),
-        _ => (rng.random_range(3.0..6.0), rng.random_range(0.4..1.0)),
-    };
-    let sii_ratio = rng.random_range(1.1..1.4); // 6718/6733, density sensitive
-    let lines_for = |sp: &SpecPlan, ew_ha: f64| {
+    }
+
+    /// The narrow lines for an Hα equivalent width `ew_ha`, in the order
+    /// [`BPT_LINES`] indexes.
+    fn lines(&self, sp: &SpecPlan, ew_ha: f64) -> Vec<EmissionLine> {
+        let (ha_w, nii_w, hb_w, oiii_w) = (rest("Hα"), rest("[NII]"), rest("Hβ"), rest("[OIII]"));
         // The EW is against the continuum without the absorption trough.
-        let ha = ew_ha * zp1 * sp.pseudo_continuum_at(ha_w * zp1);
-        let hb = ha / decrement;
-        let (nii, oiii) = (ha * 10f64.powf(x), hb * 10f64.powf(y));
-        let sii = ha * sii_ha;
-        let line = |rest: f64, flux: f64| EmissionLine { rest, flux, sigma_kms: v };
+        let ha = ew_ha * self.zp1 * sp.pseudo_continuum_at(ha_w * self.zp1);
+        let hb = ha / self.decrement;
+        let (nii, oiii) = (ha * 10f64.powf(self.x), hb * 10f64.powf(self.y));
+        let sii = ha * self.sii_ha;
+        let line = |rest: f64, flux: f64| EmissionLine { rest, flux, sigma_kms: self.v };
         vec![
             line(ha_w, ha),
             line(nii_w, nii),
@@ -436,61 +505,54 @@ pub fn plan(rng: &mut ChaCha8Rng, number: usize, z: f64, rmag: f64, old: f64, cl
             line(hb_w, hb),
             line(oiii_w, oiii),
             line(OIII_WEAK, oiii / 3.0),
-            line(rest("[OII]"), hb * oii_hb),
-            line(rest("[SII]6718"), sii * sii_ratio / (1.0 + sii_ratio)),
-            line(rest("[SII]6733"), sii / (1.0 + sii_ratio)),
+            line(rest("[OII]"), hb * self.oii_hb),
+            line(rest("[SII]6718"), sii * self.sii_ratio / (1.0 + self.sii_ratio)),
+            line(rest("[SII]6733"), sii / (1.0 + self.sii_ratio)),
         ]
-    };
-    let bpt_idx = [0, 1, 3, 4];
-    let min_snr = |sp: &SpecPlan| bpt_idx.map(|i| sp.line_snr(&sp.lines[i])).into_iter().fold(f64::INFINITY, f64::min);
-    sp.lines = lines_for(&sp, draw_ew(rng));
-    if class == BptClass::Unclassifiable {
-        // Weak enough that no measurement could classify it.
-        let max = bpt_idx.map(|i| sp.line_snr(&sp.lines[i])).into_iter().fold(0.0, f64::max);
-        let target = rng.random_range(0.3..MAX_SNR_UNCLASSIFIABLE);
-        if max > target {
-            sp.lines.iter_mut().for_each(|l| l.flux *= target / max);
-        }
-    } else {
-        // The truth must be unambiguous: every BPT line clearly detected.
-        // Draws too faint for that are drawn again (the distribution,
-        // conditioned on detection, as a flux-limited survey sees it); what
-        // is still too faint gets a deeper spectrum (up to 4x), never
-        // brighter lines, so equivalent widths stay as observed. Beyond
-        // that the galaxy is what most weak-lined galaxies are in SDSS:
-        // unclassifiable (planted AGN keep their class: their lines are
-        // scaled up instead).
-        for _ in 0..20 {
-            if min_snr(&sp) >= MIN_SNR_CLASSIFIABLE {
-                break;
-            }
-            sp.lines = lines_for(&sp, draw_ew(rng));
-        }
-        let min = min_snr(&sp);
-        let want = MIN_SNR_CLASSIFIABLE * rng.random_range(1.0..1.5);
-        if min < MIN_SNR_CLASSIFIABLE {
-            if want / min <= 4.0 {
-                sp.sigma0 *= min / want;
-            } else if agn {
-                sp.lines.iter_mut().for_each(|l| l.flux *= want / min);
-            } else {
-                sp.class = BptClass::Unclassifiable;
-                let max = bpt_idx.map(|i| sp.line_snr(&sp.lines[i])).into_iter().fold(0.0, f64::max);
-                let target = rng.random_range(0.3..MAX_SNR_UNCLASSIFIABLE);
-                sp.lines.iter_mut().for_each(|l| l.flux *= (target / max).min(1.0));
-            }
-        }
     }
-    sp.bpt_flux = bpt_idx.map(|i| sp.lines[i].flux);
+}
 
-    if agn {
-        // Broad-line region: FWHM 2000–6000 km/s, stronger than narrow Hα.
-        let sigma = rng.random_range(2000.0..6000.0) / 2.3548;
-        let broad_ha = sp.bpt_flux[0] * rng.random_range(1.5..4.0);
-        sp.lines.push(EmissionLine { rest: ha_w, flux: broad_ha, sigma_kms: sigma });
-        sp.lines.push(EmissionLine { rest: hb_w, flux: broad_ha / rng.random_range(3.0..4.0), sigma_kms: sigma });
+/// Smallest matched-filter S/N of the four BPT lines.
+fn min_bpt_snr(sp: &SpecPlan) -> f64 {
+    BPT_LINES.map(|i| sp.line_snr(&sp.lines[i])).into_iter().fold(f64::INFINITY, f64::min)
+}
+
+/// Scales every line down so that the strongest BPT line has an S/N below
+/// [`MAX_SNR_UNCLASSIFIABLE`] (lines already that weak stay).
+fn fade_below_classification(sp: &mut SpecPlan, rng: &mut ChaCha8Rng) {
+    let max = BPT_LINES.map(|i| sp.line_snr(&sp.lines[i])).into_iter().fold(0.0, f64::max);
+    let target = rng.random_range(0.3..MAX_SNR_UNCLASSIFIABLE);
+    if max > target {
+        sp.lines.iter_mut().for_each(|l| l.flux *= target / max);
     }
-    sp
+}
+
+/// The truth must be unambiguous: every BPT line clearly detected. Draws
+/// too faint for that are drawn again (the distribution, conditioned on
+/// detection, as a flux-limited survey sees it); what is still too faint
+/// gets a deeper spectrum (up to 4x), never brighter lines, so equivalent
+/// widths stay as observed. Beyond that the galaxy is what most weak-lined
+/// galaxies are in SDSS: unclassifiable (planted AGN keep their class:
+/// their lines are scaled up instead).
+fn make_classifiable(sp: &mut SpecPlan, recipe: &LineRecipe, agn: bool, rng: &mut ChaCha8Rng) {
+    for _ in 0..20 {
+        if min_bpt_snr(sp) >= MIN_SNR_CLASSIFIABLE {
+            break;
+        }
+        sp.lines = recipe.lines(sp, recipe.draw_ew(rng));
+    }
+    let min = min_bpt_snr(sp);
+    let want = MIN_SNR_CLASSIFIABLE * rng.random_range(1.0..1.5);
+    if min < MIN_SNR_CLASSIFIABLE {
+        if want / min <= 4.0 {
+            sp.sigma0 *= min / want;
+        } else if agn {
+            sp.lines.iter_mut().for_each(|l| l.flux *= want / min);
+        } else {
+            sp.class = BptClass::Unclassifiable;
+            fade_below_classification(sp, rng);
+        }
+    }
 }
 
 /// Renders one spectrum into rows of length [`n_pixels`].
@@ -504,21 +566,7 @@ pub fn render(
 ) {
     let n = flux.len();
     let lambda: Vec<f64> = (0..n).map(wavelength).collect();
-    let mut model: Vec<f64> = lambda.iter().map(|&l| sp.continuum_at(l)).collect();
-    let zp1 = 1.0 + sp.z;
-    let lnl0 = LAMBDA_MIN.ln();
-    let pixel_of = |l: f64| (l.ln() - lnl0) / (DLOGLAM * std::f64::consts::LN_10);
-
-    for l in &sp.lines {
-        let (obs, sigma) = (l.rest * zp1, sp.line_sigma(l));
-        let norm = l.flux / (sigma * (2.0 * std::f64::consts::PI).sqrt());
-        let lo = pixel_of(obs - 6.0 * sigma).floor().max(0.0) as usize;
-        let hi = (pixel_of(obs + 6.0 * sigma).ceil().max(0.0) as usize).min(n);
-        for k in lo..hi {
-            model[k] += norm * (-0.5 * ((lambda[k] - obs) / sigma).powi(2)).exp();
-        }
-    }
-
+    let mut model = noiseless(sp, &lambda);
     let protected = sp.protected();
     let clear = |a: f64, b: f64| protected.iter().all(|&(p, q)| b < p || a > q);
     let sigma: Vec<f64> = lambda.iter().map(|&l| sp.sigma_at(l)).collect();
@@ -543,8 +591,46 @@ pub fn render(
         lsf[k] = lsf_sigma(lambda[k], sp.lsf_scale) as f32;
     }
 
-    // Bad pixels: cosmic-ray / bad-column runs, the core of the brightest
-    // sky line, and sometimes missing data at an end of the spectrum.
+    mark_bad_pixels(rng, &lambda, &model, &sigma, &clear, flux, ivar, mask);
+}
+
+/// Pixel index (fractional) of an observed wavelength on the log-linear grid.
+fn pixel_of(l: f64) -> f64 {
+    (l.ln() - LAMBDA_MIN.ln()) / (DLOGLAM * std::f64::consts::LN_10)
+}
+
+/// Continuum plus Gaussian emission lines at the pixels' wavelengths.
+fn noiseless(sp: &SpecPlan, lambda: &[f64]) -> Vec<f64> {
+    let n = lambda.len();
+    let mut model: Vec<f64> = lambda.iter().map(|&l| sp.continuum_at(l)).collect();
+    let zp1 = 1.0 + sp.z;
+    for l in &sp.lines {
+        let (obs, sigma) = (l.rest * zp1, sp.line_sigma(l));
+        let norm = l.flux / (sigma * (2.0 * std::f64::consts::PI).sqrt());
+        let lo = pixel_of(obs - 6.0 * sigma).floor().max(0.0) as usize;
+        let hi = (pixel_of(obs + 6.0 * sigma).ceil().max(0.0) as usize).min(n);
+        for k in lo..hi {
+            model[k] += norm * (-0.5 * ((lambda[k] - obs) / sigma).powi(2)).exp();
+        }
+    }
+    model
+}
+
+/// Bad pixels: cosmic-ray / bad-column runs, the core of the brightest sky
+/// line, and sometimes missing data at an end of the spectrum; only where
+/// `clear` says no line the measurement needs is hit.
+#[allow(clippy::too_many_arguments)]
+fn mark_bad_pixels(
+    rng: &mut ChaCha8Rng,
+    lambda: &[f64],
+    model: &[f64],
+    sigma: &[f64],
+    clear: &dyn Fn(f64, f64) -> bool,
+    flux: &mut [f32],
+    ivar: &mut [f32],
+    mask: &mut [i32],
+) {
+    let n = lambda.len();
     let mut bad = |k0: usize, len: usize, bit: i32, flux: &mut [f32], rng: &mut ChaCha8Rng| {
         for k in k0..(k0 + len).min(n) {
             mask[k] |= bit;

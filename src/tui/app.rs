@@ -8,19 +8,21 @@ use std::time::Instant;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Size;
-use ratatui_image::protocol::Protocol;
 
 use super::keymap::{Action, Keymap};
 use super::queue::{Filter, Ordering, Queue};
-use super::worker::{Candidate, Reply, Request};
+use super::worker::{Candidate, Picture, Reply, Request};
 use crate::features::spectral::BptClass;
 use crate::render::ViewParams;
-use crate::store::{LabelBook, LabelEvent, LabelValue, ObjectKey, Store, StoreError};
+use crate::serve::{Catalog, Histogram, Overview, Team};
+use crate::store::{LabelBook, LabelEvent, LabelValue, ObjectKey, StoreError};
 
 /// Tags offered by `t`, then "custom…".
 pub const TAGS: &[&str] = &["merger", "ring", "lens", "artefact", "other"];
 /// Candidates read ahead of the cursor.
 const PREFETCH: usize = 3;
+/// Fine bins of the score histogram (the panel sums them into its columns).
+pub const HISTOGRAM_BINS: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -76,11 +78,11 @@ pub struct Shown {
     pub key: ObjectKey,
     pub view: ViewParams,
     pub area: Size,
-    pub protocol: Box<Protocol>,
+    pub protocol: Box<Picture>,
 }
 
 pub struct App {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Catalog>,
     pub keymap: Keymap,
     pub book: LabelBook,
     pub queue: Queue,
@@ -110,24 +112,42 @@ pub struct App {
     /// Grid shape (columns, rows) and thumbnail size for the current screen.
     pub grid: (usize, usize),
     pub thumb_area: Size,
-    /// Score histogram panel, with every score of the current version.
-    pub histogram: Option<Vec<f32>>,
+    /// Score histogram panel: shown, and its data once the worker built it.
+    pub histogram_on: bool,
+    pub histogram: Option<Histogram>,
+    /// Score-order ranks of objects reached by `/` (counted by the worker).
+    pub jump_ranks: HashMap<ObjectKey, Option<u64>>,
+    /// Event ids of each labelling action of this session, for undo (a
+    /// page marked normal is one action).
+    pub undo_stack: Vec<Vec<u64>>,
+    /// Counts for the position line.
+    pub overview: Overview,
+    /// The team's progress (several experts on the store).
+    pub team: Option<Team>,
+    /// The newest label event read from the store, and ids appended by this
+    /// screen since (for picking up other experts' labels).
+    pub synced: Option<u64>,
+    own_ids: std::collections::HashSet<u64>,
+    /// First line of the help overlay shown.
+    pub help_scroll: u16,
     /// The BPT view, with the survey's line summary (one stored record).
     pub bpt: Option<crate::store::LineSummary>,
 }
 
 impl App {
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn Catalog>,
         keymap: Keymap,
         user: String,
         ordering: Ordering,
         filter: Filter,
     ) -> Result<App, StoreError> {
-        let book = LabelBook::from_events(store.label_events()?);
-        let ordering =
-            if ordering == Ordering::Score && store.current_scores()?.is_none() { Ordering::Id } else { ordering };
-        let queue = Queue::new(&store, &book, ordering, filter)?;
+        let events = store.label_events_after(None)?;
+        let synced = events.last().map(|e| e.0);
+        let book = LabelBook::from_events(events);
+        let overview = store.overview()?;
+        let ordering = if ordering == Ordering::Score && overview.scored.is_none() { Ordering::Id } else { ordering };
+        let queue = Queue::new(&*store, &book, ordering, filter, &user)?;
         let mut app = App {
             store,
             keymap,
@@ -151,15 +171,33 @@ impl App {
             gallery: false,
             grid: (1, 1),
             thumb_area: Size::new(0, 0),
+            histogram_on: false,
             histogram: None,
+            jump_ranks: HashMap::new(),
+            undo_stack: Vec::new(),
+            overview,
+            team: None,
+            synced,
+            own_ids: std::collections::HashSet::new(),
+            help_scroll: 0,
             bpt: None,
         };
+        app.team = app.store.team()?;
         app.settle()?;
         Ok(app)
     }
 
     pub fn current(&self) -> Option<ObjectKey> {
         self.queue.items.get(self.pos).copied()
+    }
+
+    /// The current object's rank: in the ordering when it came from the
+    /// stream, in score order when it was reached by `/`.
+    pub fn current_rank(&self) -> Option<(u64, &'static str)> {
+        match self.queue.ranks.get(self.pos).copied().flatten() {
+            Some(r) => Some((r, self.queue.ordering.name())),
+            None => self.current().and_then(|k| self.jump_ranks.get(&k).copied().flatten()).map(|r| (r, "score")),
+        }
     }
 
     pub fn current_candidate(&self) -> Option<&Candidate> {
@@ -181,7 +219,14 @@ impl App {
                     self.update(action)?;
                 }
             }
-            Mode::Help => self.mode = Mode::Browse,
+            // Arrows and page keys scroll the help; any other key closes it.
+            Mode::Help => match key.code {
+                KeyCode::Down | KeyCode::Char('j') => self.help_scroll = self.help_scroll.saturating_add(1),
+                KeyCode::Up | KeyCode::Char('k') => self.help_scroll = self.help_scroll.saturating_sub(1),
+                KeyCode::PageDown | KeyCode::Char(' ') => self.help_scroll = self.help_scroll.saturating_add(8),
+                KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(8),
+                _ => self.mode = Mode::Browse,
+            },
             Mode::Prompt { kind, mut text } => match key.code {
                 KeyCode::Esc => self.mode = Mode::Browse,
                 KeyCode::Enter => {
@@ -289,7 +334,7 @@ impl App {
             Action::Down => {
                 if self.gallery {
                     let target = self.pos + self.grid.0;
-                    self.queue.fill(target + 1, &self.store, &self.book)?;
+                    self.queue.fill(target + 1, &*self.store, &self.book)?;
                     if target < self.queue.items.len() {
                         self.go(target)?;
                     }
@@ -298,7 +343,7 @@ impl App {
             Action::PageDown => {
                 let step = if self.gallery { self.page_size() } else { 10 };
                 let start = if self.gallery { self.page_start() } else { self.pos };
-                self.queue.fill(start + step + 1, &self.store, &self.book)?;
+                self.queue.fill(start + step + 1, &*self.store, &self.book)?;
                 let target = (start + step).min(self.queue.items.len().saturating_sub(1));
                 self.go(target)?;
             }
@@ -315,13 +360,16 @@ impl App {
                 }
             }
             Action::Histogram => {
-                self.histogram = match self.histogram {
-                    Some(_) => None,
-                    None => Some(self.store.all_scores()?),
-                };
-                if self.histogram.as_ref().is_some_and(|h| h.is_empty()) {
-                    self.message = Some("no scores yet: run `oddity score`".into());
+                if self.histogram_on {
+                    self.histogram_on = false;
                     self.histogram = None;
+                } else if self.overview.scored.is_none() {
+                    self.message = Some("no scores yet: run `oddity score`".into());
+                } else {
+                    // Built by the worker: a scan of every score.
+                    self.histogram_on = true;
+                    let marks = self.book.targets().map(|(k, t)| (k, t.interesting)).collect();
+                    self.requests.push((true, Request::Histogram { bins: HISTOGRAM_BINS, marks }));
                 }
             }
             Action::Bpt => {
@@ -333,7 +381,10 @@ impl App {
                     self.message = Some("no line measurements yet: run `oddity features`".into());
                 }
             }
-            Action::Help => self.mode = Mode::Help,
+            Action::Help => {
+                self.help_scroll = 0;
+                self.mode = Mode::Help;
+            }
             Action::Quit => self.quit = true,
         }
         Ok(())
@@ -365,24 +416,20 @@ impl App {
     /// Keys on the gallery page holding the cursor (pulled from the store).
     pub fn page_keys(&mut self) -> Result<Vec<ObjectKey>, StoreError> {
         let start = self.page_start();
-        self.queue.fill(start + self.page_size(), &self.store, &self.book)?;
+        self.queue.fill(start + self.page_size(), &*self.store, &self.book)?;
         Ok(self.queue.items.iter().skip(start).take(self.page_size()).copied().collect())
     }
 
     /// Labels every unlabelled object on the page normal: the expert has seen
     /// them all and flagged the interesting ones already.
     fn label_page_normal(&mut self) -> Result<(), StoreError> {
-        let keys = self.page_keys()?;
-        let mut n = 0;
-        for key in keys {
-            if !self.book.is_labelled(key) {
-                self.label_key(key, LabelValue::Normal, vec![])?;
-                n += 1;
-            }
-        }
+        let keys: Vec<ObjectKey> = self.page_keys()?.into_iter().filter(|k| !self.book.is_labelled(*k)).collect();
+        let n = keys.len();
+        // One action, one flush, one undo.
+        self.append(keys.into_iter().map(|k| (k, LabelValue::Normal, vec![])).collect())?;
         self.message = Some(format!("saved ✓ {n} normal on this page"));
         let next = self.page_start() + self.page_size();
-        self.queue.fill(next + 1, &self.store, &self.book)?;
+        self.queue.fill(next + 1, &*self.store, &self.book)?;
         if next < self.queue.items.len() {
             self.go(next)?;
         }
@@ -390,47 +437,93 @@ impl App {
     }
 
     fn label_key(&mut self, key: ObjectKey, value: LabelValue, tags: Vec<String>) -> Result<(), StoreError> {
-        let event = LabelEvent {
-            object: key,
+        let what = describe_value(&value, &tags);
+        self.append(vec![(key, value, tags)])?;
+        let name = match self.loaded.get(&key) {
+            Some(c) => c.object.id.clone(),
+            None => self.store.object_id(key)?.unwrap_or_else(|| format!("{}:{}", key.file, key.row)),
+        };
+        self.message = Some(format!("saved ✓ {what} {name}"));
+        Ok(())
+    }
+
+    fn event(&self, object: ObjectKey, value: LabelValue, tags: Vec<String>) -> LabelEvent {
+        LabelEvent {
+            object,
             value,
             tags,
             user: self.session.user.clone(),
             time: chrono::Utc::now().to_rfc3339(),
             session: self.session.id.clone(),
-        };
-        let id = self.store.append_label(&event)?;
-        let what = describe(&event);
-        self.book.push(id, event);
+        }
+    }
+
+    /// Appends one action's label events (durable on return) as one undo step.
+    fn append(&mut self, labels: Vec<(ObjectKey, LabelValue, Vec<String>)>) -> Result<(), StoreError> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<LabelEvent> = labels.into_iter().map(|(k, v, t)| self.event(k, v, t)).collect();
+        let ids = self.store.append_labels(events.clone())?;
+        for (id, e) in ids.iter().zip(events) {
+            self.own_ids.insert(*id);
+            self.book.push(*id, e);
+        }
+        self.undo_stack.push(ids);
         self.recount();
-        let name = self.loaded.get(&key).map(|c| c.object.id.clone()).unwrap_or_default();
-        self.message = Some(format!("saved ✓ {what} {name}"));
         Ok(())
     }
 
+    /// Undoes the last labelling action of this session: every event it
+    /// made is retracted (a page marked normal comes back whole).
     fn undo(&mut self) -> Result<(), StoreError> {
-        let Some((target, key)) = self.book.last_effective_any(&self.session.id) else {
+        let Some(ids) = self.undo_stack.pop() else {
             self.message = Some("nothing to undo in this session".into());
             return Ok(());
         };
-        let event = LabelEvent {
-            object: key,
-            value: LabelValue::Retract(target),
-            tags: vec![],
-            user: self.session.user.clone(),
-            time: chrono::Utc::now().to_rfc3339(),
-            session: self.session.id.clone(),
-        };
-        let id = self.store.append_label(&event)?;
-        self.book.push(id, event);
+        let targets: Vec<(u64, ObjectKey)> =
+            ids.iter().filter_map(|id| self.book.event(*id).map(|e| (*id, e.object))).collect();
+        let Some(&(_, first)) = targets.first() else { return Ok(()) };
+        let events: Vec<LabelEvent> =
+            targets.iter().map(|&(id, key)| self.event(key, LabelValue::Retract(id), vec![])).collect();
+        let n = events.len();
+        let new_ids = self.store.append_labels(events.clone())?;
+        for (id, e) in new_ids.into_iter().zip(events) {
+            self.own_ids.insert(id);
+            self.book.push(id, e);
+        }
         self.recount();
-        // Back to the object whose label was withdrawn.
-        if let Some(i) = self.queue.items.iter().position(|k| *k == key) {
+        // Back to the (first) object whose label was withdrawn.
+        if let Some(i) = self.queue.items.iter().position(|k| *k == first) {
             self.pos = i;
         } else {
-            self.queue.items.insert(self.pos, key);
+            self.queue.insert(self.pos, first);
         }
-        self.message = Some("undone ✓ (retraction saved)".into());
+        self.message = Some(if n == 1 {
+            "undone ✓ (retraction saved)".into()
+        } else {
+            format!("undone ✓ {n} labels (retractions saved)")
+        });
         self.settle()
+    }
+
+    /// Picks up labels other experts gave since the last look, and the
+    /// team's progress (a few events and one small record: cheap).
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        let events = self.store.label_events_after(self.synced)?;
+        let mut changed = false;
+        for (id, e) in events {
+            self.synced = Some(id);
+            if !self.own_ids.remove(&id) {
+                self.book.push(id, e);
+                changed = true;
+            }
+        }
+        let team = self.store.team()?;
+        changed |= team != self.team;
+        self.team = team;
+        self.dirty |= changed;
+        Ok(())
     }
 
     /// Session counts from what still stands in the log (undo subtracts).
@@ -446,7 +539,7 @@ impl App {
     }
 
     fn go(&mut self, pos: usize) -> Result<(), StoreError> {
-        self.queue.fill(pos + 1 + PREFETCH, &self.store, &self.book)?;
+        self.queue.fill(pos + 1 + PREFETCH, &*self.store, &self.book)?;
         if pos < self.queue.items.len() {
             self.pos = pos;
         } else if self.queue.exhausted {
@@ -464,7 +557,7 @@ impl App {
         if self.gallery {
             return self.settle_gallery();
         }
-        self.queue.fill(self.pos + 1 + PREFETCH, &self.store, &self.book)?;
+        self.queue.fill(self.pos + 1 + PREFETCH, &*self.store, &self.book)?;
         let keys: Vec<ObjectKey> = self.queue.items.iter().skip(self.pos).take(1 + PREFETCH).copied().collect();
         for (i, key) in keys.iter().enumerate() {
             let urgent = i == 0;
@@ -488,7 +581,7 @@ impl App {
     fn settle_gallery(&mut self) -> Result<(), StoreError> {
         let size = self.page_size();
         let start = self.page_start();
-        self.queue.fill(start + 2 * size, &self.store, &self.book)?;
+        self.queue.fill(start + 2 * size, &*self.store, &self.book)?;
         let keys: Vec<ObjectKey> = self.queue.items.iter().skip(start).take(2 * size).copied().collect();
         for (i, key) in keys.iter().enumerate() {
             let urgent = i < size;
@@ -535,6 +628,20 @@ impl App {
                         self.images.remove(0);
                     }
                 }
+            }
+            Reply::Histogram(h) => {
+                if self.histogram_on {
+                    self.histogram = Some(*h);
+                    self.dirty = true;
+                }
+            }
+            Reply::Rank(key, rank) => {
+                self.jump_ranks.insert(key, rank);
+                self.dirty |= Some(key) == self.current();
+            }
+            Reply::Failed(why) => {
+                self.message = Some(why);
+                self.dirty = true;
             }
         }
     }
@@ -590,7 +697,7 @@ impl App {
             }
             MenuKind::Ordering => {
                 if let Some(&o) = Ordering::ALL.get(i) {
-                    if matches!(o, Ordering::Score | Ordering::Uncertain) && self.store.current_scores()?.is_none() {
+                    if matches!(o, Ordering::Score | Ordering::Uncertain) && self.store.overview()?.scored.is_none() {
                         self.message = Some("no scores yet: run `oddity score`".into());
                     } else {
                         self.requeue(o, self.queue.filter.clone())?;
@@ -602,7 +709,8 @@ impl App {
     }
 
     fn requeue(&mut self, ordering: Ordering, filter: Filter) -> Result<(), StoreError> {
-        self.queue = Queue::new(&self.store, &self.book, ordering, filter)?;
+        self.overview = self.store.overview()?;
+        self.queue = Queue::new(&*self.store, &self.book, ordering, filter, &self.session.user)?;
         self.pos = 0;
         self.settle()?;
         self.message = Some(format!("{} order, filter {}", self.queue.ordering.name(), self.queue.filter.name()));
@@ -621,23 +729,17 @@ impl App {
             PromptKind::Jump => {
                 // An image by its id; a spectrum by its id goes to its
                 // matched image, or is shown on its own when it has none.
-                let found = self.store.find_any(text)?;
-                let mut target = found.iter().copied().find(|k| self.store.image(*k).ok().flatten().is_some());
-                if target.is_none() {
-                    for k in &found {
-                        if self.store.spectrum(*k)?.is_some() {
-                            target = Some(self.store.image_match(*k)?.map_or(*k, |m| m.other));
-                            break;
-                        }
-                    }
-                }
-                match target {
+                match self.store.find_object(text)? {
                     Some(key) => {
                         let at = match self.queue.items.iter().position(|k| *k == key) {
                             Some(i) => i,
                             None => {
                                 let at = (self.pos + 1).min(self.queue.items.len());
-                                self.queue.items.insert(at, key);
+                                self.queue.insert(at, key);
+                                // Its rank is counted off the UI thread.
+                                if !self.jump_ranks.contains_key(&key) {
+                                    self.requests.push((true, Request::Rank(key)));
+                                }
                                 at
                             }
                         };
@@ -682,8 +784,12 @@ fn value_name(v: &LabelValue) -> String {
 }
 
 fn describe(e: &LabelEvent) -> String {
-    match &e.value {
-        LabelValue::Tag => format!("tag {}", e.tags.join(",")),
+    describe_value(&e.value, &e.tags)
+}
+
+fn describe_value(value: &LabelValue, tags: &[String]) -> String {
+    match value {
+        LabelValue::Tag => format!("tag {}", tags.join(",")),
         v => value_name(v),
     }
 }

@@ -182,6 +182,7 @@ pub struct Keymap {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct KeymapFile {
     #[serde(default)]
     keys: BTreeMap<String, Vec<String>>,
@@ -304,6 +305,9 @@ mod tests {
         assert!(e.contains("bound to both"), "{e}");
         let e = Keymap::with_overrides("[keys\n", "mine.toml").unwrap_err().to_string();
         assert!(e.contains("mine.toml"), "{e}");
+        // A misspelt table is an error, not silently ignored.
+        let e = Keymap::with_overrides("[keyz]\nanomaly = [\"w\"]\n", "mine.toml").unwrap_err().to_string();
+        assert!(e.contains("mine.toml") && e.contains("keyz"), "{e}");
     }
 
     #[test]

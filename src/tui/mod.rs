@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod keymap;
+pub mod probe;
 pub mod queue;
 pub mod ui;
 pub mod worker;
@@ -20,12 +21,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, KeyEventKind};
-use ratatui_image::picker::{Picker, ProtocolType};
+use ratatui_image::picker::ProtocolType;
 
 pub use app::App;
 pub use keymap::{Action, Keymap};
 pub use queue::{Filter, Ordering};
 
+use crate::serve::Catalog;
 use crate::store::{Store, StoreError};
 
 /// How cutouts reach the terminal.
@@ -72,7 +74,15 @@ pub enum TuiError {
     KeymapFile(String, std::io::Error),
     #[error("terminal: {0}")]
     Terminal(#[from] std::io::Error),
+    #[error("oddity triage needs a terminal, but its {0} is not one (in scripts use `oddity top` or `oddity export`)")]
+    NoTerminal(&'static str),
 }
+
+/// How often a screen picks up the team's labels and progress.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the capability probe waits for the terminal's answer.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 enum Event {
     Key(crossterm::event::KeyEvent),
@@ -99,23 +109,6 @@ pub fn load_keymap(path: Option<&std::path::Path>) -> Result<Keymap, TuiError> {
     }
 }
 
-fn picker_for(graphics: Graphics) -> Picker {
-    let probe = || Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks());
-    match graphics {
-        Graphics::Halfblocks => Picker::halfblocks(),
-        Graphics::Auto => probe(),
-        forced => {
-            let mut p = probe();
-            p.set_protocol_type(match forced {
-                Graphics::Kitty => ProtocolType::Kitty,
-                Graphics::Sixel => ProtocolType::Sixel,
-                _ => ProtocolType::Iterm2,
-            });
-            p
-        }
-    }
-}
-
 fn protocol_name(p: ProtocolType) -> &'static str {
     match p {
         ProtocolType::Halfblocks => "halfblocks",
@@ -125,15 +118,33 @@ fn protocol_name(p: ProtocolType) -> &'static str {
     }
 }
 
-/// Runs the triage screen until the user quits.
-pub fn run(store: Store, opts: &TriageOptions) -> Result<SessionSummary, TuiError> {
-    let store = Arc::new(store);
+/// The screen needs a terminal on both ends; say so in one line instead of
+/// failing half-way through set-up.
+pub fn check_terminal() -> Result<(), TuiError> {
+    if !rustix::termios::isatty(rustix::stdio::stdin()) {
+        return Err(TuiError::NoTerminal("standard input"));
+    }
+    if !rustix::termios::isatty(rustix::stdio::stdout()) {
+        return Err(TuiError::NoTerminal("standard output"));
+    }
+    Ok(())
+}
+
+/// Runs the triage screen until the user quits. `local` is the store when
+/// this process holds it (the worker then reads records directly).
+pub fn run(
+    store: Arc<dyn Catalog>,
+    local: Option<Arc<Store>>,
+    opts: &TriageOptions,
+) -> Result<SessionSummary, TuiError> {
     let keymap = load_keymap(opts.keymap.as_deref())?;
-    let mut terminal = ratatui::init();
+    check_terminal()?;
+    let mut terminal = ratatui::try_init()?;
     let result = (|| {
-        // Probe the terminal once, before the input thread exists (a probe
-        // racing the input reader would swallow a keypress).
-        let picker = picker_for(opts.graphics);
+        // Probe the terminal once, before the input thread exists; keys typed
+        // meanwhile are replayed first (nothing typed is lost).
+        let probe::Probe { picker, typed, answered, kitty_zlib } = probe::probe(opts.graphics, PROBE_TIMEOUT);
+        tracing::info!(answered, replayed = typed.len(), kitty_zlib, "terminal probe");
         tracing::info!(protocol = protocol_name(picker.protocol_type()), font = ?picker.font_size(), "graphics");
         if picker.tmux_detected()
             && picker.protocol_type() == ProtocolType::Halfblocks
@@ -144,7 +155,10 @@ pub fn run(store: Store, opts: &TriageOptions) -> Result<SessionSummary, TuiErro
         let mut app = App::new(store.clone(), keymap, opts.user.clone(), opts.ordering, opts.filter.clone())?;
         app.no_color = opts.no_color;
         app.graphics = protocol_name(picker.protocol_type());
-        event_loop(&mut terminal, &mut app, picker, store.clone())?;
+        let mut loader = worker::Loader::with_catalog(local, store.clone(), picker);
+        loader.no_color = opts.no_color;
+        loader.kitty_zlib = kitty_zlib;
+        event_loop(&mut terminal, &mut app, loader, typed)?;
         let mut by_value: Vec<(String, usize)> = app.session.by_value.iter().map(|(k, v)| (k.clone(), *v)).collect();
         by_value.sort();
         Ok(SessionSummary {
@@ -163,15 +177,19 @@ pub fn run(store: Store, opts: &TriageOptions) -> Result<SessionSummary, TuiErro
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
-    picker: Picker,
-    store: Arc<Store>,
+    loader: worker::Loader,
+    typed: Vec<crossterm::event::KeyEvent>,
 ) -> Result<(), TuiError> {
     let (tx, rx) = mpsc::channel::<Event>();
     let (req_tx, req_rx) = mpsc::channel();
     let reply_tx = tx.clone();
     std::thread::Builder::new()
         .name("oddity-worker".into())
-        .spawn(move || worker::run(store, picker, req_rx, move |r| reply_tx.send(Event::Reply(r)).is_ok()))?;
+        .spawn(move || worker::run(loader, req_rx, move |r| reply_tx.send(Event::Reply(r)).is_ok()))?;
+    // Keys typed during the probe come first, in order.
+    for k in typed {
+        let _ = tx.send(Event::Key(k));
+    }
     let input_tx = tx.clone();
     std::thread::Builder::new().name("oddity-input".into()).spawn(move || {
         loop {
@@ -187,6 +205,7 @@ fn event_loop(
         }
     })?;
     let mut last_tick = Instant::now();
+    let mut last_sync = Instant::now();
     loop {
         let size = terminal.size()?;
         let screen = ratatui::layout::Rect::new(0, 0, size.width, size.height);
@@ -208,7 +227,7 @@ fn event_loop(
             return Ok(());
         }
         // Wait for something, then take everything queued before drawing.
-        let first = rx.recv_timeout(Duration::from_secs(1));
+        let first = rx.recv_timeout(SYNC_EVERY);
         let mut events: Vec<Event> = Vec::new();
         match first {
             Ok(e) => events.push(e),
@@ -225,6 +244,11 @@ fn event_loop(
             if app.quit {
                 break;
             }
+        }
+        // Other experts' labels and the team's progress.
+        if last_sync.elapsed() > SYNC_EVERY {
+            last_sync = Instant::now();
+            app.sync()?;
         }
         // The labels/minute figure ages: refresh it now and then.
         if last_tick.elapsed() > Duration::from_secs(5) {
@@ -245,17 +269,8 @@ pub fn serve_requests(app: &mut App, loader: &mut worker::Loader, only_urgent: b
             break;
         }
         for (_, r) in now {
-            match r {
-                worker::Request::Load(k) => {
-                    if let Some(c) = loader.candidate(k) {
-                        app.on_reply(worker::Reply::Loaded(Box::new(c)));
-                    }
-                }
-                worker::Request::Encode { key, view, area } => {
-                    if let Some(p) = loader.encode(key, &view, area) {
-                        app.on_reply(worker::Reply::Encoded { key, view, area, protocol: Box::new(p) });
-                    }
-                }
+            if let Some(reply) = loader.serve(r) {
+                app.on_reply(reply);
             }
         }
     }

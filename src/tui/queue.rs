@@ -1,21 +1,19 @@
 //! The stream of candidates: objects in an ordering, through a filter,
 //! pulled from the store a page at a time — never the whole catalogue.
 
-use std::sync::Arc;
-
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
+use std::collections::VecDeque;
 
 use crate::features::spectral::BptClass;
-use crate::store::{LabelBook, ObjectKey, Store, StoreError, Verdict};
+use crate::serve::{Catalog, Cursor, shared_candidate};
+use crate::store::{LabelBook, ObjectKey, StoreError, Verdict};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Ordering {
     /// Most anomalous first (the current score version).
     Score,
     /// Store order (file, row).
     Id,
-    /// A seeded shuffle.
+    /// A seeded shuffle (a permutation of the index, not a loaded list).
     Random,
     /// Most recently labelled first.
     Recent,
@@ -65,81 +63,121 @@ impl Filter {
     }
 }
 
-type KeyIter = Box<dyn Iterator<Item = Result<ObjectKey, StoreError>> + Send>;
+/// Keys asked from the store at a time.
+const PAGE: usize = 64;
 
 /// Candidates seen so far plus a cursor into the store for the rest.
 pub struct Queue {
     pub ordering: Ordering,
     pub filter: Filter,
-    source: Option<KeyIter>,
-    /// Candidates that passed the filter when they were pulled.
+    cursor: Cursor,
+    /// Keys of the current page not looked at yet, with their rank in the ordering.
+    pending: VecDeque<(ObjectKey, u64)>,
+    /// Keys taken from the ordering so far.
+    pulled: u64,
+    /// Candidates that passed the filter (and were granted to this expert).
     pub items: Vec<ObjectKey>,
+    /// Each item's rank in the ordering (None: reached by `/`).
+    pub ranks: Vec<Option<u64>>,
     pub exhausted: bool,
+    /// Whose "unlabelled" this is, and the team's overlap sample.
+    user: String,
+    overlap: f64,
 }
 
 impl Queue {
-    pub fn new(store: &Arc<Store>, book: &LabelBook, ordering: Ordering, filter: Filter) -> Result<Queue, StoreError> {
-        let source: KeyIter = match ordering {
-            Ordering::Score => {
-                let ranked = store.ranked_owned()?;
-                Box::new(ranked.map(|r| r.map(|(k, _)| k)))
-            }
-            Ordering::Id => store.image_keys_owned(),
-            Ordering::Random => {
-                let mut keys: Vec<ObjectKey> = store.image_keys_owned().collect::<Result<_, _>>()?;
-                keys.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0x0dd1));
-                Box::new(keys.into_iter().map(Ok))
-            }
-            Ordering::Recent => {
-                let keys: Vec<ObjectKey> = book.recent().collect();
-                Box::new(keys.into_iter().map(Ok))
-            }
-            Ordering::Uncertain => {
-                let mut scored: Vec<(ObjectKey, f32)> = store.ranked_owned()?.collect::<Result<_, _>>()?;
-                scored.sort_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()).then(a.0.cmp(&b.0)));
-                Box::new(scored.into_iter().map(|(k, _)| Ok(k)))
-            }
+    pub fn new(
+        store: &dyn Catalog,
+        book: &LabelBook,
+        ordering: Ordering,
+        filter: Filter,
+        user: &str,
+    ) -> Result<Queue, StoreError> {
+        let mut pending = VecDeque::new();
+        let cursor = if ordering == Ordering::Recent {
+            // From the label book (labelled objects only).
+            pending.extend(book.recent().enumerate().map(|(i, k)| (k, i as u64 + 1)));
+            Cursor::End
+        } else {
+            Cursor::Start
         };
-        Ok(Queue { ordering, filter, source: Some(source), items: Vec::new(), exhausted: false })
+        Ok(Queue {
+            ordering,
+            filter,
+            cursor,
+            pending,
+            pulled: 0,
+            items: Vec::new(),
+            ranks: Vec::new(),
+            exhausted: false,
+            user: user.to_string(),
+            overlap: store.overlap(),
+        })
     }
 
     /// Pulls from the store until `n` candidates are known or the stream ends.
-    pub fn fill(&mut self, n: usize, store: &Store, book: &LabelBook) -> Result<(), StoreError> {
+    pub fn fill(&mut self, n: usize, store: &dyn Catalog, book: &LabelBook) -> Result<(), StoreError> {
         while self.items.len() < n && !self.exhausted {
-            let Some(source) = self.source.as_mut() else {
-                self.exhausted = true;
-                break;
-            };
-            match source.next() {
-                Some(key) => {
-                    let key = key?;
-                    if self.accepts(key, store, book)? {
-                        self.items.push(key);
-                    }
-                }
-                None => {
+            if self.pending.is_empty() {
+                if self.cursor == Cursor::End {
                     self.exhausted = true;
-                    self.source = None;
+                    break;
+                }
+                let page = store.page(self.ordering, self.cursor.clone(), PAGE)?;
+                self.cursor = page.next;
+                for key in page.keys {
+                    self.pulled += 1;
+                    self.pending.push_back((key, self.pulled));
+                }
+                continue;
+            }
+            // Ask for a few candidates at once: the team's claims are one call.
+            let want = (n - self.items.len()).max(4);
+            let mut batch = Vec::with_capacity(want);
+            while batch.len() < want {
+                let Some((key, rank)) = self.pending.pop_front() else { break };
+                if self.accepts(key, store, book)? && !self.items.contains(&key) {
+                    batch.push((key, rank));
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let granted = store.claim(batch.iter().map(|b| b.0).collect())?;
+            for ((key, rank), ok) in batch.into_iter().zip(granted) {
+                if ok {
+                    self.items.push(key);
+                    self.ranks.push(Some(rank));
                 }
             }
         }
         Ok(())
     }
 
-    fn accepts(&self, key: ObjectKey, store: &Store, book: &LabelBook) -> Result<bool, StoreError> {
+    /// Puts an object reached by `/` at `at`.
+    pub fn insert(&mut self, at: usize, key: ObjectKey) {
+        self.items.insert(at, key);
+        self.ranks.insert(at, None);
+    }
+
+    fn accepts(&self, key: ObjectKey, store: &dyn Catalog, book: &LabelBook) -> Result<bool, StoreError> {
         let labels = book.get(key);
         Ok(match &self.filter {
             Filter::All => true,
-            Filter::Unlabelled => !book.is_labelled(key),
+            // In a team, the overlap sample is shown to every expert until
+            // each has judged it (to measure agreement).
+            Filter::Unlabelled => {
+                !book.is_labelled(key)
+                    || (shared_candidate(key, self.overlap)
+                        && !labels.is_some_and(|l| {
+                            l.by_user.iter().any(|(u, r, v)| *u == self.user && (r.is_some() || v.is_some()))
+                        }))
+            }
             Filter::Labelled => book.is_labelled(key),
             Filter::Favourites => labels.is_some_and(|l| l.favourite),
             Filter::Unsure => labels.is_some_and(|l| l.verdict == Some(Verdict::Unsure)),
             Filter::Tag(t) => labels.is_some_and(|l| l.tags.contains(t)),
-            Filter::Bpt(class) => match store.spectrum_match(key)? {
-                Some(m) => store.lines_of(m.other)?.is_some_and(|l| l.bpt == *class),
-                // A spectrum-only candidate has lines of its own.
-                None => store.lines_of(key)?.is_some_and(|l| l.bpt == *class),
-            },
+            Filter::Bpt(class) => store.bpt(key)? == Some(*class),
         })
     }
 }

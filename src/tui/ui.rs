@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragra
 use ratatui_image::Image;
 
 use super::app::{App, MenuKind, Mode, PromptKind};
-use super::worker::{Candidate, SpectrumData};
+use super::worker::{Candidate, Picture, SpectrumData};
 use crate::features::lines::{LINES, LineKind};
 use crate::features::spectral::{kauffmann03, kewley01, schawinski07};
 use crate::render::{flux_range, spectrum_segments};
@@ -113,7 +113,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.gallery {
         draw_gallery(frame, app, &pal);
         draw_status(frame, app, areas.status, &pal);
-        if app.histogram.is_some() {
+        if app.histogram_on {
             let area = popup(frame.area(), 80, 16);
             frame.render_widget(Clear, area);
             draw_histogram(frame, app, area, &pal);
@@ -144,7 +144,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     draw_info(frame, app, candidate, areas.info, &pal, areas.cutout.is_none());
     if let Some(area) = areas.spectrum {
-        if app.histogram.is_some() {
+        if app.histogram_on {
             draw_histogram(frame, app, area, &pal);
         } else {
             draw_spectrum(frame, app, candidate, area, &pal);
@@ -177,7 +177,7 @@ fn draw_cutout(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, 
     let inner = block.inner(area);
     frame.render_widget(block, area);
     match (c, app.current_image()) {
-        (_, Some(shown)) => frame.render_widget(Image::new(&shown.protocol), inner),
+        (_, Some(shown)) => draw_picture(frame, &shown.protocol, inner),
         (Some(c), None) if c.problem.is_some() => frame.render_widget(
             Paragraph::new(c.problem.clone().unwrap_or_default()).style(pal.warn).wrap(Wrap { trim: true }),
             inner,
@@ -245,51 +245,53 @@ fn draw_gallery(frame: &mut Frame, app: &App, pal: &Palette) {
         let inner = block.inner(*cell);
         frame.render_widget(block, *cell);
         match app.thumbnail(key) {
-            Some(shown) => frame.render_widget(Image::new(&shown.protocol), inner),
+            Some(shown) => draw_picture(frame, &shown.protocol, inner),
             None => frame.render_widget(Paragraph::new("…").style(pal.dim), inner),
         }
     }
 }
 
+fn draw_picture(frame: &mut Frame, picture: &Picture, area: Rect) {
+    match picture {
+        Picture::Graphic(p) => frame.render_widget(Image::new(p), area),
+        Picture::Shades(lines) => {
+            let text: Vec<Line> = lines.iter().map(|l| Line::raw(l.clone())).collect();
+            frame.render_widget(Paragraph::new(text), area)
+        }
+    }
+}
+
 /// The score distribution of the current version, with the labelled objects
-/// and the cursor's object marked.
+/// and the cursor's object marked: one bar per column (the worker's fine
+/// bins summed), so bars touch instead of forming a comb.
 fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
-    let Some(scores) = &app.histogram else { return };
-    const BINS: usize = 60;
-    let (lo, hi) = scores
-        .iter()
-        .filter(|s| s.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &s| (a.min(s), b.max(s)));
-    let spread = lo < hi; // false for NaN too
-    if !spread {
+    let Some(h) = &app.histogram else {
+        frame.render_widget(
+            Paragraph::new("counting scores…").style(pal.dim).block(Block::bordered().title(" scores ")),
+            area,
+        );
+        return;
+    };
+    let (lo, hi) = (h.lo, h.hi);
+    if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) || h.counts.is_empty() {
         frame.render_widget(Paragraph::new("no score spread to show").block(Block::bordered().title(" scores ")), area);
         return;
     }
-    let bin = |s: f32| (((s - lo) / (hi - lo)) * BINS as f32).clamp(0.0, BINS as f32 - 1.0) as usize;
-    let mut counts = [0u64; BINS];
-    for &s in scores.iter().filter(|s| s.is_finite()) {
-        counts[bin(s)] += 1;
-    }
+    let cols = Block::bordered().inner(area).width.max(1) as usize;
+    let fine = h.counts.len();
+    let counts: Vec<u64> = (0..cols)
+        .map(|c| h.counts[c * fine / cols..((c + 1) * fine / cols).max(c * fine / cols + 1).min(fine)].iter().sum())
+        .collect();
     // Log counts: the anomalous tail is a handful of objects next to thousands.
     let height = |c: u64| if c == 0 { 0.0 } else { (c as f64).ln_1p() };
     let ymax = counts.iter().map(|&c| height(c)).fold(0.0, f64::max).max(1.0);
-    let mut anomalies = Vec::new();
-    let mut normals = Vec::new();
-    for (key, l) in app.book.iter() {
-        let Some(score) = app.store.score_of(*key).ok().flatten() else { continue };
-        match l.verdict {
-            Some(Verdict::Anomaly) => anomalies.push(score),
-            Some(Verdict::Normal) => normals.push(score),
-            _ if l.relevance.is_some_and(|r| r >= 3) => anomalies.push(score),
-            _ if l.relevance.is_some() => normals.push(score),
-            _ => {}
-        }
-    }
-    let cursor = app.current().and_then(|k| app.store.score_of(k).ok().flatten());
+    let interesting: Vec<f32> = h.marks.iter().filter(|m| m.1).map(|m| m.0).collect();
+    let normals: Vec<f32> = h.marks.iter().filter(|m| !m.1).map(|m| m.0).collect();
+    let cursor = app.current_candidate().and_then(|c| c.score);
     let title = format!(
         " scores {lo:.3}–{hi:.3} · {} objects · log counts · labelled: {} interesting (red), {} normal (green){} ",
-        scores.len(),
-        anomalies.len(),
+        h.n,
+        interesting.len(),
         normals.len(),
         cursor.map(|s| format!(" · cursor {s:.3} (yellow)")).unwrap_or_default()
     );
@@ -298,30 +300,33 @@ fn draw_histogram(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
     } else {
         (Color::Gray, Color::Red, Color::Green, Color::Yellow)
     };
+    let xmax = (cols.max(2) - 1) as f64;
     // The cursor's label in canvas units; it turns left where it would be cut.
-    let label_w = 6.0 * BINS as f64 / f64::from(area.width.saturating_sub(2).max(1));
+    let label_w = 6.0 * xmax / cols as f64;
     let canvas = Canvas::default()
         .block(Block::bordered().title(Span::styled(title, pal.title)))
         .marker(Marker::HalfBlock)
-        .x_bounds([0.0, BINS as f64])
+        .x_bounds([0.0, xmax])
         .y_bounds([0.0, ymax])
         .paint(move |ctx| {
             for (i, &c) in counts.iter().enumerate() {
-                let x = i as f64 + 0.5;
-                ctx.draw(&CLine { x1: x, y1: 0.0, x2: x, y2: height(c), color: bar });
+                if c > 0 {
+                    let x = i as f64;
+                    ctx.draw(&CLine { x1: x, y1: 0.0, x2: x, y2: height(c), color: bar });
+                }
             }
             ctx.layer();
-            let x_of = |s: f32| ((s - lo) / (hi - lo)) as f64 * BINS as f64;
+            let x_of = |s: f32| ((s - lo) / (hi - lo)) as f64 * xmax;
             for &s in &normals {
                 ctx.draw(&CLine { x1: x_of(s), y1: 0.0, x2: x_of(s), y2: ymax * 0.25, color: green });
             }
-            for &s in &anomalies {
+            for &s in &interesting {
                 ctx.draw(&CLine { x1: x_of(s), y1: 0.0, x2: x_of(s), y2: ymax * 0.5, color: red });
             }
             if let Some(s) = cursor {
                 ctx.draw(&CLine { x1: x_of(s), y1: 0.0, x2: x_of(s), y2: ymax, color: yellow });
                 let x = x_of(s);
-                if x + label_w <= BINS as f64 {
+                if x + label_w <= xmax {
                     ctx.print(x, ymax, Span::styled("▼ here", Style::default().fg(yellow)));
                 } else {
                     ctx.print(x - label_w + label_w / 6.0, ymax, Span::styled("here ▼", Style::default().fg(yellow)));
@@ -357,12 +362,15 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
                 Span::raw(format!("  {}", c.object.survey)),
             ]));
             lines.push(Line::raw(format!("ra {:.6}  dec {:+.6}", c.object.ra, c.object.dec)));
+            let rank = match app.current_rank() {
+                Some((r, order)) if r > crate::serve::rank_cap() => {
+                    format!("rank > {} ({order} order)", crate::cmd::thousands(crate::serve::rank_cap()))
+                }
+                Some((r, order)) => format!("rank {} ({order} order)", crate::cmd::thousands(r)),
+                None => "rank …".into(),
+            };
             match c.score {
-                Some(s) => lines.push(Line::raw(format!(
-                    "score {s:.3}  rank {} ({} order)",
-                    app.pos + 1,
-                    app.queue.ordering.name()
-                ))),
+                Some(s) => lines.push(Line::raw(format!("score {s:.3}  {rank}"))),
                 None => lines.push(Line::styled("no score yet", pal.dim)),
             }
             if let Some(p) = &c.parts {
@@ -402,58 +410,73 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
             }
         }
     }
-    // Labels so far, from every user.
-    match app.book.get(key) {
-        Some(l) => {
-            let mut parts = Vec::new();
-            if l.favourite {
-                parts.push("★".to_string());
+    // Labels so far, from every user. On a small screen they come right
+    // after the id, where they stay visible.
+    let mut label_lines: Vec<Line> = Vec::new();
+    let lines_before = std::mem::take(&mut lines);
+    {
+        let lines = &mut label_lines;
+        match app.book.get(key) {
+            Some(l) => {
+                let mut parts = Vec::new();
+                if l.favourite {
+                    parts.push("★".to_string());
+                }
+                if let Some(r) = l.relevance {
+                    parts.push(format!("relevance {r}"));
+                }
+                if let Some(v) = l.verdict {
+                    parts.push(
+                        match v {
+                            Verdict::Anomaly => "anomaly",
+                            Verdict::Normal => "normal",
+                            Verdict::Unsure => "unsure",
+                        }
+                        .to_string(),
+                    );
+                }
+                parts.extend(l.tags.iter().map(|t| format!("#{t}")));
+                // What the labels teach the ranking (the one rule of `ObjectLabels::target`).
+                let learns = match l.target() {
+                    Some(t) if t.interesting => format!(" → learns interesting ({})", t.relevance),
+                    Some(t) => format!(" → learns boring ({})", t.relevance),
+                    None => String::new(),
+                };
+                lines.push(Line::from(vec![
+                    Span::raw("labels "),
+                    Span::styled(parts.join(" "), pal.accent),
+                    Span::styled(learns, pal.dim),
+                ]));
+                if l.by_user.len() > 1 {
+                    let who: Vec<String> = l
+                        .by_user
+                        .iter()
+                        .map(|(u, r, v)| {
+                            format!(
+                                "{u}:{}{}",
+                                r.map(|r| r.to_string()).unwrap_or_default(),
+                                v.map(|v| format!("{v:?}").to_lowercase()).unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    let style = if l.disagreement() { pal.warn } else { pal.dim };
+                    lines.push(Line::styled(
+                        format!("{} {}", if l.disagreement() { "disagree" } else { "agree" }, who.join(" ")),
+                        style,
+                    ));
+                }
             }
-            if let Some(r) = l.relevance {
-                parts.push(format!("relevance {r}"));
-            }
-            if let Some(v) = l.verdict {
-                parts.push(
-                    match v {
-                        Verdict::Anomaly => "anomaly",
-                        Verdict::Normal => "normal",
-                        Verdict::Unsure => "unsure",
-                    }
-                    .to_string(),
-                );
-            }
-            parts.extend(l.tags.iter().map(|t| format!("#{t}")));
-            // What the labels teach the ranking (the one rule of `ObjectLabels::target`).
-            let learns = match l.target() {
-                Some(t) if t.interesting => format!(" → learns interesting ({})", t.relevance),
-                Some(t) => format!(" → learns boring ({})", t.relevance),
-                None => String::new(),
-            };
-            lines.push(Line::from(vec![
-                Span::raw("labels "),
-                Span::styled(parts.join(" "), pal.accent),
-                Span::styled(learns, pal.dim),
-            ]));
-            if l.by_user.len() > 1 {
-                let who: Vec<String> = l
-                    .by_user
-                    .iter()
-                    .map(|(u, r, v)| {
-                        format!(
-                            "{u}:{}{}",
-                            r.map(|r| r.to_string()).unwrap_or_default(),
-                            v.map(|v| format!("{v:?}").to_lowercase()).unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                let style = if l.disagreement() { pal.warn } else { pal.dim };
-                lines.push(Line::styled(
-                    format!("{} {}", if l.disagreement() { "disagree" } else { "agree" }, who.join(" ")),
-                    style,
-                ));
-            }
+            None => lines.push(Line::styled("unlabelled", pal.dim)),
         }
-        None => lines.push(Line::styled("unlabelled", pal.dim)),
+    }
+    if compact {
+        let mut rest = lines_before.into_iter();
+        lines.extend(rest.next());
+        lines.extend(label_lines);
+        lines.extend(rest);
+    } else {
+        lines.extend(lines_before);
+        lines.extend(label_lines);
     }
     // Small terminals: say how to get images back, where it stays visible.
     let title = if compact {
@@ -777,9 +800,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
         frame.render_widget(Paragraph::new(line), area);
         return;
     }
-    let total =
-        if app.queue.exhausted { app.queue.items.len().to_string() } else { format!("{}+", app.queue.items.len()) };
-    let position = if app.queue.items.is_empty() { "0/0".to_string() } else { format!("{}/{total}", app.pos + 1) };
+    let position = position(app);
     // The save confirmation comes right after the position: on a narrow
     // terminal it must not be the part that is cut off.
     let mut spans = vec![Span::styled(position, pal.title)];
@@ -795,9 +816,46 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
         app.session.labels,
         app.session.per_minute()
     )));
+    if let Some(team) = &app.team {
+        spans.push(Span::styled(
+            format!(
+                " · team {} expert{} {} labels",
+                team.experts,
+                if team.experts == 1 { "" } else { "s" },
+                crate::cmd::thousands(team.labels)
+            ),
+            pal.accent,
+        ));
+    }
     let help = app.keymap.key_for(super::keymap::Action::Help).unwrap_or_else(|| "?".into());
     spans.push(Span::styled(format!(" · {help} help"), pal.dim));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// "12/57" when the queue's end is known; "12 of ~19,950" when the
+/// ordering's size says about how many there are; else how many were found
+/// so far (a count of candidates pulled is not a total).
+fn position(app: &App) -> String {
+    use super::queue::{Filter, Ordering};
+    let q = &app.queue;
+    if q.items.is_empty() {
+        return "0/0".into();
+    }
+    let at = app.pos + 1;
+    if q.exhausted {
+        return format!("{at}/{}", q.items.len());
+    }
+    let source = match q.ordering {
+        Ordering::Score | Ordering::Uncertain => app.overview.scored,
+        Ordering::Id | Ordering::Random => Some(app.overview.images),
+        Ordering::Recent => None,
+    };
+    let labelled = app.book.labelled_count() as u64;
+    match (source, &q.filter) {
+        (Some(n), Filter::All) => format!("{at}/{}", crate::cmd::thousands(n)),
+        (Some(n), Filter::Unlabelled) => format!("{at} of ~{}", crate::cmd::thousands(n.saturating_sub(labelled))),
+        _ => format!("{at} ({} found, more ahead)", q.items.len()),
+    }
 }
 
 fn popup(area: Rect, width: u16, height: u16) -> Rect {
@@ -806,18 +864,44 @@ fn popup(area: Rect, width: u16, height: u16) -> Rect {
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
 }
 
+/// Every binding with its description; as wide as the longest line (or the
+/// screen, wrapping), scrolled with the arrows when it is taller.
 fn draw_help(frame: &mut Frame, app: &App, pal: &Palette) {
     let help = app.keymap.help();
-    let lines: Vec<Line> = help
-        .iter()
-        .map(|(keys, desc)| Line::from(vec![Span::styled(format!("{keys:>14}  "), pal.accent), Span::raw(*desc)]))
-        .collect();
-    let area = popup(frame.area(), 72, lines.len() as u16 + 2);
+    let key_w = help.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0).min(20);
+    let texts: Vec<(String, String)> = help.iter().map(|(k, d)| (format!("{k:>key_w$}  "), d.to_string())).collect();
+    let widest = texts.iter().map(|(k, d)| (k.chars().count() + d.chars().count()) as u16).max().unwrap_or(0);
+    let screen = frame.area();
+    let width = (widest + 2).min(screen.width);
+    let inner_w = width.saturating_sub(2).max(1) as usize;
+    // Wrapped here, by characters, so that the scroll range is exact.
+    let mut lines: Vec<Line> = Vec::new();
+    for (keys, desc) in &texts {
+        let whole: Vec<char> = keys.chars().chain(desc.chars()).collect();
+        let key_len = keys.chars().count();
+        for (i, chunk) in whole.chunks(inner_w).enumerate() {
+            let start = i * inner_w;
+            let split = key_len.saturating_sub(start).min(chunk.len());
+            let (k, d): (String, String) = (chunk[..split].iter().collect(), chunk[split..].iter().collect());
+            lines.push(Line::from(vec![Span::styled(k, pal.accent), Span::raw(d)]));
+        }
+    }
+    let rows = lines.len() as u16;
+    let area = popup(screen, width, rows + 2);
+    let inner_h = area.height.saturating_sub(2);
+    let max_scroll = rows.saturating_sub(inner_h);
+    let scroll = app.help_scroll.min(max_scroll);
+    let title = if max_scroll > 0 {
+        format!(" keys · ↑↓ scroll ({}/{}) · other keys close ", scroll + inner_h, rows)
+    } else {
+        " keys (any key closes) ".to_string()
+    };
     // Clear first: images beneath must not show through.
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines)
-            .block(Block::bordered().borders(Borders::ALL).title(Span::styled(" keys (any key closes) ", pal.title))),
+            .scroll((scroll, 0))
+            .block(Block::bordered().borders(Borders::ALL).title(Span::styled(title, pal.title))),
         area,
     );
 }

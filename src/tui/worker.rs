@@ -16,7 +16,8 @@ use ratatui_image::protocol::Protocol;
 use crate::detect::{ForestModel, Group, load_forest};
 use crate::ingest::{SourceReader, open_source};
 use crate::render::{ViewParams, render_cutout};
-use crate::store::{LineRecord, ObjectKey, ObjectRecord, ScoreParts, Store};
+use crate::serve::{CandidateMeta, Catalog, Histogram, SpectrumMeta};
+use crate::store::{LineRecord, ObjectKey, ObjectRecord, ScoreParts, SourceFile, SourceKind, Store, StoreError};
 
 /// Everything the screen shows about one object except the encoded image.
 #[derive(Debug, Clone)]
@@ -56,12 +57,32 @@ pub enum Request {
     Load(ObjectKey),
     /// Render and encode the cutout for `area` cells with `view`.
     Encode { key: ObjectKey, view: ViewParams, area: Size },
+    /// The score histogram in `bins` bins, with these labelled objects marked.
+    Histogram { bins: usize, marks: Vec<(ObjectKey, bool)> },
+    /// An object's rank in score order (for objects reached by `/`).
+    Rank(ObjectKey),
+}
+
+/// An encoded cutout: a terminal graphic, or (half-blocks under NO_COLOR,
+/// where colour cannot carry the picture) lines of shade characters.
+pub enum Picture {
+    Graphic(Box<Protocol>),
+    Shades(Vec<String>),
 }
 
 /// What the worker sends back.
 pub enum Reply {
     Loaded(Box<Candidate>),
-    Encoded { key: ObjectKey, view: ViewParams, area: Size, protocol: Box<Protocol> },
+    Encoded {
+        key: ObjectKey,
+        view: ViewParams,
+        area: Size,
+        protocol: Box<Picture>,
+    },
+    Histogram(Box<Histogram>),
+    Rank(ObjectKey, Option<u64>),
+    /// A request that failed; said in the status line.
+    Failed(String),
 }
 
 const CACHE: usize = 64;
@@ -69,8 +90,7 @@ const OPEN_FILES: usize = 16;
 
 /// Runs until the request channel closes. `urgent` requests (the current
 /// candidate) are served before queued prefetches.
-pub fn run(store: Arc<Store>, picker: Picker, requests: Receiver<(bool, Request)>, send: impl Fn(Reply) -> bool) {
-    let mut state = Loader::new(store, picker);
+pub fn run(mut state: Loader, requests: Receiver<(bool, Request)>, send: impl Fn(Reply) -> bool) {
     let mut pending: VecDeque<Request> = VecDeque::new();
     loop {
         // Block for one request, then take whatever else is queued.
@@ -84,15 +104,7 @@ pub fn run(store: Arc<Store>, picker: Picker, requests: Receiver<(bool, Request)
             push(&mut pending, urgent, r);
         }
         let Some(request) = pending.pop_front() else { continue };
-        let reply = match request {
-            Request::Load(key) => state.candidate(key).map(|c| Reply::Loaded(Box::new(c))),
-            Request::Encode { key, view, area } => state.encode(key, &view, area).map(|protocol| Reply::Encoded {
-                key,
-                view,
-                area,
-                protocol: Box::new(protocol),
-            }),
-        };
+        let reply = state.serve(request);
         if let Some(reply) = reply
             && !send(reply)
         {
@@ -108,6 +120,8 @@ fn push(pending: &mut VecDeque<Request>, urgent: bool, r: Request) {
         (Request::Encode { key: k1, view: v1, area: a1 }, Request::Encode { key: k2, view: v2, area: a2 }) => {
             k1 == k2 && v1 == v2 && a1 == a2
         }
+        (Request::Histogram { .. }, Request::Histogram { .. }) => true,
+        (Request::Rank(a), Request::Rank(b)) => a == b,
         _ => false,
     };
     pending.retain(|p| !same(p, &r));
@@ -117,8 +131,14 @@ fn push(pending: &mut VecDeque<Request>, urgent: bool, r: Request) {
 /// Reads candidates and encodes cutouts; what the worker thread runs, usable
 /// directly by tests and benches.
 pub struct Loader {
-    store: Arc<Store>,
+    store: Option<Arc<Store>>,
+    /// Where records come from when the store is another process's.
+    remote: Option<Arc<dyn Catalog>>,
     picker: Picker,
+    /// Half-blocks without colour: shade characters instead.
+    pub no_color: bool,
+    /// The terminal inflates zlib-compressed kitty images: send them so.
+    pub kitty_zlib: bool,
     tables: VecDeque<(u32, Box<dyn SourceReader>)>,
     cache: VecDeque<Candidate>,
     /// The current score version's models (by population), loaded on first use.
@@ -127,16 +147,74 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(store: Arc<Store>, picker: Picker) -> Loader {
-        Loader { store, picker, tables: VecDeque::new(), cache: VecDeque::new(), models: None }
+        Loader {
+            store: Some(store),
+            remote: None,
+            picker,
+            no_color: false,
+            kitty_zlib: false,
+            tables: VecDeque::new(),
+            cache: VecDeque::new(),
+            models: None,
+        }
     }
 
-    fn table(&mut self, file: u32) -> Result<&dyn SourceReader, String> {
+    /// A loader that asks `catalog` for records and reads pixels and spectra
+    /// from the survey files itself.
+    pub fn with_catalog(store: Option<Arc<Store>>, catalog: Arc<dyn Catalog>, picker: Picker) -> Loader {
+        match store {
+            Some(store) => Loader::new(store, picker),
+            None => Loader {
+                store: None,
+                remote: Some(catalog),
+                picker,
+                no_color: false,
+                kitty_zlib: false,
+                tables: VecDeque::new(),
+                cache: VecDeque::new(),
+                models: None,
+            },
+        }
+    }
+
+    /// Answers one request (what the worker thread runs).
+    pub fn serve(&mut self, request: Request) -> Option<Reply> {
+        match request {
+            Request::Load(key) => self.candidate(key).map(|c| Reply::Loaded(Box::new(c))),
+            Request::Encode { key, view, area } => self.encode(key, &view, area).map(|protocol| Reply::Encoded {
+                key,
+                view,
+                area,
+                protocol: Box::new(protocol),
+            }),
+            Request::Histogram { bins, marks } => {
+                let h = match (&self.remote, &self.store) {
+                    (Some(c), _) => c.histogram(bins, marks),
+                    (None, Some(s)) => s.histogram(bins, marks),
+                    (None, None) => Ok(Histogram::default()),
+                };
+                Some(match h {
+                    Ok(h) => Reply::Histogram(Box::new(h)),
+                    Err(e) => Reply::Failed(format!("histogram: {e}")),
+                })
+            }
+            Request::Rank(key) => {
+                let r = match (&self.remote, &self.store) {
+                    (Some(c), _) => c.rank(key),
+                    (None, Some(s)) => Catalog::rank(&**s, key),
+                    (None, None) => Ok(None),
+                };
+                Some(Reply::Rank(key, r.ok().flatten()))
+            }
+        }
+    }
+
+    fn table(&mut self, file: u32, source: &SourceFile) -> Result<&dyn SourceReader, String> {
         if let Some(i) = self.tables.iter().position(|(f, _)| *f == file) {
             let t = self.tables.remove(i).expect("present");
             self.tables.push_front(t);
         } else {
-            let source = self.store.source(file).map_err(|e| e.to_string())?.ok_or("unknown source file")?;
-            let table = open_source(&source).map_err(|e| format!("{}: {e}", source.path))?;
+            let table = open_source(source).map_err(|e| format!("{}: {e}", source.path))?;
             self.tables.push_front((file, table));
             self.tables.truncate(OPEN_FILES);
         }
@@ -153,62 +231,67 @@ impl Loader {
         Some(c)
     }
 
+    /// The store's part of a candidate, with its drivers (the serving
+    /// process answers other experts' screens with this).
+    pub fn meta(&mut self, key: ObjectKey) -> Result<Option<CandidateMeta>, StoreError> {
+        let store = match (&self.remote, &self.store) {
+            (Some(remote), _) => return remote.meta(key),
+            (None, Some(store)) => store.clone(),
+            (None, None) => return Ok(None),
+        };
+        let Some(mut meta) = store_meta(&store, key)? else { return Ok(None) };
+        meta.drivers = self.drivers(&meta.object.survey, key, meta.parts.as_ref());
+        Ok(Some(meta))
+    }
+
     fn load(&mut self, key: ObjectKey) -> Option<Candidate> {
-        let store = self.store.clone();
-        let object = store.object(key).ok()??;
-        let source = store.source(key.file).ok()??;
-        let image = store.image(key).ok().flatten();
+        let meta = self.meta(key).ok()??;
         let mut c = Candidate {
             key,
-            object,
-            bands: source.bands.clone(),
-            shape: (source.shape.0 as usize, source.shape.1 as usize),
+            object: meta.object,
+            bands: meta.bands,
+            shape: meta.shape,
             pixels: Vec::new(),
-            bad_fraction: image.map(|i| i.bad_fraction).unwrap_or(0.0),
-            score: store.score_of(key).ok().flatten(),
-            parts: store.score_parts_of(key).ok().flatten(),
-            drivers: Vec::new(),
+            bad_fraction: meta.bad_fraction,
+            score: meta.score,
+            parts: meta.parts,
+            drivers: meta.drivers,
             spectrum: None,
             problem: None,
         };
-        if c.object.kind == crate::store::SourceKind::Spectra {
+        if c.object.kind == SourceKind::Spectra {
             // A spectrum-only candidate: no pixels, its own spectrum.
-            c.spectrum = self.spectrum(key, 0.0);
+            c.spectrum = meta.spectrum.and_then(|sp| self.spectrum(sp));
             if c.spectrum.is_none() {
                 c.problem = Some("spectrum unavailable".into());
             }
             return Some(c);
         }
         match self
-            .table(key.file)
+            .table(key.file, &meta.source)
             .and_then(|t| t.read_images(key.row as usize..key.row as usize + 1).map_err(|e| e.to_string()))
         {
             Ok(px) => c.pixels = px.data.into_raw_vec_and_offset().0,
             Err(e) => c.problem = Some(format!("pixels unavailable: {e}")),
         }
-        c.drivers = self.drivers(&source.survey, key, c.parts.as_ref());
-        if let Ok(Some(m)) = store.spectrum_match(key) {
-            c.spectrum = self.spectrum(m.other, m.sep_arcsec);
+        if let Some(sp) = meta.spectrum {
+            c.spectrum = self.spectrum(sp);
         }
         Some(c)
     }
 
-    fn spectrum(&mut self, key: ObjectKey, sep_arcsec: f64) -> Option<SpectrumData> {
-        let store = self.store.clone();
-        let object = store.object(key).ok()??;
-        let lines = store.lines_of(key).ok().flatten();
-        let reference = store.spectrum(key).ok().flatten();
-        let row = key.row as usize;
-        let sp = self.table(key.file).ok()?.read_spectra(row..row + 1).ok()?;
+    fn spectrum(&mut self, m: SpectrumMeta) -> Option<SpectrumData> {
+        let row = m.key.row as usize;
+        let sp = self.table(m.key.file, &m.source).ok()?.read_spectra(row..row + 1).ok()?;
         Some(SpectrumData {
-            id: object.id,
-            sep_arcsec,
+            id: m.id,
+            sep_arcsec: m.sep_arcsec,
             lambda: sp.lambda.row(0).to_vec(),
             flux: sp.flux.row(0).to_vec(),
             ivar: sp.ivar.map(|a| a.row(0).to_vec()),
             mask: sp.mask.map(|a| a.row(0).to_vec()),
-            lines,
-            z: reference.and_then(|r| r.z),
+            lines: m.lines,
+            z: m.z,
         })
     }
 
@@ -221,7 +304,8 @@ impl Loader {
             .into_iter()
             .find(|g| g.as_str() == group.as_str());
         let Some(group) = group else { return Vec::new() };
-        let store = self.store.clone();
+        // Drivers are computed where the store is (a connected screen gets them in the meta).
+        let Some(store) = self.store.clone() else { return Vec::new() };
         let Some(version) = store.current_scores().ok().flatten() else { return Vec::new() };
         if self.models.as_ref().is_none_or(|(v, _)| *v != version.version) {
             let loaded = version
@@ -269,7 +353,7 @@ impl Loader {
         }
     }
 
-    pub fn encode(&mut self, key: ObjectKey, view: &ViewParams, area: Size) -> Option<Protocol> {
+    pub fn encode(&mut self, key: ObjectKey, view: &ViewParams, area: Size) -> Option<Picture> {
         let c = self.candidate(key)?;
         if c.pixels.is_empty() || area.width == 0 || area.height == 0 {
             return None;
@@ -277,6 +361,14 @@ impl Loader {
         let (h, w) = c.shape;
         let nb = c.pixels.len() / (h * w).max(1);
         let rgb = render_cutout(&c.pixels, nb, h, w, &c.bands, view);
+        let halfblocks = self.picker.protocol_type() == ratatui_image::picker::ProtocolType::Halfblocks;
+        if halfblocks && self.no_color {
+            return Some(Picture::Shades(shades(&rgb, area)));
+        }
+        self.encode_graphic(rgb, area).map(|p| Picture::Graphic(Box::new(p)))
+    }
+
+    fn encode_graphic(&mut self, rgb: image::RgbImage, area: Size) -> Option<Protocol> {
         if self.picker.protocol_type() == ratatui_image::picker::ProtocolType::Halfblocks {
             // Half-blocks are two pixels a cell: scale straight to that grid
             // instead of to font pixels and back.
@@ -297,6 +389,79 @@ impl Loader {
         let (cell_w, cell_h) = (font.width.max(1) as u32, font.height.max(1) as u32);
         let side = (area.width as u32 * cell_w).min(area.height as u32 * cell_h).max(1);
         let scaled = image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Nearest);
-        self.picker.new_protocol(image::DynamicImage::ImageRgb8(scaled), area, Resize::Fit(None)).ok()
+        let image = image::DynamicImage::ImageRgb8(scaled);
+        if self.kitty_zlib && self.picker.protocol_type() == ratatui_image::picker::ProtocolType::Kitty {
+            // The upscaled cutout is megabytes of RGBA but compresses ~100x:
+            // sent deflated (`o=z`) when the terminal said it inflates.
+            // ratatui-image compresses only after its own probe, so the
+            // protocol is made here.
+            let natural = Resize::natural_size(&image, font);
+            let size = Size::new(natural.width.min(area.width), natural.height.min(area.height));
+            let id = rand::random::<u32>() | 1;
+            return ratatui_image::protocol::kitty::Kitty::new(image, size, id, self.picker.tmux_detected(), true)
+                .ok()
+                .map(Protocol::Kitty);
+        }
+        self.picker.new_protocol(image, area, Resize::Fit(None)).ok()
     }
+}
+
+/// A cutout as lines of shade characters (one per cell, by luminance), for
+/// terminals asked not to use colour: half-blocks carry the picture only in
+/// their colours.
+pub fn shades(rgb: &image::RgbImage, area: Size) -> Vec<String> {
+    const RAMP: &[char] = &[' ', '.', ':', '-', '=', '+', '*', '#', '%', '@'];
+    // Cells are about twice as tall as wide: a square picture is twice as
+    // many columns as rows.
+    let rows = (area.height as u32).min(area.width as u32 / 2).max(1);
+    let cols = (rows * 2).min(area.width as u32).max(1);
+    let small = image::imageops::resize(rgb, cols, rows, image::imageops::FilterType::Triangle);
+    (0..rows)
+        .map(|y| {
+            (0..cols)
+                .map(|x| {
+                    let p = small.get_pixel(x, y).0;
+                    let l = 0.2126 * p[0] as f32 + 0.7152 * p[1] as f32 + 0.0722 * p[2] as f32;
+                    RAMP[(((l / 256.0) * RAMP.len() as f32) as usize).min(RAMP.len() - 1)]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The store's records for a candidate (drivers left empty).
+pub fn store_meta(store: &Store, key: ObjectKey) -> Result<Option<CandidateMeta>, StoreError> {
+    let Some(object) = store.object(key)? else { return Ok(None) };
+    let Some(source) = store.source(key.file)? else { return Ok(None) };
+    let image = store.image(key)?;
+    // An image's matched spectrum; a spectrum-only candidate's own.
+    let spectrum_of = match object.kind {
+        SourceKind::Spectra => Some((key, 0.0)),
+        SourceKind::Images => store.spectrum_match(key)?.map(|m| (m.other, m.sep_arcsec)),
+    };
+    let mut spectrum = None;
+    if let Some((skey, sep_arcsec)) = spectrum_of
+        && let (Some(obj), Some(src)) = (store.object(skey)?, store.source(skey.file)?)
+    {
+        spectrum = Some(SpectrumMeta {
+            key: skey,
+            id: obj.id,
+            source: src,
+            sep_arcsec,
+            lines: store.lines_of(skey)?,
+            z: store.spectrum(skey)?.and_then(|r| r.z),
+        });
+    }
+    Ok(Some(CandidateMeta {
+        key,
+        object,
+        bands: source.bands.clone(),
+        shape: (source.shape.0 as usize, source.shape.1 as usize),
+        source,
+        bad_fraction: image.map(|i| i.bad_fraction).unwrap_or(0.0),
+        score: store.score_of(key)?,
+        parts: store.score_parts_of(key)?,
+        drivers: Vec::new(),
+        spectrum,
+    }))
 }
