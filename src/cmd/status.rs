@@ -176,9 +176,10 @@ pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
         for c in &r.candidates {
             let version = c.version.map(|v| format!("version {v}")).unwrap_or_default();
             let mark = if c.version.is_some() && c.version == r.promoted { "  <- promoted" } else { "" };
+            let sure = c.sure.map(|s| format!(", not worse in {:.0}% of resamples", s * 100.0)).unwrap_or_default();
             writeln!(
                 out,
-                "            {:<9} {:<11} held-out AUROC {:.3} AUPRC {:.3}{mark}",
+                "            {:<9} {:<11} held-out AUROC {:.3} AUPRC {:.3}{sure}{mark}",
                 c.name, version, c.auroc, c.auprc
             )?;
         }
