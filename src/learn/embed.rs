@@ -246,3 +246,57 @@ fn fit_pca(b: &Backbone, reader: &CutoutSpec, keys: &[ObjectKey], opts: &EmbedOp
         explained: to_vec(top_values),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{IngestOptions, ingest};
+    use crate::learn::feed::{Tables, read_cutouts};
+    use crate::progress::NoProgress;
+    use crate::synth::{SynthConfig, write_survey};
+
+    #[test]
+    fn every_cutout_gets_the_components_of_its_own_embedding() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SynthConfig { n_galaxies: 70, size: 32, nside: 2, ..Default::default() };
+        write_survey(&dir.path().join("survey"), &cfg, &|_| {}).unwrap();
+        let store_path = dir.path().join("store");
+        let store = Store::open_or_create(&store_path).unwrap();
+        ingest(&store, &[dir.path().join("survey")], &IngestOptions::default(), &NoProgress).unwrap();
+        drop(store);
+        let pretrain = PretrainParams {
+            n_classes: 3,
+            images_per_class: 4,
+            epochs: 1,
+            batch: 8,
+            ..EmbedOptions::default().pretrain
+        };
+        let opts = EmbedOptions { components: 3, pretrain, ..Default::default() };
+        let report = embed_store(&store_path, &opts, &|_| {}).unwrap();
+        let store = Store::open(&store_path).unwrap();
+        let keys: Vec<ObjectKey> = store.image_keys_owned().map(|k| k.unwrap()).collect();
+        assert_eq!(report.per_survey.len(), 1);
+        assert_eq!(report.per_survey[0].1, keys.len() as u64);
+        assert_eq!(store.embedding_count(), keys.len());
+        // Recomputed one at a time, each object's components are the stored ones:
+        // the feed's batches came back in key order.
+        let (survey, sources) = image_surveys(&store).unwrap().into_iter().next().unwrap();
+        let schema = store.embedding_schema(&survey).unwrap().unwrap();
+        let b = pretrained_backbone(&store, 5).unwrap().unwrap();
+        let pca = Pca {
+            dims: schema.dims,
+            k: schema.names.len(),
+            mean: schema.mean.clone(),
+            components: schema.components.clone(),
+            explained: schema.explained.clone(),
+        };
+        let spec = CutoutSpec { sources: &sources, bands: 5, shape: (32, 32) };
+        for &k in keys.iter().step_by(9) {
+            let x = Tensor::from_slice(&read_cutouts(&spec, &mut Tables::new(), &[k]).unwrap()).reshape([1, 5, 32, 32]);
+            let e = super::super::infer::embed(&b.net, &x, 1, b.device).to_kind(Kind::Float);
+            let want = &pca.project(&e)[0];
+            let got = store.embedding_of(k).unwrap().unwrap();
+            assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-3), "{k:?}: {got:?} vs {want:?}");
+        }
+    }
+}
