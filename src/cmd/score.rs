@@ -15,70 +15,12 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
         eprintln!("error: no features in {}: run `oddity features` first", store.path().display());
         return Ok(1);
     }
-    let opts = ScoreOptions {
-        forest: ForestParams {
-            n_estimators: args.trees,
-            max_samples: args.max_samples,
-            max_features: args.max_features,
-            seed: args.seed,
-        },
-        write_batch: args.write_batch,
-        rerank: !args.no_rerank,
-        features: match args.features.as_str() {
-            "deep" => FeatureSet::Deep,
-            "both" => FeatureSet::Both,
-            _ => FeatureSet::Hand,
-        },
-        crash_after_batches: args.crash_after_batches,
-        fit_sample: args.fit_sample.max(1),
-        fitted: None,
-        shard_scores: false,
-    };
+    let opts = score_options(args);
     if args.fit_only {
-        let started = std::time::Instant::now();
-        let forests = crate::detect::fit_forests(&store, &opts)?;
-        let path = crate::shard::save_fit(&store, &forests)?;
-        let mut out = format!(
-            "fitted the forests on a sample of at most {} rows per group in {:.1}s: {}\n",
-            opts.fit_sample,
-            started.elapsed().as_secs_f64(),
-            path.display()
-        );
-        for (population, groups) in &forests.populations {
-            let names: Vec<&str> = groups.iter().map(|g| g.group.as_str()).collect();
-            out.push_str(&format!("  {population:<14} {}\n", names.join(", ")));
-        }
-        out.push_str("apply them in each shard with `oddity --store SHARD score --apply ");
-        out.push_str(&format!("{}`, then `oddity merge SHARD...`\n", path.display()));
-        return super::print(&out);
+        return fit_only(&store, &opts);
     }
     if let Some(file) = &args.apply {
-        let file = if file.is_dir() { crate::shard::forests_path(file) } else { file.clone() };
-        let forests = match std::fs::read(&file).ok().and_then(|b| crate::detect::FittedForests::from_bytes(&b)) {
-            Some(f) => f,
-            None => {
-                eprintln!(
-                    "error: {}: no fitted forests there (run `oddity --store PROJECT score --fit-only` first)",
-                    file.display()
-                );
-                return Ok(1);
-            }
-        };
-        let bar = super::Bar(super::progress_bar("apply"));
-        let started = std::time::Instant::now();
-        let report = crate::detect::apply_forests(&store, &forests, &bar)?;
-        bar.0.finish_and_clear();
-        let mut out = format!(
-            "applied forests {} to {} images and {} spectra in {:.1}s: fold them in with `oddity merge`\n",
-            &forests.hash()[..12],
-            report.images,
-            report.spectra,
-            started.elapsed().as_secs_f64()
-        );
-        for note in &report.notes {
-            out.push_str(&format!("  note: {note}\n"));
-        }
-        return super::print(&out);
+        return apply(&store, file);
     }
     let bar = super::Bar(super::progress_bar("score"));
     let started = std::time::Instant::now();
@@ -112,6 +54,79 @@ pub fn run(store_path: &Path, args: &ScoreArgs) -> Result<i32> {
         ));
     }
     out.push_str("see the best candidates with `oddity top 20`\n");
+    super::print(&out)
+}
+
+/// The scoring options the flags ask for.
+fn score_options(args: &ScoreArgs) -> ScoreOptions {
+    ScoreOptions {
+        forest: ForestParams {
+            n_estimators: args.trees,
+            max_samples: args.max_samples,
+            max_features: args.max_features,
+            seed: args.seed,
+        },
+        write_batch: args.write_batch,
+        rerank: !args.no_rerank,
+        features: match args.features.as_str() {
+            "deep" => FeatureSet::Deep,
+            "both" => FeatureSet::Both,
+            _ => FeatureSet::Hand,
+        },
+        crash_after_batches: args.crash_after_batches,
+        fit_sample: args.fit_sample.max(1),
+        fitted: None,
+        shard_scores: false,
+    }
+}
+
+/// `score --fit-only`: fits the forests once, for shards to apply.
+fn fit_only(store: &Store, opts: &ScoreOptions) -> Result<i32> {
+    let started = std::time::Instant::now();
+    let forests = crate::detect::fit_forests(store, opts)?;
+    let path = crate::shard::save_fit(store, &forests)?;
+    let mut out = format!(
+        "fitted the forests on a sample of at most {} rows per group in {:.1}s: {}\n",
+        opts.fit_sample,
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    for (population, groups) in &forests.populations {
+        let names: Vec<&str> = groups.iter().map(|g| g.group.as_str()).collect();
+        out.push_str(&format!("  {population:<14} {}\n", names.join(", ")));
+    }
+    out.push_str("apply them in each shard with `oddity --store SHARD score --apply ");
+    out.push_str(&format!("{}`, then `oddity merge SHARD...`\n", path.display()));
+    super::print(&out)
+}
+
+/// `score --apply FILE`: applies fitted forests to this shard.
+fn apply(store: &Store, file: &Path) -> Result<i32> {
+    let file = if file.is_dir() { crate::shard::forests_path(file) } else { file.to_path_buf() };
+    let forests = match std::fs::read(&file).ok().and_then(|b| crate::detect::FittedForests::from_bytes(&b)) {
+        Some(f) => f,
+        None => {
+            eprintln!(
+                "error: {}: no fitted forests there (run `oddity --store PROJECT score --fit-only` first)",
+                file.display()
+            );
+            return Ok(1);
+        }
+    };
+    let bar = super::Bar(super::progress_bar("apply"));
+    let started = std::time::Instant::now();
+    let report = crate::detect::apply_forests(store, &forests, &bar)?;
+    bar.0.finish_and_clear();
+    let mut out = format!(
+        "applied forests {} to {} images and {} spectra in {:.1}s: fold them in with `oddity merge`\n",
+        &forests.hash()[..12],
+        report.images,
+        report.spectra,
+        started.elapsed().as_secs_f64()
+    );
+    for note in &report.notes {
+        out.push_str(&format!("  note: {note}\n"));
+    }
     super::print(&out)
 }
 

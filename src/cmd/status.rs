@@ -42,47 +42,12 @@ pub fn run(store_path: &Path, args: &StatusArgs) -> Result<i32> {
 /// The status report of a store.
 pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
     let sources = store.sources()?;
-    let mut by_survey: BTreeMap<String, SurveyCount> = BTreeMap::new();
-    for (_, s) in &sources {
-        let c = by_survey.entry(s.survey.clone()).or_default();
-        c.kind = Some(s.kind);
-        c.files += 1;
-        c.partial += usize::from(!s.complete);
-        c.objects += s.n_objects;
-        c.rejected += s.n_rejected;
-        if c.bands.is_empty() {
-            c.bands = s.bands.clone();
-            c.shape = s.shape;
-        }
-    }
     let mut out = String::new();
     writeln!(out, "store     {} (schema {})", store.path().display(), crate::store::SCHEMA_VERSION)?;
     if let Some(created) = store.created()? {
         writeln!(out, "created   {created}")?;
     }
-    let n_files = sources.len();
-    let partial: usize = by_survey.values().map(|c| c.partial).sum();
-    writeln!(out, "files     {n_files} ({} complete, {partial} partial)", n_files - partial)?;
-    if by_survey.is_empty() {
-        writeln!(out, "objects   none yet: run `oddity ingest PATHS…`")?;
-    }
-    for (survey, c) in &by_survey {
-        let what = match c.kind {
-            Some(SourceKind::Images) => {
-                format!("images  {} bands ({}), {}x{} px", c.bands.len(), c.bands.join(","), c.shape.0, c.shape.1)
-            }
-            Some(SourceKind::Spectra) => format!("spectra {} pixels", c.shape.0),
-            None => String::new(),
-        };
-        write!(out, "  {survey:<14} {:>10} {what}", thousands(c.objects))?;
-        if c.rejected > 0 {
-            write!(out, "  ({} rejected)", thousands(c.rejected))?;
-        }
-        writeln!(out)?;
-    }
-    let images: u64 = by_survey.values().filter(|c| c.kind == Some(SourceKind::Images)).map(|c| c.objects).sum();
-    let spectra: u64 = by_survey.values().filter(|c| c.kind == Some(SourceKind::Spectra)).map(|c| c.objects).sum();
-    writeln!(out, "totals    {} images, {} spectra", thousands(images), thousands(spectra))?;
+    let (images, spectra) = write_surveys(&mut out, &sources)?;
     match store.crossmatch_info()? {
         Some(m) => writeln!(
             out,
@@ -113,6 +78,61 @@ pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
     } else if images > 0 {
         writeln!(out, "features  none yet: run `oddity features`")?;
     }
+    write_lines(&mut out, store)?;
+    write_scores(&mut out, store, n_features)?;
+    writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
+    writeln!(out, "models    {}", store.model_count())?;
+    write_retrain(&mut out, store)?;
+    writeln!(out, "compute   {}", compute_summary())?;
+    if files {
+        write_files(&mut out, &sources)?;
+    }
+    Ok(out)
+}
+
+/// Files and objects per survey: (images, spectra).
+fn write_surveys(out: &mut String, sources: &[(u32, crate::store::SourceFile)]) -> Result<(u64, u64)> {
+    let mut by_survey: BTreeMap<String, SurveyCount> = BTreeMap::new();
+    for (_, s) in sources {
+        let c = by_survey.entry(s.survey.clone()).or_default();
+        c.kind = Some(s.kind);
+        c.files += 1;
+        c.partial += usize::from(!s.complete);
+        c.objects += s.n_objects;
+        c.rejected += s.n_rejected;
+        if c.bands.is_empty() {
+            c.bands = s.bands.clone();
+            c.shape = s.shape;
+        }
+    }
+    let n_files = sources.len();
+    let partial: usize = by_survey.values().map(|c| c.partial).sum();
+    writeln!(out, "files     {n_files} ({} complete, {partial} partial)", n_files - partial)?;
+    if by_survey.is_empty() {
+        writeln!(out, "objects   none yet: run `oddity ingest PATHS…`")?;
+    }
+    for (survey, c) in &by_survey {
+        let what = match c.kind {
+            Some(SourceKind::Images) => {
+                format!("images  {} bands ({}), {}x{} px", c.bands.len(), c.bands.join(","), c.shape.0, c.shape.1)
+            }
+            Some(SourceKind::Spectra) => format!("spectra {} pixels", c.shape.0),
+            None => String::new(),
+        };
+        write!(out, "  {survey:<14} {:>10} {what}", thousands(c.objects))?;
+        if c.rejected > 0 {
+            write!(out, "  ({} rejected)", thousands(c.rejected))?;
+        }
+        writeln!(out)?;
+    }
+    let images: u64 = by_survey.values().filter(|c| c.kind == Some(SourceKind::Images)).map(|c| c.objects).sum();
+    let spectra: u64 = by_survey.values().filter(|c| c.kind == Some(SourceKind::Spectra)).map(|c| c.objects).sum();
+    writeln!(out, "totals    {} images, {} spectra", thousands(images), thousands(spectra))?;
+    Ok((images, spectra))
+}
+
+/// The emission-line summary: classes, and why spectra were not measured or classified.
+fn write_lines(out: &mut String, store: &Store) -> Result<()> {
     if let Some(ls) = store.line_summary()? {
         let classes: Vec<String> =
             ls.by_class.iter().map(|(c, n)| format!("{} {}", c.as_str(), thousands(*n))).collect();
@@ -129,6 +149,11 @@ pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
             writeln!(out, "            unclassifiable: {}", list(&unclassifiable).join(", "))?;
         }
     }
+    Ok(())
+}
+
+/// The current ranking and the models that made it.
+fn write_scores(out: &mut String, store: &Store, n_features: usize) -> Result<()> {
     match store.current_scores()? {
         Some(v) => {
             let mut models = Vec::new();
@@ -158,8 +183,12 @@ pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
         None if n_features > 0 => writeln!(out, "scores    none yet: run `oddity score`")?,
         None => {}
     }
-    writeln!(out, "labels    {} events", thousands(store.label_count() as u64))?;
-    writeln!(out, "models    {}", store.model_count())?;
+    Ok(())
+}
+
+/// The running retrain and the last one's verdict, with the held-back
+/// figures of every candidate (why the ranking is what it is).
+fn write_retrain(out: &mut String, store: &Store) -> Result<()> {
     if let Some((state, message, time)) = crate::store::read_retrain_status(store.path()) {
         writeln!(out, "retrain   {state}: {message} ({time})")?;
     }
@@ -176,9 +205,10 @@ pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
         for c in &r.candidates {
             let version = c.version.map(|v| format!("version {v}")).unwrap_or_default();
             let mark = if c.version.is_some() && c.version == r.promoted { "  <- promoted" } else { "" };
+            let sure = c.sure.map(|s| format!(", not worse in {:.0}% of resamples", s * 100.0)).unwrap_or_default();
             writeln!(
                 out,
-                "            {:<9} {:<11} held-out AUROC {:.3} AUPRC {:.3}{mark}",
+                "            {:<9} {:<11} held-out AUROC {:.3} AUPRC {:.3}{sure}{mark}",
                 c.name, version, c.auroc, c.auprc
             )?;
         }
@@ -187,22 +217,24 @@ pub(crate) fn text(store: &Store, files: bool) -> Result<String> {
             writeln!(out, "            skipped {s}")?;
         }
     }
-    writeln!(out, "compute   {}", compute_summary())?;
-    if files {
-        writeln!(out, "\nfiles:")?;
-        for (id, s) in &sources {
-            writeln!(
-                out,
-                "  {id:>5} {:<8} {:>8}/{:<8} rows {} {}",
-                s.kind.to_string(),
-                s.rows_done,
-                s.n_rows,
-                if s.complete { "complete" } else { "PARTIAL " },
-                s.path
-            )?;
-        }
+    Ok(())
+}
+
+/// One line per file (`status --files`).
+fn write_files(out: &mut String, sources: &[(u32, crate::store::SourceFile)]) -> Result<()> {
+    writeln!(out, "\nfiles:")?;
+    for (id, s) in sources {
+        writeln!(
+            out,
+            "  {id:>5} {:<8} {:>8}/{:<8} rows {} {}",
+            s.kind.to_string(),
+            s.rows_done,
+            s.n_rows,
+            if s.complete { "complete" } else { "PARTIAL " },
+            s.path
+        )?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// CPU threads and NVIDIA GPUs, read without loading libtorch (only

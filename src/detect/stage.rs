@@ -388,234 +388,40 @@ fn rank(
     fit_only: bool,
 ) -> Result<Ranking, StoreError> {
     let sources = store.sources()?;
-    let survey_of: HashMap<u32, String> = sources.iter().map(|(id, s)| (*id, s.survey.clone())).collect();
-    let spectrum_files: HashSet<u32> =
-        sources.iter().filter(|(_, s)| s.kind == SourceKind::Spectra).map(|(id, _)| *id).collect();
     let mut notes = Vec::new();
-
-    // Candidates: image objects with features, then spectra without an image.
-    let mut keys: Vec<ObjectKey> = Vec::new();
-    let mut population: Vec<String> = Vec::new();
-    let mut image_rows: BTreeMap<String, BTreeMap<Group, GroupRows>> = BTreeMap::new();
-    let mut spectrum = GroupRows {
-        names: crate::features::SPECTRAL_FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    let mut layouts: HashMap<String, Vec<(Group, Vec<usize>)>> = HashMap::new();
-    let mut deep_ok: HashMap<String, bool> = HashMap::new();
-    let use_hand = opts.features != FeatureSet::Deep;
-    for item in store.iter_features() {
-        let (key, rec) = item?;
-        let Some(survey) = survey_of.get(&key.file) else { continue };
-        if !layouts.contains_key(survey) {
-            let Some(schema) = store.feature_schema(survey)? else { continue };
-            let mut by_group: BTreeMap<Group, Vec<usize>> = BTreeMap::new();
-            for (i, n) in schema.names.iter().enumerate() {
-                by_group.entry(Group::of_feature(n)).or_default().push(i);
-            }
-            let groups = image_rows.entry(survey.clone()).or_default();
-            for (g, cols) in &by_group {
-                if *g != Group::Spectrum {
-                    groups.entry(*g).or_default().names = cols.iter().map(|&i| schema.names[i].clone()).collect();
-                }
-            }
-            let deep = match store.embedding_schema(survey)? {
-                Some(s) if opts.features != FeatureSet::Hand => {
-                    groups.entry(Group::Deep).or_default().names = s.names.clone();
-                    true
-                }
-                None if opts.features != FeatureSet::Hand => {
-                    notes.push(format!("{survey}: no deep features (run `oddity embed`): hand-made features only"));
-                    false
-                }
-                _ => false,
-            };
-            deep_ok.insert(survey.clone(), deep);
-            layouts.insert(survey.clone(), by_group.into_iter().collect());
-        }
-        let layout = &layouts[survey];
-        let i = keys.len();
-        keys.push(key);
-        population.push(survey.clone());
-        let groups = image_rows.get_mut(survey).expect("made above");
-        for (g, cols) in layout {
-            let values = cols.iter().map(|&c| rec.values.get(c).copied().unwrap_or(f32::NAN));
-            match g {
-                Group::Spectrum => {}
-                Group::Shape if !use_hand && deep_ok[survey] => {}
-                _ => groups.get_mut(g).expect("named above").push(i, key, values),
-            }
-        }
-        if deep_ok[survey] {
-            let d = groups.get_mut(&Group::Deep).expect("named above");
-            match store.embedding_of(key)? {
-                Some(e) if e.len() == d.names.len() => d.push(i, key, e),
-                _ => {}
-            }
-        }
-        if let Some(m) = store.spectrum_match(key)?
-            && let Some(lines) = store.lines_of(m.other)?
-        {
-            spectrum.push(i, m.other, crate::features::spectral_values(Some(&lines)));
-        }
-    }
-    let n_images = keys.len();
-    for item in store.iter_lines() {
-        let (key, lines) = item?;
-        if !spectrum_files.contains(&key.file) || store.image_match(key)?.is_some() {
-            continue;
-        }
-        let i = keys.len();
-        keys.push(key);
-        population.push(survey_of.get(&key.file).cloned().unwrap_or_default());
-        spectrum.push(i, key, crate::features::spectral_values(Some(&lines)));
-    }
-    let spectrum_only = (keys.len() - n_images) as u64;
-
-    // Each group's forest, and each candidate's tail probabilities.
-    let n = keys.len();
-    let mut parts: Vec<ScoreParts> = vec![ScoreParts::default(); n];
-    // Standardised group values per candidate, for the relevance model.
-    let mut standardised: Vec<BTreeMap<Group, Vec<f32>>> = vec![BTreeMap::new(); n];
-    let mut models: BTreeMap<String, Vec<GroupModel>> = BTreeMap::new();
+    let c = Candidates::gather(store, &sources, opts, &mut notes)?;
     let identity = Identity::new(&sources);
-    let mut notes_fit: Vec<String> = Vec::new();
-    let ctx = FitContext { opts, identity: &identity, store, scored_here: std::cell::Cell::new(0) };
     let spectra_name = spectra_population(&sources);
-    let mut fit = |name: &str, group: Group, rows: &GroupRows, parts: &mut Vec<ScoreParts>| -> Result<(), StoreError> {
-        if rows.members.is_empty() || rows.names.is_empty() {
-            return Ok(());
-        }
-        let model = match &opts.fitted {
-            // The spectra's forest is the one population with a spectrum group.
-            Some(f) if group == Group::Spectrum => {
-                f.populations.iter().flat_map(|(_, ms)| ms.iter()).find(|m| m.group == Group::Spectrum).cloned()
-            }
-            Some(f) => f.group(name, group).cloned(),
-            None => Some(fit_model(group, rows, &ctx)),
-        };
-        let Some(model) = model.filter(|m| m.features == rows.names) else {
-            notes_fit.push(format!("{name}: no fitted {} forest for these features: not scored", group.as_str()));
-            return Ok(());
-        };
-        if !fit_only {
-            let (tails, x) = apply_model(&model, rows, &ctx)?;
-            let width = model.scaler.n_out();
-            for ((&c, &p), z) in rows.members.iter().zip(&tails).zip(x.chunks(width)) {
-                if group == Group::Quality {
-                    parts[c].artefact = Some(1.0 - p);
-                } else {
-                    parts[c].groups.push((group.as_str().to_string(), p));
-                    standardised[c].insert(group, z.to_vec());
-                }
-            }
-        }
-        models.entry(name.to_string()).or_default().push(model);
-        Ok(())
-    };
-    for (survey, groups) in &image_rows {
-        for (g, rows) in groups {
-            fit(survey, *g, rows, &mut parts)?;
-        }
-    }
-    fit(&spectra_name, Group::Spectrum, &spectrum, &mut parts)?;
-    notes.extend(notes_fit);
+    let ctx = FitContext { opts, identity: &identity, store, scored_here: std::cell::Cell::new(0) };
+    let fitted = fit_groups(&c, &ctx, &spectra_name, fit_only, &mut notes)?;
     if ctx.scored_here.get() > 0 {
         notes.push(format!("{} group scores had no shard score and were computed here", ctx.scored_here.get()));
     }
+    let spectrum_only = (c.keys.len() - c.n_images) as u64;
     if fit_only {
-        let models = models
+        let models = fitted
+            .models
             .into_iter()
             .map(|(name, groups)| {
                 (name, 0, ForestModel { groups, relevance: None, feature_set: opts.features }, Vec::new())
             })
             .collect();
-        return Ok(Ranking {
-            keys: Vec::new(),
-            scores: Vec::new(),
-            parts: Vec::new(),
-            models,
-            spectrum_only,
-            relevance_labels: 0,
-            notes,
-        });
+        let (keys, scores, parts) = (Vec::new(), Vec::new(), Vec::new());
+        return Ok(Ranking { keys, scores, parts, models, spectrum_only, relevance_labels: 0, notes });
     }
-
-    let mut scores: Vec<f32> = parts
-        .iter_mut()
-        .map(|p| {
-            let m = p.groups.len() as i32;
-            let pmin = p.groups.iter().map(|g| f64::from(g.1)).fold(1.0, f64::min);
-            p.anomaly = if m == 0 { 0.0 } else { (1.0 - pmin).powi(m) as f32 };
-            p.anomaly
-        })
-        .collect();
-
-    // The re-rank, per population of candidates of one layout.
-    let mut relevance_models: BTreeMap<String, RelevanceModel> = BTreeMap::new();
-    let mut relevance_labels = 0;
-    let book = if opts.rerank { LabelBook::from_events(store.label_events()?) } else { LabelBook::default() };
-    let any_label = keys.iter().any(|k| !held_out.contains(k) && book.get(*k).and_then(|l| l.target()).is_some());
-    if any_label {
-        let mut by_population: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, p) in population.iter().enumerate() {
-            by_population.entry(if i < n_images { p.as_str() } else { spectra_name.as_str() }).or_default().push(i);
-        }
-        for (name, mut members) in by_population {
-            // In path order, as the forests: the same re-rank whatever the object keys.
-            members.sort_by_key(|&c| identity.order(keys[c]));
-            let layout: Vec<(Group, usize)> = models
-                .get(name)
-                .into_iter()
-                .chain(models.get(&spectra_name))
-                .flatten()
-                .filter(|m| m.group != Group::Quality)
-                .map(|m| (m.group, m.scaler.n_out()))
-                .collect::<BTreeMap<_, _>>()
-                .into_iter()
-                .collect();
-            let row_of = |c: usize| relevance_row(&layout, &standardised[c], &parts[c]);
-            let (mut labelled, mut targets, mut rest) = (Vec::new(), Vec::new(), Vec::new());
-            for &c in &members {
-                match book.get(keys[c]).and_then(|l| l.target()) {
-                    Some(t) if !held_out.contains(&keys[c]) => {
-                        labelled.push(c);
-                        targets.push(f32::from(t.relevance));
-                    }
-                    _ => rest.push(c),
-                }
-            }
-            let predicted: Vec<f32> = if labelled.is_empty() {
-                vec![PRIOR; members.len()]
-            } else {
-                let width = layout.iter().map(|(_, w)| w + 2).sum::<usize>();
-                let mut x = Vec::with_capacity((labelled.len() + rest.len()) * width);
-                for &c in labelled.iter().chain(&rest) {
-                    x.extend(row_of(c));
-                }
-                let params = RelevanceParams { seed: opts.forest.seed, ..Default::default() };
-                let model = RelevanceModel::fit(&x, width, &targets, &params);
-                relevance_labels += labelled.len();
-                let p = model.predict_fitted(&x);
-                relevance_models.insert(name.to_string(), model);
-                p
-            };
-            let order: Vec<usize> = if labelled.is_empty() { members.clone() } else { [labelled, rest].concat() };
-            for (&c, r) in order.iter().zip(predicted) {
-                parts[c].relevance = Some(r);
-                scores[c] = combine(parts[c].anomaly, r);
-            }
-        }
-    }
+    let Fitted { mut parts, standardised, models } = fitted;
+    let mut scores: Vec<f32> = parts.iter_mut().map(combine_groups).collect();
+    let rr = Rerank { store, opts, held_out, identity: &identity, spectra_name: &spectra_name, models: &models };
+    let (mut relevance_models, relevance_labels) = rr.apply(&c, &standardised, &mut parts, &mut scores)?;
     let feature_names = |name: &str| -> Vec<String> {
         models.get(name).into_iter().flatten().flat_map(|m| m.features.iter().cloned()).collect()
     };
     // Objects each model scored: a survey's images; every spectrum for the spectra's model.
     let mut counts: HashMap<&str, u64> = HashMap::new();
-    for p in &population[..n_images] {
+    for p in &c.population[..c.n_images] {
         *counts.entry(p.as_str()).or_default() += 1;
     }
-    *counts.entry(spectra_name.as_str()).or_default() += spectrum.members.len() as u64;
+    *counts.entry(spectra_name.as_str()).or_default() += c.spectrum.members.len() as u64;
     let records = models
         .iter()
         .map(|(name, groups)| {
@@ -627,7 +433,303 @@ fn rank(
             (name.clone(), counts.get(name.as_str()).copied().unwrap_or(0), model, feature_names(name))
         })
         .collect();
-    Ok(Ranking { keys, scores, parts, models: records, spectrum_only, relevance_labels, notes })
+    Ok(Ranking { keys: c.keys, scores, parts, models: records, spectrum_only, relevance_labels, notes })
+}
+
+/// Šidák combination of a candidate's group tail probabilities, (1 − min p)^m:
+/// its anomaly score, also kept in its parts.
+fn combine_groups(p: &mut ScoreParts) -> f32 {
+    let m = p.groups.len() as i32;
+    let pmin = p.groups.iter().map(|g| f64::from(g.1)).fold(1.0, f64::min);
+    p.anomaly = if m == 0 { 0.0 } else { (1.0 - pmin).powi(m) as f32 };
+    p.anomaly
+}
+
+/// The candidates and their rows per feature group: image objects with
+/// features (by survey), then spectra without an image.
+struct Candidates {
+    keys: Vec<ObjectKey>,
+    /// Each candidate's population (its survey).
+    population: Vec<String>,
+    image_rows: BTreeMap<String, BTreeMap<Group, GroupRows>>,
+    spectrum: GroupRows,
+    /// The first `n_images` candidates are image objects.
+    n_images: usize,
+}
+
+/// A survey's feature columns by group, and whether it brings deep features.
+struct SurveyLayout {
+    by_group: Vec<(Group, Vec<usize>)>,
+    deep: bool,
+}
+
+impl Candidates {
+    fn gather(
+        store: &Store,
+        sources: &[(u32, crate::store::SourceFile)],
+        opts: &ScoreOptions,
+        notes: &mut Vec<String>,
+    ) -> Result<Self, StoreError> {
+        let survey_of: HashMap<u32, String> = sources.iter().map(|(id, s)| (*id, s.survey.clone())).collect();
+        let mut c = Candidates {
+            keys: Vec::new(),
+            population: Vec::new(),
+            image_rows: BTreeMap::new(),
+            spectrum: GroupRows {
+                names: crate::features::SPECTRAL_FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            n_images: 0,
+        };
+        let mut layouts: HashMap<String, SurveyLayout> = HashMap::new();
+        for item in store.iter_features() {
+            let (key, rec) = item?;
+            let Some(survey) = survey_of.get(&key.file) else { continue };
+            if !layouts.contains_key(survey) {
+                let Some(layout) = c.layout(store, survey, opts, notes)? else { continue };
+                layouts.insert(survey.clone(), layout);
+            }
+            c.push_image(store, key, &rec.values, survey, &layouts[survey], opts)?;
+        }
+        c.n_images = c.keys.len();
+        let spectrum_files: HashSet<u32> =
+            sources.iter().filter(|(_, s)| s.kind == SourceKind::Spectra).map(|(id, _)| *id).collect();
+        for item in store.iter_lines() {
+            let (key, lines) = item?;
+            if !spectrum_files.contains(&key.file) || store.image_match(key)?.is_some() {
+                continue;
+            }
+            let i = c.keys.len();
+            c.keys.push(key);
+            c.population.push(survey_of.get(&key.file).cloned().unwrap_or_default());
+            c.spectrum.push(i, key, crate::features::spectral_values(Some(&lines)));
+        }
+        Ok(c)
+    }
+
+    /// A survey's layout from its feature (and embedding) schema, naming the
+    /// rows of each of its groups; `None` when it has no feature schema.
+    fn layout(
+        &mut self,
+        store: &Store,
+        survey: &str,
+        opts: &ScoreOptions,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<SurveyLayout>, StoreError> {
+        let Some(schema) = store.feature_schema(survey)? else { return Ok(None) };
+        let mut by_group: BTreeMap<Group, Vec<usize>> = BTreeMap::new();
+        for (i, n) in schema.names.iter().enumerate() {
+            by_group.entry(Group::of_feature(n)).or_default().push(i);
+        }
+        let groups = self.image_rows.entry(survey.to_string()).or_default();
+        for (g, cols) in &by_group {
+            if *g != Group::Spectrum {
+                groups.entry(*g).or_default().names = cols.iter().map(|&i| schema.names[i].clone()).collect();
+            }
+        }
+        let deep = match store.embedding_schema(survey)? {
+            Some(s) if opts.features != FeatureSet::Hand => {
+                groups.entry(Group::Deep).or_default().names = s.names.clone();
+                true
+            }
+            None if opts.features != FeatureSet::Hand => {
+                notes.push(format!("{survey}: no deep features (run `oddity embed`): hand-made features only"));
+                false
+            }
+            _ => false,
+        };
+        Ok(Some(SurveyLayout { by_group: by_group.into_iter().collect(), deep }))
+    }
+
+    /// Adds an image object: its values per group, its embedding, and its
+    /// matched spectrum's line features.
+    fn push_image(
+        &mut self,
+        store: &Store,
+        key: ObjectKey,
+        values: &[f32],
+        survey: &str,
+        layout: &SurveyLayout,
+        opts: &ScoreOptions,
+    ) -> Result<(), StoreError> {
+        let use_hand = opts.features != FeatureSet::Deep;
+        let i = self.keys.len();
+        self.keys.push(key);
+        self.population.push(survey.to_string());
+        let groups = self.image_rows.get_mut(survey).expect("layout made the survey's groups");
+        for (g, cols) in &layout.by_group {
+            let row = cols.iter().map(|&c| values.get(c).copied().unwrap_or(f32::NAN));
+            match g {
+                Group::Spectrum => {}
+                Group::Shape if !use_hand && layout.deep => {}
+                _ => groups.get_mut(g).expect("named by the layout").push(i, key, row),
+            }
+        }
+        if layout.deep {
+            let d = groups.get_mut(&Group::Deep).expect("named by the layout");
+            if let Some(e) = store.embedding_of(key)?
+                && e.len() == d.names.len()
+            {
+                d.push(i, key, e);
+            }
+        }
+        if let Some(m) = store.spectrum_match(key)?
+            && let Some(lines) = store.lines_of(m.other)?
+        {
+            self.spectrum.push(i, m.other, crate::features::spectral_values(Some(&lines)));
+        }
+        Ok(())
+    }
+}
+
+/// Each candidate's group tail probabilities, its standardised values per
+/// group (for the relevance model), and the group models by population.
+struct Fitted {
+    parts: Vec<ScoreParts>,
+    standardised: Vec<BTreeMap<Group, Vec<f32>>>,
+    models: BTreeMap<String, Vec<GroupModel>>,
+}
+
+/// Fits (or takes from `opts.fitted`) each group's forest and, unless
+/// `fit_only`, applies it to the group's rows.
+fn fit_groups(
+    c: &Candidates,
+    ctx: &FitContext,
+    spectra_name: &str,
+    fit_only: bool,
+    notes: &mut Vec<String>,
+) -> Result<Fitted, StoreError> {
+    let n = c.keys.len();
+    let mut out = Fitted {
+        parts: vec![ScoreParts::default(); n],
+        standardised: vec![BTreeMap::new(); n],
+        models: BTreeMap::new(),
+    };
+    let mut fit = |name: &str, group: Group, rows: &GroupRows| -> Result<(), StoreError> {
+        if rows.members.is_empty() || rows.names.is_empty() {
+            return Ok(());
+        }
+        let model = match &ctx.opts.fitted {
+            // The spectra's forest is the one population with a spectrum group.
+            Some(f) if group == Group::Spectrum => {
+                f.populations.iter().flat_map(|(_, ms)| ms.iter()).find(|m| m.group == Group::Spectrum).cloned()
+            }
+            Some(f) => f.group(name, group).cloned(),
+            None => Some(fit_model(group, rows, ctx)),
+        };
+        let Some(model) = model.filter(|m| m.features == rows.names) else {
+            notes.push(format!("{name}: no fitted {} forest for these features: not scored", group.as_str()));
+            return Ok(());
+        };
+        if !fit_only {
+            let (tails, x) = apply_model(&model, rows, ctx)?;
+            let width = model.scaler.n_out();
+            for ((&m, &p), z) in rows.members.iter().zip(&tails).zip(x.chunks(width)) {
+                if group == Group::Quality {
+                    out.parts[m].artefact = Some(1.0 - p);
+                } else {
+                    out.parts[m].groups.push((group.as_str().to_string(), p));
+                    out.standardised[m].insert(group, z.to_vec());
+                }
+            }
+        }
+        out.models.entry(name.to_string()).or_default().push(model);
+        Ok(())
+    };
+    for (survey, groups) in &c.image_rows {
+        for (g, rows) in groups {
+            fit(survey, *g, rows)?;
+        }
+    }
+    fit(spectra_name, Group::Spectrum, &c.spectrum)?;
+    Ok(out)
+}
+
+/// The re-rank: per population of candidates of one layout, a relevance
+/// model trained on the expert's labels (less `held_out`) and combined with
+/// the anomaly score.
+struct Rerank<'a> {
+    store: &'a Store,
+    opts: &'a ScoreOptions,
+    held_out: &'a HashSet<ObjectKey>,
+    identity: &'a Identity,
+    spectra_name: &'a str,
+    models: &'a BTreeMap<String, Vec<GroupModel>>,
+}
+
+impl Rerank<'_> {
+    /// Updates parts and scores; returns the relevance models by population
+    /// and the number of labels they learnt from.
+    fn apply(
+        &self,
+        c: &Candidates,
+        standardised: &[BTreeMap<Group, Vec<f32>>],
+        parts: &mut [ScoreParts],
+        scores: &mut [f32],
+    ) -> Result<(BTreeMap<String, RelevanceModel>, usize), StoreError> {
+        let mut relevance_models: BTreeMap<String, RelevanceModel> = BTreeMap::new();
+        let mut relevance_labels = 0;
+        let book =
+            if self.opts.rerank { LabelBook::from_events(self.store.label_events()?) } else { LabelBook::default() };
+        let target = |k: ObjectKey| book.get(k).and_then(|l| l.target()).filter(|_| !self.held_out.contains(&k));
+        if !c.keys.iter().any(|&k| target(k).is_some()) {
+            return Ok((relevance_models, 0));
+        }
+        let mut by_population: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, p) in c.population.iter().enumerate() {
+            by_population.entry(if i < c.n_images { p.as_str() } else { self.spectra_name }).or_default().push(i);
+        }
+        for (name, mut members) in by_population {
+            // In path order, as the forests: the same re-rank whatever the object keys.
+            members.sort_by_key(|&m| self.identity.order(c.keys[m]));
+            let layout = self.relevance_layout(name);
+            let (mut labelled, mut targets, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+            for &m in &members {
+                match target(c.keys[m]) {
+                    Some(t) => {
+                        labelled.push(m);
+                        targets.push(f32::from(t.relevance));
+                    }
+                    None => rest.push(m),
+                }
+            }
+            let predicted: Vec<f32> = if labelled.is_empty() {
+                vec![PRIOR; members.len()]
+            } else {
+                let width = layout.iter().map(|(_, w)| w + 2).sum::<usize>();
+                let mut x = Vec::with_capacity((labelled.len() + rest.len()) * width);
+                for &m in labelled.iter().chain(&rest) {
+                    x.extend(relevance_row(&layout, &standardised[m], &parts[m]));
+                }
+                let params = RelevanceParams { seed: self.opts.forest.seed, ..Default::default() };
+                let model = RelevanceModel::fit(&x, width, &targets, &params);
+                relevance_labels += labelled.len();
+                let p = model.predict_fitted(&x);
+                relevance_models.insert(name.to_string(), model);
+                p
+            };
+            let order: Vec<usize> = if labelled.is_empty() { members.clone() } else { [labelled, rest].concat() };
+            for (&m, r) in order.iter().zip(predicted) {
+                parts[m].relevance = Some(r);
+                scores[m] = combine(parts[m].anomaly, r);
+            }
+        }
+        Ok((relevance_models, relevance_labels))
+    }
+
+    /// The (group, width) columns a population's relevance rows have.
+    fn relevance_layout(&self, name: &str) -> Vec<(Group, usize)> {
+        self.models
+            .get(name)
+            .into_iter()
+            .chain(self.models.get(self.spectra_name))
+            .flatten()
+            .filter(|m| m.group != Group::Quality)
+            .map(|m| (m.group, m.scaler.n_out()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect()
+    }
 }
 
 /// What the relevance model sees of a candidate: for each group of its

@@ -189,9 +189,15 @@ pub fn run(
         read_labelled(store_path, &t, &mut labelled)?;
         let mut methods = forest_rankings(store_path, &t, &feature_sets)?;
         let shown_name = format!("re-rank {}", opts.shown.as_str());
-        let shown_index = methods.iter().position(|(n, _)| *n == shown_name).unwrap_or(1);
+        let mut shown_index = methods.iter().position(|(n, _)| *n == shown_name).unwrap_or(1);
         if opts.cnn_steps > 0 {
-            methods.extend(cnn_rankings(store_path, &t, opts, cycle, progress)?);
+            let (cnn, promoted) = cnn_rankings(store_path, &t, opts, cycle, progress)?;
+            // The next session shows what the retrain's gate made the ranking, as for a user.
+            if let Some(name) = promoted {
+                shown_index = methods.len() + cnn.iter().position(|(n, _)| *n == name).unwrap_or(0);
+                progress(&format!("cycle {cycle}: the retrain made {name} the ranking the expert sees next"));
+            }
+            methods.extend(cnn);
         }
         let found = labelled.iter().filter(|&&i| t.interesting[i]).count();
         for (method, scores) in &methods {
@@ -260,11 +266,7 @@ fn scores_in_order<E: std::fmt::Display>(
 }
 
 /// The forest ranking, and the re-ranked one, of each feature set.
-fn forest_rankings(
-    store_path: &Path,
-    t: &Truth,
-    feature_sets: &[FeatureSet],
-) -> Result<Vec<(String, Vec<f32>)>, String> {
+fn forest_rankings(store_path: &Path, t: &Truth, feature_sets: &[FeatureSet]) -> Result<Methods, String> {
     let mut methods = Vec::new();
     for &features in feature_sets {
         for rerank in [false, true] {
@@ -280,34 +282,39 @@ fn forest_rankings(
 
 /// Retrains the CNN on the labels so far and returns its own rankings
 /// (alone, and combined with the re-rank), whether or not they became
-/// current. A failed retrain is reported and gives none.
+/// current, and the one its gate made the ranking, if any. A failed retrain
+/// is reported and gives none.
 fn cnn_rankings(
     store_path: &Path,
     t: &Truth,
     opts: &EvalOptions,
     cycle: usize,
     progress: &dyn Fn(&str),
-) -> Result<Vec<(String, Vec<f32>)>, String> {
+) -> Result<(Methods, Option<String>), String> {
     // The retrain a user gets (its batch, pool and automatic pretraining), only the steps chosen.
     let r = RetrainOptions { steps: opts.cnn_steps, seed: opts.seed + cycle as u64, ..Default::default() };
     let report = match retrain(store_path, &r, &|_| {}) {
         Ok(report) => report,
         Err(e) => {
             progress(&format!("cycle {cycle}: no CNN ({e})"));
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
     };
     let store = Store::open(store_path).map_err(store_err)?;
     let mut methods = Vec::new();
+    let mut promoted = None;
     for (candidate, name) in [("cnn", "fixmatch-cnn"), ("combined", "cnn + re-rank")] {
         let Some(v) = report.candidate(candidate).and_then(|c| c.version) else { continue };
+        if report.promoted == Some(v) {
+            promoted = Some(name.to_string());
+        }
         methods.push((name.to_string(), scores_in_order(t, store.scores_of_version(v).map_err(store_err)?)?));
     }
-    Ok(methods)
+    Ok((methods, promoted))
 }
 
 /// The expert labels the top `per_cycle` unlabelled candidates of the list
-/// they see (`shown`, the default ranking): interesting ones 5, artefacts
+/// they see (`shown`: the re-rank, or what a retrain promoted): interesting ones 5, artefacts
 /// and normal galaxies 0.
 fn expert_labels(
     store_path: &Path,
@@ -378,6 +385,9 @@ fn evaluate(
 use std::collections::HashSet;
 
 /// The columns of the table and the CSV: (header, CSV header, value as text).
+/// Rankings by method name, each a score per candidate.
+type Methods = Vec<(String, Vec<f32>)>;
+
 type Column = (&'static str, &'static str, fn(&Row) -> String);
 
 fn columns() -> Vec<Column> {

@@ -550,7 +550,7 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
             c.version = Some(v.version);
         }
     }
-    let (promoted, verdict) = verdict(&snap, &candidates, &versions, now.as_ref(), stale, held_back);
+    let (promoted, verdict) = verdict(&snap, &mut candidates, &versions, now.as_ref(), stale, held_back, opts.seed);
     if let Some(v) = promoted {
         promote(&store, &snap, &versions, v)?;
     }
@@ -787,13 +787,14 @@ fn write_candidates(
 /// held-back labels best, or a newer ranking was made meanwhile), and why.
 fn verdict(
     snap: &Snapshot,
-    candidates: &[Candidate],
+    candidates: &mut [Candidate],
     versions: &HashMap<String, ScoreVersion>,
     now: Option<&ScoreVersion>,
     stale: bool,
     held_back: (usize, usize),
+    seed: u64,
 ) -> (Option<u32>, String) {
-    let best = if snap.current.is_some() { gate::winner(candidates) } else { 0 };
+    let best = if snap.current.is_some() { gate::winner(candidates, seed) } else { 0 };
     let figures = candidates.iter().map(|c| format!("{} {:.3}", c.name, c.auroc)).collect::<Vec<_>>().join(", ");
     let on = format!("on {} interesting and {} boring held-back labels", held_back.0, held_back.1);
     let mut kept: Vec<String> = versions.values().map(|v| v.version.to_string()).collect();
@@ -810,7 +811,18 @@ fn verdict(
         )
     } else if candidates[best].name == "current" {
         let v = snap.current.as_ref().map(|c| c.version).unwrap_or(0);
-        let why = format!("no candidate ranked the held-back labels better than {}", snap.current_desc);
+        let why = if held_back.0.min(held_back.1) < gate::MIN_HELD {
+            format!(
+                "too few held-back labels to tell a better model from luck (at least {} of each class)",
+                gate::MIN_HELD
+            )
+        } else {
+            format!(
+                "no candidate ranked the held-back labels better than {}, and at least as well in {:.0}% of resamples of them",
+                snap.current_desc,
+                gate::SURE * 100.0
+            )
+        };
         (
             None,
             format!(
@@ -820,7 +832,16 @@ fn verdict(
     } else {
         let win = &candidates[best];
         let v = win.version.unwrap_or(0);
-        let against = if snap.current.is_some() { format!(" than {}", snap.current_desc) } else { String::new() };
+        let against = match (&snap.current, win.sure) {
+            (Some(_), Some(sure)) => {
+                format!(
+                    " than {}, and at least as well in {:.0}% of resamples of them",
+                    snap.current_desc,
+                    sure * 100.0
+                )
+            }
+            _ => String::new(),
+        };
         let why = format!("it ranks the held-back labels better{against} (AUROC {figures} {on})");
         (Some(v), format!("version {v} ({}) is now the ranking: {why}", win.name))
     }

@@ -2,7 +2,9 @@
 //! the expert's labels is held back from training, and every candidate
 //! ranking (the current one, the CNN, their rank average) is judged on it. A
 //! candidate replaces the current ranking only if it ranks the held-back
-//! labels strictly better (AUROC).
+//! labels better (AUROC), there are at least [`MIN_HELD`] of each class, and
+//! it ranks them at least as well in [`SURE`] of paired bootstrap resamples:
+//! a handful of held-back labels cannot promote a worse model by chance.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,6 +19,17 @@ pub const MIN_PER_CLASS: usize = 2;
 
 /// Default fraction of each class's labels held back.
 pub const HOLD_BACK: f64 = 0.25;
+
+/// Share of paired bootstrap resamples of the held-back labels in which a
+/// candidate must rank them at least as well as the current ranking to replace it.
+pub const SURE: f64 = 0.9;
+
+/// Held-back labels of each class below which no candidate replaces the
+/// current ranking (with 4 + 4 a model at chance on the survey won by luck).
+pub const MIN_HELD: usize = 5;
+
+/// Bootstrap resamples of the held-back labels.
+const RESAMPLES: usize = 1000;
 
 /// The expert's labels split into what the CNN learns from and what judges it.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +108,13 @@ pub struct Candidate {
     pub version: Option<u32>,
     pub auroc: f64,
     pub auprc: f64,
+    /// Share of bootstrap resamples of the held-back labels in which it
+    /// ranked them at least as well as the current ranking (challengers only).
+    #[serde(default)]
+    pub sure: Option<f64>,
+    /// Its scores of the held-back objects and their labels (not kept).
+    #[serde(skip)]
+    held: Vec<(f32, bool)>,
 }
 
 impl Candidate {
@@ -106,26 +126,69 @@ impl Candidate {
             version: None,
             auroc: crate::detect::auroc(scores, &labels).unwrap_or(f64::NAN),
             auprc: crate::detect::auprc(scores, &labels).unwrap_or(f64::NAN),
+            sure: None,
+            held: scores.iter().copied().zip(labels).collect(),
         }
     }
 }
 
-/// The index of the ranking to use: `candidates[0]` is the current one and
-/// stays unless another ranks the held-back labels strictly better (AUROC;
-/// AUPRC breaks ties between the challengers).
-pub fn winner(candidates: &[Candidate]) -> usize {
-    let Some(current) = candidates.first() else { return 0 };
-    let mut best = 0;
-    for (i, c) in candidates.iter().enumerate().skip(1) {
-        let beats_current = c.auroc > current.auroc || (current.auroc.is_nan() && !c.auroc.is_nan());
-        let beats_best = best == 0
-            || c.auroc > candidates[best].auroc
-            || (c.auroc == candidates[best].auroc && c.auprc > candidates[best].auprc);
-        if beats_current && beats_best {
-            best = i;
+/// Share of stratified paired bootstrap resamples of the held-back labels in
+/// which `c` has an AUROC at least as high as `current`'s (both judged on the same objects).
+fn share_not_worse(c: &Candidate, current: &Candidate, seed: u64) -> f64 {
+    use rand::Rng;
+    if current.auroc.is_nan() {
+        return if c.auroc.is_nan() { 0.0 } else { 1.0 };
+    }
+    if c.held.len() != current.held.len() || c.held.is_empty() {
+        return 0.0;
+    }
+    let (pos, neg): (Vec<usize>, Vec<usize>) = (0..c.held.len()).partition(|&i| c.held[i].1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut a, mut b, mut y) = (Vec::new(), Vec::new(), Vec::new());
+    let mut wins = 0;
+    for _ in 0..RESAMPLES {
+        a.clear();
+        b.clear();
+        y.clear();
+        for class in [&pos, &neg] {
+            for _ in 0..class.len() {
+                let i = class[rng.random_range(0..class.len())];
+                a.push(c.held[i].0);
+                b.push(current.held[i].0);
+                y.push(c.held[i].1);
+            }
+        }
+        let (ac, ab) = (crate::detect::auroc(&a, &y), crate::detect::auroc(&b, &y));
+        if let (Some(ac), Some(ab)) = (ac, ab)
+            && ac >= ab
+        {
+            wins += 1;
         }
     }
-    best
+    wins as f64 / RESAMPLES as f64
+}
+
+/// The index of the ranking to use: `candidates[0]` is the current one and
+/// stays unless another ranks the held-back labels better, on at least
+/// [`MIN_HELD`] of each class, and at least as well in [`SURE`] of the
+/// resamples (the higher AUROC, then AUPRC, wins among challengers).
+/// Records each challenger's share in `sure`.
+pub fn winner(candidates: &mut [Candidate], seed: u64) -> usize {
+    let Some((current, challengers)) = candidates.split_first_mut() else { return 0 };
+    let positives = current.held.iter().filter(|h| h.1).count();
+    let enough = positives >= MIN_HELD && current.held.len() - positives >= MIN_HELD;
+    let mut best: Option<(usize, f64, f64)> = None;
+    for (i, c) in challengers.iter_mut().enumerate() {
+        let sure = share_not_worse(c, current, seed);
+        c.sure = Some(sure);
+        let beats_current = c.auroc > current.auroc || (current.auroc.is_nan() && !c.auroc.is_nan());
+        let promotable = current.auroc.is_nan() || (enough && sure >= SURE);
+        let beats_best = best.is_none_or(|(_, auroc, auprc)| c.auroc > auroc || (c.auroc == auroc && c.auprc > auprc));
+        if beats_current && promotable && beats_best {
+            best = Some((i + 1, c.auroc, c.auprc));
+        }
+    }
+    best.map_or(0, |b| b.0)
 }
 
 /// The scores the default ranking (per-group forests + relevance re-rank)
@@ -177,19 +240,48 @@ mod tests {
         assert_eq!(Ranks::new([]).percentile(1.0), 0.0);
     }
 
+    /// A candidate judged on `n` interesting and `n` boring held-back labels,
+    /// ranking `right` of the pairs correctly.
+    fn judged(name: &str, n: usize, scores_of: impl Fn(usize, bool) -> f32) -> Candidate {
+        let held: Vec<(ObjectKey, bool)> = (0..2 * n).map(|i| (k(i as u32), i < n)).collect();
+        let scores: Vec<f32> = held.iter().enumerate().map(|(i, h)| scores_of(i % n, h.1)).collect();
+        Candidate::judged(name, String::new(), &held, &scores)
+    }
+
     #[test]
-    fn a_challenger_must_beat_the_current_ranking() {
-        let c = |name: &str, auroc, auprc| Candidate {
-            name: name.into(),
-            method: String::new(),
-            version: None,
-            auroc,
-            auprc,
+    fn a_challenger_must_beat_the_current_ranking_surely() {
+        // Current: interesting objects only a little above the boring ones.
+        let current = |n| judged("current", n, |i, y| if y { i as f32 } else { i as f32 - 2.0 });
+        let perfect = |n| judged("cnn", n, |i, y| if y { 100.0 + i as f32 } else { i as f32 });
+        let worse = |n| judged("combined", n, |i, y| if y { i as f32 - 3.0 } else { i as f32 });
+        // Clearly better on 40 + 40 labels: promoted.
+        let mut c = vec![current(40), worse(40), perfect(40)];
+        assert_eq!(winner(&mut c, 0), 2);
+        assert!(c[2].sure.unwrap() >= SURE && c[1].sure.unwrap() < 0.1, "{c:?}");
+        // A worse challenger never replaces the current ranking.
+        assert_eq!(winner(&mut [current(40), worse(40)], 0), 0);
+        // Too few held-back labels to tell a better model from luck.
+        let mut c = vec![current(MIN_HELD - 1), perfect(MIN_HELD - 1)];
+        assert_eq!(winner(&mut c, 0), 0);
+        assert!(c[1].auroc > c[0].auroc, "{c:?}");
+        // Better on the whole but often worse in the resamples: not sure enough.
+        // The current ranking interleaves the classes; the challenger lifts two
+        // interesting objects to the top and drops another to the bottom.
+        let slightly = |n| judged("current", n, |i, y| i as f32 + if y { 0.5 } else { 0.0 });
+        let noisy = |n| {
+            judged("cnn", n, |i, y| match (y, i) {
+                (true, 0 | 1) => 100.0,
+                (true, 5) => -100.0,
+                (y, i) => i as f32 + if y { 0.5 } else { 0.0 },
+            })
         };
-        assert_eq!(winner(&[c("current", 0.8, 0.5), c("cnn", 0.7, 0.9), c("combined", 0.8, 0.9)]), 0);
-        assert_eq!(winner(&[c("current", 0.8, 0.5), c("cnn", 0.85, 0.2), c("combined", 0.9, 0.1)]), 2);
-        assert_eq!(winner(&[c("current", 0.8, 0.5), c("cnn", 0.9, 0.2), c("combined", 0.9, 0.3)]), 2);
-        assert_eq!(winner(&[c("current", f64::NAN, 0.5), c("cnn", 0.6, 0.2)]), 1);
-        assert_eq!(winner(&[c("current", 0.8, 0.5)]), 0);
+        let mut c = vec![slightly(6), noisy(6)];
+        assert_eq!(winner(&mut c, 0), 0, "{c:?}");
+        assert!(c[1].auroc > c[0].auroc && c[1].sure.unwrap() < SURE, "{c:?}");
+        // No current ranking: any judged candidate is taken.
+        let mut none = current(5);
+        none.auroc = f64::NAN;
+        assert_eq!(winner(&mut [none, perfect(5)], 0), 1);
+        assert_eq!(winner(&mut [current(5)], 0), 0);
     }
 }

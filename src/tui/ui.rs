@@ -341,7 +341,6 @@ fn short_band(name: &str) -> String {
 }
 
 fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal: &Palette, compact: bool) {
-    let mut lines: Vec<Line> = Vec::new();
     let Some(key) = app.current() else {
         let msg = format!(
             "No candidates (ordering {}, filter {}). Press f to change the filter, q to quit.",
@@ -354,6 +353,33 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
         );
         return;
     };
+    let object_lines = object_lines(app, c, pal);
+    // Labels so far, from every user. On a small screen they come right
+    // after the id, where they stay visible.
+    let label_lines = label_lines(app.book.get(key), pal);
+    let mut lines: Vec<Line> = Vec::new();
+    if compact {
+        let mut rest = object_lines.into_iter();
+        lines.extend(rest.next());
+        lines.extend(label_lines);
+        lines.extend(rest);
+    } else {
+        lines.extend(object_lines);
+        lines.extend(label_lines);
+    }
+    // Small terminals: say how to get images back, where it stays visible.
+    let title = if compact {
+        format!(" object · enlarge to {}x{} for images ", MIN_GRAPHIC.0, MIN_GRAPHIC.1)
+    } else {
+        " object ".into()
+    };
+    let block = if area.height >= 3 { Block::bordered().title(Span::styled(title, pal.title)) } else { Block::new() };
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), area);
+}
+
+/// The candidate: id, position, score and rank, why it ranks there, and its spectrum.
+fn object_lines<'a>(app: &App, c: Option<&Candidate>, pal: &Palette) -> Vec<Line<'a>> {
+    let mut lines: Vec<Line> = Vec::new();
     match c {
         None => lines.push(Line::styled("loading…", pal.dim)),
         Some(c) => {
@@ -373,30 +399,7 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
                 Some(s) => lines.push(Line::raw(format!("score {s:.3}  {rank}"))),
                 None => lines.push(Line::styled("no score yet", pal.dim)),
             }
-            if let Some(p) = &c.parts {
-                // Why it ranks here: each feature group's tail probability (the
-                // oddest first, with the features that made it odd), the relevance
-                // the labels predict; the artefact score stands apart.
-                let mut groups = p.groups.clone();
-                groups.sort_by(|a, b| a.1.total_cmp(&b.1));
-                let mut why: Vec<String> = Vec::new();
-                for (i, (g, pv)) in groups.iter().enumerate() {
-                    let mut s = format!("{g} p={}", fmt_p(*pv));
-                    if i == 0 && !c.drivers.is_empty() {
-                        let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
-                        s.push_str(&format!(" ({})", d.join(", ")));
-                    }
-                    why.push(s);
-                }
-                if let Some(r) = p.relevance {
-                    why.push(format!("relevance {r:.1}/5"));
-                }
-                lines.push(Line::raw(format!("why {}", why.join(" · "))));
-                if let Some(a) = p.artefact {
-                    let style = if a > 0.99 { pal.warn } else { pal.dim };
-                    lines.push(Line::styled(format!("artefact score {a:.2} (sky, noise, masked pixels)"), style));
-                }
-            }
+            why_lines(&mut lines, c, pal);
             if c.bad_fraction > 0.0 {
                 lines.push(Line::styled(format!("masked pixels {:.1}%", c.bad_fraction * 100.0), pal.warn));
             }
@@ -410,82 +413,92 @@ fn draw_info(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pa
             }
         }
     }
-    // Labels so far, from every user. On a small screen they come right
-    // after the id, where they stay visible.
-    let mut label_lines: Vec<Line> = Vec::new();
-    let lines_before = std::mem::take(&mut lines);
-    {
-        let lines = &mut label_lines;
-        match app.book.get(key) {
-            Some(l) => {
-                let mut parts = Vec::new();
-                if l.favourite {
-                    parts.push("★".to_string());
-                }
-                if let Some(r) = l.relevance {
-                    parts.push(format!("relevance {r}"));
-                }
-                if let Some(v) = l.verdict {
-                    parts.push(
-                        match v {
-                            Verdict::Anomaly => "anomaly",
-                            Verdict::Normal => "normal",
-                            Verdict::Unsure => "unsure",
-                        }
-                        .to_string(),
-                    );
-                }
-                parts.extend(l.tags.iter().map(|t| format!("#{t}")));
-                // What the labels teach the ranking (the one rule of `ObjectLabels::target`).
-                let learns = match l.target() {
-                    Some(t) if t.interesting => format!(" → learns interesting ({})", t.relevance),
-                    Some(t) => format!(" → learns boring ({})", t.relevance),
-                    None => String::new(),
-                };
-                lines.push(Line::from(vec![
-                    Span::raw("labels "),
-                    Span::styled(parts.join(" "), pal.accent),
-                    Span::styled(learns, pal.dim),
-                ]));
-                if l.by_user.len() > 1 {
-                    let who: Vec<String> = l
-                        .by_user
-                        .iter()
-                        .map(|(u, r, v)| {
-                            format!(
-                                "{u}:{}{}",
-                                r.map(|r| r.to_string()).unwrap_or_default(),
-                                v.map(|v| format!("{v:?}").to_lowercase()).unwrap_or_default()
-                            )
-                        })
-                        .collect();
-                    let style = if l.disagreement() { pal.warn } else { pal.dim };
-                    lines.push(Line::styled(
-                        format!("{} {}", if l.disagreement() { "disagree" } else { "agree" }, who.join(" ")),
-                        style,
-                    ));
-                }
+    lines
+}
+
+/// Why it ranks here: each feature group's tail probability (the oddest
+/// first, with the features that made it odd), the relevance the labels
+/// predict; the artefact score stands apart.
+fn why_lines(lines: &mut Vec<Line>, c: &Candidate, pal: &Palette) {
+    if let Some(p) = &c.parts {
+        let mut groups = p.groups.clone();
+        groups.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut why: Vec<String> = Vec::new();
+        for (i, (g, pv)) in groups.iter().enumerate() {
+            let mut s = format!("{g} p={}", fmt_p(*pv));
+            if i == 0 && !c.drivers.is_empty() {
+                let d: Vec<String> = c.drivers.iter().map(|(n, z)| format!("{n} {z:+.1}")).collect();
+                s.push_str(&format!(" ({})", d.join(", ")));
             }
-            None => lines.push(Line::styled("unlabelled", pal.dim)),
+            why.push(s);
+        }
+        if let Some(r) = p.relevance {
+            why.push(format!("relevance {r:.1}/5"));
+        }
+        lines.push(Line::raw(format!("why {}", why.join(" · "))));
+        if let Some(a) = p.artefact {
+            let style = if a > 0.99 { pal.warn } else { pal.dim };
+            lines.push(Line::styled(format!("artefact score {a:.2} (sky, noise, masked pixels)"), style));
         }
     }
-    if compact {
-        let mut rest = lines_before.into_iter();
-        lines.extend(rest.next());
-        lines.extend(label_lines);
-        lines.extend(rest);
-    } else {
-        lines.extend(lines_before);
-        lines.extend(label_lines);
+}
+
+/// The labels of every user, what they teach the ranking, and agreement.
+fn label_lines<'a>(labels: Option<&crate::store::ObjectLabels>, pal: &Palette) -> Vec<Line<'a>> {
+    let mut lines: Vec<Line> = Vec::new();
+    match labels {
+        Some(l) => {
+            let mut parts = Vec::new();
+            if l.favourite {
+                parts.push("★".to_string());
+            }
+            if let Some(r) = l.relevance {
+                parts.push(format!("relevance {r}"));
+            }
+            if let Some(v) = l.verdict {
+                parts.push(
+                    match v {
+                        Verdict::Anomaly => "anomaly",
+                        Verdict::Normal => "normal",
+                        Verdict::Unsure => "unsure",
+                    }
+                    .to_string(),
+                );
+            }
+            parts.extend(l.tags.iter().map(|t| format!("#{t}")));
+            // What the labels teach the ranking (the one rule of `ObjectLabels::target`).
+            let learns = match l.target() {
+                Some(t) if t.interesting => format!(" → learns interesting ({})", t.relevance),
+                Some(t) => format!(" → learns boring ({})", t.relevance),
+                None => String::new(),
+            };
+            lines.push(Line::from(vec![
+                Span::raw("labels "),
+                Span::styled(parts.join(" "), pal.accent),
+                Span::styled(learns, pal.dim),
+            ]));
+            if l.by_user.len() > 1 {
+                let who: Vec<String> = l
+                    .by_user
+                    .iter()
+                    .map(|(u, r, v)| {
+                        format!(
+                            "{u}:{}{}",
+                            r.map(|r| r.to_string()).unwrap_or_default(),
+                            v.map(|v| format!("{v:?}").to_lowercase()).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let style = if l.disagreement() { pal.warn } else { pal.dim };
+                lines.push(Line::styled(
+                    format!("{} {}", if l.disagreement() { "disagree" } else { "agree" }, who.join(" ")),
+                    style,
+                ));
+            }
+        }
+        None => lines.push(Line::styled("unlabelled", pal.dim)),
     }
-    // Small terminals: say how to get images back, where it stays visible.
-    let title = if compact {
-        format!(" object · enlarge to {}x{} for images ", MIN_GRAPHIC.0, MIN_GRAPHIC.1)
-    } else {
-        " object ".into()
-    };
-    let block = if area.height >= 3 { Block::bordered().title(Span::styled(title, pal.title)) } else { Block::new() };
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), area);
+    lines
 }
 
 fn spectrum_info(lines: &mut Vec<Line>, s: &SpectrumData, pal: &Palette, matched: bool) {
