@@ -63,16 +63,17 @@ def bench_torch(name, threads):
             images += 64
     return images / (time.perf_counter() - t), sum(p.numel() for p in net.parameters())
 
-bench_bin, threads = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 2
-rust = {}
-for line in subprocess.run([bench_bin, str(threads)], check=True, capture_output=True, text=True).stdout.splitlines():
-    kv = dict(p.split("=") for p in line.split())
-    rust[kv["net"]] = (float(kv["images_per_s"]), int(kv["params"]))
-print(f"CNN inference, 5x64x64, batch 64, {threads} threads, CPU ({os.cpu_count()} cores), torch {torch.__version__}")
-print(f"{'net':<7} {'params':>9} {'PyTorch img/s':>14} {'oddity img/s':>13} {'ratio':>6}")
-for name in ("tiny", "lite0"):
-    rate, params = bench_torch(name, threads)
-    ours, our_params = rust[name]
-    assert params == our_params, f"{name}: PyTorch {params} vs oddity {our_params} parameters: not the same network"
-    print(f"{name:<7} {params:>9} {rate:>14.0f} {ours:>13.0f} {ours / rate:>6.2f}")
-print("goal: oddity >= 0.9x PyTorch")
+if __name__ == "__main__":  # scripts/bench-infer imports build()
+    bench_bin, threads = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    rust = {}
+    for line in subprocess.run([bench_bin, str(threads)], check=True, capture_output=True, text=True).stdout.splitlines():
+        kv = dict(p.split("=") for p in line.split())
+        rust[kv["net"]] = (float(kv["images_per_s"]), int(kv["params"]))
+    print(f"CNN inference, 5x64x64, batch 64, {threads} threads, CPU ({os.cpu_count()} cores), torch {torch.__version__}")
+    print(f"{'net':<7} {'params':>9} {'PyTorch img/s':>14} {'oddity img/s':>13} {'ratio':>6}")
+    for name in ("tiny", "lite0"):
+        rate, params = bench_torch(name, threads)
+        ours, our_params = rust[name]
+        assert params == our_params, f"{name}: PyTorch {params} vs oddity {our_params} parameters: not the same network"
+        print(f"{name:<7} {params:>9} {rate:>14.0f} {ours:>13.0f} {ours / rate:>6.2f}")
+    print("goal: oddity >= 0.9x PyTorch")

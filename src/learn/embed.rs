@@ -16,10 +16,10 @@ use rand::seq::index::sample;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::checkpoint;
+use super::feed::{CutoutSpec, FeedOptions, feed};
 use super::net::{Net, NetConfig};
-use super::stage::{LearnError, NetSize, normalised_cutout, pretrain_store};
+use super::stage::{LearnError, NetSize, pretrain_store};
 use super::train::PretrainParams;
-use crate::ingest::{SourceReader, open_source};
 use crate::store::{EmbeddingSchema, ObjectKey, SourceFile, SourceKind, Store};
 
 /// Cutouts the PCA is fitted on (a fixed pseudo-random sample).
@@ -110,15 +110,14 @@ pub fn embed_store(store_path: &Path, opts: &EmbedOptions, progress: &dyn Fn(&st
         if keys.is_empty() {
             continue;
         }
-        let reader = Cutouts { sources: &sources, bands, shape };
+        let reader = CutoutSpec { sources: &sources, bands, shape };
         progress(&format!("{survey}: embedding {} cutouts with model {}", keys.len(), backbone.id));
         let pca = fit_pca(&backbone, &reader, &keys, opts)?;
         let names: Vec<String> = (0..pca.k).map(|i| format!("deep_{i:02}")).collect();
-        for chunk in keys.chunks(BATCH * 8) {
-            let e = embed_keys(&backbone, &reader, chunk)?;
-            let rows: Vec<(ObjectKey, Vec<f32>)> = chunk.iter().copied().zip(pca.project(&e)).collect();
-            store.put_embeddings(&rows)?;
-        }
+        embed_keys(&backbone, &reader, &keys, |start, e| {
+            let rows: Vec<(ObjectKey, Vec<f32>)> = keys[start..].iter().copied().zip(pca.project(&e)).collect();
+            Ok(store.put_embeddings(&rows)?)
+        })?;
         let kept = pca.explained.iter().sum::<f32>();
         store.put_embedding_schema(
             &survey,
@@ -176,61 +175,18 @@ fn pretrained_backbone(store: &Store, bands: usize) -> Result<Option<Backbone>, 
     Ok(Some(Backbone { id: record.id, hash, net, _vs: vs, device }))
 }
 
-/// Reads cutouts of one survey's files, normalised for the network.
-struct Cutouts<'a> {
-    sources: &'a HashMap<u32, SourceFile>,
-    bands: usize,
-    shape: (usize, usize),
-}
-
-impl Cutouts<'_> {
-    /// `keys` (sorted by key) as N x C x H x W, reading runs of consecutive rows at once.
-    fn read(&self, keys: &[ObjectKey]) -> Result<Tensor, LearnError> {
-        let (c, (h, w)) = (self.bands, self.shape);
-        let per = c * h * w;
-        let mut out = vec![0f32; keys.len() * per];
-        let mut table: Option<(u32, Box<dyn SourceReader>)> = None;
-        let mut i = 0;
-        while i < keys.len() {
-            let file = keys[i].file;
-            let mut j = i + 1;
-            while j < keys.len() && keys[j].file == file && keys[j].row == keys[j - 1].row + 1 {
-                j += 1;
-            }
-            let source = &self.sources[&file];
-            if table.as_ref().is_none_or(|(f, _)| *f != file) {
-                let t = open_source(source).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
-                table = Some((file, t));
-            }
-            let (_, t) = table.as_ref().expect("opened above");
-            let rows = keys[i].row as usize..keys[j - 1].row as usize + 1;
-            let px = t.read_images(rows).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
-            let data = px.data.as_standard_layout();
-            let src = data.as_slice().expect("standard layout");
-            let from = (source.shape.0 as usize, source.shape.1 as usize);
-            let sper = c * from.0 * from.1;
-            if src.len() != (j - i) * sper {
-                return Err(LearnError::Data(format!(
-                    "{}: cutouts of {} values, expected {c} bands x {} x {}",
-                    source.path,
-                    src.len() / (j - i),
-                    from.0,
-                    from.1
-                )));
-            }
-            for (n, dst) in out[i * per..j * per].chunks_mut(per).enumerate() {
-                normalised_cutout(&src[n * sper..(n + 1) * sper], c, from, (h, w), dst);
-            }
-            i = j;
-        }
-        Ok(Tensor::from_slice(&out).reshape([keys.len() as i64, c as i64, h as i64, w as i64]))
-    }
-}
-
-/// Pooled embeddings of `keys`, N x D on the CPU.
-fn embed_keys(b: &Backbone, reader: &Cutouts, keys: &[ObjectKey]) -> Result<Tensor, LearnError> {
-    let x = reader.read(keys)?;
-    Ok(super::infer::embed(&b.net, &x, BATCH as i64, b.device).to_kind(Kind::Float))
+/// Pooled embeddings of `keys`, batch by batch in key order, read by the
+/// reader pool while the backbone embeds the batch before ([`feed`]):
+/// `each(start, e)` gets the N x D CPU embeddings of `keys[start..start + N]`.
+fn embed_keys(
+    b: &Backbone,
+    spec: &CutoutSpec,
+    keys: &[ObjectKey],
+    mut each: impl FnMut(usize, Tensor) -> Result<(), LearnError>,
+) -> Result<(), LearnError> {
+    feed(spec, keys, &FeedOptions::new(BATCH, b.device), |start, x| {
+        each(start, super::infer::embed(&b.net, &x, BATCH as i64, b.device).to_kind(Kind::Float))
+    })
 }
 
 /// A fitted principal-component reduction.
@@ -256,7 +212,7 @@ impl Pca {
 
 /// PCA of the embeddings of a fixed sample of `keys` (eigenvectors of the
 /// covariance by libtorch's symmetric eigensolver, largest first).
-fn fit_pca(b: &Backbone, reader: &Cutouts, keys: &[ObjectKey], opts: &EmbedOptions) -> Result<Pca, LearnError> {
+fn fit_pca(b: &Backbone, reader: &CutoutSpec, keys: &[ObjectKey], opts: &EmbedOptions) -> Result<Pca, LearnError> {
     let mut picks: Vec<usize> = if keys.len() > PCA_SAMPLE {
         sample(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed), keys.len(), PCA_SAMPLE).into_vec()
     } else {
@@ -264,8 +220,11 @@ fn fit_pca(b: &Backbone, reader: &Cutouts, keys: &[ObjectKey], opts: &EmbedOptio
     };
     picks.sort_unstable();
     let sample_keys: Vec<ObjectKey> = picks.iter().map(|&i| keys[i]).collect();
-    let parts: Vec<Tensor> =
-        sample_keys.chunks(BATCH * 8).map(|c| embed_keys(b, reader, c)).collect::<Result<_, _>>()?;
+    let mut parts: Vec<Tensor> = Vec::new();
+    embed_keys(b, reader, &sample_keys, |_, e| {
+        parts.push(e);
+        Ok(())
+    })?;
     let e = Tensor::cat(&parts, 0).to_kind(Kind::Double);
     let (n, dims) = (e.size()[0], e.size()[1]);
     let mean = e.mean_dim(0, false, Kind::Double);
@@ -286,4 +245,58 @@ fn fit_pca(b: &Backbone, reader: &Cutouts, keys: &[ObjectKey], opts: &EmbedOptio
         components: to_vec(top_vectors),
         explained: to_vec(top_values),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{IngestOptions, ingest};
+    use crate::learn::feed::{Tables, read_cutouts};
+    use crate::progress::NoProgress;
+    use crate::synth::{SynthConfig, write_survey};
+
+    #[test]
+    fn every_cutout_gets_the_components_of_its_own_embedding() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SynthConfig { n_galaxies: 70, size: 32, nside: 2, ..Default::default() };
+        write_survey(&dir.path().join("survey"), &cfg, &|_| {}).unwrap();
+        let store_path = dir.path().join("store");
+        let store = Store::open_or_create(&store_path).unwrap();
+        ingest(&store, &[dir.path().join("survey")], &IngestOptions::default(), &NoProgress).unwrap();
+        drop(store);
+        let pretrain = PretrainParams {
+            n_classes: 3,
+            images_per_class: 4,
+            epochs: 1,
+            batch: 8,
+            ..EmbedOptions::default().pretrain
+        };
+        let opts = EmbedOptions { components: 3, pretrain, ..Default::default() };
+        let report = embed_store(&store_path, &opts, &|_| {}).unwrap();
+        let store = Store::open(&store_path).unwrap();
+        let keys: Vec<ObjectKey> = store.image_keys_owned().map(|k| k.unwrap()).collect();
+        assert_eq!(report.per_survey.len(), 1);
+        assert_eq!(report.per_survey[0].1, keys.len() as u64);
+        assert_eq!(store.embedding_count(), keys.len());
+        // Recomputed one at a time, each object's components are the stored ones:
+        // the feed's batches came back in key order.
+        let (survey, sources) = image_surveys(&store).unwrap().into_iter().next().unwrap();
+        let schema = store.embedding_schema(&survey).unwrap().unwrap();
+        let b = pretrained_backbone(&store, 5).unwrap().unwrap();
+        let pca = Pca {
+            dims: schema.dims,
+            k: schema.names.len(),
+            mean: schema.mean.clone(),
+            components: schema.components.clone(),
+            explained: schema.explained.clone(),
+        };
+        let spec = CutoutSpec { sources: &sources, bands: 5, shape: (32, 32) };
+        for &k in keys.iter().step_by(9) {
+            let x = Tensor::from_slice(&read_cutouts(&spec, &mut Tables::new(), &[k]).unwrap()).reshape([1, 5, 32, 32]);
+            let e = super::super::infer::embed(&b.net, &x, 1, b.device).to_kind(Kind::Float);
+            let want = &pca.project(&e)[0];
+            let got = store.embedding_of(k).unwrap().unwrap();
+            assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-3), "{k:?}: {got:?} vs {want:?}");
+        }
+    }
 }

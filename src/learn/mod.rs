@@ -9,6 +9,7 @@
 pub mod augment;
 pub mod checkpoint;
 pub mod embed;
+pub mod feed;
 pub mod fractal;
 pub mod infer;
 pub mod net;
@@ -16,9 +17,9 @@ mod stage;
 pub mod train;
 
 pub use crate::retrain::{RetrainReport, gate, last_report, lock, retrain_running};
+pub use feed::normalise;
 pub use stage::{
-    LearnError, NetSize, RetrainOptions, auto_pretrain_params, normalise, pretrain_store, read_status, retrain,
-    write_status,
+    LearnError, NetSize, RetrainOptions, auto_pretrain_params, pretrain_store, read_status, retrain, write_status,
 };
 
 /// The device training and inference run on: CUDA when present, else CPU.

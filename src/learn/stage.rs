@@ -20,13 +20,15 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor, nn};
+use tch::{Tensor, nn};
 
 use super::checkpoint;
+#[cfg(doc)]
+use super::feed::normalised_cutout;
+use super::feed::{CutoutSpec, FeedOptions, ReadError, Tables, feed, read_cutouts};
 use super::infer::predict_logit;
 use super::net::{Net, NetConfig, copy_backbone};
 use super::train::{FixMatchParams, Labelled, PretrainParams, fixmatch_train, pretrain};
-use crate::ingest::{SourceReader, open_source};
 use crate::retrain::gate::{self, Candidate, Ranks, Split};
 use crate::retrain::lock::RetrainLock;
 use crate::retrain::{NOTE_LAST, RetrainReport};
@@ -45,6 +47,12 @@ pub enum LearnError {
     Io(#[from] std::io::Error),
     #[error("a retrain is already running on this store ({0}); not starting another")]
     Busy(String),
+}
+
+impl From<ReadError> for LearnError {
+    fn from(e: ReadError) -> Self {
+        LearnError::Data(e.0)
+    }
 }
 
 /// Network size: `tiny` for CPUs and tests, `lite0` for GPUs.
@@ -377,126 +385,30 @@ fn find_pretrained(store: &Store, want: &NetConfig) -> Result<Option<(PathBuf, N
     Ok(pretrained)
 }
 
-/// Per-band robust normalisation for the network: sky (border median)
-/// subtracted, divided by the sky noise, asinh-compressed; NaN become 0.
-pub fn normalise(pixels: &mut [f32], bands: usize, h: usize, w: usize) {
-    for b in 0..bands {
-        let band = &mut pixels[b * h * w..(b + 1) * h * w];
-        let mut border: Vec<f32> = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (y, x)))
-            .filter(|&(y, x)| y < 2 || x < 2 || y + 2 >= h || x + 2 >= w)
-            .map(|(y, x)| band[y * w + x])
-            .filter(|v| v.is_finite())
-            .collect();
-        let median = |v: &mut Vec<f32>| -> f32 {
-            if v.is_empty() {
-                return 0.0;
-            }
-            let m = v.len() / 2;
-            *v.select_nth_unstable_by(m, f32::total_cmp).1
-        };
-        let sky = median(&mut border);
-        let mut dev: Vec<f32> = border.iter().map(|v| (v - sky).abs()).collect();
-        let noise = (1.4826 * median(&mut dev)).max(1e-6);
-        for v in band.iter_mut() {
-            *v = if v.is_finite() { ((*v - sky) / (3.0 * noise)).asinh() } else { 0.0 };
-        }
-    }
-}
-
 /// Reads cutouts of one band set and size from the survey files, keeping
 /// the files open between calls.
 struct Cutouts<'a> {
     sources: &'a HashMap<u32, SourceFile>,
     bands: usize,
     shape: (usize, usize),
-    tables: HashMap<u32, Box<dyn SourceReader>>,
+    tables: Tables,
 }
 
 impl<'a> Cutouts<'a> {
     fn new(sources: &'a HashMap<u32, SourceFile>, bands: usize, shape: (usize, usize)) -> Self {
-        Cutouts { sources, bands, shape, tables: HashMap::new() }
+        Cutouts { sources, bands, shape, tables: Tables::default() }
     }
 
     /// The normalised cutouts of `keys`, N×C×H×W.
     fn load(&mut self, keys: &[ObjectKey]) -> Result<Tensor, LearnError> {
-        load_images(self, keys)
+        let (c, (h, w)) = (self.bands, self.shape);
+        let px = read_cutouts(&self.spec(), &mut self.tables, keys)?;
+        Ok(Tensor::from_slice(&px).reshape([keys.len() as i64, c as i64, h as i64, w as i64]))
     }
-}
 
-/// Reads and normalises the cutouts of `keys`, N×C×H×W: rows of one file
-/// that follow each other are read in one go (a whole file when scoring).
-fn load_images(cut: &mut Cutouts, keys: &[ObjectKey]) -> Result<Tensor, LearnError> {
-    let (c, (h, w)) = (cut.bands, cut.shape);
-    let tables = &mut cut.tables;
-    let per = c * h * w;
-    let mut out = vec![0f32; keys.len() * per];
-    let mut order: Vec<usize> = (0..keys.len()).collect();
-    order.sort_by_key(|&i| keys[i]);
-    let mut start = 0;
-    while start < order.len() {
-        let first = keys[order[start]];
-        let mut end = start + 1;
-        while end < order.len() && end - start < 256 && {
-            let k = keys[order[end]];
-            k.file == first.file && k.row == first.row + (end - start) as u32
-        } {
-            end += 1;
-        }
-        let source = cut
-            .sources
-            .get(&first.file)
-            .ok_or_else(|| LearnError::Data(format!("object {first:?}: no image file in the store")))?;
-        if let std::collections::hash_map::Entry::Vacant(slot) = tables.entry(first.file) {
-            slot.insert(open_source(source).map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?);
-        }
-        let rows = first.row as usize..first.row as usize + (end - start);
-        let px = tables[&first.file]
-            .read_images(rows.clone())
-            .map_err(|e| LearnError::Data(format!("{}: {e}", source.path)))?;
-        let data = px.data.as_standard_layout();
-        let src = data.as_slice().unwrap_or_default();
-        let from = (source.shape.0 as usize, source.shape.1 as usize);
-        let sper = c * from.0 * from.1;
-        if src.len() != (end - start) * sper {
-            return Err(LearnError::Data(format!(
-                "{}: rows {}..{}: cutouts of {} values, expected {c} bands x {} x {}",
-                source.path,
-                rows.start,
-                rows.end,
-                src.len() / (end - start).max(1),
-                from.0,
-                from.1
-            )));
-        }
-        for (j, &i) in order[start..end].iter().enumerate() {
-            normalised_cutout(&src[j * sper..(j + 1) * sper], c, from, (h, w), &mut out[i * per..(i + 1) * per]);
-        }
-        start = end;
+    fn spec(&self) -> CutoutSpec<'a> {
+        CutoutSpec { sources: self.sources, bands: self.bands, shape: self.shape }
     }
-    Ok(Tensor::from_slice(&out).reshape([keys.len() as i64, c as i64, h as i64, w as i64]))
-}
-
-/// Copies a C×H×W cutout of size `from` into `dst` (C×`to`), normalised for
-/// the network and resampled when the sizes differ.
-pub fn normalised_cutout(src: &[f32], c: usize, from: (usize, usize), to: (usize, usize), dst: &mut [f32]) {
-    if from == to {
-        dst.copy_from_slice(src);
-        normalise(dst, c, to.0, to.1);
-    } else {
-        let mut own = src.to_vec();
-        normalise(&mut own, c, from.0, from.1);
-        dst.copy_from_slice(&resample(&own, c, from, to));
-    }
-}
-
-/// Resamples a normalised C×H×W cutout to `to` (antialiased bilinear, so
-/// larger cutouts are averaged down rather than aliased), for a network that
-/// takes one input size whatever the cutouts' sizes.
-pub fn resample(pixels: &[f32], c: usize, from: (usize, usize), to: (usize, usize)) -> Vec<f32> {
-    let x = Tensor::from_slice(pixels).reshape([1, c as i64, from.0 as i64, from.1 as i64]);
-    let y = x.internal_upsample_bilinear2d_aa([to.0 as i64, to.1 as i64], false, None, None);
-    Vec::<f32>::try_from(&y.reshape([-1])).expect("f32 pixels")
 }
 
 /// Opens the store, waiting while another process (the TUI) holds it.
@@ -620,7 +532,7 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
     let (checkpoint, hash) = save_checkpoint(store_path, &vs)?;
 
     write_status(store_path, "running", "scoring every object with the new model");
-    let logits = score_images(&net, &mut cutouts, &snap.images, device)?;
+    let logits = score_images(&net, &cutouts, &snap.images, device)?;
     drop(cutouts);
     progress(&format!("scored {} objects after {:.0}s", logits.len(), started.elapsed().as_secs_f64()));
     let methods = Methods::new(&snap, trained_on);
@@ -768,18 +680,19 @@ fn save_checkpoint(store_path: &Path, vs: &nn::VarStore) -> Result<(PathBuf, Str
     Ok((path, hash))
 }
 
-/// The network's logit for every image, in batches read file by file.
+/// The network's logit for every image, in `images` order: batches read by
+/// the reader pool while the network scores the one before ([`feed`]).
 fn score_images(
     net: &Net,
-    cutouts: &mut Cutouts,
+    cutouts: &Cutouts,
     images: &[ObjectKey],
     device: tch::Device,
 ) -> Result<Vec<f32>, LearnError> {
     let mut logits: Vec<f32> = Vec::with_capacity(images.len());
-    for chunk in images.chunks(1024) {
-        let x = cutouts.load(chunk)?;
-        logits.extend(predict_logit(net, &x.to_kind(Kind::Float), 256, device));
-    }
+    feed(&cutouts.spec(), images, &FeedOptions::new(256, device), |_, x| {
+        logits.extend(predict_logit(net, &x, 256, device));
+        Ok::<_, LearnError>(())
+    })?;
     Ok(logits)
 }
 
@@ -1046,7 +959,7 @@ pub fn pretrain_store(
 
 #[cfg(test)]
 mod resample_tests {
-    use super::resample;
+    use crate::learn::feed::resample;
 
     #[test]
     fn resampling_keeps_levels_and_takes_the_target_size() {
@@ -1074,6 +987,7 @@ mod experiments {
     //! cached in DIR/cnn-cache.safetensors after the first run.
     use super::*;
     use crate::learn::train::FixMatchParams;
+    use tch::Kind;
 
     const KINDS: [&str; 7] = ["normal", "ring", "merger", "lens", "colour", "agn", "trail"];
 
