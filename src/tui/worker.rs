@@ -147,16 +147,7 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(store: Arc<Store>, picker: Picker) -> Loader {
-        Loader {
-            store: Some(store),
-            remote: None,
-            picker,
-            no_color: false,
-            kitty_zlib: false,
-            tables: VecDeque::new(),
-            cache: VecDeque::new(),
-            models: None,
-        }
+        Loader::reading(Some(store), None, picker)
     }
 
     /// A loader that asks `catalog` for records and reads pixels and spectra
@@ -164,16 +155,21 @@ impl Loader {
     pub fn with_catalog(store: Option<Arc<Store>>, catalog: Arc<dyn Catalog>, picker: Picker) -> Loader {
         match store {
             Some(store) => Loader::new(store, picker),
-            None => Loader {
-                store: None,
-                remote: Some(catalog),
-                picker,
-                no_color: false,
-                kitty_zlib: false,
-                tables: VecDeque::new(),
-                cache: VecDeque::new(),
-                models: None,
-            },
+            None => Loader::reading(None, Some(catalog), picker),
+        }
+    }
+
+    /// A loader over the store itself or a catalog served by another process.
+    fn reading(store: Option<Arc<Store>>, remote: Option<Arc<dyn Catalog>>, picker: Picker) -> Loader {
+        Loader {
+            store,
+            remote,
+            picker,
+            no_color: false,
+            kitty_zlib: false,
+            tables: VecDeque::new(),
+            cache: VecDeque::new(),
+            models: None,
         }
     }
 
