@@ -435,12 +435,24 @@ fn counts(labels: &[(ObjectKey, bool)]) -> (usize, usize) {
     (i, labels.len() - i)
 }
 
+/// The CNN's logits and the base ranking's scores as rank percentiles,
+/// sorted once for judging and for writing the candidates.
+struct RankScales {
+    cnn: Ranks,
+    base: Ranks,
+}
+
+impl RankScales {
+    fn new(snap: &Snapshot, logits: &[f32]) -> Self {
+        RankScales { cnn: Ranks::new(logits.iter().copied()), base: Ranks::new(snap.base_scores.iter().map(|s| s.1)) }
+    }
+}
+
 /// The candidate rankings over every object, in key order: the CNN's rank
 /// percentile (objects outside the group it trained on keep the current
 /// ranking's percentile), and the rank average of CNN and current ranking.
-fn candidate_scores(snap: &Snapshot, logits: &[f32]) -> (Scores, Scores) {
-    let cnn_ranks = Ranks::new(logits.iter().copied());
-    let base_ranks = Ranks::new(snap.base_scores.iter().map(|s| s.1));
+fn candidate_scores(snap: &Snapshot, logits: &[f32], ranks: &RankScales) -> (Scores, Scores) {
+    let (cnn_ranks, base_ranks) = (&ranks.cnn, &ranks.base);
     let (mut cnn, mut combined) = (Vec::new(), Vec::new());
     let (mut i, mut j) = (0, 0);
     let (a, b) = (&snap.images, &snap.base_scores);
@@ -536,7 +548,8 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
     drop(cutouts);
     progress(&format!("scored {} objects after {:.0}s", logits.len(), started.elapsed().as_secs_f64()));
     let methods = Methods::new(&snap, trained_on);
-    let mut candidates = judge(&snap, &logits, &methods);
+    let ranks = RankScales::new(&snap, &logits);
+    let mut candidates = judge(&snap, &logits, &ranks, &methods);
 
     // The short exclusive step.
     let store = open_when_free(store_path, opts.wait, "trained; waiting for the store")?;
@@ -544,7 +557,7 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
     let stale = now.as_ref().map(|v| v.version) != snap.current.as_ref().map(|v| v.version);
     let trained = Trained { cfg: &cfg, params: &params, trained_on, held_back, final_loss, checkpoint: &checkpoint };
     let model = record_model(&store, &snap, opts, &trained, &hash)?;
-    let versions = write_candidates(&store, &snap, &logits, &methods, model, opts.crash_after_batches)?;
+    let versions = write_candidates(&store, &snap, &logits, &ranks, &methods, model, opts.crash_after_batches)?;
     for c in candidates.iter_mut() {
         if let Some(v) = versions.get(&c.name) {
             c.version = Some(v.version);
@@ -712,10 +725,9 @@ impl Methods {
 
 /// The candidates judged on the held-back labels: the current ranking (as
 /// it was made without them), the CNN and, over a base ranking, their rank average.
-fn judge(snap: &Snapshot, logits: &[f32], methods: &Methods) -> Vec<Candidate> {
+fn judge(snap: &Snapshot, logits: &[f32], ranks: &RankScales, methods: &Methods) -> Vec<Candidate> {
     let held = &snap.split.held;
-    let cnn_ranks = Ranks::new(logits.iter().copied());
-    let base_ranks = Ranks::new(snap.base_scores.iter().map(|s| s.1));
+    let (cnn_ranks, base_ranks) = (&ranks.cnn, &ranks.base);
     let cnn_of = |k: ObjectKey| snap.images.binary_search(&k).ok().map(|i| cnn_ranks.percentile(logits[i]));
     let mut cnn_held = Vec::new();
     let mut comb_held = Vec::new();
@@ -746,11 +758,12 @@ fn write_candidates(
     store: &Store,
     snap: &Snapshot,
     logits: &[f32],
+    ranks: &RankScales,
     methods: &Methods,
     model: u32,
     crash_after_batches: Option<usize>,
 ) -> Result<HashMap<String, ScoreVersion>, LearnError> {
-    let (cnn_scores, comb_scores) = candidate_scores(snap, logits);
+    let (cnn_scores, comb_scores) = candidate_scores(snap, logits, ranks);
     let mut batches = 0;
     let mut write = |scores: &[(ObjectKey, f32)], method: &str, models: Vec<u32>| -> Result<ScoreVersion, LearnError> {
         let version = store.begin_scores()?;
