@@ -307,6 +307,14 @@ fn large_store(path: &Path, n: u64) -> Vec<String> {
     ranked_ids(path, 2000)
 }
 
+/// This process's peak resident memory, as the kernel reports it.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l["VmHWM:".len()..].trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let arg = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
@@ -353,10 +361,11 @@ fn main() {
     let ids = ids[done..].to_vec();
     println!();
     println!(
-        "{} objects without pixels (generated in {:.0} s, {:.1} GB on disk)",
+        "{} objects without pixels (generated in {:.0} s, {:.1} GB on disk; this bench's peak RSS {})",
         oddity_thousands(scale),
         t.elapsed().as_secs_f64(),
-        dir_size(&big) as f64 / 1e9
+        dir_size(&big) as f64 / 1e9,
+        peak_rss()
     );
     let t = Instant::now();
     run(&["--store", big.to_str().unwrap(), "status"]);
