@@ -167,13 +167,10 @@ impl Tree {
     /// when this returns. Returns the keys.
     pub fn append(&self, values: &[Vec<u8>], durable: bool) -> Result<Vec<u64>, Error> {
         self.write(durable, |t| {
-            let last = t.last()?.map(|(k, _)| u64_key(k.value()));
-            let mut next = last.map_or(1, |l| l + 1);
-            let mut ids = Vec::with_capacity(values.len());
-            for v in values {
-                t.insert(next.to_be_bytes().as_slice(), v.as_slice())?;
-                ids.push(next);
-                next += 1;
+            let first = t.last()?.map_or(1, |(k, _)| u64_key(k.value()) + 1);
+            let ids: Vec<u64> = (first..).take(values.len()).collect();
+            for (id, v) in ids.iter().zip(values) {
+                t.insert(id.to_be_bytes().as_slice(), v.as_slice())?;
             }
             Ok(ids)
         })
@@ -227,7 +224,7 @@ impl Tree {
     fn range_owned(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Iter {
         let range = self.read().and_then(|t| Ok(t.range::<&[u8]>((slice(&start), slice(&end)))?));
         match range {
-            Ok(r) => Iter::Range(r),
+            Ok(r) => Iter::Range(Box::new(r)),
             Err(e) => Iter::Failed(Some(e)),
         }
     }
@@ -259,7 +256,7 @@ fn u64_key(k: &[u8]) -> u64 {
 
 /// Records of a range, owned (keys and values copied out of the pages).
 pub enum Iter {
-    Range(Range),
+    Range(Box<Range>),
     Failed(Option<Error>),
 }
 

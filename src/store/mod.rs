@@ -219,7 +219,7 @@ impl Store {
                 }
             }
             None => {
-                self.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(|e| self.kv_err(e))?;
+                self.meta.insert(META_SCHEMA, SCHEMA_VERSION.to_be_bytes()).map_err(|e| self.kv_err(e))?;
                 self.meta
                     .insert(META_CREATED, chrono::Utc::now().to_rfc3339().as_bytes())
                     .map_err(|e| self.kv_err(e))?;
@@ -274,7 +274,7 @@ impl Store {
     fn put_keyed<T: Serialize>(&self, tree: &kv::Tree, rows: &[(ObjectKey, T)]) -> Result<()> {
         let mut batch = kv::Batch::default();
         for (key, rec) in rows {
-            batch.insert(&key.to_bytes(), encode(rec));
+            batch.insert(key.to_bytes(), encode(rec));
         }
         tree.apply_batch(batch).map_err(|e| self.kv_err(e))
     }
@@ -295,7 +295,7 @@ impl Store {
     /// Writes the schema version of another build; for tests of the version check.
     #[doc(hidden)]
     pub fn force_schema_version(&self, version: u32) -> Result<()> {
-        self.meta.insert(META_SCHEMA, &version.to_be_bytes()).map_err(|e| self.kv_err(e))?;
+        self.meta.insert(META_SCHEMA, version.to_be_bytes()).map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
@@ -328,7 +328,7 @@ impl Store {
             why: "more than 2^32 source files".into(),
         })?;
         self.put_source(id, source)?;
-        self.paths.insert(source.path.as_bytes(), &id.to_be_bytes()).map_err(|e| self.kv_err(e))?;
+        self.paths.insert(source.path.as_bytes(), id.to_be_bytes()).map_err(|e| self.kv_err(e))?;
         self.flush()?;
         Ok(id)
     }
@@ -366,12 +366,12 @@ impl Store {
         let mut spectra = kv::Batch::default();
         for row in batch {
             let key = row.key.to_bytes();
-            objects.insert(&key, encode(&row.object));
+            objects.insert(key, encode(&row.object));
             match &row.payload {
-                Payload::Image(img) => images.insert(&key, encode(img)),
-                Payload::Spectrum(spec) => spectra.insert(&key, encode(spec)),
+                Payload::Image(img) => images.insert(key, encode(img)),
+                Payload::Spectrum(spec) => spectra.insert(key, encode(spec)),
             }
-            ids.insert(id_key(&row.object.survey, &row.object.id), &key);
+            ids.insert(id_key(&row.object.survey, &row.object.id), key);
         }
         // Object records first, the id index last: an id that resolves always
         // points at a complete object.
@@ -441,8 +441,8 @@ impl Store {
             let mut fwd = kv::Batch::default();
             let mut rev = kv::Batch::default();
             for &(image, spectrum, sep_arcsec) in chunk {
-                fwd.insert(&image.to_bytes(), encode(&MatchRecord { other: spectrum, sep_arcsec }));
-                rev.insert(&spectrum.to_bytes(), encode(&MatchRecord { other: image, sep_arcsec }));
+                fwd.insert(image.to_bytes(), encode(&MatchRecord { other: spectrum, sep_arcsec }));
+                rev.insert(spectrum.to_bytes(), encode(&MatchRecord { other: image, sep_arcsec }));
             }
             self.matches.apply_batch(fwd).map_err(|e| self.kv_err(e))?;
             self.matches_by_spectrum.apply_batch(rev).map_err(|e| self.kv_err(e))?;
@@ -506,7 +506,7 @@ impl Store {
 
     /// Records that a file's features are complete (after they are written).
     pub fn set_features_done(&self, file: u32, version: u32) -> Result<()> {
-        self.meta.insert(format!("features_done/{file}"), &version.to_be_bytes()).map_err(|e| self.kv_err(e))?;
+        self.meta.insert(format!("features_done/{file}"), version.to_be_bytes()).map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
@@ -571,7 +571,7 @@ impl Store {
     pub fn put_embeddings(&self, rows: &[(ObjectKey, Vec<f32>)]) -> Result<()> {
         let mut batch = kv::Batch::default();
         for (key, values) in rows {
-            batch.insert(&key.to_bytes(), encode(values));
+            batch.insert(key.to_bytes(), encode(values));
         }
         self.embeddings.apply_batch(batch).map_err(|e| self.kv_err(e))
     }
@@ -644,8 +644,8 @@ impl Store {
             let mut k = Vec::with_capacity(12);
             k.extend_from_slice(&version.to_be_bytes());
             k.extend_from_slice(&key.to_bytes());
-            by_key.insert(k, &score.to_be_bytes());
-            index.insert(rank_key(version, score, key).to_vec(), &[]);
+            by_key.insert(k, score.to_be_bytes());
+            index.insert(rank_key(version, score, key), []);
         }
         self.scores.apply_batch(by_key).map_err(|e| self.kv_err(e))?;
         self.score_index.apply_batch(index).map_err(|e| self.kv_err(e))?;

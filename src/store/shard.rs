@@ -62,7 +62,7 @@ impl Store {
         for &(key, g, s) in rows {
             let mut k = key.to_bytes().to_vec();
             k.push(g);
-            batch.insert(k, &s.to_be_bytes());
+            batch.insert(k, s.to_be_bytes());
         }
         self.shard_scores.apply_batch(batch).map_err(|e| self.kv_err(e))
     }
@@ -123,7 +123,7 @@ impl Store {
             let (k, v) = kv.map_err(|e| other.kv_err(e))?;
             let Some(key) = ObjectKey::from_bytes(&v) else { continue };
             let Some(&file) = files.get(&key.file) else { continue };
-            batch.insert(k, &ObjectKey { file, row: key.row }.to_bytes());
+            batch.insert(k, ObjectKey { file, row: key.row }.to_bytes());
             n += 1;
         }
         self.ids.apply_batch(batch).map_err(|e| self.kv_err(e))?;
