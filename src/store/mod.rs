@@ -133,16 +133,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-impl Drop for Store {
-    /// Whatever was written since the last flush reaches the disk when the
-    /// store closes, as it did with sled (crash safety needs explicit flushes).
-    fn drop(&mut self) {
-        if let Err(e) = self.db.flush() {
-            tracing::warn!("store {}: the final flush failed: {e}", self.path.display());
-        }
-    }
-}
-
 impl Store {
     /// Opens the store at `path`, creating it if it does not exist.
     pub fn open_or_create(path: &Path) -> Result<Store> {
