@@ -372,6 +372,15 @@ pub struct EmbedArgs {
     /// libtorch CPU threads (default: libtorch's choice).
     #[arg(long)]
     pub threads: Option<i32>,
+    /// Cutouts per survey the PCA is fitted on (drawn by a hash of (file, row) and the seed; all if fewer).
+    #[arg(long, default_value_t = crate::shard::DEFAULT_EMBED_FIT_SAMPLE)]
+    pub fit_sample: usize,
+    /// Fit the projection (backbone + PCA) for shards and save it (`<store>/projection.bin`); embed nothing.
+    #[arg(long, conflicts_with = "apply")]
+    pub fit_only: bool,
+    /// In a shard: embed with a projection saved by `--fit-only` (a file or the project store) for `oddity merge`.
+    #[arg(long, value_name = "PROJECTION_FILE")]
+    pub apply: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

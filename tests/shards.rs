@@ -213,3 +213,81 @@ fn scripts_follow_the_profile_and_flags_and_no_slurm_is_one_line() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("sbatch: not installed"), "{}", text(&out));
 }
+
+/// Every object's deep features in a store, by (survey, object id).
+fn embeddings(store: &Path) -> std::collections::BTreeMap<(String, String), Vec<f32>> {
+    let s = oddity::store::Store::open(store).unwrap();
+    s.iter_embeddings()
+        .map(|item| {
+            let (key, e) = item.unwrap();
+            let obj = s.object(key).unwrap().unwrap();
+            ((obj.survey, obj.id), e)
+        })
+        .collect()
+}
+
+#[test]
+fn shards_embedded_with_the_project_projection_merge_to_the_single_machine_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let survey = survey(dir.path());
+    // A small backbone, pretrained the same way (one thread: the same weights) in each store.
+    let pretrain = |store: &str| {
+        let args = ["--classes", "3", "--images-per-class", "4", "--size", "32", "--epochs", "1", "--batch", "8"];
+        ok(&[&["--store", store, "pretrain", "--threads", "1"][..], &args[..]].concat());
+    };
+    let fit = ["embed", "--fit-only", "--seed", "3", "--components", "4", "--fit-sample", "300", "--threads", "1"];
+    // One machine: the projection fitted on a hash-drawn sample, then applied.
+    let single = dir.path().join("single");
+    let s = single.to_str().unwrap();
+    ok(&["--store", s, "ingest", &survey]);
+    pretrain(s);
+    let out = ok(&[&["--store", s][..], &fit[..]].concat());
+    assert!(out.contains("fitted the projection") && out.contains("300 cutouts"), "{out}");
+    ok(&["--store", s, "embed", "--apply", s, "--threads", "1"]);
+
+    // Two shards: ingest + features, merged; the projection fitted in the
+    // project, applied in each shard, and the shards merged again.
+    let shard = |i: usize| dir.path().join(format!("shard-{i}")).display().to_string();
+    for i in 0..2 {
+        ok(&["--store", &shard(i), "ingest", "--slice", &format!("{i}/2"), &survey]);
+        ok(&["--store", &shard(i), "features"]);
+    }
+    let project = dir.path().join("project");
+    let p = project.to_str().unwrap();
+    ok(&["--store", p, "merge", &shard(0), &shard(1)]);
+    pretrain(p);
+    let out = ok(&[&["--store", p][..], &fit[..]].concat());
+    assert!(out.contains("embed --apply"), "{out}");
+    for i in 0..2 {
+        let out = ok(&["--store", &shard(i), "embed", "--apply", p, "--threads", "1"]);
+        assert!(out.contains("fold them in with `oddity merge`"), "{out}");
+    }
+    let out = ok(&["--store", p, "merge", &shard(0), &shard(1)]);
+    assert!(out.contains("merged 2 shards"), "{out}");
+    let (want, got) = (embeddings(&single), embeddings(&project));
+    assert_eq!(want.len(), 1500);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    let worst = want.iter().map(|(k, w)| w.iter().zip(&got[k]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+    let worst = worst.fold(0.0f32, f32::max);
+    eprintln!("merged vs single-machine embeddings: largest difference {worst}");
+    assert!(worst <= 1e-5, "merged embeddings differ from one machine's by up to {worst}");
+    let single_schema = oddity::store::Store::open(&single).unwrap().embedding_schema("hsc").unwrap();
+    assert!(single_schema.is_some());
+    assert_eq!(oddity::store::Store::open(&project).unwrap().embedding_schema("hsc").unwrap(), single_schema);
+    // Merging again changes nothing.
+    let again = ok(&["--store", p, "merge", &shard(0), &shard(1)]);
+    assert!(again.contains("merged 0 shards") && again.contains("2 already merged"), "{again}");
+
+    // The project fits another projection: a shard still holding the old one's
+    // features is refused, named in one line, until it applies the new one.
+    ok(&["--store", p, "embed", "--fit-only", "--seed", "4", "--components", "3", "--fit-sample", "300"]);
+    let out = run(&["--store", p, "merge", &shard(0)]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let line = t.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(line.starts_with(&format!("error: shard {}: its deep features come from projection ", shard(0))), "{t}");
+    assert!(line.contains("embed --apply"), "{t}");
+    ok(&["--store", &shard(0), "embed", "--apply", p, "--threads", "1"]);
+    let t = ok(&["--store", p, "merge", &shard(0)]);
+    assert!(t.contains("merged 1 shards") && t.contains(" deep features") && !t.contains(" 0 deep features"), "{t}");
+}
