@@ -235,7 +235,7 @@ fn shards_embedded_with_the_project_projection_merge_to_the_single_machine_embed
         let args = ["--classes", "3", "--images-per-class", "4", "--size", "32", "--epochs", "1", "--batch", "8"];
         ok(&[&["--store", store, "pretrain", "--threads", "1"][..], &args[..]].concat());
     };
-    let fit = ["embed", "--fit-only", "--seed", "3", "--components", "4", "--fit-sample", "300", "--threads", "1"];
+    let fit = ["embed", "--fit-only", "--seed", "3", "--fit-sample", "300", "--threads", "1"];
     // One machine: the projection fitted on a hash-drawn sample, then applied.
     let single = dir.path().join("single");
     let s = single.to_str().unwrap();
@@ -243,27 +243,30 @@ fn shards_embedded_with_the_project_projection_merge_to_the_single_machine_embed
     pretrain(s);
     let out = ok(&[&["--store", s][..], &fit[..]].concat());
     assert!(out.contains("fitted the projection") && out.contains("300 cutouts"), "{out}");
+    assert!(out.contains("embed --apply"), "{out}");
     ok(&["--store", s, "embed", "--apply", s, "--threads", "1"]);
 
-    // Two shards: ingest + features, merged; the projection fitted in the
-    // project, applied in each shard, and the shards merged again.
-    let shard = |i: usize| dir.path().join(format!("shard-{i}")).display().to_string();
-    for i in 0..2 {
-        ok(&["--store", &shard(i), "ingest", "--slice", &format!("{i}/2"), &survey]);
-        ok(&["--store", &shard(i), "features"]);
-    }
+    // Two shards through the Slurm scripts run locally: ingest + features,
+    // merged; then the projection fitted in the project, applied in each
+    // shard (`embed --apply`), and the shards merged again.
     let project = dir.path().join("project");
     let p = project.to_str().unwrap();
-    ok(&["--store", p, "merge", &shard(0), &shard(1)]);
+    let shards = dir.path().join("shards");
+    let sh = shards.to_str().unwrap();
+    let shard = |i: usize| shards.join(format!("shard-{i:04}")).display().to_string();
+    ok(&["--store", p, "slurm", "ingest", &survey, "-n", "2", "--shards", sh, "--local", "2"]);
     pretrain(p);
-    let out = ok(&[&["--store", p][..], &fit[..]].concat());
-    assert!(out.contains("embed --apply"), "{out}");
-    for i in 0..2 {
-        let out = ok(&["--store", &shard(i), "embed", "--apply", p, "--threads", "1"]);
-        assert!(out.contains("fold them in with `oddity merge`"), "{out}");
-    }
-    let out = ok(&["--store", p, "merge", &shard(0), &shard(1)]);
-    assert!(out.contains("merged 2 shards"), "{out}");
+    let run_embed = ["--seed", "3", "--embed-sample", "300", "--cpus", "1", "--local", "2"];
+    let out = ok(&[&["--store", p, "slurm", "embed", "-n", "2", "--shards", sh][..], &run_embed[..]].concat());
+    assert!(out.contains("ran `embed` as 3 local jobs"), "{out}");
+    let script = std::fs::read_to_string(shards.join("slurm/embed.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --array=0-1") && script.contains("embed --apply"), "{script}");
+    let fit_log = std::fs::read_to_string(shards.join("logs/embed-fit.log")).unwrap();
+    assert!(fit_log.contains("fitted the projection") && fit_log.contains("300 cutouts"), "{fit_log}");
+    let merge_log = std::fs::read_to_string(shards.join("logs/merge-embed.log")).unwrap();
+    assert!(merge_log.contains("merged 2 shards") && merge_log.contains(" deep features"), "{merge_log}");
+    let status = ok(&["--store", p, "status"]);
+    assert!(status.contains("embed         local      array of 2   2 done"), "{status}");
     let (want, got) = (embeddings(&single), embeddings(&project));
     assert_eq!(want.len(), 1500);
     assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());

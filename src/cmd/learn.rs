@@ -128,6 +128,10 @@ pub fn embed(store_path: &Path, args: &EmbedArgs) -> Result<i32> {
         fit_sample: args.fit_sample.max(1),
         ..Default::default()
     };
+    if args.wait > 0 {
+        // Batch jobs meet a person's `oddity status` or TUI: wait for the store to be free.
+        drop(crate::store::Store::open_waiting(store_path, false, Duration::from_secs(args.wait))?);
+    }
     let started = std::time::Instant::now();
     let say = |line: &str| {
         tracing::info!("{line}");
