@@ -96,7 +96,8 @@ pub struct ScoreOptions {
     /// Rows a group's forest, scaler and calibration are fitted on: a sample
     /// drawn by a hash of each row's (file path, row) and the seed, so every
     /// machine draws the same one whatever its object keys (all rows when
-    /// there are no more than this).
+    /// there are no more than this). Fitting only, just the sample is held,
+    /// drawn as the rows stream past ([`super::sample::FitSample`]).
     pub fit_sample: usize,
     /// Forests fitted before (`oddity score --fit-only`): applied, not refitted.
     pub fitted: Option<std::sync::Arc<FittedForests>>,

@@ -3,8 +3,10 @@
 //! A shard is an ordinary store written by one task from one slice of the
 //! input files (`oddity ingest --slice I/N`): ingest and features run there,
 //! and later the forests fitted once on the whole catalogue are applied there
-//! (`oddity score --apply`). `oddity merge` folds shards into the project
-//! store, where the labels and the TUI stay.
+//! (`oddity score --apply`), as is the embedding's projection fitted once
+//! (`oddity embed --apply`). `oddity merge` folds shards into the project
+//! store, where the labels and the TUI stay; a shard whose deep features come
+//! from another projection than the project's is refused.
 //!
 //! Object keys are (file id, row) and every store numbers its files from 1,
 //! so shard keys collide: the merge gives each shard file the project's id
