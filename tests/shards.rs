@@ -281,6 +281,21 @@ fn shards_embedded_with_the_project_projection_merge_to_the_single_machine_embed
     let again = ok(&["--store", p, "merge", &shard(0), &shard(1)]);
     assert!(again.contains("merged 0 shards") && again.contains("2 already merged"), "{again}");
 
+    // Forests on hand-made and deep features, fitted once and applied in the
+    // shards, the deep group included: the merged ranking is one machine's.
+    ok(&["--store", s, "crossmatch"]);
+    ok(&["--store", s, "features"]);
+    let forests = ["--features", "both", "--seed", "7", "--fit-sample", "700"];
+    ok(&[&["--store", s, "score"][..], &forests[..]].concat());
+    ok(&[&["--store", p, "score", "--fit-only"][..], &forests[..]].concat());
+    for i in 0..2 {
+        let out = ok(&["--store", &shard(i), "score", "--apply", p]);
+        assert!(!out.contains("scored at the merge"), "{out}");
+    }
+    let out = ok(&["--store", p, "merge", &shard(0), &shard(1)]);
+    assert!(out.contains("ranked 1500 objects") && !out.contains("computed here"), "{out}");
+    assert_eq!(top(p), top(s), "merged and single-machine rankings on hand-made + deep features differ");
+
     // The project fits another projection: a shard still holding the old one's
     // features is refused, named in one line, until it applies the new one.
     ok(&["--store", p, "embed", "--fit-only", "--seed", "4", "--components", "3", "--fit-sample", "300"]);

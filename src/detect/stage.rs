@@ -877,7 +877,7 @@ type Pending = HashMap<(String, u8), (Vec<ObjectKey>, Vec<f32>)>;
 pub struct ApplyReport {
     pub images: u64,
     pub spectra: u64,
-    /// Groups left to the merge (deep features are fitted per store).
+    /// Groups left to the merge (deep features when the shard has none).
     pub notes: Vec<String>,
 }
 
@@ -924,9 +924,16 @@ pub fn apply_forests(
             let models = forests.populations.iter().find(|(p, _)| p == survey).map(|(_, m)| m.as_slice());
             let mut layout = Vec::new();
             for m in models.unwrap_or_default() {
-                if matches!(m.group, Group::Spectrum | Group::Deep) {
-                    if m.group == Group::Deep {
-                        report.notes.push(format!("{survey}: deep features are scored at the merge"));
+                if m.group == Group::Spectrum {
+                    continue;
+                }
+                if m.group == Group::Deep {
+                    // The shard's deep features (`embed --apply`), when they are the ones fitted on.
+                    match store.embedding_schema(survey)? {
+                        Some(s) if s.names == m.features => layout.push((group_byte(m.group), m, Vec::new())),
+                        _ => report.notes.push(format!(
+                            "{survey}: no deep features here (run `oddity embed --apply`): scored at the merge"
+                        )),
                     }
                     continue;
                 }
@@ -938,7 +945,18 @@ pub fn apply_forests(
             }
             layouts.insert(survey.clone(), layout);
         }
-        for (g, _, cols) in &layouts[survey] {
+        for (g, m, cols) in &layouts[survey] {
+            if *g == group_byte(Group::Deep) {
+                // As `score` does: an object without deep features has no deep group.
+                if let Some(e) = store.embedding_of(key)?
+                    && e.len() == m.features.len()
+                {
+                    let entry = pending.entry((survey.clone(), *g)).or_default();
+                    entry.0.push(key);
+                    entry.1.extend(e);
+                }
+                continue;
+            }
             let entry = pending.entry((survey.clone(), *g)).or_default();
             entry.0.push(key);
             entry.1.extend(cols.iter().map(|c| c.and_then(|c| rec.values.get(c).copied()).unwrap_or(f32::NAN)));
