@@ -12,7 +12,7 @@ use std::time::Instant;
 // libtorch), its crate:: paths resolved to the library through these re-exports; only
 // the feed and the network are used here (eval only by learn's unit tests).
 #[allow(unused_imports)]
-use oddity::{cli, detect, features, ingest, progress, render, retrain, sky, store, synth, tui};
+use oddity::{cli, detect, features, ingest, progress, render, retrain, shard, sky, store, synth, tui};
 #[allow(dead_code, unused_imports)]
 #[path = "../src/eval/mod.rs"]
 mod eval;

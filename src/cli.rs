@@ -66,6 +66,8 @@ pub enum SlurmAction {
     Score(SlurmStageArgs),
     /// Both: ingest, merge, fit, score, merge, chained with afterok.
     All(SlurmStageArgs),
+    /// After ingest: fit the embedding's projection once, embed per shard (array job), then merge.
+    Embed(SlurmStageArgs),
     /// Resubmit only the failed tasks of the last submission, and what depends on them.
     Retry(SlurmRunArgs),
 }
@@ -86,6 +88,9 @@ pub struct SlurmStageArgs {
     /// Rows each group's forest is fitted on.
     #[arg(long, default_value_t = crate::detect::DEFAULT_FIT_SAMPLE)]
     pub fit_sample: usize,
+    /// Cutouts per survey the embedding's PCA is fitted on (for embed).
+    #[arg(long, default_value_t = crate::shard::DEFAULT_EMBED_FIT_SAMPLE)]
+    pub embed_sample: usize,
     /// Write the scripts and print the commands without submitting.
     #[arg(long)]
     pub dry_run: bool,
@@ -374,6 +379,18 @@ pub struct EmbedArgs {
     /// libtorch CPU threads (default: libtorch's choice).
     #[arg(long)]
     pub threads: Option<i32>,
+    /// Cutouts per survey the PCA is fitted on (drawn by a hash of (file, row) and the seed; all if fewer).
+    #[arg(long, default_value_t = crate::shard::DEFAULT_EMBED_FIT_SAMPLE)]
+    pub fit_sample: usize,
+    /// Fit the projection (backbone + PCA) for shards and save it (`<store>/projection.bin`); embed nothing.
+    #[arg(long, conflicts_with = "apply")]
+    pub fit_only: bool,
+    /// In a shard: embed with a projection saved by `--fit-only` (a file or the project store) for `oddity merge`.
+    #[arg(long, value_name = "PROJECTION_FILE")]
+    pub apply: Option<PathBuf>,
+    /// Seconds to wait for the store while another process holds it.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
 }
 
 #[derive(Debug, clap::Args)]

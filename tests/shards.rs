@@ -213,3 +213,99 @@ fn scripts_follow_the_profile_and_flags_and_no_slurm_is_one_line() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("sbatch: not installed"), "{}", text(&out));
 }
+
+/// Every object's deep features in a store, by (survey, object id).
+fn embeddings(store: &Path) -> std::collections::BTreeMap<(String, String), Vec<f32>> {
+    let s = oddity::store::Store::open(store).unwrap();
+    s.iter_embeddings()
+        .map(|item| {
+            let (key, e) = item.unwrap();
+            let obj = s.object(key).unwrap().unwrap();
+            ((obj.survey, obj.id), e)
+        })
+        .collect()
+}
+
+#[test]
+fn shards_embedded_with_the_project_projection_merge_to_the_single_machine_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let survey = survey(dir.path());
+    // A small backbone, pretrained the same way (one thread: the same weights) in each store.
+    let pretrain = |store: &str| {
+        let args = ["--classes", "3", "--images-per-class", "4", "--size", "32", "--epochs", "1", "--batch", "8"];
+        ok(&[&["--store", store, "pretrain", "--threads", "1"][..], &args[..]].concat());
+    };
+    let fit = ["embed", "--fit-only", "--seed", "3", "--fit-sample", "300", "--threads", "1"];
+    // One machine: the projection fitted on a hash-drawn sample, then applied.
+    let single = dir.path().join("single");
+    let s = single.to_str().unwrap();
+    ok(&["--store", s, "ingest", &survey]);
+    pretrain(s);
+    let out = ok(&[&["--store", s][..], &fit[..]].concat());
+    assert!(out.contains("fitted the projection") && out.contains("300 cutouts"), "{out}");
+    assert!(out.contains("embed --apply"), "{out}");
+    ok(&["--store", s, "embed", "--apply", s, "--threads", "1"]);
+
+    // Two shards through the Slurm scripts run locally: ingest + features,
+    // merged; then the projection fitted in the project, applied in each
+    // shard (`embed --apply`), and the shards merged again.
+    let project = dir.path().join("project");
+    let p = project.to_str().unwrap();
+    let shards = dir.path().join("shards");
+    let sh = shards.to_str().unwrap();
+    let shard = |i: usize| shards.join(format!("shard-{i:04}")).display().to_string();
+    ok(&["--store", p, "slurm", "ingest", &survey, "-n", "2", "--shards", sh, "--local", "2"]);
+    pretrain(p);
+    let run_embed = ["--seed", "3", "--embed-sample", "300", "--cpus", "1", "--local", "2"];
+    let out = ok(&[&["--store", p, "slurm", "embed", "-n", "2", "--shards", sh][..], &run_embed[..]].concat());
+    assert!(out.contains("ran `embed` as 3 local jobs"), "{out}");
+    let script = std::fs::read_to_string(shards.join("slurm/embed.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --array=0-1") && script.contains("embed --apply"), "{script}");
+    let fit_log = std::fs::read_to_string(shards.join("logs/embed-fit.log")).unwrap();
+    assert!(fit_log.contains("fitted the projection") && fit_log.contains("300 cutouts"), "{fit_log}");
+    let merge_log = std::fs::read_to_string(shards.join("logs/merge-embed.log")).unwrap();
+    assert!(merge_log.contains("merged 2 shards") && merge_log.contains(" deep features"), "{merge_log}");
+    let status = ok(&["--store", p, "status"]);
+    assert!(status.contains("embed         local      array of 2   2 done"), "{status}");
+    let (want, got) = (embeddings(&single), embeddings(&project));
+    assert_eq!(want.len(), 1500);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    let worst = want.iter().map(|(k, w)| w.iter().zip(&got[k]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+    let worst = worst.fold(0.0f32, f32::max);
+    eprintln!("merged vs single-machine embeddings: largest difference {worst}");
+    assert!(worst <= 1e-5, "merged embeddings differ from one machine's by up to {worst}");
+    let single_schema = oddity::store::Store::open(&single).unwrap().embedding_schema("hsc").unwrap();
+    assert!(single_schema.is_some());
+    assert_eq!(oddity::store::Store::open(&project).unwrap().embedding_schema("hsc").unwrap(), single_schema);
+    // Merging again changes nothing.
+    let again = ok(&["--store", p, "merge", &shard(0), &shard(1)]);
+    assert!(again.contains("merged 0 shards") && again.contains("2 already merged"), "{again}");
+
+    // Forests on hand-made and deep features, fitted once and applied in the
+    // shards, the deep group included: the merged ranking is one machine's.
+    ok(&["--store", s, "crossmatch"]);
+    ok(&["--store", s, "features"]);
+    let forests = ["--features", "both", "--seed", "7", "--fit-sample", "700"];
+    ok(&[&["--store", s, "score"][..], &forests[..]].concat());
+    ok(&[&["--store", p, "score", "--fit-only"][..], &forests[..]].concat());
+    for i in 0..2 {
+        let out = ok(&["--store", &shard(i), "score", "--apply", p]);
+        assert!(!out.contains("scored at the merge"), "{out}");
+    }
+    let out = ok(&["--store", p, "merge", &shard(0), &shard(1)]);
+    assert!(out.contains("ranked 1500 objects") && !out.contains("computed here"), "{out}");
+    assert_eq!(top(p), top(s), "merged and single-machine rankings on hand-made + deep features differ");
+
+    // The project fits another projection: a shard still holding the old one's
+    // features is refused, named in one line, until it applies the new one.
+    ok(&["--store", p, "embed", "--fit-only", "--seed", "4", "--components", "3", "--fit-sample", "300"]);
+    let out = run(&["--store", p, "merge", &shard(0)]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let line = t.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(line.starts_with(&format!("error: shard {}: its deep features come from projection ", shard(0))), "{t}");
+    assert!(line.contains("embed --apply"), "{t}");
+    ok(&["--store", &shard(0), "embed", "--apply", p, "--threads", "1"]);
+    let t = ok(&["--store", p, "merge", &shard(0)]);
+    assert!(t.contains("merged 1 shards") && t.contains(" deep features") && !t.contains(" 0 deep features"), "{t}");
+}

@@ -12,7 +12,7 @@
 use clap::Parser;
 use oddity::cli::{Cli, Command};
 #[allow(unused_imports)] // the crate:: paths of learn/ and eval/ resolve through these
-use oddity::{cli, detect, features, ingest, progress, render, retrain, sky, store, synth, tui};
+use oddity::{cli, detect, features, ingest, progress, render, retrain, shard, sky, store, synth, tui};
 
 #[path = "../eval/mod.rs"]
 pub mod eval;

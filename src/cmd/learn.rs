@@ -113,7 +113,9 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
     super::print(&out)
 }
 
-/// Deep features: every cutout through the fractal-pretrained backbone, PCA-reduced.
+/// Deep features: every cutout through the fractal-pretrained backbone,
+/// PCA-reduced; or, for shards, the projection fitted once (`--fit-only`)
+/// and applied per shard (`--apply`).
 pub fn embed(store_path: &Path, args: &EmbedArgs) -> Result<i32> {
     let _log = super::log_to(&store_path.join("logs"));
     if let Some(t) = args.threads {
@@ -123,25 +125,80 @@ pub fn embed(store_path: &Path, args: &EmbedArgs) -> Result<i32> {
         net: net_size(args.net),
         components: args.components,
         seed: args.seed,
+        fit_sample: args.fit_sample.max(1),
         ..Default::default()
     };
+    if args.wait > 0 {
+        // Batch jobs meet a person's `oddity status` or TUI: wait for the store to be free.
+        drop(crate::store::Store::open_waiting(store_path, false, Duration::from_secs(args.wait))?);
+    }
     let started = std::time::Instant::now();
-    let report = crate::learn::embed::embed_store(store_path, &opts, &|line| {
+    let say = |line: &str| {
         tracing::info!("{line}");
         eprintln!("{line}");
-    })?;
+    };
+    if args.fit_only {
+        return embed_fit_only(store_path, &opts, &say);
+    }
+    let report = match &args.apply {
+        Some(from) => {
+            let projection = match crate::learn::embed::load_projection(from) {
+                Ok(p) => p,
+                Err(why) => {
+                    eprintln!("error: {why} (run `oddity --store PROJECT embed --fit-only` first)");
+                    return Ok(1);
+                }
+            };
+            crate::learn::embed::apply_projection(store_path, &projection, &say)?
+        }
+        None => crate::learn::embed::embed_store(store_path, &opts, &say)?,
+    };
     let mut out = String::new();
     for (survey, n, model, kept) in &report.per_survey {
         out.push_str(&format!(
-            "{survey}: {n} cutouts embedded by pretrained model {model}; {} components keep {:.0}% of the variance\n",
-            args.components,
+            "{survey}: {n} cutouts embedded by pretrained model {model}; the components keep {:.0}% of the variance\n",
             100.0 * kept
         ));
     }
     for (survey, why) in &report.skipped {
         out.push_str(&format!("{survey}: skipped: {why}\n"));
     }
-    out.push_str(&format!("done in {:.0}s; `oddity score` ranks on them\n", started.elapsed().as_secs_f64()));
+    let next = if args.apply.is_some() { "fold them in with `oddity merge`" } else { "`oddity score` ranks on them" };
+    out.push_str(&format!("done in {:.0}s; {next}\n", started.elapsed().as_secs_f64()));
     let code = super::print(&out)?;
     Ok(if report.skipped.is_empty() { code } else { 1 })
+}
+
+/// `embed --fit-only`: fits the projection once, for shards to apply.
+fn embed_fit_only(store_path: &Path, opts: &crate::learn::embed::EmbedOptions, say: &dyn Fn(&str)) -> Result<i32> {
+    let started = std::time::Instant::now();
+    let fit = crate::learn::embed::fit_projection(store_path, opts, say)?;
+    let store = crate::store::Store::open(store_path)?;
+    let path = crate::learn::embed::save_projection(&store, &fit.projection)?;
+    let mut out = format!(
+        "fitted the projection {} on a sample of at most {} cutouts per survey in {:.0}s: {}\n",
+        &fit.projection.hash()[..12],
+        fit.projection.fit_sample,
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    for p in &fit.projection.surveys {
+        out.push_str(&format!(
+            "  {:<14} {} cutouts, backbone model {}, {} components keep {:.0}% of the variance\n",
+            p.survey,
+            p.n_fitted,
+            p.model,
+            p.schema.names.len(),
+            100.0 * p.schema.explained.iter().sum::<f32>()
+        ));
+    }
+    for (survey, why) in &fit.skipped {
+        out.push_str(&format!("{survey}: skipped: {why}\n"));
+    }
+    out.push_str(&format!(
+        "apply it in each shard with `oddity --store SHARD embed --apply {}`, then `oddity merge SHARD...`\n",
+        path.display()
+    ));
+    let code = super::print(&out)?;
+    Ok(if fit.skipped.is_empty() { code } else { 1 })
 }

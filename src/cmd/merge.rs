@@ -22,10 +22,11 @@ pub fn run(store_path: &Path, args: &MergeArgs) -> Result<i32> {
     let (mut merged, mut already) = (0, 0);
     for (path, outcome) in &report.shards {
         match outcome {
-            ShardOutcome::Merged { objects, features, scores } => {
+            ShardOutcome::Merged { objects, features, scores, embeddings } => {
                 merged += 1;
                 out.push_str(&format!(
-                    "  merged  {}: {objects} objects, {features} feature rows, {scores} shard scores\n",
+                    "  merged  {}: {objects} objects, {features} feature rows, {scores} shard scores, \
+                     {embeddings} deep features\n",
                     path.display()
                 ));
             }

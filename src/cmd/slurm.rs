@@ -14,6 +14,7 @@ pub fn run(store_path: &Path, args: &SlurmArgs) -> Result<i32> {
         SlurmAction::Ingest(a) => stage(&project, "ingest", a),
         SlurmAction::Score(a) => stage(&project, "score", a),
         SlurmAction::All(a) => stage(&project, "all", a),
+        SlurmAction::Embed(a) => stage(&project, "embed", a),
         SlurmAction::Retry(r) => retry(&project, r),
     }
 }
@@ -64,6 +65,7 @@ fn stage(project: &Path, stage: &str, a: &SlurmStageArgs) -> Result<i32> {
         paths,
         seed: a.seed,
         fit_sample: a.fit_sample,
+        embed_sample: a.embed_sample,
         resources: resources(&a.run)?,
     };
     // The project store exists before anything is recorded beside it.

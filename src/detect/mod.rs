@@ -71,6 +71,7 @@ mod tests {
 }
 
 pub mod relevance;
+pub mod sample;
 mod stage;
 pub use stage::{
     ApplyReport, DEFAULT_FIT_SAMPLE, FeatureSet, FittedForests, ForestModel, Group, GroupModel, ScoreOptions,

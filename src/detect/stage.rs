@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sha2::Digest;
 
 use super::relevance::{PRIOR, RelevanceModel, RelevanceParams, combine};
+use super::sample::{FitSample, Identity};
 use super::{ForestParams, IsolationForest, Standardiser};
 use crate::progress::Progress;
 use crate::store::{LabelBook, ModelRecord, ObjectKey, ScoreParts, ScoreVersion, SourceKind, Store, StoreError};
@@ -95,7 +96,8 @@ pub struct ScoreOptions {
     /// Rows a group's forest, scaler and calibration are fitted on: a sample
     /// drawn by a hash of each row's (file path, row) and the seed, so every
     /// machine draws the same one whatever its object keys (all rows when
-    /// there are no more than this).
+    /// there are no more than this). Fitting only, just the sample is held,
+    /// drawn as the rows stream past ([`super::sample::FitSample`]).
     pub fit_sample: usize,
     /// Forests fitted before (`oddity score --fit-only`): applied, not refitted.
     pub fitted: Option<std::sync::Arc<FittedForests>>,
@@ -150,39 +152,6 @@ impl FittedForests {
 
     pub fn group(&self, population: &str, group: Group) -> Option<&GroupModel> {
         self.populations.iter().find(|(p, _)| p == population)?.1.iter().find(|m| m.group == group)
-    }
-}
-
-/// Where a row's data comes from, for drawing the fit sample the same way on
-/// every machine: the source file's rank in path order and its hash.
-struct Identity {
-    rank: HashMap<u32, u32>,
-    hash: HashMap<u32, u64>,
-}
-
-impl Identity {
-    fn new(sources: &[(u32, crate::store::SourceFile)]) -> Identity {
-        let mut by_path: Vec<(&std::path::Path, u32)> =
-            sources.iter().map(|(id, s)| (std::path::Path::new(&s.path), *id)).collect();
-        by_path.sort();
-        let rank = by_path.iter().enumerate().map(|(i, (_, id))| (*id, i as u32)).collect();
-        // FNV-1a: a stable hash of the path, the same in every process (std's is seeded).
-        let fnv =
-            |b: &[u8]| b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3));
-        let hash = sources.iter().map(|(id, s)| (*id, fnv(s.path.as_bytes()))).collect();
-        Identity { rank, hash }
-    }
-
-    fn order(&self, key: ObjectKey) -> (u32, u32) {
-        (self.rank.get(&key.file).copied().unwrap_or(u32::MAX), key.row)
-    }
-
-    fn draw(&self, key: ObjectKey, seed: u64) -> u64 {
-        let mut z = self.hash.get(&key.file).copied().unwrap_or(0) ^ (u64::from(key.row) << 1) ^ seed.rotate_left(17);
-        // splitmix64 finaliser
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 
@@ -279,7 +248,8 @@ struct Ranking {
     notes: Vec<String>,
 }
 
-/// Rows of one group: which candidates, and their values.
+/// Rows of one group: which candidates, and their values; or, when only
+/// fitting, the fit sample alone, drawn as the rows stream past.
 #[derive(Default)]
 struct GroupRows {
     names: Vec<String>,
@@ -287,14 +257,59 @@ struct GroupRows {
     /// The object whose data each row is (a matched spectrum for the spectrum group).
     sources: Vec<ObjectKey>,
     values: Vec<f32>,
+    /// Fit-only: the sample, and nothing else is kept.
+    sample: Option<FitSample>,
 }
 
 impl GroupRows {
-    fn push(&mut self, candidate: usize, source: ObjectKey, values: impl IntoIterator<Item = f32>) {
-        self.members.push(candidate);
-        self.sources.push(source);
-        self.values.extend(values);
+    /// A group that keeps every row, or only the fit sample (`Some(draw)`).
+    fn new(names: Vec<String>, sampling: Option<&Draw>) -> GroupRows {
+        GroupRows { names, sample: sampling.map(|d| FitSample::new(d.cap)), ..Default::default() }
     }
+
+    fn push(
+        &mut self,
+        candidate: usize,
+        source: ObjectKey,
+        sampling: Option<&Draw>,
+        values: impl IntoIterator<Item = f32>,
+    ) {
+        match (&mut self.sample, sampling) {
+            (Some(s), Some(d)) => s.offer(d.identity.draw(source, d.seed), source, values),
+            _ => {
+                self.members.push(candidate);
+                self.sources.push(source);
+                self.values.extend(values);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.sample.as_ref().is_none_or(FitSample::is_empty)
+    }
+
+    /// The fit sample's values in (path, row) order: the rows drawn by the
+    /// hash of their (path, row) and the seed, all of them when there are no
+    /// more than the cap.
+    fn fit_values(&self, identity: &Identity, seed: u64, cap: usize) -> Vec<f32> {
+        let order = |k: ObjectKey| identity.order(k);
+        if let Some(s) = &self.sample {
+            return s.sorted(order).1;
+        }
+        let nf = self.names.len();
+        let mut s = FitSample::new(cap);
+        for (i, &key) in self.sources.iter().enumerate() {
+            s.offer(identity.draw(key, seed), key, self.values[i * nf..(i + 1) * nf].iter().copied());
+        }
+        s.sorted(order).1
+    }
+}
+
+/// How the fit sample is drawn while the rows stream past (`score --fit-only`).
+struct Draw<'a> {
+    identity: &'a Identity,
+    seed: u64,
+    cap: usize,
 }
 
 /// How a group's forest is fitted and applied.
@@ -309,15 +324,8 @@ struct FitContext<'a> {
 /// Fits a group's scaler, forest and calibration on the sample of its rows.
 fn fit_model(group: Group, rows: &GroupRows, ctx: &FitContext) -> GroupModel {
     let nf = rows.names.len();
-    let seed = ctx.opts.forest.seed;
-    let mut sample: Vec<usize> = (0..rows.members.len()).collect();
-    if sample.len() > ctx.opts.fit_sample.max(1) {
-        sample.sort_by_key(|&i| ctx.identity.draw(rows.sources[i], seed));
-        sample.truncate(ctx.opts.fit_sample.max(1));
-    }
     // Fitted in (path, row) order: the same forest whatever the object keys.
-    sample.sort_by_key(|&i| ctx.identity.order(rows.sources[i]));
-    let values: Vec<f32> = sample.iter().flat_map(|&i| rows.values[i * nf..(i + 1) * nf].iter().copied()).collect();
+    let values = rows.fit_values(ctx.identity, ctx.opts.forest.seed, ctx.opts.fit_sample.max(1));
     let scaler = Standardiser::fit(&values, nf);
     let x = scaler.transform(&values);
     let forest = IsolationForest::fit(&x, scaler.n_out(), &ctx.opts.forest);
@@ -389,8 +397,10 @@ fn rank(
 ) -> Result<Ranking, StoreError> {
     let sources = store.sources()?;
     let mut notes = Vec::new();
-    let c = Candidates::gather(store, &sources, opts, &mut notes)?;
     let identity = Identity::new(&sources);
+    // Fitting only: each group keeps its fit sample alone, drawn as the rows stream past.
+    let sampling = fit_only.then(|| Draw { identity: &identity, seed: opts.forest.seed, cap: opts.fit_sample.max(1) });
+    let c = Candidates::gather(store, &sources, opts, sampling, &mut notes)?;
     let spectra_name = spectra_population(&sources);
     let ctx = FitContext { opts, identity: &identity, store, scored_here: std::cell::Cell::new(0) };
     let fitted = fit_groups(&c, &ctx, &spectra_name, fit_only, &mut notes)?;
@@ -446,8 +456,10 @@ fn combine_groups(p: &mut ScoreParts) -> f32 {
 }
 
 /// The candidates and their rows per feature group: image objects with
-/// features (by survey), then spectra without an image.
-struct Candidates {
+/// features (by survey), then spectra without an image. When only fitting
+/// (`sampling`), no candidate is kept, only each group's fit sample.
+struct Candidates<'a> {
+    sampling: Option<Draw<'a>>,
     keys: Vec<ObjectKey>,
     /// Each candidate's population (its survey).
     population: Vec<String>,
@@ -463,22 +475,22 @@ struct SurveyLayout {
     deep: bool,
 }
 
-impl Candidates {
+impl<'a> Candidates<'a> {
     fn gather(
         store: &Store,
         sources: &[(u32, crate::store::SourceFile)],
         opts: &ScoreOptions,
+        sampling: Option<Draw<'a>>,
         notes: &mut Vec<String>,
     ) -> Result<Self, StoreError> {
         let survey_of: HashMap<u32, String> = sources.iter().map(|(id, s)| (*id, s.survey.clone())).collect();
+        let spectral_names = crate::features::SPECTRAL_FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
         let mut c = Candidates {
+            spectrum: GroupRows::new(spectral_names, sampling.as_ref()),
+            sampling,
             keys: Vec::new(),
             population: Vec::new(),
             image_rows: BTreeMap::new(),
-            spectrum: GroupRows {
-                names: crate::features::SPECTRAL_FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-                ..Default::default()
-            },
             n_images: 0,
         };
         let mut layouts: HashMap<String, SurveyLayout> = HashMap::new();
@@ -500,9 +512,11 @@ impl Candidates {
                 continue;
             }
             let i = c.keys.len();
-            c.keys.push(key);
-            c.population.push(survey_of.get(&key.file).cloned().unwrap_or_default());
-            c.spectrum.push(i, key, crate::features::spectral_values(Some(&lines)));
+            if c.sampling.is_none() {
+                c.keys.push(key);
+                c.population.push(survey_of.get(&key.file).cloned().unwrap_or_default());
+            }
+            c.spectrum.push(i, key, c.sampling.as_ref(), crate::features::spectral_values(Some(&lines)));
         }
         Ok(c)
     }
@@ -522,14 +536,17 @@ impl Candidates {
             by_group.entry(Group::of_feature(n)).or_default().push(i);
         }
         let groups = self.image_rows.entry(survey.to_string()).or_default();
+        let sampling = self.sampling.as_ref();
         for (g, cols) in &by_group {
             if *g != Group::Spectrum {
-                groups.entry(*g).or_default().names = cols.iter().map(|&i| schema.names[i].clone()).collect();
+                let names = cols.iter().map(|&i| schema.names[i].clone()).collect();
+                groups.entry(*g).or_insert_with(|| GroupRows::new(Vec::new(), sampling)).names = names;
             }
         }
         let deep = match store.embedding_schema(survey)? {
             Some(s) if opts.features != FeatureSet::Hand => {
-                groups.entry(Group::Deep).or_default().names = s.names.clone();
+                groups.entry(Group::Deep).or_insert_with(|| GroupRows::new(Vec::new(), sampling)).names =
+                    s.names.clone();
                 true
             }
             None if opts.features != FeatureSet::Hand => {
@@ -554,15 +571,18 @@ impl Candidates {
     ) -> Result<(), StoreError> {
         let use_hand = opts.features != FeatureSet::Deep;
         let i = self.keys.len();
-        self.keys.push(key);
-        self.population.push(survey.to_string());
+        let sampling = self.sampling.as_ref();
+        if sampling.is_none() {
+            self.keys.push(key);
+            self.population.push(survey.to_string());
+        }
         let groups = self.image_rows.get_mut(survey).expect("layout made the survey's groups");
         for (g, cols) in &layout.by_group {
             let row = cols.iter().map(|&c| values.get(c).copied().unwrap_or(f32::NAN));
             match g {
                 Group::Spectrum => {}
                 Group::Shape if !use_hand && layout.deep => {}
-                _ => groups.get_mut(g).expect("named by the layout").push(i, key, row),
+                _ => groups.get_mut(g).expect("named by the layout").push(i, key, sampling, row),
             }
         }
         if layout.deep {
@@ -570,13 +590,13 @@ impl Candidates {
             if let Some(e) = store.embedding_of(key)?
                 && e.len() == d.names.len()
             {
-                d.push(i, key, e);
+                d.push(i, key, sampling, e);
             }
         }
         if let Some(m) = store.spectrum_match(key)?
             && let Some(lines) = store.lines_of(m.other)?
         {
-            self.spectrum.push(i, m.other, crate::features::spectral_values(Some(&lines)));
+            self.spectrum.push(i, m.other, sampling, crate::features::spectral_values(Some(&lines)));
         }
         Ok(())
     }
@@ -606,7 +626,7 @@ fn fit_groups(
         models: BTreeMap::new(),
     };
     let mut fit = |name: &str, group: Group, rows: &GroupRows| -> Result<(), StoreError> {
-        if rows.members.is_empty() || rows.names.is_empty() {
+        if rows.is_empty() || rows.names.is_empty() {
             return Ok(());
         }
         let model = match &ctx.opts.fitted {
@@ -857,7 +877,7 @@ type Pending = HashMap<(String, u8), (Vec<ObjectKey>, Vec<f32>)>;
 pub struct ApplyReport {
     pub images: u64,
     pub spectra: u64,
-    /// Groups left to the merge (deep features are fitted per store).
+    /// Groups left to the merge (deep features when the shard has none).
     pub notes: Vec<String>,
 }
 
@@ -904,9 +924,16 @@ pub fn apply_forests(
             let models = forests.populations.iter().find(|(p, _)| p == survey).map(|(_, m)| m.as_slice());
             let mut layout = Vec::new();
             for m in models.unwrap_or_default() {
-                if matches!(m.group, Group::Spectrum | Group::Deep) {
-                    if m.group == Group::Deep {
-                        report.notes.push(format!("{survey}: deep features are scored at the merge"));
+                if m.group == Group::Spectrum {
+                    continue;
+                }
+                if m.group == Group::Deep {
+                    // The shard's deep features (`embed --apply`), when they are the ones fitted on.
+                    match store.embedding_schema(survey)? {
+                        Some(s) if s.names == m.features => layout.push((group_byte(m.group), m, Vec::new())),
+                        _ => report.notes.push(format!(
+                            "{survey}: no deep features here (run `oddity embed --apply`): scored at the merge"
+                        )),
                     }
                     continue;
                 }
@@ -918,7 +945,18 @@ pub fn apply_forests(
             }
             layouts.insert(survey.clone(), layout);
         }
-        for (g, _, cols) in &layouts[survey] {
+        for (g, m, cols) in &layouts[survey] {
+            if *g == group_byte(Group::Deep) {
+                // As `score` does: an object without deep features has no deep group.
+                if let Some(e) = store.embedding_of(key)?
+                    && e.len() == m.features.len()
+                {
+                    let entry = pending.entry((survey.clone(), *g)).or_default();
+                    entry.0.push(key);
+                    entry.1.extend(e);
+                }
+                continue;
+            }
             let entry = pending.entry((survey.clone(), *g)).or_default();
             entry.0.push(key);
             entry.1.extend(cols.iter().map(|c| c.and_then(|c| rec.values.get(c).copied()).unwrap_or(f32::NAN)));
@@ -986,6 +1024,53 @@ mod tests {
         // Strictly falling with the score, beyond the fitted range too.
         let t: Vec<f32> = [0.5, 0.6, 0.69, 0.7, 0.75, 0.9].iter().map(|&s| m.tail(s)).collect();
         assert!(t.windows(2).all(|w| w[1] < w[0]), "{t:?}");
+    }
+
+    #[test]
+    fn fitting_only_holds_the_fit_sample_alone_and_fits_the_forests_scoring_fits() {
+        use crate::ingest::{IngestOptions, ingest};
+        use crate::progress::NoProgress;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::synth::SynthConfig {
+            n_galaxies: 300,
+            size: 24,
+            nside: 2,
+            spectrum_fraction: 0.5,
+            ..Default::default()
+        };
+        crate::synth::write_survey(&dir.path().join("survey"), &cfg, &|_| {}).unwrap();
+        let store = Store::open_or_create(&dir.path().join("store")).unwrap();
+        ingest(&store, &[dir.path().join("survey")], &IngestOptions::default(), &NoProgress).unwrap();
+        crate::shard::crossmatch_store(&store, 1.0).unwrap();
+        crate::features::compute(&store, &NoProgress).unwrap();
+        let cap = 40;
+        let opts = ScoreOptions {
+            forest: ForestParams { n_estimators: 10, seed: 3, ..ForestParams::default() },
+            fit_sample: cap,
+            ..Default::default()
+        };
+        let sources = store.sources().unwrap();
+        let identity = Identity::new(&sources);
+        let draw = Draw { identity: &identity, seed: 3, cap };
+        let c = Candidates::gather(&store, &sources, &opts, Some(draw), &mut Vec::new()).unwrap();
+        // No candidate and no row kept beyond each group's sample, though every row streamed past.
+        assert!(c.keys.is_empty() && c.population.is_empty());
+        let groups: Vec<&GroupRows> = c.image_rows.values().flat_map(|g| g.values()).chain([&c.spectrum]).collect();
+        assert!(groups.len() >= 4);
+        for g in &groups {
+            assert!(g.members.is_empty() && g.sources.is_empty() && g.values.is_empty());
+            let s = g.sample.as_ref().expect("fit-only groups sample");
+            assert!(s.held() <= cap, "{} held", s.held());
+        }
+        assert!(groups.iter().any(|g| g.sample.as_ref().unwrap().seen() >= 300), "every image streamed past");
+        // The forests are those `score` fits from every row in memory.
+        let fitted = fit_forests(&store, &opts).unwrap();
+        let full = rank(&store, &opts, &HashSet::new(), false).unwrap();
+        let full: Vec<(String, Vec<u8>)> =
+            full.models.iter().map(|(n, _, m, _)| (n.clone(), postcard::to_allocvec(&m.groups).unwrap())).collect();
+        let streamed: Vec<(String, Vec<u8>)> =
+            fitted.populations.iter().map(|(n, g)| (n.clone(), postcard::to_allocvec(g).unwrap())).collect();
+        assert_eq!(streamed, full);
     }
 
     #[test]

@@ -4,15 +4,22 @@
 //! CNN features. The backbone and the PCA are stored with the schema, so the
 //! components are reproducible and `score` knows what it ranks on.
 //!
-//! Memory stays bounded: the PCA is fitted on a fixed sample of at most
-//! [`PCA_SAMPLE`] cutouts, then every cutout is embedded and projected in
-//! batches that go straight to the store.
+//! Memory stays bounded: the PCA is fitted on a sample of at most
+//! [`PCA_SAMPLE`] cutouts drawn by a hash of each cutout's (file path, row)
+//! and the seed as the keys stream past, then every cutout is embedded and
+//! projected in batches that go straight to the store.
+//!
+//! Beyond one machine the two halves run apart, as `score`'s do: `embed
+//! --fit-only` fits a [`Projection`] (per survey: the backbone's weights, the
+//! cutout shape and the PCA) once in the project store, whose hash-drawn
+//! sample is the one a single machine draws, and saves it; `embed --apply`
+//! embeds a shard with it; `oddity merge` carries the shards' components into
+//! the project store and refuses a shard embedded with another projection.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rand::SeedableRng;
-use rand::seq::index::sample;
+use sha2::Digest;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::checkpoint;
@@ -20,10 +27,11 @@ use super::feed::{CutoutSpec, FeedOptions, feed};
 use super::net::{Net, NetConfig};
 use super::stage::{LearnError, NetSize, pretrain_store};
 use super::train::PretrainParams;
-use crate::store::{EmbeddingSchema, ObjectKey, SourceFile, SourceKind, Store};
+use crate::shard::{EMBED_APPLIED_NOTE, EMBED_FIT_NOTE, projection_path};
+use crate::store::{EmbeddingSchema, ModelRecord, ObjectKey, SourceFile, SourceKind, Store};
 
 /// Cutouts the PCA is fitted on (a fixed pseudo-random sample).
-pub const PCA_SAMPLE: usize = 20_000;
+pub const PCA_SAMPLE: usize = crate::shard::DEFAULT_EMBED_FIT_SAMPLE;
 /// Bumped when the embedding or its reduction changes meaning.
 pub const EMBEDDING_VERSION: u32 = 1;
 /// Cutouts embedded per forward pass.
@@ -38,6 +46,8 @@ pub struct EmbedOptions {
     /// Fractal pretraining used when no pretrained backbone exists yet.
     pub pretrain: PretrainParams,
     pub seed: u64,
+    /// Cutouts per survey the PCA is fitted on (all when fewer).
+    pub fit_sample: usize,
 }
 
 impl Default for EmbedOptions {
@@ -53,6 +63,7 @@ impl Default for EmbedOptions {
                 ..Default::default()
             },
             seed: 0,
+            fit_sample: PCA_SAMPLE,
         }
     }
 }
@@ -67,9 +78,103 @@ pub struct EmbedReport {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Embeds every image object of every survey; see the module docs.
+/// Embeds every image object of every survey: the projection fitted here,
+/// then applied here; see the module docs.
 pub fn embed_store(store_path: &Path, opts: &EmbedOptions, progress: &dyn Fn(&str)) -> Result<EmbedReport, LearnError> {
-    let mut report = EmbedReport::default();
+    let fit = fit_projection(store_path, opts, progress)?;
+    let mut report = apply_projection(store_path, &fit.projection, progress)?;
+    report.pretrained = fit.pretrained;
+    report.skipped.retain(|(survey, _)| !fit.skipped.iter().any(|(s, _)| s == survey));
+    report.skipped.extend(fit.skipped);
+    Ok(report)
+}
+
+/// What `embed --fit-only` fits once for every shard: per survey, the
+/// backbone, the cutout shape and the PCA of the hash-drawn sample.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Projection {
+    pub version: u32,
+    pub seed: u64,
+    pub fit_sample: usize,
+    pub surveys: Vec<SurveyProjection>,
+}
+
+/// What [`fit_projection`] made.
+#[derive(Debug)]
+pub struct ProjectionFit {
+    pub projection: Projection,
+    /// Surveys pretrained for on the way.
+    pub pretrained: Vec<String>,
+    /// Surveys left out, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// One survey's projection.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SurveyProjection {
+    pub survey: String,
+    pub bands: usize,
+    /// (height, width) every cutout is resampled to: what most of the whole catalogue's have.
+    pub shape: (usize, usize),
+    /// The backbone: its `cnn-pretrain` model record in the fitting store, its
+    /// architecture (JSON [`NetConfig`]), its checkpoint's hash and bytes.
+    pub model: u32,
+    pub net: String,
+    pub backbone_hash: String,
+    pub weights: Vec<u8>,
+    /// Cutouts the PCA was fitted on.
+    pub n_fitted: u64,
+    pub schema: EmbeddingSchema,
+}
+
+impl Projection {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("projection encodes")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Projection> {
+        postcard::from_bytes(bytes).ok()
+    }
+
+    /// SHA-256 of the encoding (hex): which projection a shard was embedded with.
+    pub fn hash(&self) -> String {
+        sha2::Sha256::digest(self.to_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Saves a projection for the shards and records it as the store's fit.
+pub fn save_projection(store: &Store, projection: &Projection) -> Result<PathBuf, LearnError> {
+    let path = projection_path(store.path());
+    let tmp = path.with_extension("bin.partial");
+    std::fs::write(&tmp, projection.to_bytes())?;
+    std::fs::rename(&tmp, &path)?;
+    store.put_note(EMBED_FIT_NOTE, &projection.hash())?;
+    Ok(path)
+}
+
+/// Reads a projection from a file, or from a project store's folder.
+pub fn load_projection(path: &Path) -> Result<Projection, String> {
+    let file = if path.is_dir() { projection_path(path) } else { path.to_path_buf() };
+    let bytes = std::fs::read(&file).map_err(|e| format!("{}: no fitted projection there ({e})", file.display()))?;
+    Projection::from_bytes(&bytes)
+        .filter(|p| p.version == EMBEDDING_VERSION)
+        .ok_or_else(|| format!("{}: not a projection of this oddity version", file.display()))
+}
+
+/// Fits the projection in the store at `store_path`, pretraining a backbone
+/// first where it has none for a survey's band count.
+pub fn fit_projection(
+    store_path: &Path,
+    opts: &EmbedOptions,
+    progress: &dyn Fn(&str),
+) -> Result<ProjectionFit, LearnError> {
+    let mut projection = Projection {
+        version: EMBEDDING_VERSION,
+        seed: opts.seed,
+        fit_sample: opts.fit_sample.max(1),
+        surveys: Vec::new(),
+    };
+    let (mut skipped, mut pretrained) = (Vec::new(), Vec::new());
     let surveys = image_surveys(&Store::open(store_path)?)?;
     for (survey, sources) in surveys {
         let first = sources.values().next().expect("a survey has a source");
@@ -81,7 +186,7 @@ pub fn embed_store(store_path: &Path, opts: &EmbedOptions, progress: &dyn Fn(&st
                 odd.bands.len(),
                 first.path
             );
-            report.skipped.push((survey, why));
+            skipped.push((survey, why));
             continue;
         }
         // Cutouts of other sizes are resampled to the size most of them have.
@@ -93,37 +198,53 @@ pub fn embed_store(store_path: &Path, opts: &EmbedOptions, progress: &dyn Fn(&st
         let shape = (common.0 as usize, common.1 as usize);
         // The store is let go while pretraining (which opens it itself).
         let found = pretrained_backbone(&Store::open(store_path)?, bands)?;
-        let backbone = match found {
+        let (backbone, record) = match found {
             Some(b) => b,
             None => {
                 progress(&format!("{survey}: no pretrained backbone for {bands} bands; fractal pretraining first"));
                 let params = PretrainParams { image_size: shape.0 as i64, seed: opts.seed, ..opts.pretrain.clone() };
                 pretrain_store(store_path, opts.net, &params, &|_, _| {})?;
-                report.pretrained.push(survey.clone());
+                pretrained.push(survey.clone());
                 pretrained_backbone(&Store::open(store_path)?, bands)?
                     .ok_or_else(|| LearnError::Data("pretraining left no usable checkpoint".into()))?
             }
         };
         let store = Store::open(store_path)?;
-        let keys: Vec<ObjectKey> =
-            store.image_keys_owned().filter_map(|k| k.ok()).filter(|k| sources.contains_key(&k.file)).collect();
-        if keys.is_empty() {
+        // The sample, drawn as the keys stream past: the same (path, row)s
+        // in a shard's project as on one machine, whatever the object keys.
+        let identity = crate::detect::sample::Identity::new(&store.sources()?);
+        let mut drawn = crate::detect::sample::FitSample::new(projection.fit_sample);
+        for key in store.image_keys_owned() {
+            let key = key?;
+            if sources.contains_key(&key.file) {
+                drawn.offer(identity.draw(key, opts.seed), key, []);
+            }
+        }
+        let sample_keys = drawn.sorted(|k| identity.order(k)).0;
+        if sample_keys.is_empty() {
             continue;
         }
         let reader = CutoutSpec { sources: &sources, bands, shape };
-        progress(&format!("{survey}: embedding {} cutouts with model {}", keys.len(), backbone.id));
-        let pca = fit_pca(&backbone, &reader, &keys, opts)?;
-        let names: Vec<String> = (0..pca.k).map(|i| format!("deep_{i:02}")).collect();
-        embed_keys(&backbone, &reader, &keys, |start, e| {
-            let rows: Vec<(ObjectKey, Vec<f32>)> = keys[start..].iter().copied().zip(pca.project(&e)).collect();
-            Ok(store.put_embeddings(&rows)?)
-        })?;
-        let kept = pca.explained.iter().sum::<f32>();
-        store.put_embedding_schema(
-            &survey,
-            &EmbeddingSchema {
+        progress(&format!(
+            "{survey}: fitting the projection on {} cutouts with model {}",
+            sample_keys.len(),
+            backbone.id
+        ));
+        let pca = fit_pca(&backbone, &reader, &sample_keys, opts.components)?;
+        let path = record.blob_path().expect("checked by pretrained_backbone");
+        let weights = std::fs::read(&path)?;
+        projection.surveys.push(SurveyProjection {
+            survey,
+            bands,
+            shape,
+            model: backbone.id,
+            net: record.params.clone(),
+            backbone_hash: backbone.hash.clone(),
+            weights,
+            n_fitted: sample_keys.len() as u64,
+            schema: EmbeddingSchema {
                 version: EMBEDDING_VERSION,
-                names,
+                names: (0..pca.k).map(|i| format!("deep_{i:02}")).collect(),
                 model: backbone.id,
                 hash: backbone.hash.clone(),
                 dims: pca.dims,
@@ -131,10 +252,85 @@ pub fn embed_store(store_path: &Path, opts: &EmbedOptions, progress: &dyn Fn(&st
                 components: pca.components,
                 explained: pca.explained,
             },
-        )?;
-        report.per_survey.push((survey, keys.len() as u64, backbone.id, kept));
+        });
     }
+    Ok(ProjectionFit { projection, pretrained, skipped })
+}
+
+/// Embeds every image object of the store at `store_path` with a projection
+/// fitted before (here or in the project): the components go to the store,
+/// the projection's schema with them, and the store notes which projection
+/// made them. Surveys the projection does not cover are skipped, saying why.
+pub fn apply_projection(
+    store_path: &Path,
+    projection: &Projection,
+    progress: &dyn Fn(&str),
+) -> Result<EmbedReport, LearnError> {
+    let mut report = EmbedReport::default();
+    let store = Store::open(store_path)?;
+    let hash = projection.hash();
+    for (survey, sources) in image_surveys(&store)? {
+        let Some(p) = projection.surveys.iter().find(|p| p.survey == survey) else {
+            report.skipped.push((survey, "the projection has no fit for this survey".into()));
+            continue;
+        };
+        if let Some(odd) = sources.values().find(|s| s.bands.len().max(1) != p.bands) {
+            let why = format!("{} has {} bands, the projection {}", odd.path, odd.bands.len(), p.bands);
+            report.skipped.push((survey, why));
+            continue;
+        }
+        let backbone = projection_backbone(&store, p)?;
+        let keys: Vec<ObjectKey> =
+            store.image_keys_owned().filter_map(|k| k.ok()).filter(|k| sources.contains_key(&k.file)).collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let reader = CutoutSpec { sources: &sources, bands: p.bands, shape: p.shape };
+        progress(&format!("{survey}: embedding {} cutouts with projection {}", keys.len(), &hash[..12]));
+        let pca = Pca {
+            dims: p.schema.dims,
+            k: p.schema.names.len(),
+            mean: p.schema.mean.clone(),
+            components: p.schema.components.clone(),
+            explained: p.schema.explained.clone(),
+        };
+        embed_keys(&backbone, &reader, &keys, |start, e| {
+            let rows: Vec<(ObjectKey, Vec<f32>)> = keys[start..].iter().copied().zip(pca.project(&e)).collect();
+            Ok(store.put_embeddings(&rows)?)
+        })?;
+        store.put_embedding_schema(&survey, &p.schema)?;
+        let kept = p.schema.explained.iter().sum::<f32>();
+        report.per_survey.push((survey, keys.len() as u64, p.model, kept));
+    }
+    store.put_note(EMBED_APPLIED_NOTE, &hash)?;
+    store.flush()?;
     Ok(report)
+}
+
+/// The backbone a projection carries, loaded from its weights (written
+/// once under the store's models folder; the hash is checked on loading).
+fn projection_backbone(store: &Store, p: &SurveyProjection) -> Result<Backbone, LearnError> {
+    let cfg: NetConfig = serde_json::from_str(&p.net)
+        .map_err(|e| LearnError::Data(format!("projection for {}: bad backbone architecture: {e}", p.survey)))?;
+    let dir = store.path().join("models");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("projection-{}.safetensors", &p.backbone_hash[..16.min(p.backbone_hash.len())]));
+    if checkpoint::content_hash(&path).ok().as_deref() != Some(p.backbone_hash.as_str()) {
+        let tmp = path.with_extension("partial.safetensors");
+        std::fs::write(&tmp, &p.weights)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    let device = super::device();
+    let mut vs = nn::VarStore::new(device);
+    let net = Net::new(&vs.root(), &cfg);
+    let hash = checkpoint::load(&mut vs, &path)?;
+    if hash != p.backbone_hash {
+        return Err(LearnError::Data(format!(
+            "projection for {}: its backbone's weights do not match their hash",
+            p.survey
+        )));
+    }
+    Ok(Backbone { id: p.model, hash, net, _vs: vs, device })
 }
 
 /// Image sources grouped by survey (sorted, so the order is stable).
@@ -157,8 +353,9 @@ struct Backbone {
     device: Device,
 }
 
-/// The latest `cnn-pretrain` checkpoint for `bands` input channels, loaded.
-fn pretrained_backbone(store: &Store, bands: usize) -> Result<Option<Backbone>, LearnError> {
+/// The latest `cnn-pretrain` checkpoint for `bands` input channels, loaded,
+/// with its model record.
+fn pretrained_backbone(store: &Store, bands: usize) -> Result<Option<(Backbone, ModelRecord)>, LearnError> {
     let device = super::device();
     let mut best = None;
     for m in store.models_of_kind("cnn-pretrain")? {
@@ -172,7 +369,7 @@ fn pretrained_backbone(store: &Store, bands: usize) -> Result<Option<Backbone>, 
     let net = Net::new(&vs.root(), &cfg);
     let path = record.blob_path().expect("checked above");
     let hash = checkpoint::load(&mut vs, &path)?;
-    Ok(Some(Backbone { id: record.id, hash, net, _vs: vs, device }))
+    Ok(Some((Backbone { id: record.id, hash, net, _vs: vs, device }, record)))
 }
 
 /// Pooled embeddings of `keys`, batch by batch in key order, read by the
@@ -210,18 +407,11 @@ impl Pca {
     }
 }
 
-/// PCA of the embeddings of a fixed sample of `keys` (eigenvectors of the
+/// PCA of the embeddings of the sample's keys (eigenvectors of the
 /// covariance by libtorch's symmetric eigensolver, largest first).
-fn fit_pca(b: &Backbone, reader: &CutoutSpec, keys: &[ObjectKey], opts: &EmbedOptions) -> Result<Pca, LearnError> {
-    let mut picks: Vec<usize> = if keys.len() > PCA_SAMPLE {
-        sample(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed), keys.len(), PCA_SAMPLE).into_vec()
-    } else {
-        (0..keys.len()).collect()
-    };
-    picks.sort_unstable();
-    let sample_keys: Vec<ObjectKey> = picks.iter().map(|&i| keys[i]).collect();
+fn fit_pca(b: &Backbone, reader: &CutoutSpec, sample_keys: &[ObjectKey], components: usize) -> Result<Pca, LearnError> {
     let mut parts: Vec<Tensor> = Vec::new();
-    embed_keys(b, reader, &sample_keys, |_, e| {
+    embed_keys(b, reader, sample_keys, |_, e| {
         parts.push(e);
         Ok(())
     })?;
@@ -232,7 +422,7 @@ fn fit_pca(b: &Backbone, reader: &CutoutSpec, keys: &[ObjectKey], opts: &EmbedOp
     let cov = centred.tr().matmul(&centred) / (n - 1).max(1) as f64;
     let (values, vectors) = cov.linalg_eigh("L");
     // eigh sorts ascending: take the last k, largest first.
-    let k = (opts.components as i64).min(dims);
+    let k = (components as i64).min(dims);
     let order = Tensor::arange_start_step(dims - 1, dims - 1 - k, -1, (Kind::Int64, Device::Cpu));
     let top_vectors = vectors.index_select(1, &order).tr().contiguous();
     let total = values.clamp_min(0.0).sum(Kind::Double).double_value(&[]).max(1e-30);
@@ -282,7 +472,7 @@ mod tests {
         // the feed's batches came back in key order.
         let (survey, sources) = image_surveys(&store).unwrap().into_iter().next().unwrap();
         let schema = store.embedding_schema(&survey).unwrap().unwrap();
-        let b = pretrained_backbone(&store, 5).unwrap().unwrap();
+        let (b, _) = pretrained_backbone(&store, 5).unwrap().unwrap();
         let pca = Pca {
             dims: schema.dims,
             k: schema.names.len(),

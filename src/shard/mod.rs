@@ -3,8 +3,10 @@
 //! A shard is an ordinary store written by one task from one slice of the
 //! input files (`oddity ingest --slice I/N`): ingest and features run there,
 //! and later the forests fitted once on the whole catalogue are applied there
-//! (`oddity score --apply`). `oddity merge` folds shards into the project
-//! store, where the labels and the TUI stay.
+//! (`oddity score --apply`), as is the embedding's projection fitted once
+//! (`oddity embed --apply`). `oddity merge` folds shards into the project
+//! store, where the labels and the TUI stay; a shard whose deep features come
+//! from another projection than the project's is refused.
 //!
 //! Object keys are (file id, row) and every store numbers its files from 1,
 //! so shard keys collide: the merge gives each shard file the project's id
@@ -109,8 +111,8 @@ pub fn median(mut v: Vec<f64>) -> Option<f64> {
 /// What happened to one shard in a merge.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ShardOutcome {
-    /// Folded in: objects, features (and shard scores) copied.
-    Merged { objects: u64, features: u64, scores: u64 },
+    /// Folded in: objects, features (and shard scores, deep features) copied.
+    Merged { objects: u64, features: u64, scores: u64, embeddings: u64 },
     /// Merged before and unchanged since: nothing done.
     AlreadyMerged,
     /// Not merged, and why (missing, locked, unfinished…).
@@ -133,6 +135,19 @@ impl MergeReport {
         self.shards.iter().filter(|(_, o)| matches!(o, ShardOutcome::Failed(_))).count()
     }
 }
+
+/// Where `oddity embed --fit-only` saves the projection (backbone + PCA) for
+/// the shards, beside the database.
+pub fn projection_path(project: &Path) -> PathBuf {
+    project.join("projection.bin")
+}
+
+/// The store note naming the projection fitted there for the shards (its hash).
+pub const EMBED_FIT_NOTE: &str = "embed-fit";
+/// The store note naming the projection its deep features were made with.
+pub const EMBED_APPLIED_NOTE: &str = "embed-projection";
+/// Default cutouts per survey the embedding's PCA is fitted on.
+pub const DEFAULT_EMBED_FIT_SAMPLE: usize = 20_000;
 
 /// Where the forests fitted for the shards are saved, beside the database.
 pub fn forests_path(project: &Path) -> PathBuf {
@@ -162,6 +177,8 @@ pub fn save_fit(project: &Store, forests: &crate::detect::FittedForests) -> Resu
 
 /// Separates a fingerprint's data part from its shard-scores part.
 const SCORES: &str = " | scores ";
+/// Separates a fingerprint's deep-features part (the last).
+const EMBEDDINGS: &str = " | embeddings ";
 
 /// Checks a shard can be merged and returns its fingerprint (what changes
 /// when its task wrote more) or why not.
@@ -181,14 +198,16 @@ fn check_shard(shard: &Store) -> Result<Result<String, String>, StoreError> {
     }
     let rows: u64 = sources.iter().map(|(_, s)| s.rows_done).sum();
     Ok(Ok(format!(
-        "created {} files {} rows {} features {} lines {}{SCORES}{} of {}",
+        "created {} files {} rows {} features {} lines {}{SCORES}{} of {}{EMBEDDINGS}{} of {}",
         shard.created()?.unwrap_or_default(),
         sources.len(),
         rows,
         shard.feature_count(),
         shard.iter_lines().count(),
         shard.shard_score_count(),
-        shard.shard_scores_model()?.unwrap_or_default()
+        shard.shard_scores_model()?.unwrap_or_default(),
+        shard.embedding_count(),
+        shard.note(EMBED_APPLIED_NOTE)?.unwrap_or_default()
     )))
 }
 
@@ -265,6 +284,9 @@ fn prepare(project: &Store, path: &Path) -> Result<Result<(PathBuf, Store, Strin
         Ok(f) => f,
         Err(why) => return Ok(Err(why)),
     };
+    if let Err(why) = check_projection(project, &shard)? {
+        return Ok(Err(why));
+    }
     // Feature schemas must agree survey by survey before anything is copied.
     let ours: HashMap<String, Vec<u8>> = project.feature_schemas_raw()?.into_iter().collect();
     for (survey, bytes) in &shard.feature_schemas_raw()? {
@@ -350,6 +372,11 @@ fn merge_one(
             }
         }
     }
+    let embeddings_part = |f: &str| f.split(EMBEDDINGS).nth(1).map(str::to_string);
+    let mut embeddings = 0;
+    if shard.embedding_count() > 0 && before.as_deref().and_then(embeddings_part) != embeddings_part(&fingerprint) {
+        embeddings = copy_embeddings(project, &shard, &files)?;
+    }
     let mut scores = 0;
     if shard.shard_score_count() > 0 {
         if fit_hash.is_some() && shard.shard_scores_model()?.as_deref() == fit_hash {
@@ -361,7 +388,59 @@ fn merge_one(
     project.flush()?;
     // Recorded last: a merge killed half-way merges this shard again.
     project.set_merged_shard(&key, &fingerprint)?;
-    Ok(ShardOutcome::Merged { objects, features, scores })
+    Ok(ShardOutcome::Merged { objects, features, scores, embeddings })
+}
+
+/// A shard's deep features must come from the projection the project
+/// fitted (`oddity embed --fit-only`): Err(why) when they do not.
+fn check_projection(project: &Store, shard: &Store) -> Result<Result<(), String>, StoreError> {
+    if shard.embedding_count() == 0 {
+        return Ok(Ok(()));
+    }
+    let theirs = shard.note(EMBED_APPLIED_NOTE)?;
+    let ours = project.note(EMBED_FIT_NOTE)?;
+    if theirs.is_some() && theirs == ours {
+        return Ok(Ok(()));
+    }
+    let short = |h: &Option<String>| h.as_deref().map(|h| h[..12.min(h.len())].to_string());
+    let apply = format!("`oddity --store {} embed --apply {}`", shard.path().display(), project.path().display());
+    Ok(Err(match (short(&theirs), short(&ours)) {
+        (_, None) => format!(
+            "it holds deep features but the project fitted no projection: run `oddity --store {} embed --fit-only`, then {apply}",
+            project.path().display()
+        ),
+        (None, Some(o)) => {
+            format!("its deep features come from its own embed, not the project's projection {o}: run {apply}")
+        }
+        (Some(t), Some(o)) => {
+            format!("its deep features come from projection {t}, not the project's {o}: run {apply}")
+        }
+    }))
+}
+
+/// Copies a shard's deep features (and their schemas) under the project's
+/// file ids, in batches (through the store's public methods).
+fn copy_embeddings(project: &Store, shard: &Store, files: &HashMap<u32, u32>) -> Result<u64, StoreError> {
+    let mut batch: Vec<(crate::store::ObjectKey, Vec<f32>)> = Vec::new();
+    let mut n = 0u64;
+    for item in shard.iter_embeddings() {
+        let (key, values) = item?;
+        let Some(&file) = files.get(&key.file) else { continue };
+        batch.push((crate::store::ObjectKey { file, ..key }, values));
+        n += 1;
+        if batch.len() >= 20_000 {
+            project.put_embeddings(&batch)?;
+            batch.clear();
+        }
+    }
+    project.put_embeddings(&batch)?;
+    let surveys: std::collections::BTreeSet<String> = shard.sources()?.into_iter().map(|(_, s)| s.survey).collect();
+    for survey in surveys {
+        if let Some(schema) = shard.embedding_schema(&survey)? {
+            project.put_embedding_schema(&survey, &schema)?;
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -128,6 +128,8 @@ pub struct Plan {
     pub paths: Vec<PathBuf>,
     pub seed: u64,
     pub fit_sample: usize,
+    /// Cutouts per survey the embedding's PCA is fitted on.
+    pub embed_sample: usize,
     pub resources: Resources,
 }
 
@@ -160,6 +162,16 @@ impl Plan {
             self.seed, self.fit_sample
         );
         let apply = format!("{o} --store \"$SHARD\" score --apply {}\n", quote(&super::forests_path(&self.project)));
+        // libtorch's threads follow the allocation, as rayon's do.
+        let threads = self.resources.cpus.map(|c| format!(" --threads {c}")).unwrap_or_default();
+        let embed_fit = format!(
+            "{o} --store {p} embed --fit-only --wait {WAIT} --seed {} --fit-sample {}{threads}\n",
+            self.seed, self.embed_sample
+        );
+        let embed = format!(
+            "{o} --store \"$SHARD\" embed --apply {}{threads}\n",
+            quote(&super::projection_path(&self.project))
+        );
         let mut jobs = Vec::new();
         let mut add = |name: &str, array: bool, body: String| -> std::io::Result<()> {
             let script = dir.join(format!("{name}.sbatch"));
@@ -170,6 +182,11 @@ impl Plan {
         if matches!(stage, "ingest" | "all") {
             add("ingest", true, ingest)?;
             add("merge-ingest", false, merge.clone())?;
+        }
+        if stage == "embed" {
+            add("embed-fit", false, embed_fit)?;
+            add("embed", true, embed)?;
+            add("merge-embed", false, merge.clone())?;
         }
         if matches!(stage, "score" | "all") {
             add("fit", false, fit)?;
