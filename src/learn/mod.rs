@@ -35,6 +35,15 @@ pub fn device_summary() -> String {
     }
 }
 
+/// Serialises tests that seed torch's one global generator and depend on
+/// what it draws: tests run on parallel threads, and another test's draws
+/// in between would change theirs.
+#[cfg(test)]
+pub(crate) fn seeded_torch() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -490,6 +490,7 @@ mod tests {
         // One intra-op thread: tests run side by side on small CI machines, and
         // OpenMP spin-waiting on a busy core costs far more than it gains.
         tch::set_num_threads(1);
+        let _seeded = crate::learn::seeded_torch();
         tch::manual_seed(0);
         let losses = std::cell::RefCell::new(Vec::new());
         let p = PretrainParams {
@@ -531,6 +532,7 @@ mod tests {
         // blobs. Learnt as positive-unlabelled, plain noise is normal and
         // blobs the model never saw rank above it.
         tch::set_num_threads(1);
+        let _seeded = crate::learn::seeded_torch();
         tch::manual_seed(0);
         let bar = |n: i64| {
             let b = Tensor::zeros([n, 3, 16, 16], (Kind::Float, Device::Cpu));
@@ -561,6 +563,7 @@ mod tests {
         // One intra-op thread: tests run side by side on small CI machines, and
         // OpenMP spin-waiting on a busy core costs far more than it gains.
         tch::set_num_threads(1);
+        let _seeded = crate::learn::seeded_torch();
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
         let net = Net::new(&vs.root(), &NetConfig::tiny(3, 2));
