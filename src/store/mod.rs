@@ -15,6 +15,7 @@
 //! | `matches`, `features`, `scores`, `score_index`, `models` | later stages |
 //! | `labels`  | event id (u64, monotonic)    | [`LabelEvent`], append-only |
 //! | `shard_scores` | [`ObjectKey`], group byte | forest score (f32) of fitted forests applied in a shard |
+//! | `trials`  | [`ObjectKey`]                | [`Pick`]: which ranking a retrain's trial picked it for |
 //!
 //! An object's key is derived from where it lives (source file id, row), so
 //! re-ingesting a file — after a crash half-way, or on purpose — rewrites the
@@ -26,7 +27,9 @@
 mod labels;
 mod records;
 mod shard;
+mod trials;
 pub use shard::KeyedTree;
+pub use trials::Pick;
 
 pub use labels::{ARTEFACT_TAG, INTERESTING_FROM, Judgement, LabelBook, ObjectLabels, Target, Verdict};
 pub use records::*;
@@ -90,6 +93,7 @@ pub struct Store {
     pub(crate) score_parts: sled::Tree,
     pub(crate) models: sled::Tree,
     pub(crate) shard_scores: sled::Tree,
+    pub(crate) trials: sled::Tree,
     // Kept open so that the lock lasts as long as the Store.
     _lock: File,
 }
@@ -171,6 +175,7 @@ impl Store {
             score_parts: tree("score_parts")?,
             models: tree("models")?,
             shard_scores: tree("shard_scores")?,
+            trials: tree("trials")?,
             db,
             _lock: lock,
         };
