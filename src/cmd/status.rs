@@ -244,9 +244,10 @@ fn write_trial(out: &mut String, store: &Store) -> Result<()> {
     }
     writeln!(
         out,
-        "            {} so far (sign test p = {p:.3}): it wins with >= {} interesting picks and p <= {}, \
+        "            {} so far (sign test p {}): it wins with >= {} interesting picks and p <= {}, \
          and is rejected after {} labelled picks",
         tally.score(),
+        trial::p_value(p),
         t.rules.min_decisive,
         t.rules.level,
         t.rules.cap

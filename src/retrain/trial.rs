@@ -149,6 +149,11 @@ pub fn sign_test(wins: u64, n: u64) -> f64 {
     p.min(1.0)
 }
 
+/// A p-value for people: "= 0.032", "< 0.001".
+pub fn p_value(p: f64) -> String {
+    if p < 0.001 { "< 0.001".into() } else { format!("= {p:.3}") }
+}
+
 /// What the picks so far decide.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
@@ -340,8 +345,9 @@ pub fn decide(store: &Store) -> Result<Option<String>, StoreError> {
         Outcome::Won { p } => {
             super::promote(store, &challenger, t.base, t.labels_seen.clone())?;
             let why = format!(
-                "{who} won its trial {score} (interesting picks, challenger first; one-sided sign test p = {p:.3} <= {}) \
+                "{who} won its trial {score} (interesting picks, challenger first; one-sided sign test p {} <= {}) \
                  and is now the ranking",
+                p_value(p),
                 r.level
             );
             close(store, &mut t, why, true)
