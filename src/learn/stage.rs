@@ -564,15 +564,35 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
         }
     }
     let (promoted, mut verdict) = verdict(&snap, &mut candidates, &versions, now.as_ref(), stale, held_back, opts.seed);
-    if let Some(why) = trial::supersede(&store, &format!("retrain model {model} replaces it"))? {
-        progress(&why);
+    let running = trial::running(&store)?;
+    let plan = trial_plan(promoted.is_some(), stale, snap.current.is_some(), opts.trial.is_some(), running.is_some());
+    let mut keep = None;
+    match (plan, &running, &snap.current, opts.trial) {
+        (TrialPlan::End, _, _, _) => {
+            if let Some(why) =
+                trial::supersede(&store, &format!("the gate promoted retrain model {model}'s candidate"))?
+            {
+                progress(&why);
+            }
+        }
+        (TrialPlan::Continue, Some(t), _, _) => {
+            let score = trial::standing(&store)?.map(|s| s.1.score()).unwrap_or_default();
+            verdict.push_str(&format!(
+                "; version {} ({}) stays on trial against it ({score} so far), so these candidates are kept as \
+                 versions only",
+                t.challenger, t.name
+            ));
+            keep = Some(t.challenger);
+        }
+        (TrialPlan::Open, _, Some(current), Some(rules)) => {
+            verdict.push_str(&put_on_trial(&store, &snap, current, &candidates, &versions, rules)?);
+        }
+        _ => {}
     }
     if let Some(v) = promoted {
         promote(&store, &snap, &versions, v)?;
-    } else if let (false, Some(current), Some(rules)) = (stale, &snap.current, opts.trial) {
-        verdict.push_str(&put_on_trial(&store, &snap, current, &candidates, &versions, rules)?);
     }
-    drop_older_candidates(&store, &versions)?;
+    drop_older_candidates(&store, &versions, keep)?;
     let report = RetrainReport {
         model,
         hash,
@@ -900,9 +920,41 @@ fn put_on_trial(
     ))
 }
 
-/// Keeps this retrain's candidates and the forest ranking the current one
-/// builds on; older candidates go.
-fn drop_older_candidates(store: &Store, versions: &HashMap<String, ScoreVersion>) -> Result<(), LearnError> {
+/// What a finished retrain does about trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrialPlan {
+    /// Nothing goes on trial.
+    Nothing,
+    /// Its best challenger goes on trial.
+    Open,
+    /// The open trial goes on until it is decided (its candidates are kept as versions only).
+    Continue,
+    /// The gate promoted a candidate: the open trial ends undecided.
+    End,
+}
+
+/// A trial runs until it is decided: a retrain that finishes while one is
+/// open leaves it (one trial at a time, and a new one would throw away the
+/// picks so far); one whose candidate the gate promotes ends it. A retrain
+/// overtaken by a newer ranking (`stale`), or with no current ranking to
+/// try against, or with trials off, opens none.
+fn trial_plan(promoted: bool, stale: bool, has_current: bool, trials: bool, running: bool) -> TrialPlan {
+    match (promoted, running) {
+        (true, true) => TrialPlan::End,
+        (true, false) => TrialPlan::Nothing,
+        (false, true) => TrialPlan::Continue,
+        (false, false) if !stale && has_current && trials => TrialPlan::Open,
+        _ => TrialPlan::Nothing,
+    }
+}
+
+/// Keeps this retrain's candidates, the open trial's challenger and the
+/// forest ranking the current one builds on; older candidates go.
+fn drop_older_candidates(
+    store: &Store,
+    versions: &HashMap<String, ScoreVersion>,
+    on_trial: Option<u32>,
+) -> Result<(), LearnError> {
     let current_base: Option<u32> = store
         .note(NOTE_RANKING)?
         .and_then(|t| serde_json::from_str::<RankingNote>(&t).ok())
@@ -910,7 +962,7 @@ fn drop_older_candidates(store: &Store, versions: &HashMap<String, ScoreVersion>
         .and_then(|n| n.base);
     for k in store.kept_scores()? {
         let v = k.info.version;
-        if !versions.values().any(|i| i.version == v) && Some(v) != current_base {
+        if !versions.values().any(|i| i.version == v) && Some(v) != current_base && Some(v) != on_trial {
             store.drop_kept_scores(v)?;
         }
     }
@@ -1013,6 +1065,23 @@ mod resample_tests {
             assert!((mean - (31.5 + 100.0 * b as f32)).abs() < 0.05, "{mean}");
             assert!(band[1] > band[0] && band[31] > band[30]);
         }
+    }
+}
+
+#[cfg(test)]
+mod trial_tests {
+    use super::{TrialPlan, trial_plan};
+
+    #[test]
+    fn a_trial_runs_until_decided_and_a_promotion_ends_it() {
+        // (promoted, stale, has current, trials on, a trial running)
+        assert_eq!(trial_plan(false, false, true, true, false), TrialPlan::Open);
+        assert_eq!(trial_plan(false, false, true, true, true), TrialPlan::Continue);
+        assert_eq!(trial_plan(true, false, true, true, true), TrialPlan::End);
+        assert_eq!(trial_plan(true, false, true, true, false), TrialPlan::Nothing);
+        assert_eq!(trial_plan(false, true, true, true, false), TrialPlan::Nothing, "overtaken by a newer ranking");
+        assert_eq!(trial_plan(false, false, false, true, false), TrialPlan::Nothing, "nothing to try against");
+        assert_eq!(trial_plan(false, false, true, false, false), TrialPlan::Nothing, "--no-trial");
     }
 }
 
