@@ -90,3 +90,39 @@ fn a_truly_better_challenger_wins_its_trial_through_the_triage_screen() {
     let status = text(&run(&["--store", s, "status"]));
     assert!(status.contains("last trial") && status.contains("won its trial"), "{status}");
 }
+
+/// Quitting `oddity triage` (which holds the store) decides the trial and
+/// its summary says how it stands.
+#[test]
+fn quitting_triage_decides_the_trial_and_says_how_it_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = common::pipeline::scored_store(dir.path(), 60);
+    {
+        let store = Store::open(&store_path).unwrap();
+        let current = store.current_scores().unwrap().unwrap();
+        // The challenger ranks in reverse: the two teams never agree.
+        let reverse: Vec<(ObjectKey, f32)> =
+            store.ranked().unwrap().map(|r| r.unwrap()).map(|(k, s)| (k, -s)).collect();
+        let v = store.begin_scores().unwrap();
+        store.put_scores(v, &reverse).unwrap();
+        let challenger =
+            ScoreVersion { version: v, models: vec![], method: "reverse".into(), time: String::new(), n_scored: 60 };
+        store.keep_scores(&challenger, "a retrain's candidate").unwrap();
+        let rules = TrialRules { min_decisive: 4, cap: 200, level: 0.05 };
+        trial::open(&store, current.version, &challenger, "cnn", rules, None, vec![]).unwrap();
+    }
+    let bin = env!("CARGO_BIN_EXE_oddity");
+    let args =
+        [bin, "--store", store_path.to_str().unwrap(), "triage", "--graphics", "halfblocks", "--on-quit", "never"];
+    let t = common::tmux::Tmux::start("trial", 160, 48, &args, &[("TERM", "xterm-256color")]);
+    t.wait_for("1 of ~", 20);
+    // Everything shown is interesting: 4 picks each, 4-4.
+    for i in 0..8 {
+        t.keys(&["a"]);
+        t.wait_for(&format!("{} of ~", i + 2), 10);
+    }
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(10), 0);
+    let out = t.wait_for("every label is saved", 10);
+    assert!(out.contains("(cnn) stays on trial: 4-4 in 8 labelled picks"), "{out}");
+}
