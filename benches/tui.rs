@@ -7,8 +7,7 @@
 //! prefetch. p50/p99 for half-blocks and kitty.
 //!
 //! Then a large store (default 1M objects; the 10M with a third
-//! argument of 10000000: about an hour to generate on 2 cores, and sled
-//! holds gigabytes while writing), generated without pixels (objects, image
+//! argument of 10000000), generated without pixels (objects, image
 //! references and scores only: the cutouts say "pixels unavailable"):
 //! time from starting `oddity triage` to the first candidate on the
 //! terminal, and the per-key latency there.
@@ -222,7 +221,7 @@ fn report(what: &str, mut times: Vec<f64>) {
 /// A store of `n` image objects without pixels: what ingest and score would
 /// leave (objects, ids, image references, a score version), written directly.
 fn large_store(path: &Path, n: u64) -> Vec<String> {
-    let mut store = Store::open_or_create(path).unwrap();
+    let store = Store::open_or_create(path).unwrap();
     const PER_FILE: u64 = 1_000_000;
     let files = n.div_ceil(PER_FILE);
     let version = store.begin_scores().unwrap();
@@ -257,9 +256,8 @@ fn large_store(path: &Path, n: u64) -> Vec<String> {
                 let key = ObjectKey { file, row: r as u32 };
                 let id = format!("{}", 80_000_000_000u64 + f * PER_FILE + r);
                 // Scores fall with the key, so every tree (objects, ids,
-                // scores, the score index) is written in key order: random
-                // inserts into sled's score index of millions of keys make
-                // sled hold gigabytes. The index is read the same way.
+                // scores, the score index) is written in key order, as it
+                // is read.
                 let score = 0.8 - 0.5 * ((f * PER_FILE + r) as f32 / n as f32);
                 if top.len() < 4096 || score > top[0].0 {
                     top.push((score, id.clone()));
@@ -285,13 +283,9 @@ fn large_store(path: &Path, n: u64) -> Vec<String> {
             }
             store.write_batch(&batch).unwrap();
             store.put_scores(version, &scores).unwrap();
-            // sled keeps what one process wrote in memory (gigabytes per
-            // million objects): flush, and reopen the store now and then,
-            // as separate ingest runs would.
-            store.flush().unwrap();
+            // Flushed as ingest does: memory stays the engine's page cache.
             if (row / 50_000) % 4 == 3 {
-                drop(store);
-                store = Store::open(path).unwrap();
+                store.flush().unwrap();
             }
             if top.len() > 8192 {
                 top.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -311,6 +305,14 @@ fn large_store(path: &Path, n: u64) -> Vec<String> {
         .unwrap();
     drop(store);
     ranked_ids(path, 2000)
+}
+
+/// This process's peak resident memory, as the kernel reports it.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l["VmHWM:".len()..].trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn main() {
@@ -353,16 +355,17 @@ fn main() {
     // ODDITY_BENCH_LARGE=DIR keeps the large store there between runs.
     let big = std::env::var_os("ODDITY_BENCH_LARGE").map(std::path::PathBuf::from).unwrap_or(dir.path().join("large"));
     let t = Instant::now();
-    let ids = if big.join("db").exists() { ranked_ids(&big, 2000) } else { large_store(&big, scale) };
+    let ids = if big.join("store.redb").exists() { ranked_ids(&big, 2000) } else { large_store(&big, scale) };
     // A kept store: start after what earlier runs labelled.
     let done = Store::open(&big).unwrap().label_count();
     let ids = ids[done..].to_vec();
     println!();
     println!(
-        "{} objects without pixels (generated in {:.0} s, {:.1} GB on disk)",
+        "{} objects without pixels (generated in {:.0} s, {:.1} GB on disk; this bench's peak RSS {})",
         oddity_thousands(scale),
         t.elapsed().as_secs_f64(),
-        dir_size(&big) as f64 / 1e9
+        dir_size(&big) as f64 / 1e9,
+        peak_rss()
     );
     let t = Instant::now();
     run(&["--store", big.to_str().unwrap(), "status"]);

@@ -48,6 +48,8 @@ pub enum Command {
     Merge(MergeArgs),
     /// Run a stage over slices as Slurm array jobs (or as local processes with --local).
     Slurm(SlurmArgs),
+    /// Copy a store written by an older oddity (sled engine) into this version's format.
+    UpgradeStore,
 }
 
 #[derive(Debug, clap::Args)]

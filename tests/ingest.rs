@@ -123,7 +123,7 @@ fn sigkill_mid_ingest_then_resume_equals_a_clean_run() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        if !store.join("db").exists() {
+        if !store.join("store.redb").exists() {
             continue;
         }
         let partial = {

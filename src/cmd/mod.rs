@@ -14,6 +14,7 @@ mod slurm;
 pub(crate) mod status;
 mod synth;
 mod triage;
+mod upgrade;
 
 pub(crate) use status::thousands;
 
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(args) => status::run(&cli.store, &args),
         Command::Merge(args) => merge::run(&cli.store, &args),
         Command::Slurm(args) => slurm::run(&cli.store, &args),
+        Command::UpgradeStore => upgrade::run(&cli.store),
         Command::Embed(_) | Command::Pretrain(_) | Command::Retrain(_) | Command::Eval(_) => exec_learner(),
     }
 }

@@ -608,9 +608,9 @@ fn ingest_file(
             outcome.added += good.len() as u64;
             outcome.rejected += bad;
             record.complete = record.rows_done >= n as u64;
-            // Written after its batch: sled recovers a prefix of its log after
-            // a crash, so a record that says "rows done" never outruns the
-            // rows themselves. Flushed once per file, not per batch.
+            // Written after its batch: after a crash the store comes back as
+            // it was at its last flush (a prefix of the writes), so a record
+            // that says "rows done" never outruns the rows themselves. Flushed once per file, not per batch.
             store.put_source(id, &record)?;
             progress.advance(rows);
             if let Some(b) = batches_left.as_mut() {

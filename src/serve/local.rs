@@ -93,7 +93,7 @@ impl Store {
         };
         let mut entries = Vec::with_capacity(n);
         for kv in self.score_index.range((start, Bound::Unbounded)) {
-            let (k, _) = kv.map_err(|e| self.sled(e))?;
+            let (k, _) = kv.map_err(|e| self.kv_err(e))?;
             if !k.starts_with(&prefix) || entries.len() == n {
                 break;
             }
@@ -110,7 +110,7 @@ impl Store {
         let mut keys = Vec::with_capacity(n);
         let mut last = None;
         for k in self.images.range((start, Bound::Unbounded)).keys().take(n) {
-            let k = k.map_err(|e| self.sled(e))?;
+            let k = k.map_err(|e| self.kv_err(e))?;
             keys.push(ObjectKey::from_bytes(&k).ok_or_else(|| self.corrupt("images"))?);
             last = Some(k.to_vec());
         }
@@ -149,7 +149,7 @@ impl Store {
             let Some(file) = file else { continue };
             let key = ObjectKey { file, row: j as u32 };
             // Rows rejected at ingest have no image record.
-            if self.images.contains_key(key.to_bytes()).map_err(|e| self.sled(e))? {
+            if self.images.contains_key(key.to_bytes()).map_err(|e| self.kv_err(e))? {
                 keys.push(key);
             }
         }
@@ -174,7 +174,7 @@ impl Store {
             };
             match self.score_index.range((start, Bound::Unbounded)).keys().next() {
                 Some(k) => {
-                    let k = k.map_err(|e| self.sled(e))?;
+                    let k = k.map_err(|e| self.kv_err(e))?;
                     if !k.starts_with(&prefix) {
                         return Ok(None);
                     }
@@ -191,7 +191,7 @@ impl Store {
             };
             match self.score_index.range((Bound::Included(prefix.clone()), end)).keys().next_back() {
                 Some(k) => {
-                    let k = k.map_err(|e| self.sled(e))?;
+                    let k = k.map_err(|e| self.kv_err(e))?;
                     let (key, s) = parse_rank_key(&k).ok_or_else(|| self.corrupt("score_index"))?;
                     Ok(Some((k.to_vec(), key, s)))
                 }
@@ -342,7 +342,7 @@ impl Catalog for Store {
         let end = rank_key(v.version, score, key);
         let mut n = 0u64;
         for k in self.score_index.range(prefix..end).keys() {
-            k.map_err(|e| self.sled(e))?;
+            k.map_err(|e| self.kv_err(e))?;
             n += 1;
             if n >= rank_cap() {
                 return Ok(Some(rank_cap() + 1));

@@ -1,6 +1,6 @@
 //! Labelling sprints: one store, several experts at once.
 //!
-//! sled allows one process per store. The first `oddity triage` on a store
+//! One process holds a store at a time (its lock file). The first `oddity triage` on a store
 //! holds it and serves it to the others over a Unix socket inside the store
 //! directory (`oddity.sock`): later triage sessions and `status`, `top`,
 //! `export` connect instead of being refused. What a triage screen needs

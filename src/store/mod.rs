@@ -1,7 +1,7 @@
-//! The project store: one sled database per project directory.
+//! The project store: one engine file (redb, see [`kv`]) per project directory.
 //!
 //! Trees per kind of record, values serialised with serde (postcard), keys
-//! big-endian so that sled's ordered iteration follows numeric order:
+//! big-endian so that the engine's ordered iteration follows numeric order:
 //!
 //! | tree      | key                          | value                       |
 //! |-----------|------------------------------|-----------------------------|
@@ -21,15 +21,19 @@
 //! re-ingesting a file — after a crash half-way, or on purpose — rewrites the
 //! same keys and can never duplicate an object.
 //!
-//! sled allows one process per database: a second oddity process gets
-//! [`StoreError::Locked`] from our own lock file before sled is touched.
+//! One process holds a store at a time: a second oddity process gets
+//! [`StoreError::Locked`] from our own lock file before the engine is
+//! touched (team sprints reach the holder over its socket, see `serve`).
 
+mod kv;
 mod labels;
 mod records;
 mod shard;
 mod trials;
+mod upgrade;
 pub use shard::KeyedTree;
 pub use trials::Pick;
+pub use upgrade::{UpgradeReport, upgrade_sled_store};
 
 pub use labels::{ARTEFACT_TAG, INTERESTING_FROM, Judgement, LabelBook, ObjectLabels, Target, Verdict};
 pub use records::*;
@@ -43,7 +47,32 @@ use serde::{Serialize, de::DeserializeOwned};
 pub const SCHEMA_VERSION: u32 = 2;
 
 const LOCK_FILE: &str = "oddity.lock";
-const DB_DIR: &str = "db";
+/// The engine file.
+const DB_FILE: &str = "store.redb";
+/// Where oddity before the redb engine kept its sled database.
+const SLED_DIR: &str = "db";
+/// Every table of the engine file.
+const TABLES: [&str; 19] = [
+    "meta",
+    "sources",
+    "paths",
+    "objects",
+    "ids",
+    "images",
+    "spectra",
+    "labels",
+    "matches",
+    "matches_by_spectrum",
+    "features",
+    "lines",
+    "embeddings",
+    "scores",
+    "score_index",
+    "score_parts",
+    "models",
+    "shard_scores",
+    "trials",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,7 +88,12 @@ pub enum StoreError {
     #[error("{path} is not an oddity store: {why}")]
     NotAStore { path: PathBuf, why: String },
     #[error("store {path}: {source}")]
-    Sled { path: PathBuf, source: sled::Error },
+    Engine { path: PathBuf, source: Box<kv::Error> },
+    #[error(
+        "store {path} was written by an older oddity (its sled database in {path}/db); \
+         copy it into this version's format with `oddity --store {path} upgrade-store` (the old database is kept)"
+    )]
+    OldEngine { path: PathBuf },
     #[error("store {path}: corrupt record in tree `{tree}`: {why}")]
     Corrupt { path: PathBuf, tree: &'static str, why: String },
     #[error("store {path}: {source}")]
@@ -74,26 +108,26 @@ pub type RankedIter = Box<dyn Iterator<Item = Result<(ObjectKey, f32)>> + Send>;
 /// An open store. Holding it holds the store's exclusive lock.
 pub struct Store {
     path: PathBuf,
-    db: sled::Db,
-    pub(crate) meta: sled::Tree,
-    pub(crate) sources: sled::Tree,
-    pub(crate) paths: sled::Tree,
-    pub(crate) objects: sled::Tree,
-    pub(crate) ids: sled::Tree,
-    pub(crate) images: sled::Tree,
-    pub(crate) spectra: sled::Tree,
-    pub(crate) labels: sled::Tree,
-    pub(crate) matches: sled::Tree,
-    pub(crate) matches_by_spectrum: sled::Tree,
-    pub(crate) features: sled::Tree,
-    pub(crate) lines: sled::Tree,
-    pub(crate) embeddings: sled::Tree,
-    pub(crate) scores: sled::Tree,
-    pub(crate) score_index: sled::Tree,
-    pub(crate) score_parts: sled::Tree,
-    pub(crate) models: sled::Tree,
-    pub(crate) shard_scores: sled::Tree,
-    pub(crate) trials: sled::Tree,
+    db: kv::Engine,
+    pub(crate) meta: kv::Tree,
+    pub(crate) sources: kv::Tree,
+    pub(crate) paths: kv::Tree,
+    pub(crate) objects: kv::Tree,
+    pub(crate) ids: kv::Tree,
+    pub(crate) images: kv::Tree,
+    pub(crate) spectra: kv::Tree,
+    pub(crate) labels: kv::Tree,
+    pub(crate) matches: kv::Tree,
+    pub(crate) matches_by_spectrum: kv::Tree,
+    pub(crate) features: kv::Tree,
+    pub(crate) lines: kv::Tree,
+    pub(crate) embeddings: kv::Tree,
+    pub(crate) scores: kv::Tree,
+    pub(crate) score_index: kv::Tree,
+    pub(crate) score_parts: kv::Tree,
+    pub(crate) models: kv::Tree,
+    pub(crate) shard_scores: kv::Tree,
+    pub(crate) trials: kv::Tree,
     // Kept open so that the lock lasts as long as the Store.
     _lock: File,
 }
@@ -101,6 +135,16 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Drop for Store {
+    /// Whatever was written since the last flush reaches the disk when the
+    /// store closes, as it did with sled (crash safety needs explicit flushes).
+    fn drop(&mut self) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!("store {}: the final flush failed: {e}", self.path.display());
+        }
     }
 }
 
@@ -117,8 +161,7 @@ impl Store {
 
     fn open_inner(path: &Path, create: bool) -> Result<Store> {
         let io = |source| StoreError::Io { path: path.to_owned(), source };
-        let db_path = path.join(DB_DIR);
-        if !db_path.exists() {
+        if !path.join(DB_FILE).exists() && !path.join(SLED_DIR).exists() {
             if !create {
                 return Err(StoreError::Missing(path.to_owned()));
             }
@@ -130,52 +173,33 @@ impl Store {
             }
             fs::create_dir_all(path).map_err(io)?;
         }
-        let lock_path = path.join(LOCK_FILE);
-        let lock =
-            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(io)?;
-        // Released when `lock` closes, even if the process is killed.
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                // The holder wrote who it is into the lock file.
-                let holder = fs::read_to_string(&lock_path)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "another oddity process".into());
-                return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path, holder });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+        let lock = take_lock(path)?;
+        if path.join(SLED_DIR).join("conf").exists() && !path.join(DB_FILE).exists() {
+            return Err(StoreError::OldEngine { path: path.to_owned() });
         }
-        write_holder(&lock);
-        let db = sled::Config::new()
-            .path(&db_path)
-            .cache_capacity(256 << 20)
-            .open()
-            .map_err(|source| StoreError::Sled { path: path.to_owned(), source })?;
-        let sled_err = |source| StoreError::Sled { path: path.to_owned(), source };
-        let tree = |name: &str| db.open_tree(name).map_err(sled_err);
+        let db = kv::Engine::open(&path.join(DB_FILE), &TABLES)
+            .map_err(|source| StoreError::Engine { path: path.to_owned(), source: Box::new(source) })?;
         let store = Store {
             path: path.to_owned(),
-            meta: tree("meta")?,
-            sources: tree("sources")?,
-            paths: tree("paths")?,
-            objects: tree("objects")?,
-            ids: tree("ids")?,
-            images: tree("images")?,
-            spectra: tree("spectra")?,
-            labels: tree("labels")?,
-            matches: tree("matches")?,
-            matches_by_spectrum: tree("matches_by_spectrum")?,
-            features: tree("features")?,
-            lines: tree("lines")?,
-            embeddings: tree("embeddings")?,
-            scores: tree("scores")?,
-            score_index: tree("score_index")?,
-            score_parts: tree("score_parts")?,
-            models: tree("models")?,
-            shard_scores: tree("shard_scores")?,
-            trials: tree("trials")?,
+            meta: db.tree("meta"),
+            sources: db.tree("sources"),
+            paths: db.tree("paths"),
+            objects: db.tree("objects"),
+            ids: db.tree("ids"),
+            images: db.tree("images"),
+            spectra: db.tree("spectra"),
+            labels: db.tree("labels"),
+            matches: db.tree("matches"),
+            matches_by_spectrum: db.tree("matches_by_spectrum"),
+            features: db.tree("features"),
+            lines: db.tree("lines"),
+            embeddings: db.tree("embeddings"),
+            scores: db.tree("scores"),
+            score_index: db.tree("score_index"),
+            score_parts: db.tree("score_parts"),
+            models: db.tree("models"),
+            shard_scores: db.tree("shard_scores"),
+            trials: db.tree("trials"),
             db,
             _lock: lock,
         };
@@ -184,9 +208,9 @@ impl Store {
     }
 
     fn check_schema(&self) -> Result<()> {
-        match self.meta.get(META_SCHEMA).map_err(|e| self.sled(e))? {
+        match self.meta.get(META_SCHEMA).map_err(|e| self.kv_err(e))? {
             Some(v) => {
-                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                let found = u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
                     path: self.path.clone(),
                     tree: "meta",
                     why: "schema version is not a u32".into(),
@@ -201,8 +225,10 @@ impl Store {
                 }
             }
             None => {
-                self.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(|e| self.sled(e))?;
-                self.meta.insert(META_CREATED, chrono::Utc::now().to_rfc3339().as_bytes()).map_err(|e| self.sled(e))?;
+                self.meta.insert(META_SCHEMA, SCHEMA_VERSION.to_be_bytes()).map_err(|e| self.kv_err(e))?;
+                self.meta
+                    .insert(META_CREATED, chrono::Utc::now().to_rfc3339().as_bytes())
+                    .map_err(|e| self.kv_err(e))?;
                 self.flush()?;
             }
         }
@@ -220,12 +246,12 @@ impl Store {
 
     /// Blocks until everything written so far is on disk.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(|e| self.sled(e))?;
+        self.db.flush().map_err(|e| self.kv_err(e))?;
         Ok(())
     }
 
-    pub(crate) fn sled(&self, source: sled::Error) -> StoreError {
-        StoreError::Sled { path: self.path.clone(), source }
+    pub(crate) fn kv_err(&self, source: kv::Error) -> StoreError {
+        StoreError::Engine { path: self.path.clone(), source: Box::new(source) }
     }
 
     pub(crate) fn decode<T: DeserializeOwned>(&self, tree: &'static str, bytes: &[u8]) -> Result<T> {
@@ -243,30 +269,30 @@ impl Store {
     /// One record of `tree` (called `name` in errors), decoded.
     fn get<T: DeserializeOwned>(
         &self,
-        tree: &sled::Tree,
+        tree: &kv::Tree,
         name: &'static str,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<T>> {
-        tree.get(key).map_err(|e| self.sled(e))?.map(|v| self.decode(name, &v)).transpose()
+        tree.get(key).map_err(|e| self.kv_err(e))?.map(|v| self.decode(name, &v)).transpose()
     }
 
     /// Writes records keyed by object in one batch (all or nothing).
-    fn put_keyed<T: Serialize>(&self, tree: &sled::Tree, rows: &[(ObjectKey, T)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+    fn put_keyed<T: Serialize>(&self, tree: &kv::Tree, rows: &[(ObjectKey, T)]) -> Result<()> {
+        let mut batch = kv::Batch::default();
         for (key, rec) in rows {
-            batch.insert(&key.to_bytes(), encode(rec));
+            batch.insert(key.to_bytes(), encode(rec));
         }
-        tree.apply_batch(batch).map_err(|e| self.sled(e))
+        tree.apply_batch(batch).map_err(|e| self.kv_err(e))
     }
 
     /// Streams the records of a tree keyed by object, decoded, in key order.
     fn iter_keyed<'a, T: DeserializeOwned>(
         &'a self,
-        tree: &'a sled::Tree,
+        tree: &'a kv::Tree,
         name: &'static str,
     ) -> impl Iterator<Item = Result<(ObjectKey, T)>> + 'a {
         tree.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let (k, v) = kv.map_err(|e| self.kv_err(e))?;
             let key = ObjectKey::from_bytes(&k).ok_or_else(|| bad_key(&self.path, name))?;
             Ok((key, self.decode(name, &v)?))
         })
@@ -275,12 +301,12 @@ impl Store {
     /// Writes the schema version of another build; for tests of the version check.
     #[doc(hidden)]
     pub fn force_schema_version(&self, version: u32) -> Result<()> {
-        self.meta.insert(META_SCHEMA, &version.to_be_bytes()).map_err(|e| self.sled(e))?;
+        self.meta.insert(META_SCHEMA, version.to_be_bytes()).map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
     pub fn created(&self) -> Result<Option<String>> {
-        Ok(self.meta.get(META_CREATED).map_err(|e| self.sled(e))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self.meta.get(META_CREATED).map_err(|e| self.kv_err(e))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     // ---------------------------------------------------------------- sources
@@ -290,17 +316,16 @@ impl Store {
         Ok(self
             .paths
             .get(canonical_path.as_bytes())
-            .map_err(|e| self.sled(e))?
-            .map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4]))))
+            .map_err(|e| self.kv_err(e))?
+            .map(|v| u32::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 4]))))
     }
 
     /// Registers a new source file and returns its id (durable before return).
     pub fn add_source(&self, source: &SourceFile) -> Result<u32> {
-        // Consecutive ids: sled's generate_id skips ahead by a million after
-        // every restart, which would exhaust a u32 after a few thousand runs.
-        let last = self.sources.last().map_err(|e| self.sled(e))?;
+        // Consecutive ids, so that a u32 lasts.
+        let last = self.sources.last().map_err(|e| self.kv_err(e))?;
         let next = match last {
-            Some((k, _)) => u32::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 4])).checked_add(1),
+            Some((k, _)) => u32::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 4])).checked_add(1),
             None => Some(1),
         };
         let id = next.ok_or_else(|| StoreError::Corrupt {
@@ -309,13 +334,13 @@ impl Store {
             why: "more than 2^32 source files".into(),
         })?;
         self.put_source(id, source)?;
-        self.paths.insert(source.path.as_bytes(), &id.to_be_bytes()).map_err(|e| self.sled(e))?;
+        self.paths.insert(source.path.as_bytes(), id.to_be_bytes()).map_err(|e| self.kv_err(e))?;
         self.flush()?;
         Ok(id)
     }
 
     pub fn put_source(&self, id: u32, source: &SourceFile) -> Result<()> {
-        self.sources.insert(id.to_be_bytes(), encode(source)).map_err(|e| self.sled(e))?;
+        self.sources.insert(id.to_be_bytes(), encode(source)).map_err(|e| self.kv_err(e))?;
         Ok(())
     }
 
@@ -328,8 +353,8 @@ impl Store {
         self.sources
             .iter()
             .map(|kv| {
-                let (k, v) = kv.map_err(|e| self.sled(e))?;
-                let id = u32::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 4]));
+                let (k, v) = kv.map_err(|e| self.kv_err(e))?;
+                let id = u32::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 4]));
                 Ok((id, self.decode("sources", &v)?))
             })
             .collect()
@@ -341,31 +366,31 @@ impl Store {
     /// image or spectrum references. Keys are (file, row), so a batch
     /// re-written after a crash overwrites itself.
     pub fn write_batch(&self, batch: &[IngestedRow]) -> Result<()> {
-        let mut objects = sled::Batch::default();
-        let mut ids = sled::Batch::default();
-        let mut images = sled::Batch::default();
-        let mut spectra = sled::Batch::default();
+        let mut objects = kv::Batch::default();
+        let mut ids = kv::Batch::default();
+        let mut images = kv::Batch::default();
+        let mut spectra = kv::Batch::default();
         for row in batch {
             let key = row.key.to_bytes();
-            objects.insert(&key, encode(&row.object));
+            objects.insert(key, encode(&row.object));
             match &row.payload {
-                Payload::Image(img) => images.insert(&key, encode(img)),
-                Payload::Spectrum(spec) => spectra.insert(&key, encode(spec)),
+                Payload::Image(img) => images.insert(key, encode(img)),
+                Payload::Spectrum(spec) => spectra.insert(key, encode(spec)),
             }
-            ids.insert(id_key(&row.object.survey, &row.object.id), &key);
+            ids.insert(id_key(&row.object.survey, &row.object.id), key);
         }
         // Object records first, the id index last: an id that resolves always
         // points at a complete object.
-        self.objects.apply_batch(objects).map_err(|e| self.sled(e))?;
-        self.images.apply_batch(images).map_err(|e| self.sled(e))?;
-        self.spectra.apply_batch(spectra).map_err(|e| self.sled(e))?;
-        self.ids.apply_batch(ids).map_err(|e| self.sled(e))?;
+        self.objects.apply_batch(objects).map_err(|e| self.kv_err(e))?;
+        self.images.apply_batch(images).map_err(|e| self.kv_err(e))?;
+        self.spectra.apply_batch(spectra).map_err(|e| self.kv_err(e))?;
+        self.ids.apply_batch(ids).map_err(|e| self.kv_err(e))?;
         Ok(())
     }
 
     /// Looks up an object by survey and original id.
     pub fn find_id(&self, survey: &str, id: &str) -> Result<Option<ObjectKey>> {
-        Ok(self.ids.get(id_key(survey, id)).map_err(|e| self.sled(e))?.and_then(|v| ObjectKey::from_bytes(&v)))
+        Ok(self.ids.get(id_key(survey, id)).map_err(|e| self.kv_err(e))?.and_then(|v| ObjectKey::from_bytes(&v)))
     }
 
     /// Finds objects by original id in any survey.
@@ -415,31 +440,31 @@ impl Store {
     /// Replaces all image⇄spectrum matches with `pairs` (image, spectrum,
     /// separation in arcsec). Re-running a cross-match never duplicates.
     pub fn replace_matches(&self, pairs: &[(ObjectKey, ObjectKey, f64)], info: &CrossmatchInfo) -> Result<()> {
-        self.meta.remove(META_CROSSMATCH).map_err(|e| self.sled(e))?;
-        self.matches.clear().map_err(|e| self.sled(e))?;
-        self.matches_by_spectrum.clear().map_err(|e| self.sled(e))?;
+        self.meta.remove(META_CROSSMATCH).map_err(|e| self.kv_err(e))?;
+        self.matches.clear().map_err(|e| self.kv_err(e))?;
+        self.matches_by_spectrum.clear().map_err(|e| self.kv_err(e))?;
         for chunk in pairs.chunks(50_000) {
-            let mut fwd = sled::Batch::default();
-            let mut rev = sled::Batch::default();
+            let mut fwd = kv::Batch::default();
+            let mut rev = kv::Batch::default();
             for &(image, spectrum, sep_arcsec) in chunk {
-                fwd.insert(&image.to_bytes(), encode(&MatchRecord { other: spectrum, sep_arcsec }));
-                rev.insert(&spectrum.to_bytes(), encode(&MatchRecord { other: image, sep_arcsec }));
+                fwd.insert(image.to_bytes(), encode(&MatchRecord { other: spectrum, sep_arcsec }));
+                rev.insert(spectrum.to_bytes(), encode(&MatchRecord { other: image, sep_arcsec }));
             }
-            self.matches.apply_batch(fwd).map_err(|e| self.sled(e))?;
-            self.matches_by_spectrum.apply_batch(rev).map_err(|e| self.sled(e))?;
+            self.matches.apply_batch(fwd).map_err(|e| self.kv_err(e))?;
+            self.matches_by_spectrum.apply_batch(rev).map_err(|e| self.kv_err(e))?;
         }
         // Image features include the matched spectrum's lines: recompute them.
         for key in self.meta.scan_prefix(b"features_done/").keys() {
-            self.meta.remove(key.map_err(|e| self.sled(e))?).map_err(|e| self.sled(e))?;
+            self.meta.remove(key.map_err(|e| self.kv_err(e))?).map_err(|e| self.kv_err(e))?;
         }
         // Written last: present only when the match set is complete.
-        self.meta.insert(META_CROSSMATCH, encode(info)).map_err(|e| self.sled(e))?;
+        self.meta.insert(META_CROSSMATCH, encode(info)).map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
     /// The spectrum matched to an image object.
     pub fn spectrum_match(&self, image: ObjectKey) -> Result<Option<MatchRecord>> {
-        match self.matches.get(image.to_bytes()).map_err(|e| self.sled(e))? {
+        match self.matches.get(image.to_bytes()).map_err(|e| self.kv_err(e))? {
             Some(v) => Ok(Some(self.decode("matches", &v)?)),
             None => Ok(None),
         }
@@ -447,7 +472,7 @@ impl Store {
 
     /// The image object matched to a spectrum.
     pub fn image_match(&self, spectrum: ObjectKey) -> Result<Option<MatchRecord>> {
-        match self.matches_by_spectrum.get(spectrum.to_bytes()).map_err(|e| self.sled(e))? {
+        match self.matches_by_spectrum.get(spectrum.to_bytes()).map_err(|e| self.kv_err(e))? {
             Some(v) => Ok(Some(self.decode("matches_by_spectrum", &v)?)),
             None => Ok(None),
         }
@@ -455,7 +480,7 @@ impl Store {
 
     /// How the current matches were made; None if no complete cross-match.
     pub fn crossmatch_info(&self) -> Result<Option<CrossmatchInfo>> {
-        match self.meta.get(META_CROSSMATCH).map_err(|e| self.sled(e))? {
+        match self.meta.get(META_CROSSMATCH).map_err(|e| self.kv_err(e))? {
             Some(v) => Ok(Some(self.decode("meta", &v)?)),
             None => Ok(None),
         }
@@ -465,14 +490,14 @@ impl Store {
 
     /// The feature schema of a survey's image objects.
     pub fn feature_schema(&self, survey: &str) -> Result<Option<FeatureSchema>> {
-        match self.meta.get(format!("feature_schema/{survey}")).map_err(|e| self.sled(e))? {
+        match self.meta.get(format!("feature_schema/{survey}")).map_err(|e| self.kv_err(e))? {
             Some(v) => Ok(Some(self.decode("meta", &v)?)),
             None => Ok(None),
         }
     }
 
     pub fn put_feature_schema(&self, survey: &str, schema: &FeatureSchema) -> Result<()> {
-        self.meta.insert(format!("feature_schema/{survey}"), encode(schema)).map_err(|e| self.sled(e))?;
+        self.meta.insert(format!("feature_schema/{survey}"), encode(schema)).map_err(|e| self.kv_err(e))?;
         Ok(())
     }
 
@@ -481,13 +506,13 @@ impl Store {
         Ok(self
             .meta
             .get(format!("features_done/{file}"))
-            .map_err(|e| self.sled(e))?
-            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes)))
+            .map_err(|e| self.kv_err(e))?
+            .and_then(|v| v.as_slice().try_into().ok().map(u32::from_be_bytes)))
     }
 
     /// Records that a file's features are complete (after they are written).
     pub fn set_features_done(&self, file: u32, version: u32) -> Result<()> {
-        self.meta.insert(format!("features_done/{file}"), &version.to_be_bytes()).map_err(|e| self.sled(e))?;
+        self.meta.insert(format!("features_done/{file}"), version.to_be_bytes()).map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
@@ -528,7 +553,7 @@ impl Store {
     }
 
     pub fn put_line_summary(&self, summary: &LineSummary) -> Result<()> {
-        self.meta.insert(META_LINES, encode(summary)).map_err(|e| self.sled(e))?;
+        self.meta.insert(META_LINES, encode(summary)).map_err(|e| self.kv_err(e))?;
         Ok(())
     }
 
@@ -536,7 +561,7 @@ impl Store {
 
     /// How a survey's deep features were made (`oddity embed`), if they were.
     pub fn embedding_schema(&self, survey: &str) -> Result<Option<EmbeddingSchema>> {
-        match self.meta.get(format!("embedding_schema/{survey}")).map_err(|e| self.sled(e))? {
+        match self.meta.get(format!("embedding_schema/{survey}")).map_err(|e| self.kv_err(e))? {
             Some(v) => Ok(Some(self.decode("meta", &v)?)),
             None => Ok(None),
         }
@@ -545,21 +570,21 @@ impl Store {
     /// Replaces a survey's deep features: the schema and every object's
     /// components, written in one flush after the records.
     pub fn put_embedding_schema(&self, survey: &str, schema: &EmbeddingSchema) -> Result<()> {
-        self.meta.insert(format!("embedding_schema/{survey}"), encode(schema)).map_err(|e| self.sled(e))?;
+        self.meta.insert(format!("embedding_schema/{survey}"), encode(schema)).map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
     pub fn put_embeddings(&self, rows: &[(ObjectKey, Vec<f32>)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = kv::Batch::default();
         for (key, values) in rows {
-            batch.insert(&key.to_bytes(), encode(values));
+            batch.insert(key.to_bytes(), encode(values));
         }
-        self.embeddings.apply_batch(batch).map_err(|e| self.sled(e))
+        self.embeddings.apply_batch(batch).map_err(|e| self.kv_err(e))
     }
 
     /// An image object's deep features (aligned with its survey's [`EmbeddingSchema`]).
     pub fn embedding_of(&self, key: ObjectKey) -> Result<Option<Vec<f32>>> {
-        match self.embeddings.get(key.to_bytes()).map_err(|e| self.sled(e))? {
+        match self.embeddings.get(key.to_bytes()).map_err(|e| self.kv_err(e))? {
             Some(v) => Ok(Some(self.decode("embeddings", &v)?)),
             None => Ok(None),
         }
@@ -568,7 +593,7 @@ impl Store {
     /// Streams every object's deep features in key order.
     pub fn iter_embeddings(&self) -> impl Iterator<Item = Result<(ObjectKey, Vec<f32>)>> + '_ {
         self.embeddings.iter().map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let (k, v) = kv.map_err(|e| self.kv_err(e))?;
             let key = ObjectKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt {
                 path: self.path.clone(),
                 tree: "embeddings",
@@ -606,7 +631,7 @@ impl Store {
         let mut from = 0u32;
         loop {
             let Some(key) = self.scores.range(from.to_be_bytes()..).keys().next() else { break };
-            let key = key.map_err(|e| self.sled(e))?;
+            let key = key.map_err(|e| self.kv_err(e))?;
             let v = u32::from_be_bytes(key[..4].try_into().unwrap_or([0; 4]));
             out.push(v);
             match v.checked_add(1) {
@@ -619,30 +644,30 @@ impl Store {
 
     /// Writes scores of a version that is not current yet.
     pub fn put_scores(&self, version: u32, scores: &[(ObjectKey, f32)]) -> Result<()> {
-        let mut by_key = sled::Batch::default();
-        let mut index = sled::Batch::default();
+        let mut by_key = kv::Batch::default();
+        let mut index = kv::Batch::default();
         for &(key, score) in scores {
             let mut k = Vec::with_capacity(12);
             k.extend_from_slice(&version.to_be_bytes());
             k.extend_from_slice(&key.to_bytes());
-            by_key.insert(k, &score.to_be_bytes());
-            index.insert(rank_key(version, score, key).to_vec(), &[]);
+            by_key.insert(k, score.to_be_bytes());
+            index.insert(rank_key(version, score, key), []);
         }
-        self.scores.apply_batch(by_key).map_err(|e| self.sled(e))?;
-        self.score_index.apply_batch(index).map_err(|e| self.sled(e))?;
+        self.scores.apply_batch(by_key).map_err(|e| self.kv_err(e))?;
+        self.score_index.apply_batch(index).map_err(|e| self.kv_err(e))?;
         Ok(())
     }
 
     /// Writes what made the scores of a version that is not current yet.
     pub fn put_score_parts(&self, version: u32, parts: &[(ObjectKey, ScoreParts)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = kv::Batch::default();
         for (key, p) in parts {
             let mut k = Vec::with_capacity(12);
             k.extend_from_slice(&version.to_be_bytes());
             k.extend_from_slice(&key.to_bytes());
             batch.insert(k, encode(p));
         }
-        self.score_parts.apply_batch(batch).map_err(|e| self.sled(e))
+        self.score_parts.apply_batch(batch).map_err(|e| self.kv_err(e))
     }
 
     /// What made an object's score in the current version.
@@ -651,7 +676,7 @@ impl Store {
         let mut k = Vec::with_capacity(12);
         k.extend_from_slice(&v.version.to_be_bytes());
         k.extend_from_slice(&key.to_bytes());
-        match self.score_parts.get(k).map_err(|e| self.sled(e))? {
+        match self.score_parts.get(k).map_err(|e| self.kv_err(e))? {
             Some(b) => Ok(Some(self.decode("score_parts", &b)?)),
             None => Ok(None),
         }
@@ -664,11 +689,11 @@ impl Store {
     pub fn commit_scores(&self, info: &ScoreVersion) -> Result<()> {
         let previous = self.current_scores()?;
         self.flush()?;
-        self.meta.insert(META_SCORES, encode(info)).map_err(|e| self.sled(e))?;
-        self.meta.remove(kept_key(info.version)).map_err(|e| self.sled(e))?;
+        self.meta.insert(META_SCORES, encode(info)).map_err(|e| self.kv_err(e))?;
+        self.meta.remove(kept_key(info.version)).map_err(|e| self.kv_err(e))?;
         self.flush()?;
         if let Some(p) = previous {
-            let kept = self.meta.contains_key(kept_key(p.version)).map_err(|e| self.sled(e))?;
+            let kept = self.meta.contains_key(kept_key(p.version)).map_err(|e| self.kv_err(e))?;
             if p.version != info.version && !kept {
                 self.remove_score_version(p.version)?;
                 self.flush()?;
@@ -684,7 +709,7 @@ impl Store {
     pub fn keep_scores(&self, info: &ScoreVersion, why: &str) -> Result<()> {
         self.flush()?;
         let record = KeptScores { info: info.clone(), why: why.to_string() };
-        self.meta.insert(kept_key(info.version), encode(&record)).map_err(|e| self.sled(e))?;
+        self.meta.insert(kept_key(info.version), encode(&record)).map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
@@ -694,7 +719,7 @@ impl Store {
             .scan_prefix(META_KEPT)
             .values()
             .map(|v| {
-                let v = v.map_err(|e| self.sled(e))?;
+                let v = v.map_err(|e| self.kv_err(e))?;
                 self.decode("meta", &v)
             })
             .collect()
@@ -705,7 +730,7 @@ impl Store {
         if let Some(c) = self.current_scores()?.filter(|c| c.version == version) {
             return Ok(Some(c));
         }
-        match self.meta.get(kept_key(version)).map_err(|e| self.sled(e))? {
+        match self.meta.get(kept_key(version)).map_err(|e| self.kv_err(e))? {
             Some(v) => Ok(Some(self.decode::<KeptScores>("meta", &v)?.info)),
             None => Ok(None),
         }
@@ -716,7 +741,7 @@ impl Store {
         if self.current_scores()?.is_some_and(|c| c.version == version) {
             return Ok(());
         }
-        self.meta.remove(kept_key(version)).map_err(|e| self.sled(e))?;
+        self.meta.remove(kept_key(version)).map_err(|e| self.kv_err(e))?;
         self.flush()?;
         self.remove_score_version(version)?;
         self.flush()
@@ -724,35 +749,35 @@ impl Store {
 
     /// A small named text (JSON) kept in the store, e.g. the last retrain's verdict.
     pub fn note(&self, name: &str) -> Result<Option<String>> {
-        let v = self.meta.get(format!("note/{name}")).map_err(|e| self.sled(e))?;
+        let v = self.meta.get(format!("note/{name}")).map_err(|e| self.kv_err(e))?;
         Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     pub fn put_note(&self, name: &str, text: &str) -> Result<()> {
-        self.meta.insert(format!("note/{name}"), text.as_bytes()).map_err(|e| self.sled(e))?;
+        self.meta.insert(format!("note/{name}"), text.as_bytes()).map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
     fn remove_score_version(&self, version: u32) -> Result<()> {
         let prefix = version.to_be_bytes();
         for tree in [&self.scores, &self.score_index, &self.score_parts] {
-            let mut batch = sled::Batch::default();
+            let mut batch = kv::Batch::default();
             let mut n = 0;
             for key in tree.scan_prefix(prefix).keys() {
-                batch.remove(key.map_err(|e| self.sled(e))?);
+                batch.remove(key.map_err(|e| self.kv_err(e))?);
                 n += 1;
                 if n % 100_000 == 0 {
-                    tree.apply_batch(std::mem::take(&mut batch)).map_err(|e| self.sled(e))?;
+                    tree.apply_batch(std::mem::take(&mut batch)).map_err(|e| self.kv_err(e))?;
                 }
             }
-            tree.apply_batch(batch).map_err(|e| self.sled(e))?;
+            tree.apply_batch(batch).map_err(|e| self.kv_err(e))?;
         }
         Ok(())
     }
 
     /// The ranking in use, if any.
     pub fn current_scores(&self) -> Result<Option<ScoreVersion>> {
-        match self.meta.get(META_SCORES).map_err(|e| self.sled(e))? {
+        match self.meta.get(META_SCORES).map_err(|e| self.kv_err(e))? {
             Some(v) => Ok(Some(self.decode("meta", &v)?)),
             None => Ok(None),
         }
@@ -767,8 +792,8 @@ impl Store {
         Ok(self
             .scores
             .get(k)
-            .map_err(|e| self.sled(e))?
-            .and_then(|b| b.as_ref().try_into().ok().map(f32::from_be_bytes)))
+            .map_err(|e| self.kv_err(e))?
+            .and_then(|b| b.as_slice().try_into().ok().map(f32::from_be_bytes)))
     }
 
     /// Objects of the current version, most anomalous first, streamed from
@@ -777,7 +802,7 @@ impl Store {
         let version = self.current_scores()?.map(|v| v.version);
         let iter = version.map(|v| self.score_index.scan_prefix(v.to_be_bytes()));
         Ok(iter.into_iter().flatten().map(move |kv| {
-            let (k, _) = kv.map_err(|e| self.sled(e))?;
+            let (k, _) = kv.map_err(|e| self.kv_err(e))?;
             parse_rank_key(&k).ok_or_else(|| bad_key(&self.path, "score_index"))
         }))
     }
@@ -787,7 +812,7 @@ impl Store {
         let Some(v) = self.current_scores()? else { return Ok(Box::new(std::iter::empty())) };
         let path = self.path.clone();
         Ok(Box::new(self.score_index.scan_prefix(v.version.to_be_bytes()).map(move |kv| {
-            let (k, _) = kv.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
+            let (k, _) = kv.map_err(|source| StoreError::Engine { path: path.clone(), source: Box::new(source) })?;
             parse_rank_key(&k).ok_or_else(|| bad_key(&path, "score_index"))
         })))
     }
@@ -796,9 +821,9 @@ impl Store {
     /// key order; empty when the version does not exist.
     pub fn scores_of_version(&self, version: u32) -> Result<impl Iterator<Item = Result<(ObjectKey, f32)>> + '_> {
         Ok(self.scores.scan_prefix(version.to_be_bytes()).map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let (k, v) = kv.map_err(|e| self.kv_err(e))?;
             let key = ObjectKey::from_bytes(&k[4..]);
-            let score = v.as_ref().try_into().ok().map(f32::from_be_bytes);
+            let score = v.as_slice().try_into().ok().map(f32::from_be_bytes);
             key.zip(score).ok_or_else(|| StoreError::Corrupt {
                 path: self.path.clone(),
                 tree: "scores",
@@ -811,7 +836,7 @@ impl Store {
     pub fn image_keys_owned(&self) -> Box<dyn Iterator<Item = Result<ObjectKey>> + Send> {
         let path = self.path.clone();
         Box::new(self.images.iter().keys().map(move |k| {
-            let k = k.map_err(|source| StoreError::Sled { path: path.clone(), source })?;
+            let k = k.map_err(|source| StoreError::Engine { path: path.clone(), source: Box::new(source) })?;
             ObjectKey::from_bytes(&k).ok_or_else(|| bad_key(&path, "images"))
         }))
     }
@@ -828,8 +853,8 @@ impl Store {
             .scan_prefix(v.version.to_be_bytes())
             .values()
             .map(|b| {
-                let b = b.map_err(|e| self.sled(e))?;
-                Ok(b.as_ref().try_into().map(f32::from_be_bytes).unwrap_or(f32::NAN))
+                let b = b.map_err(|e| self.kv_err(e))?;
+                Ok(b.as_slice().try_into().map(f32::from_be_bytes).unwrap_or(f32::NAN))
             })
             .collect()
     }
@@ -840,10 +865,11 @@ impl Store {
     pub fn put_model(&self, mut model: ModelRecord) -> Result<u32> {
         // Small consecutive ids (1, 2, 3…) that people can say out loud; one
         // process per store, so no race.
-        let last = self.models.last().map_err(|e| self.sled(e))?;
-        let id = last.and_then(|(k, _)| k.as_ref().try_into().ok().map(u32::from_be_bytes)).map(|v| v + 1).unwrap_or(1);
+        let last = self.models.last().map_err(|e| self.kv_err(e))?;
+        let id =
+            last.and_then(|(k, _)| k.as_slice().try_into().ok().map(u32::from_be_bytes)).map(|v| v + 1).unwrap_or(1);
         model.id = id;
-        self.models.insert(id.to_be_bytes(), encode(&model)).map_err(|e| self.sled(e))?;
+        self.models.insert(id.to_be_bytes(), encode(&model)).map_err(|e| self.kv_err(e))?;
         self.flush()?;
         Ok(id)
     }
@@ -856,7 +882,7 @@ impl Store {
     pub fn models_of_kind(&self, kind: &str) -> Result<Vec<ModelRecord>> {
         let mut out = Vec::new();
         for kv in self.models.iter() {
-            let (_, v) = kv.map_err(|e| self.sled(e))?;
+            let (_, v) = kv.map_err(|e| self.kv_err(e))?;
             let m: ModelRecord = self.decode("models", &v)?;
             if m.kind == kind {
                 out.push(m);
@@ -873,25 +899,14 @@ impl Store {
 
     /// Appends a label event and returns once it is on disk.
     pub fn append_label(&self, event: &LabelEvent) -> Result<u64> {
-        let id = self.db.generate_id().map_err(|e| self.sled(e))?;
-        self.labels.insert(id.to_be_bytes(), encode(event)).map_err(|e| self.sled(e))?;
-        self.labels.flush().map_err(|e| self.sled(e))?;
-        Ok(id)
+        Ok(self.append_labels(std::slice::from_ref(event))?[0])
     }
 
-    /// Appends several label events with one flush; returns their ids once
-    /// they are on disk.
+    /// Appends several label events in one durable commit; returns their
+    /// ids (consecutive, after every earlier event) once they are on disk.
     pub fn append_labels(&self, events: &[LabelEvent]) -> Result<Vec<u64>> {
-        let mut ids = Vec::with_capacity(events.len());
-        let mut batch = sled::Batch::default();
-        for event in events {
-            let id = self.db.generate_id().map_err(|e| self.sled(e))?;
-            batch.insert(&id.to_be_bytes(), encode(event));
-            ids.push(id);
-        }
-        self.labels.apply_batch(batch).map_err(|e| self.sled(e))?;
-        self.labels.flush().map_err(|e| self.sled(e))?;
-        Ok(ids)
+        let values: Vec<Vec<u8>> = events.iter().map(encode).collect();
+        self.labels.append(&values, true).map_err(|e| self.kv_err(e))
     }
 
     /// Label events with ids above `after`, in the order they were made.
@@ -901,8 +916,8 @@ impl Store {
         self.labels
             .range(from..)
             .map(|kv| {
-                let (k, v) = kv.map_err(|e| self.sled(e))?;
-                let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                let (k, v) = kv.map_err(|e| self.kv_err(e))?;
+                let id = u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8]));
                 Ok((id, self.decode("labels", &v)?))
             })
             .collect()
@@ -913,8 +928,8 @@ impl Store {
         self.labels
             .iter()
             .map(|kv| {
-                let (k, v) = kv.map_err(|e| self.sled(e))?;
-                let id = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                let (k, v) = kv.map_err(|e| self.kv_err(e))?;
+                let id = u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8]));
                 Ok((id, self.decode("labels", &v)?))
             })
             .collect()
@@ -927,6 +942,29 @@ impl Store {
 
 /// Writes who holds the lock (command, pid, user, host) into the lock file,
 /// for the message another process gets.
+/// Takes the store's exclusive lock (released when the file closes, even if
+/// the process is killed) and writes who holds it into the lock file.
+fn take_lock(path: &Path) -> Result<File> {
+    let io = |source| StoreError::Io { path: path.to_owned(), source };
+    let lock_path = path.join(LOCK_FILE);
+    let lock = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            // The holder wrote who it is into the lock file.
+            let holder = fs::read_to_string(&lock_path)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "another oddity process".into());
+            return Err(StoreError::Locked { path: path.to_owned(), lock: lock_path, holder });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    write_holder(&lock);
+    Ok(lock)
+}
+
 fn write_holder(mut lock: &File) {
     use std::io::{Seek, Write};
     const COMMANDS: &[&str] = &[
@@ -942,6 +980,7 @@ fn write_holder(mut lock: &File) {
         "eval",
         "export",
         "status",
+        "upgrade-store",
     ];
     let command = match std::env::args().skip(1).find(|a| COMMANDS.contains(&a.as_str())) {
         Some(c) => format!("oddity {c}"),
@@ -975,7 +1014,7 @@ fn kept_key(version: u32) -> Vec<u8> {
     k
 }
 
-/// Index key: version, then the score inverted so that sled's ascending
+/// Index key: version, then the score inverted so that the engine's ascending
 /// order is most-anomalous first, then the object (ties in key order).
 fn rank_key(version: u32, score: f32, key: ObjectKey) -> [u8; 16] {
     // For non-negative floats the IEEE bit pattern orders like the value;

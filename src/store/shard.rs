@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{ObjectKey, Result, Store};
+use super::{ObjectKey, Result, Store, kv};
 
 const META_SHARD_MODEL: &[u8] = b"shard_scores_model";
 
@@ -35,7 +35,7 @@ impl Store {
         }
     }
 
-    fn keyed(&self, t: KeyedTree) -> &sled::Tree {
+    fn keyed(&self, t: KeyedTree) -> &kv::Tree {
         match t {
             KeyedTree::Objects => &self.objects,
             KeyedTree::Images => &self.images,
@@ -53,35 +53,35 @@ impl Store {
         Ok(self
             .shard_scores
             .get(k)
-            .map_err(|e| self.sled(e))?
-            .and_then(|b| b.as_ref().try_into().ok().map(f32::from_be_bytes)))
+            .map_err(|e| self.kv_err(e))?
+            .and_then(|b| b.as_slice().try_into().ok().map(f32::from_be_bytes)))
     }
 
     pub fn put_shard_scores(&self, rows: &[(ObjectKey, u8, f32)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = kv::Batch::default();
         for &(key, g, s) in rows {
             let mut k = key.to_bytes().to_vec();
             k.push(g);
-            batch.insert(k, &s.to_be_bytes());
+            batch.insert(k, s.to_be_bytes());
         }
-        self.shard_scores.apply_batch(batch).map_err(|e| self.sled(e))
+        self.shard_scores.apply_batch(batch).map_err(|e| self.kv_err(e))
     }
 
     /// Forgets every shard score and which forests made them.
     pub fn clear_shard_scores(&self) -> Result<()> {
-        self.meta.remove(META_SHARD_MODEL).map_err(|e| self.sled(e))?;
-        self.shard_scores.clear().map_err(|e| self.sled(e))?;
+        self.meta.remove(META_SHARD_MODEL).map_err(|e| self.kv_err(e))?;
+        self.shard_scores.clear().map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
     /// Records which fitted forests (their hash) the shard scores come from.
     pub fn set_shard_scores_model(&self, hash: &str) -> Result<()> {
-        self.meta.insert(META_SHARD_MODEL, hash.as_bytes()).map_err(|e| self.sled(e))?;
+        self.meta.insert(META_SHARD_MODEL, hash.as_bytes()).map_err(|e| self.kv_err(e))?;
         self.flush()
     }
 
     pub fn shard_scores_model(&self) -> Result<Option<String>> {
-        let v = self.meta.get(META_SHARD_MODEL).map_err(|e| self.sled(e))?;
+        let v = self.meta.get(META_SHARD_MODEL).map_err(|e| self.kv_err(e))?;
         Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
@@ -93,10 +93,10 @@ impl Store {
     /// into the same tree here, under the mapped file id (same row). Returns
     /// how many records were copied. Re-copying overwrites the same keys.
     pub fn copy_keyed_from(&self, other: &Store, tree: KeyedTree, files: &HashMap<u32, u32>) -> Result<u64> {
-        let mut batch = sled::Batch::default();
+        let mut batch = kv::Batch::default();
         let mut n = 0u64;
         for kv in other.keyed(tree).iter() {
-            let (k, v) = kv.map_err(|e| other.sled(e))?;
+            let (k, v) = kv.map_err(|e| other.kv_err(e))?;
             let Some(&to) =
                 k.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).and_then(|f| files.get(&f))
             else {
@@ -107,26 +107,26 @@ impl Store {
             batch.insert(key, v);
             n += 1;
             if n.is_multiple_of(50_000) {
-                self.keyed(tree).apply_batch(std::mem::take(&mut batch)).map_err(|e| self.sled(e))?;
+                self.keyed(tree).apply_batch(std::mem::take(&mut batch)).map_err(|e| self.kv_err(e))?;
             }
         }
-        self.keyed(tree).apply_batch(batch).map_err(|e| self.sled(e))?;
+        self.keyed(tree).apply_batch(batch).map_err(|e| self.kv_err(e))?;
         Ok(n)
     }
 
     /// Copies the id index (survey, original id → object) of the objects of
     /// `files` in `other`, mapped to this store's file ids.
     pub fn copy_ids_from(&self, other: &Store, files: &HashMap<u32, u32>) -> Result<u64> {
-        let mut batch = sled::Batch::default();
+        let mut batch = kv::Batch::default();
         let mut n = 0u64;
         for kv in other.ids.iter() {
-            let (k, v) = kv.map_err(|e| other.sled(e))?;
+            let (k, v) = kv.map_err(|e| other.kv_err(e))?;
             let Some(key) = ObjectKey::from_bytes(&v) else { continue };
             let Some(&file) = files.get(&key.file) else { continue };
-            batch.insert(k, &ObjectKey { file, row: key.row }.to_bytes());
+            batch.insert(k, ObjectKey { file, row: key.row }.to_bytes());
             n += 1;
         }
-        self.ids.apply_batch(batch).map_err(|e| self.sled(e))?;
+        self.ids.apply_batch(batch).map_err(|e| self.kv_err(e))?;
         Ok(n)
     }
 
@@ -134,14 +134,14 @@ impl Store {
     pub fn feature_schemas_raw(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let mut out = Vec::new();
         for kv in self.meta.scan_prefix(b"feature_schema/") {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let (k, v) = kv.map_err(|e| self.kv_err(e))?;
             out.push((String::from_utf8_lossy(&k["feature_schema/".len()..]).into_owned(), v.to_vec()));
         }
         Ok(out)
     }
 
     pub fn put_feature_schema_raw(&self, survey: &str, bytes: &[u8]) -> Result<()> {
-        self.meta.insert(format!("feature_schema/{survey}"), bytes).map_err(|e| self.sled(e))?;
+        self.meta.insert(format!("feature_schema/{survey}"), bytes).map_err(|e| self.kv_err(e))?;
         Ok(())
     }
 
@@ -149,9 +149,9 @@ impl Store {
     pub fn features_done_all(&self) -> Result<Vec<(u32, u32)>> {
         let mut out = Vec::new();
         for kv in self.meta.scan_prefix(b"features_done/") {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let (k, v) = kv.map_err(|e| self.kv_err(e))?;
             let id = String::from_utf8_lossy(&k["features_done/".len()..]).parse().ok();
-            let version = v.as_ref().try_into().ok().map(u32::from_be_bytes);
+            let version = v.as_slice().try_into().ok().map(u32::from_be_bytes);
             if let (Some(id), Some(version)) = (id, version) {
                 out.push((id, version));
             }
@@ -173,7 +173,7 @@ impl Store {
         let prefix = b"note/merged-shard";
         let mut out = Vec::new();
         for kv in self.meta.scan_prefix(prefix) {
-            let (k, v) = kv.map_err(|e| self.sled(e))?;
+            let (k, v) = kv.map_err(|e| self.kv_err(e))?;
             out.push((
                 String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
                 String::from_utf8_lossy(&v).into_owned(),

@@ -1,5 +1,9 @@
 use super::*;
 
+pub(super) fn label_event_for_tests() -> LabelEvent {
+    event(7)
+}
+
 fn event(row: u32) -> LabelEvent {
     LabelEvent {
         object: ObjectKey { file: 1, row },
