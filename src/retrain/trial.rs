@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NOTE_LAST, RetrainReport};
+use super::NOTE_LAST;
 use crate::serve::{Cursor, Page};
 use crate::store::{LabelBook, ObjectKey, Pick, ScoreVersion, Store, StoreError};
 
@@ -388,9 +388,10 @@ fn close(store: &Store, t: &mut Trial, why: String, won: bool) -> Result<Option<
     t.closed = Some(why.clone());
     t.won = won;
     write(store, t)?;
-    let report: Option<RetrainReport> = super::last_report(store)?;
-    if let Some(mut r) = report.filter(|r| r.candidates.iter().any(|c| c.version == Some(t.challenger))) {
-        if won {
+    // The last retrain's verdict: the one that opened the trial, or a later
+    // one that left it running.
+    if let Some(mut r) = super::last_report(store)? {
+        if won && r.candidates.iter().any(|c| c.version == Some(t.challenger)) {
             r.promoted = Some(t.challenger);
         }
         r.verdict = format!("{}; then {why}", r.verdict);
