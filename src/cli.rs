@@ -419,6 +419,20 @@ pub struct RetrainArgs {
     /// with the positive-unlabelled risk for it (0: FixMatch pseudo-labels instead).
     #[arg(long, default_value_t = 0.01)]
     pub prior: f64,
+    /// A challenger the held-out gate does not promote goes on trial: triage
+    /// interleaves it with the current ranking (team draft) until this many
+    /// of its or the current ranking's picks are labelled interesting...
+    #[arg(long, default_value_t = 20)]
+    pub trial_min: usize,
+    /// ...and wins if a one-sided sign test on them says so at this level...
+    #[arg(long, default_value_t = 0.05)]
+    pub trial_level: f64,
+    /// ...or is rejected after this many labelled picks.
+    #[arg(long, default_value_t = 200)]
+    pub trial_cap: usize,
+    /// Keep challengers the gate does not promote as versions only, never on trial.
+    #[arg(long)]
+    pub no_trial: bool,
     /// Train from scratch when the store has no fractal-pretrained backbone,
     /// instead of pretraining one first (once per store, ~1-2 min on a CPU).
     #[arg(long)]

@@ -70,6 +70,11 @@ pub fn retrain_cmd(store_path: &Path, args: &RetrainArgs) -> Result<i32> {
         }),
         wait: Duration::from_secs(args.wait),
         crash_after_batches: args.crash_after_batches,
+        trial: (!args.no_trial).then_some(crate::retrain::trial::TrialRules {
+            min_decisive: args.trial_min,
+            cap: args.trial_cap,
+            level: args.trial_level,
+        }),
     };
     let started = std::time::Instant::now();
     let quiet = args.batch_mode;

@@ -11,7 +11,7 @@ mod ingest;
 mod merge;
 mod score;
 mod slurm;
-mod status;
+pub(crate) mod status;
 mod synth;
 mod triage;
 mod upgrade;

@@ -217,6 +217,41 @@ fn write_retrain(out: &mut String, store: &Store) -> Result<()> {
             writeln!(out, "            skipped {s}")?;
         }
     }
+    write_trial(out, store)
+}
+
+/// The open retrain trial's standing (picks, labelled, interesting per
+/// ranking), or how the last one ended.
+fn write_trial(out: &mut String, store: &Store) -> Result<()> {
+    use crate::retrain::trial::{self, Outcome};
+    let Some((t, tally, outcome)) = trial::standing(store)? else { return Ok(()) };
+    let who = format!("version {} ({}) against version {}", t.challenger, t.name, t.current);
+    if let Some(why) = &t.closed {
+        writeln!(out, "last trial {who}, opened {}: {why}", t.opened)?;
+        return Ok(());
+    }
+    let p = match outcome {
+        Outcome::Won { p } | Outcome::Lost { p } | Outcome::Open { p } => p,
+    };
+    let running = if trial::running(store)?.is_some() { "" } else { " (not interleaved: the ranking changed)" };
+    writeln!(out, "trial     {who} since {}{running}: triage interleaves the two rankings", t.opened)?;
+    for (team, name) in [(1, format!("challenger {}", t.challenger)), (0, format!("current {}", t.current))] {
+        writeln!(
+            out,
+            "            {name:<15} {} picked, {} labelled, {} interesting",
+            tally.picked[team], tally.labelled[team], tally.interesting[team]
+        )?;
+    }
+    writeln!(
+        out,
+        "            {} so far (sign test p {}): it wins with >= {} interesting picks and p <= {}, \
+         and is rejected after {} labelled picks",
+        tally.score(),
+        trial::p_value(p),
+        t.rules.min_decisive,
+        t.rules.level,
+        t.rules.cap
+    )?;
     Ok(())
 }
 

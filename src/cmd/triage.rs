@@ -33,8 +33,14 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
     };
     let local = shared.local_store();
-    let summary = crate::tui::run(shared.clone(), local, &opts)?;
-    let retrain_note = after_session(store_path, &args.on_quit, &args.retrain_args, &summary)?;
+    let summary = crate::tui::run(shared.clone(), local.clone(), &opts)?;
+    // The session's labels may decide a retrain's trial (the process that
+    // holds the store decides; otherwise the next retrain does).
+    let trial_note = match &local {
+        Some(store) => crate::retrain::trial::decide(store)?.map(|t| format!("{t}\n")).unwrap_or_default(),
+        None => String::new(),
+    };
+    let retrain_note = trial_note + &after_session(store_path, &args.on_quit, &args.retrain_args, &summary)?;
     let values: Vec<String> = summary.by_value.iter().map(|(k, v)| format!("{v} {k}")).collect();
     super::print(
         &(format!(

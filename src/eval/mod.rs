@@ -16,7 +16,7 @@ pub use crate::detect::auprc;
 use crate::detect::{FeatureSet, ScoreOptions, auroc, score_store};
 use crate::learn::{RetrainOptions, retrain};
 use crate::progress::NoProgress;
-use crate::store::{LabelEvent, LabelValue, ObjectKey, Store};
+use crate::store::{LabelBook, LabelEvent, LabelValue, ObjectKey, Store};
 
 /// The ranking (indices, best first): descending score, ties in index order
 /// (the store's key order), so cuts through ties are reproducible.
@@ -181,21 +181,19 @@ pub fn run(
     progress: &dyn Fn(&str),
 ) -> Result<Vec<Row>, String> {
     let (t, deep) = first_labels(store_path, truth, opts)?;
-    let feature_sets: Vec<FeatureSet> =
+    let mut feature_sets: Vec<FeatureSet> =
         if deep { vec![FeatureSet::Hand, FeatureSet::Deep, FeatureSet::Both] } else { vec![FeatureSet::Hand] };
+    // The shown feature set is scored last: its re-rank is the ranking the store serves.
+    feature_sets.sort_by_key(|&f| f == opts.shown);
     let mut labelled: HashSet<usize> = HashSet::new();
     let mut rows = Vec::new();
     for cycle in 0..=opts.cycles {
         read_labelled(store_path, &t, &mut labelled)?;
         let mut methods = forest_rankings(store_path, &t, &feature_sets)?;
-        let shown_name = format!("re-rank {}", opts.shown.as_str());
-        let mut shown_index = methods.iter().position(|(n, _)| *n == shown_name).unwrap_or(1);
         if opts.cnn_steps > 0 {
             let (cnn, promoted) = cnn_rankings(store_path, &t, opts, cycle, progress)?;
-            // The next session shows what the retrain's gate made the ranking, as for a user.
             if let Some(name) = promoted {
-                shown_index = methods.len() + cnn.iter().position(|(n, _)| *n == name).unwrap_or(0);
-                progress(&format!("cycle {cycle}: the retrain made {name} the ranking the expert sees next"));
+                progress(&format!("cycle {cycle}: the retrain's gate made {name} the ranking the expert sees next"));
             }
             methods.extend(cnn);
         }
@@ -207,7 +205,9 @@ pub fn run(
         if cycle == opts.cycles {
             break;
         }
-        expert_labels(store_path, &t, &methods[shown_index].1, opts.per_cycle, &mut labelled)?;
+        for line in expert_labels(store_path, &t, opts.per_cycle, &mut labelled)? {
+            progress(&format!("cycle {cycle}: {line}"));
+        }
     }
     Ok(rows)
 }
@@ -313,30 +313,45 @@ fn cnn_rankings(
     Ok((methods, promoted))
 }
 
-/// The expert labels the top `per_cycle` unlabelled candidates of the list
-/// they see (`shown`: the re-rank, or what a retrain promoted): interesting ones 5, artefacts
-/// and normal galaxies 0.
+/// The expert labels the first `per_cycle` unlabelled candidates triage
+/// shows (the store's default ordering through the screen's own queue: the
+/// re-rank, what a retrain's gate promoted, or a trial's interleaving of the
+/// current ranking and a challenger): interesting ones 5, artefacts and
+/// normal galaxies 0. Then the session ends, which may decide the trial.
+/// Returns what happened to the trial, for the progress lines.
 fn expert_labels(
     store_path: &Path,
     t: &Truth,
-    shown: &[f32],
     per_cycle: usize,
     labelled: &mut HashSet<usize>,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
+    use crate::retrain::trial;
+    use crate::tui::{Filter, Ordering, queue::Queue};
     let store = Store::open(store_path).map_err(store_err)?;
-    let mut n = 0;
-    for i in ranking(shown) {
-        if n == per_cycle {
-            break;
-        }
-        if labelled.contains(&i) {
-            continue;
-        }
-        label(&store, t.keys[i], LabelValue::Relevance(if t.interesting[i] { 5 } else { 0 }))?;
+    let book = LabelBook::from_events(store.label_events().map_err(store_err)?);
+    let mut queue =
+        Queue::new(&store, &book, Ordering::Score, Filter::Unlabelled, "simulated-expert").map_err(store_err)?;
+    queue.fill(per_cycle, &store, &book).map_err(store_err)?;
+    for key in queue.items.into_iter().take(per_cycle) {
+        let Some(&i) = t.index.get(&key) else { continue };
+        label(&store, key, LabelValue::Relevance(if t.interesting[i] { 5 } else { 0 }))?;
         labelled.insert(i);
-        n += 1;
     }
-    Ok(())
+    let mut lines = Vec::new();
+    if let Some((tr, tally, _)) = trial::standing(&store).map_err(store_err)?.filter(|s| s.0.closed.is_none()) {
+        lines.push(format!(
+            "shown an interleaving of version {} and challenger version {} ({}): {} + {} picks labelled, \
+             {} interesting (challenger first)",
+            tr.current,
+            tr.challenger,
+            tr.name,
+            tally.labelled[1],
+            tally.labelled[0],
+            tally.score()
+        ));
+    }
+    lines.extend(trial::decide(&store).map_err(store_err)?);
+    Ok(lines)
 }
 
 /// One method's figures, over the objects the expert has not labelled.

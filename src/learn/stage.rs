@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
 
 use super::checkpoint;
@@ -31,7 +30,8 @@ use super::net::{Net, NetConfig, copy_backbone};
 use super::train::{FixMatchParams, Labelled, PretrainParams, fixmatch_train, pretrain};
 use crate::retrain::gate::{self, Candidate, Ranks, Split};
 use crate::retrain::lock::RetrainLock;
-use crate::retrain::{NOTE_LAST, RetrainReport};
+use crate::retrain::trial::{self, TrialRules};
+use crate::retrain::{NOTE_LAST, NOTE_RANKING, RankingNote, RetrainReport};
 use crate::store::{LabelBook, ModelRecord, ObjectKey, ScoreVersion, SourceFile, SourceKind, Store, StoreError};
 pub use crate::store::{read_retrain_status as read_status, write_retrain_status as write_status};
 
@@ -93,6 +93,9 @@ pub struct RetrainOptions {
     pub wait: Duration,
     /// SIGKILL the process after this many score batches (crash tests).
     pub crash_after_batches: Option<usize>,
+    /// A challenger the held-out gate does not promote goes on trial under
+    /// these rules (None: it is only kept as a version).
+    pub trial: Option<TrialRules>,
 }
 
 impl Default for RetrainOptions {
@@ -109,20 +112,9 @@ impl Default for RetrainOptions {
             pretrain: Some(auto_pretrain_params(0, 0)),
             wait: Duration::from_secs(24 * 3600),
             crash_after_batches: None,
+            trial: Some(TrialRules::default()),
         }
     }
-}
-
-const NOTE_RANKING: &str = "retrain-ranking";
-
-/// What a ranking made by a retrain was built from (kept in the store while
-/// it is current): its version, the forest ranking it combines with, and
-/// every label that existed when it was made (none of them can judge it).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RankingNote {
-    version: u32,
-    base: Option<u32>,
-    labels_seen: Vec<u64>,
 }
 
 /// Images one network can take: same bands (cutouts of other sizes are
@@ -174,6 +166,8 @@ struct Snapshot {
     /// What "current" was judged as, for the verdict.
     current_desc: String,
     labels_seen: Vec<u64>,
+    /// What became of the trial that was open when this retrain started.
+    trial_decided: Option<String>,
 }
 
 fn describe_group(g: &GroupKey, info: &GroupInfo) -> String {
@@ -184,6 +178,8 @@ fn describe_group(g: &GroupKey, info: &GroupInfo) -> String {
 
 fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnError> {
     let store = open_when_free(store_path, opts.wait, "waiting for the store to take a snapshot of the labels")?;
+    // The open trial is decided first: if its challenger won, this retrain builds on it.
+    let trial_decided = trial::decide(&store)?;
     let sources: HashMap<u32, SourceFile> =
         store.sources()?.into_iter().filter(|(_, s)| s.kind == SourceKind::Images).collect();
     if sources.is_empty() {
@@ -224,6 +220,7 @@ fn snapshot(store_path: &Path, opts: &RetrainOptions) -> Result<Snapshot, LearnE
         base_held: judge.base_held,
         current_desc: judge.current_desc,
         labels_seen,
+        trial_decided,
     })
 }
 
@@ -497,6 +494,9 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
     let _lock = RetrainLock::acquire(store_path).map_err(LearnError::Busy)?;
     write_status(store_path, "starting", "taking a snapshot of the labels");
     let snap = snapshot(store_path, opts)?;
+    if let Some(t) = &snap.trial_decided {
+        progress(t);
+    }
     for s in &snap.skipped {
         progress(&format!("skipped {s}"));
     }
@@ -563,11 +563,36 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
             c.version = Some(v.version);
         }
     }
-    let (promoted, verdict) = verdict(&snap, &mut candidates, &versions, now.as_ref(), stale, held_back, opts.seed);
+    let (promoted, mut verdict) = verdict(&snap, &mut candidates, &versions, now.as_ref(), stale, held_back, opts.seed);
+    let running = trial::running(&store)?;
+    let plan = trial_plan(promoted.is_some(), stale, snap.current.is_some(), opts.trial.is_some(), running.is_some());
+    let mut keep = None;
+    match (plan, &running, &snap.current, opts.trial) {
+        (TrialPlan::End, _, _, _) => {
+            if let Some(why) =
+                trial::supersede(&store, &format!("the gate promoted retrain model {model}'s candidate"))?
+            {
+                progress(&why);
+            }
+        }
+        (TrialPlan::Continue, Some(t), _, _) => {
+            let score = trial::standing(&store)?.map(|s| s.1.score()).unwrap_or_default();
+            verdict.push_str(&format!(
+                "; version {} ({}) stays on trial against it ({score} so far), so these candidates are kept as \
+                 versions only",
+                t.challenger, t.name
+            ));
+            keep = Some(t.challenger);
+        }
+        (TrialPlan::Open, _, Some(current), Some(rules)) => {
+            verdict.push_str(&put_on_trial(&store, &snap, current, &candidates, &versions, rules)?);
+        }
+        _ => {}
+    }
     if let Some(v) = promoted {
         promote(&store, &snap, &versions, v)?;
     }
-    drop_older_candidates(&store, &versions)?;
+    drop_older_candidates(&store, &versions, keep)?;
     let report = RetrainReport {
         model,
         hash,
@@ -862,23 +887,74 @@ fn verdict(
 
 /// Makes candidate version `v` the ranking, noting what it was built from.
 fn promote(store: &Store, snap: &Snapshot, versions: &HashMap<String, ScoreVersion>, v: u32) -> Result<(), LearnError> {
-    // The forest ranking stays readable: a combination builds on it.
-    if let (Some(b), Some(c)) = (&snap.base, &snap.current)
-        && b.version == c.version
-    {
-        store.keep_scores(b, "the ranking a retrained one builds on")?;
-    }
     let info = versions.values().find(|i| i.version == v).cloned().expect("promoted candidate written");
-    store.commit_scores(&info)?;
-    let note =
-        RankingNote { version: v, base: snap.base.as_ref().map(|b| b.version), labels_seen: snap.labels_seen.clone() };
-    store.put_note(NOTE_RANKING, &serde_json::to_string(&note).unwrap_or_default())?;
-    Ok(())
+    Ok(crate::retrain::promote(store, &info, snap.base.as_ref().map(|b| b.version), snap.labels_seen.clone())?)
 }
 
-/// Keeps this retrain's candidates and the forest ranking the current one
-/// builds on; older candidates go.
-fn drop_older_candidates(store: &Store, versions: &HashMap<String, ScoreVersion>) -> Result<(), LearnError> {
+/// Puts the best challenger the gate did not promote on trial against the
+/// current ranking (an online trial in triage, [`trial`]), unless it ranks
+/// the held-back labels worse than [`trial::FLOOR`]. Returns the verdict's addition.
+fn put_on_trial(
+    store: &Store,
+    snap: &Snapshot,
+    current: &ScoreVersion,
+    candidates: &[Candidate],
+    versions: &HashMap<String, ScoreVersion>,
+    rules: TrialRules,
+) -> Result<String, LearnError> {
+    let best = candidates
+        .iter()
+        .filter(|c| c.name != "current" && c.auroc >= trial::FLOOR && versions.contains_key(&c.name))
+        .max_by(|a, b| a.auroc.total_cmp(&b.auroc).then(a.auprc.total_cmp(&b.auprc)));
+    let Some(c) = best else {
+        return Ok(format!("; no candidate goes on trial (none has a held-out AUROC of {} or more)", trial::FLOOR));
+    };
+    let info = &versions[&c.name];
+    let base = snap.base.as_ref().map(|b| b.version);
+    trial::open(store, current.version, info, &c.name, rules, base, snap.labels_seen.clone())?;
+    Ok(format!(
+        "; version {} ({}) goes on trial against it: triage interleaves the two rankings, and it becomes the \
+         ranking if the expert finds more interesting objects among its picks (at least {} interesting picks, \
+         one-sided sign test at {}; rejected after {} labelled picks)",
+        info.version, c.name, rules.min_decisive, rules.level, rules.cap
+    ))
+}
+
+/// What a finished retrain does about trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrialPlan {
+    /// Nothing goes on trial.
+    Nothing,
+    /// Its best challenger goes on trial.
+    Open,
+    /// The open trial goes on until it is decided (its candidates are kept as versions only).
+    Continue,
+    /// The gate promoted a candidate: the open trial ends undecided.
+    End,
+}
+
+/// A trial runs until it is decided: a retrain that finishes while one is
+/// open leaves it (one trial at a time, and a new one would throw away the
+/// picks so far); one whose candidate the gate promotes ends it. A retrain
+/// overtaken by a newer ranking (`stale`), or with no current ranking to
+/// try against, or with trials off, opens none.
+fn trial_plan(promoted: bool, stale: bool, has_current: bool, trials: bool, running: bool) -> TrialPlan {
+    match (promoted, running) {
+        (true, true) => TrialPlan::End,
+        (true, false) => TrialPlan::Nothing,
+        (false, true) => TrialPlan::Continue,
+        (false, false) if !stale && has_current && trials => TrialPlan::Open,
+        _ => TrialPlan::Nothing,
+    }
+}
+
+/// Keeps this retrain's candidates, the open trial's challenger and the
+/// forest ranking the current one builds on; older candidates go.
+fn drop_older_candidates(
+    store: &Store,
+    versions: &HashMap<String, ScoreVersion>,
+    on_trial: Option<u32>,
+) -> Result<(), LearnError> {
     let current_base: Option<u32> = store
         .note(NOTE_RANKING)?
         .and_then(|t| serde_json::from_str::<RankingNote>(&t).ok())
@@ -886,7 +962,7 @@ fn drop_older_candidates(store: &Store, versions: &HashMap<String, ScoreVersion>
         .and_then(|n| n.base);
     for k in store.kept_scores()? {
         let v = k.info.version;
-        if !versions.values().any(|i| i.version == v) && Some(v) != current_base {
+        if !versions.values().any(|i| i.version == v) && Some(v) != current_base && Some(v) != on_trial {
             store.drop_kept_scores(v)?;
         }
     }
@@ -989,6 +1065,23 @@ mod resample_tests {
             assert!((mean - (31.5 + 100.0 * b as f32)).abs() < 0.05, "{mean}");
             assert!(band[1] > band[0] && band[31] > band[30]);
         }
+    }
+}
+
+#[cfg(test)]
+mod trial_tests {
+    use super::{TrialPlan, trial_plan};
+
+    #[test]
+    fn a_trial_runs_until_decided_and_a_promotion_ends_it() {
+        // (promoted, stale, has current, trials on, a trial running)
+        assert_eq!(trial_plan(false, false, true, true, false), TrialPlan::Open);
+        assert_eq!(trial_plan(false, false, true, true, true), TrialPlan::Continue);
+        assert_eq!(trial_plan(true, false, true, true, true), TrialPlan::End);
+        assert_eq!(trial_plan(true, false, true, true, false), TrialPlan::Nothing);
+        assert_eq!(trial_plan(false, true, true, true, false), TrialPlan::Nothing, "overtaken by a newer ranking");
+        assert_eq!(trial_plan(false, false, false, true, false), TrialPlan::Nothing, "nothing to try against");
+        assert_eq!(trial_plan(false, false, true, false, false), TrialPlan::Nothing, "--no-trial");
     }
 }
 

@@ -5,10 +5,11 @@
 
 pub mod gate;
 pub mod lock;
+pub mod trial;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreError};
+use crate::store::{ScoreVersion, Store, StoreError};
 pub use gate::Candidate;
 pub use lock::retrain_running;
 
@@ -47,3 +48,30 @@ pub fn last_report(store: &Store) -> Result<Option<RetrainReport>, StoreError> {
 }
 
 pub const NOTE_LAST: &str = "retrain-last";
+
+/// The note saying a retrain made the current ranking.
+pub const NOTE_RANKING: &str = "retrain-ranking";
+
+/// What a ranking made by a retrain was built from (kept in the store while
+/// it is current): its version, the forest ranking it combines with, and
+/// every label that existed when it was made (none of them can judge it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankingNote {
+    pub version: u32,
+    pub base: Option<u32>,
+    pub labels_seen: Vec<u64>,
+}
+
+/// Makes a retrain's kept candidate `info` the ranking, noting what it was
+/// built from (by the gate, or when it wins its trial).
+pub fn promote(store: &Store, info: &ScoreVersion, base: Option<u32>, labels_seen: Vec<u64>) -> Result<(), StoreError> {
+    // The forest ranking stays readable: a combination builds on it.
+    if let (Some(b), Some(c)) = (base, store.current_scores()?)
+        && b == c.version
+    {
+        store.keep_scores(&c, "the ranking a retrained one builds on")?;
+    }
+    store.commit_scores(info)?;
+    let note = RankingNote { version: info.version, base, labels_seen };
+    store.put_note(NOTE_RANKING, &serde_json::to_string(&note).unwrap_or_default())
+}

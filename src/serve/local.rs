@@ -66,29 +66,40 @@ impl Store {
     }
 
     fn score_page(&self, version: u32, cursor: Cursor, n: usize) -> Result<Page, StoreError> {
-        let prefix = version.to_be_bytes();
-        let start = match &cursor {
-            Cursor::After(k) => Bound::Excluded(k.clone()),
-            _ => Bound::Included(prefix.to_vec()),
+        let after = match cursor {
+            Cursor::After(k) => Some(k),
+            _ => None,
         };
-        let mut keys = Vec::with_capacity(n);
-        let mut last = None;
-        for kv in self.score_index.range((start, Bound::Unbounded)) {
-            let (k, _) = kv.map_err(|e| self.kv_err(e))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            keys.push(parse_rank_key(&k).ok_or_else(|| self.corrupt("score_index"))?.0);
-            last = Some(k.to_vec());
-            if keys.len() == n {
-                break;
-            }
-        }
-        let next = match last {
-            Some(k) if keys.len() == n => Cursor::After(k),
+        let entries = self.score_entries(version, after, n)?;
+        let next = match entries.last() {
+            Some((_, k)) if entries.len() == n => Cursor::After(k.clone()),
             _ => Cursor::End,
         };
-        Ok(Page { keys, next })
+        Ok(Page { keys: entries.into_iter().map(|e| e.0).collect(), next })
+    }
+
+    /// The next `n` objects of a version's ranking after the index entry
+    /// `after` (from the top when None), each with its index entry.
+    pub(crate) fn score_entries(
+        &self,
+        version: u32,
+        after: Option<Vec<u8>>,
+        n: usize,
+    ) -> Result<Vec<(ObjectKey, Vec<u8>)>, StoreError> {
+        let prefix = version.to_be_bytes();
+        let start = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        let mut entries = Vec::with_capacity(n);
+        for kv in self.score_index.range((start, Bound::Unbounded)) {
+            let (k, _) = kv.map_err(|e| self.kv_err(e))?;
+            if !k.starts_with(&prefix) || entries.len() == n {
+                break;
+            }
+            entries.push((parse_rank_key(&k).ok_or_else(|| self.corrupt("score_index"))?.0, k.to_vec()));
+        }
+        Ok(entries)
     }
 
     fn id_page(&self, cursor: Cursor, n: usize) -> Result<Page, StoreError> {
@@ -250,7 +261,12 @@ impl Catalog for Store {
                     return Ok(Page { keys: Vec::new(), next: Cursor::End });
                 };
                 if ordering == Ordering::Score {
-                    self.score_page(v.version, cursor, n)
+                    // While a retrain's challenger is on trial, the default
+                    // ordering interleaves it with the current ranking.
+                    match crate::retrain::trial::page(self, &cursor, n)? {
+                        Some(page) => Ok(page),
+                        None => self.score_page(v.version, cursor, n),
+                    }
                 } else {
                     self.uncertain_page(v.version, cursor, n)
                 }

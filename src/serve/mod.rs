@@ -94,6 +94,8 @@ pub enum Cursor {
     After(Vec<u8>),
     /// The next position in the seeded permutation.
     Random(u64),
+    /// The next position in a retrain trial's interleaved stream.
+    Trial(u64),
     /// Two walks away from the decision boundary (0.5): down and up the scores.
     Uncertain {
         low: Option<Vec<u8>>,

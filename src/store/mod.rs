@@ -15,6 +15,7 @@
 //! | `matches`, `features`, `scores`, `score_index`, `models` | later stages |
 //! | `labels`  | event id (u64, monotonic)    | [`LabelEvent`], append-only |
 //! | `shard_scores` | [`ObjectKey`], group byte | forest score (f32) of fitted forests applied in a shard |
+//! | `trials`  | [`ObjectKey`]                | [`Pick`]: which ranking a retrain's trial picked it for |
 //!
 //! An object's key is derived from where it lives (source file id, row), so
 //! re-ingesting a file — after a crash half-way, or on purpose — rewrites the
@@ -28,8 +29,10 @@ mod kv;
 mod labels;
 mod records;
 mod shard;
+mod trials;
 mod upgrade;
 pub use shard::KeyedTree;
+pub use trials::Pick;
 pub use upgrade::{UpgradeReport, upgrade_sled_store};
 
 pub use labels::{ARTEFACT_TAG, INTERESTING_FROM, Judgement, LabelBook, ObjectLabels, Target, Verdict};
@@ -49,7 +52,7 @@ const DB_FILE: &str = "store.redb";
 /// Where oddity before the redb engine kept its sled database.
 const SLED_DIR: &str = "db";
 /// Every table of the engine file.
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 19] = [
     "meta",
     "sources",
     "paths",
@@ -68,6 +71,7 @@ const TABLES: [&str; 18] = [
     "score_parts",
     "models",
     "shard_scores",
+    "trials",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +127,7 @@ pub struct Store {
     pub(crate) score_parts: kv::Tree,
     pub(crate) models: kv::Tree,
     pub(crate) shard_scores: kv::Tree,
+    pub(crate) trials: kv::Tree,
     // Kept open so that the lock lasts as long as the Store.
     _lock: File,
 }
@@ -184,6 +189,7 @@ impl Store {
             score_parts: db.tree("score_parts"),
             models: db.tree("models"),
             shard_scores: db.tree("shard_scores"),
+            trials: db.tree("trials"),
             db,
             _lock: lock,
         };
