@@ -41,7 +41,12 @@ pub fn upgrade_sled_store(path: &Path, progress: &dyn Fn(&str, u64)) -> Result<U
     let engine_err = |source| StoreError::Engine { path: path.to_owned(), source: Box::new(source) };
     let engine = kv::Engine::open(&partial, &TABLES).map_err(engine_err)?;
     let mut report = Vec::new();
+    let present = sled.tree_names();
     for name in TABLES {
+        // Tables newer than the sled engine are not in it (and opening them would create them there).
+        if !present.iter().any(|t| t.as_ref() == name.as_bytes()) {
+            continue;
+        }
         let from = sled.open_tree(name).map_err(|e| old(e.to_string()))?;
         let to = engine.tree(name);
         let mut batch = kv::Batch::default();
