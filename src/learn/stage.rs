@@ -607,6 +607,8 @@ pub fn retrain(store_path: &Path, opts: &RetrainOptions, progress: &dyn Fn(&str)
         finished: chrono::Utc::now().to_rfc3339(),
     };
     store.put_note(NOTE_LAST, &serde_json::to_string(&report).unwrap_or_default())?;
+    // "done" means the store is free again: closed (flushed) first.
+    drop(store);
     write_status(store_path, "done", &report.verdict);
     Ok(report)
 }
