@@ -50,6 +50,8 @@ pub enum Command {
     Slurm(SlurmArgs),
     /// Copy a store written by an older oddity (sled engine) into this version's format.
     UpgradeStore,
+    /// Shrink the store's file: give the pages freed by re-scores and merges back to the disk.
+    Compact,
 }
 
 #[derive(Debug, clap::Args)]

@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Merge(args) => merge::run(&cli.store, &args),
         Command::Slurm(args) => slurm::run(&cli.store, &args),
         Command::UpgradeStore => upgrade::run(&cli.store),
+        Command::Compact => upgrade::compact(&cli.store),
         Command::Embed(_) | Command::Pretrain(_) | Command::Retrain(_) | Command::Eval(_) => exec_learner(),
     }
 }

@@ -1,10 +1,11 @@
-//! `oddity upgrade-store`: a store from the sled engine into the redb one.
+//! `oddity upgrade-store` (a store from the sled engine into the redb one)
+//! and `oddity compact`.
 
 use std::path::Path;
 
 use color_eyre::Result;
 
-use crate::store::upgrade_sled_store;
+use crate::store::{compact_store, upgrade_sled_store};
 
 pub fn run(store: &Path) -> Result<i32> {
     let report = upgrade_sled_store(store, &|table, n| eprintln!("upgrade-store: {table}: {n} records copied"))?;
@@ -16,5 +17,12 @@ pub fn run(store: &Path) -> Result<i32> {
         report.len(),
         store.join("db.sled-old").display()
     );
+    Ok(0)
+}
+
+pub fn compact(store: &Path) -> Result<i32> {
+    let (before, after) = compact_store(store)?;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("{}: {:.1} MiB -> {:.1} MiB", store.display(), mib(before), mib(after));
     Ok(0)
 }

@@ -33,7 +33,7 @@ mod trials;
 mod upgrade;
 pub use shard::KeyedTree;
 pub use trials::Pick;
-pub use upgrade::{UpgradeReport, upgrade_sled_store};
+pub use upgrade::{UpgradeReport, compact_store, upgrade_sled_store};
 
 pub use labels::{ARTEFACT_TAG, INTERESTING_FROM, Judgement, LabelBook, ObjectLabels, Target, Verdict};
 pub use records::*;
@@ -971,6 +971,7 @@ fn write_holder(mut lock: &File) {
         "export",
         "status",
         "upgrade-store",
+        "compact",
     ];
     let command = match std::env::args().skip(1).find(|a| COMMANDS.contains(&a.as_str())) {
         Some(c) => format!("oddity {c}"),

@@ -1,4 +1,4 @@
-//! `oddity upgrade-store`: copies a store written by oddity's sled engine
+//! Maintenance of the engine file. `oddity upgrade-store` copies a store written by oddity's sled engine
 //! into the redb engine file, record for record, so that no label, score or
 //! object of an existing project is lost. The sled database is kept (renamed
 //! `db.sled-old`) until the user removes it.
@@ -83,6 +83,25 @@ pub fn upgrade_sled_store(path: &Path, progress: &dyn Fn(&str, u64)) -> Result<U
     Ok(report)
 }
 
+/// `oddity compact`: shrinks the store's engine file (pages freed by
+/// re-scores, merges and dropped versions go back to the disk). Returns the
+/// file's size before and after.
+pub fn compact_store(path: &Path) -> Result<(u64, u64)> {
+    let file = path.join(DB_FILE);
+    if !file.exists() {
+        return Err(if path.join(SLED_DIR).join("conf").exists() {
+            StoreError::OldEngine { path: path.to_owned() }
+        } else {
+            StoreError::Missing(path.to_owned())
+        });
+    }
+    let _lock = take_lock(path)?;
+    let io = |source| StoreError::Io { path: path.to_owned(), source };
+    let before = fs::metadata(&file).map_err(io)?.len();
+    kv::compact(&file).map_err(|source| StoreError::Engine { path: path.to_owned(), source: Box::new(source) })?;
+    Ok((before, fs::metadata(&file).map_err(io)?.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +113,22 @@ mod tests {
         db.open_tree("meta").unwrap().insert(super::super::META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).unwrap();
         db.open_tree("labels").unwrap().insert(9_000_001u64.to_be_bytes(), super::super::encode(event)).unwrap();
         db.flush().unwrap();
+    }
+
+    #[test]
+    fn compacting_keeps_the_labels_and_refuses_a_held_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = crate::store::tests::label_event_for_tests();
+        let store = Store::open_or_create(dir.path()).unwrap();
+        store.append_label(&event).unwrap();
+        let held = compact_store(dir.path()).unwrap_err();
+        assert!(matches!(held, StoreError::Locked { .. }), "{held}");
+        drop(store);
+        let (before, after) = compact_store(dir.path()).unwrap();
+        assert!(after <= before, "{before} -> {after}");
+        assert_eq!(Store::open(dir.path()).unwrap().label_events_after(0).unwrap().len(), 1);
+        let missing = compact_store(&dir.path().join("nowhere")).unwrap_err();
+        assert!(matches!(missing, StoreError::Missing(_)), "{missing}");
     }
 
     #[test]
