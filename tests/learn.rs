@@ -31,19 +31,6 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// (id, kind, interesting) rows of a synthetic survey's truth.csv.
-fn truth_rows(survey: &std::path::Path) -> Vec<(String, String, bool)> {
-    std::fs::read_to_string(survey.join("truth.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_string(), f[2].to_string(), f[3] == "1")
-        })
-        .collect()
-}
-
 /// Scores of one version by object id.
 fn version_scores(store: &Store, version: u32) -> HashMap<String, f32> {
     store
@@ -69,15 +56,8 @@ fn labelled_store(dir: &std::path::Path) -> (std::path::PathBuf, HashMap<String,
         dir,
         &["--galaxies", "400", "--size", "32", "--nside", "32", "--anomalies", "0.1", "--seed", "3"],
     );
-    let truth: Vec<(String, bool)> = std::fs::read_to_string(survey.join("truth.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_string(), f[3] == "1")
-        })
-        .collect();
+    let truth: Vec<(String, bool)> =
+        common::pipeline::truth_rows(&survey).into_iter().map(|(id, _, y)| (id, y)).collect();
     let store = Store::open(&store_path).unwrap();
     let mut held_out = HashMap::new();
     let (mut a, mut n) = (0, 0);
@@ -434,7 +414,7 @@ fn a_store_with_two_image_surveys_trains_on_the_group_holding_the_labels() {
         let out = run(&args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     }
-    let truth = truth_rows(&dir.path().join("survey"));
+    let truth = common::pipeline::truth_rows(&dir.path().join("survey"));
     let store = Store::open(&store_path).unwrap();
     let hsc = |id: &str| store.find_id("hsc", id).unwrap().unwrap();
     let anomalies: Vec<_> = truth.iter().filter(|t| t.2).take(3).map(|t| hsc(&t.0)).collect();
@@ -496,7 +476,7 @@ fn the_cnn_learns_rings_and_becomes_the_ranking_only_when_better() {
         &["--galaxies", "1200", "--size", "32", "--nside", "32", "--anomalies", "0.3", "--seed", "11"],
     );
     let s = store_path.to_str().unwrap();
-    let truth = truth_rows(&dir.path().join("survey"));
+    let truth = common::pipeline::truth_rows(&dir.path().join("survey"));
     let rings: Vec<&String> = truth.iter().filter(|t| t.1 == "ring").map(|t| &t.0).collect();
     let normals: Vec<&String> = truth.iter().filter(|t| t.1 == "normal").map(|t| &t.0).collect();
     let store = Store::open(&store_path).unwrap();
@@ -606,7 +586,7 @@ fn demo_survey_cnn() {
     let demo = std::path::PathBuf::from(std::env::var("ODDITY_DEMO").expect("ODDITY_DEMO=dir"));
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let truth: HashMap<String, (bool, String)> =
-        truth_rows(&demo.join("survey")).into_iter().map(|(id, kind, y)| (id, (y, kind))).collect();
+        common::pipeline::truth_rows(&demo.join("survey")).into_iter().map(|(id, kind, y)| (id, (y, kind))).collect();
     let work = tempfile::tempdir().unwrap();
     let store_path = work.path().join("db");
     copy_dir(&demo.join("oddity.db"), &store_path);

@@ -18,15 +18,8 @@ fn labels_move_similar_unlabelled_objects() {
         &["--galaxies", "900", "--size", "48", "--nside", "32", "--anomalies", "0.1", "--seed", "7"],
     );
     let s = store_path.to_str().unwrap();
-    let truth: HashMap<String, String> = std::fs::read_to_string(survey.join("truth.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_string(), f[2].to_string())
-        })
-        .collect();
+    let truth: HashMap<String, String> =
+        common::pipeline::truth_rows(&survey).into_iter().map(|(id, kind, _)| (id, kind)).collect();
     let ranks = |store: &Store| -> HashMap<String, usize> {
         store.ranked().unwrap().enumerate().map(|(i, r)| (store.object(r.unwrap().0).unwrap().unwrap().id, i)).collect()
     };

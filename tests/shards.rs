@@ -7,34 +7,8 @@ mod common;
 
 use std::path::Path;
 
+use common::pipeline::{ok, sliced_survey};
 use common::*;
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-    text(&out)
-}
-
-/// A small demo-like survey over several HEALPix partitions.
-fn survey(dir: &Path) -> String {
-    let survey = dir.join("survey");
-    let s = survey.to_str().unwrap().to_string();
-    ok(&[
-        "synth",
-        &s,
-        "--galaxies",
-        "1500",
-        "--size",
-        "32",
-        "--nside",
-        "16",
-        "--spectra",
-        "0.2",
-        "--anomalies",
-        "0.02",
-    ]);
-    s
-}
 
 fn top(store: &str) -> String {
     let out = ok(&["--store", store, "top", "5000", "--tsv"]);
@@ -45,7 +19,7 @@ fn top(store: &str) -> String {
 #[test]
 fn the_merged_ranking_is_the_single_machine_ranking_and_a_second_merge_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let survey = survey(dir.path());
+    let survey = sliced_survey(dir.path(), 1500);
     // One machine, the forests fitted on a sample of 700 rows per group.
     let single = dir.path().join("single");
     let s = single.to_str().unwrap();
@@ -101,7 +75,7 @@ fn the_merged_ranking_is_the_single_machine_ranking_and_a_second_merge_changes_n
 #[test]
 fn a_missing_or_unfinished_shard_is_named_and_the_rest_merged() {
     let dir = tempfile::tempdir().unwrap();
-    let survey = survey(dir.path());
+    let survey = sliced_survey(dir.path(), 1500);
     let shard = |i: usize| dir.path().join(format!("shard-{i}")).display().to_string();
     for i in 0..2 {
         ok(&["--store", &shard(i), "ingest", "--slice", &format!("{i}/2"), &survey]);
@@ -129,7 +103,7 @@ fn a_missing_or_unfinished_shard_is_named_and_the_rest_merged() {
 #[test]
 fn retry_reruns_only_the_failed_task_and_what_depends_on_it() {
     let dir = tempfile::tempdir().unwrap();
-    let survey = survey(dir.path());
+    let survey = sliced_survey(dir.path(), 1500);
     let project = dir.path().join("project");
     let p = project.to_str().unwrap();
     let shards = dir.path().join("shards");
@@ -229,7 +203,7 @@ fn embeddings(store: &Path) -> std::collections::BTreeMap<(String, String), Vec<
 #[test]
 fn shards_embedded_with_the_project_projection_merge_to_the_single_machine_embeddings() {
     let dir = tempfile::tempdir().unwrap();
-    let survey = survey(dir.path());
+    let survey = sliced_survey(dir.path(), 1500);
     // A small backbone, pretrained the same way (one thread: the same weights) in each store.
     let pretrain = |store: &str| {
         let args = ["--classes", "3", "--images-per-class", "4", "--size", "32", "--epochs", "1", "--batch", "8"];

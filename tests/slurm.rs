@@ -10,13 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-    text(&out)
-}
+use common::pipeline::{ok, sliced_survey};
 
 /// Starts the local Slurm; Err(why) when slurmd cannot run here.
 fn slurm_up() -> Result<(), String> {
@@ -33,22 +27,8 @@ fn the_survey_through_slurm_array_jobs_ranks_as_one_machine() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let survey = dir.path().join("survey");
-    let sv = survey.to_str().unwrap();
-    ok(&[
-        "synth",
-        sv,
-        "--galaxies",
-        "1200",
-        "--size",
-        "32",
-        "--nside",
-        "16",
-        "--spectra",
-        "0.2",
-        "--anomalies",
-        "0.02",
-    ]);
+    let survey = sliced_survey(dir.path(), 1200);
+    let sv = survey.as_str();
     let single = dir.path().join("single");
     let s = single.to_str().unwrap();
     ok(&["--store", s, "ingest", sv]);

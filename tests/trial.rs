@@ -24,15 +24,8 @@ fn a_truly_better_challenger_wins_its_trial_through_the_triage_screen() {
         &["--galaxies", "300", "--size", "32", "--nside", "32", "--anomalies", "0.1", "--seed", "5"],
     );
     let s = store_path.to_str().unwrap();
-    let truth: HashMap<String, bool> = std::fs::read_to_string(dir.path().join("survey/truth.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_string(), f[3] == "1")
-        })
-        .collect();
+    let truth: HashMap<String, bool> =
+        common::pipeline::truth_rows(&dir.path().join("survey")).into_iter().map(|(id, _, y)| (id, y)).collect();
     let store = Store::open(&store_path).unwrap();
     let current = store.current_scores().unwrap().unwrap();
     let ranked: Vec<(ObjectKey, f32)> = store.ranked().unwrap().map(|r| r.unwrap()).collect();
