@@ -17,8 +17,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sha2::Digest;
-
 use super::relevance::{PRIOR, RelevanceModel, RelevanceParams, combine};
 use super::sample::{FitSample, Identity};
 use super::{ForestParams, IsolationForest, Standardiser};
@@ -147,7 +145,7 @@ impl FittedForests {
 
     /// SHA-256 of the encoding (hex): which fit a shard's scores came from.
     pub fn hash(&self) -> String {
-        hex(&sha2::Sha256::digest(self.to_bytes()))
+        crate::shard::sha256_hex(&self.to_bytes())
     }
 
     pub fn group(&self, population: &str, group: Group) -> Option<&GroupModel> {
@@ -807,7 +805,7 @@ pub fn score_store(store: &Store, opts: &ScoreOptions, progress: &dyn Progress) 
     let mut model_ids = Vec::new();
     for (name, n, model, features) in ranking.models {
         let blob = postcard::to_allocvec(&model).expect("model encodes");
-        let hash = hex(&sha2::Sha256::digest(&blob));
+        let hash = crate::shard::sha256_hex(&blob);
         let params = serde_json::json!({ "forest": opts.forest, "features": opts.features.as_str() }).to_string();
         let id = store.put_model(ModelRecord {
             id: 0,
@@ -996,10 +994,6 @@ pub fn apply_forests(
     }
     store.set_shard_scores_model(&forests.hash())?;
     Ok(report)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

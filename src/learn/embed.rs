@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use sha2::Digest;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::checkpoint;
@@ -138,7 +137,7 @@ impl Projection {
 
     /// SHA-256 of the encoding (hex): which projection a shard was embedded with.
     pub fn hash(&self) -> String {
-        sha2::Sha256::digest(self.to_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        crate::shard::sha256_hex(&self.to_bytes())
     }
 }
 

@@ -136,6 +136,13 @@ impl MergeReport {
     }
 }
 
+/// SHA-256 of `bytes`, in hex: the fingerprint that says which fit (forests,
+/// projection) a shard's results came from.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Where `oddity embed --fit-only` saves the projection (backbone + PCA) for
 /// the shards, beside the database.
 pub fn projection_path(project: &Path) -> PathBuf {
