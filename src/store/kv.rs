@@ -81,7 +81,7 @@ fn settle(db: Weak<Database>, wake: mpsc::Receiver<()>, stop: Arc<AtomicBool>, a
             return;
         }
         let Some(db) = db.upgrade() else { return };
-        if let Err(e) = begin(&db, true).and_then(|tx| Ok(tx.commit()?)) {
+        if let Err(e) = begin(&db, Commit::QuickRepair).and_then(|tx| Ok(tx.commit()?)) {
             tracing::warn!("store: settling commit failed: {e}");
         }
     }
@@ -107,7 +107,7 @@ impl Engine {
             read.list_tables()?.map(|t| t.name().to_string()).collect()
         };
         if tables.iter().any(|t| !existing.iter().any(|e| e == t)) {
-            let tx = engine.begin(true)?;
+            let tx = begin(&engine.db, Commit::QuickRepair)?;
             for t in tables {
                 tx.open_table(Def::new(t))?;
             }
@@ -120,21 +120,12 @@ impl Engine {
         Tree { db: self.db.clone(), def: Def::new(name), settle: self.settle.clone() }
     }
 
-    /// Makes every write before it durable (one fsync'd commit).
+    /// Makes every write before it durable, with the allocator state
+    /// (quick-repair), so a store whose writer was killed opens at once.
     pub fn flush(&self) -> Result<(), Error> {
-        self.begin(true)?.commit()?;
+        begin(&self.db, Commit::QuickRepair)?.commit()?;
         Ok(())
     }
-
-    /// A write transaction; durable ones save the allocator state too
-    /// (quick-repair), so a store whose writer was killed opens at once.
-    fn begin(&self, durable: bool) -> Result<redb::WriteTransaction, Error> {
-        begin(&self.db, durable)
-    }
-}
-
-fn begin(db: &Database, durable: bool) -> Result<redb::WriteTransaction, Error> {
-    begin_as(db, if durable { Commit::QuickRepair } else { Commit::NoSync })
 }
 
 /// How a write transaction reaches the disk.
@@ -148,7 +139,7 @@ enum Commit {
     QuickRepair,
 }
 
-fn begin_as(db: &Database, how: Commit) -> Result<redb::WriteTransaction, Error> {
+fn begin(db: &Database, how: Commit) -> Result<redb::WriteTransaction, Error> {
     let mut tx = db.begin_write()?;
     match how {
         Commit::NoSync => tx.set_durability(Durability::None)?,
@@ -194,18 +185,10 @@ pub struct Tree {
 impl Tree {
     fn write<T>(
         &self,
-        durable: bool,
-        f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        self.write_as(if durable { Commit::QuickRepair } else { Commit::NoSync }, f)
-    }
-
-    fn write_as<T>(
-        &self,
         how: Commit,
         f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let tx = begin_as(&self.db, how)?;
+        let tx = begin(&self.db, how)?;
         let out = {
             let mut table = tx.open_table(self.def)?;
             f(&mut table)?
@@ -227,14 +210,14 @@ impl Tree {
     }
 
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), Error> {
-        self.write(false, |t| {
+        self.write(Commit::NoSync, |t| {
             t.insert(key.as_ref(), value.as_ref())?;
             Ok(())
         })
     }
 
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), Error> {
-        self.write(false, |t| {
+        self.write(Commit::NoSync, |t| {
             t.remove(key.as_ref())?;
             Ok(())
         })
@@ -244,7 +227,7 @@ impl Tree {
         if batch.ops.is_empty() {
             return Ok(());
         }
-        self.write(false, |t| {
+        self.write(Commit::NoSync, |t| {
             for (k, v) in &batch.ops {
                 match v {
                     Some(v) => t.insert(k.as_slice(), v.as_slice())?,
@@ -261,7 +244,7 @@ impl Tree {
     /// quick-repair commit when appends pause). Returns the keys.
     pub fn append(&self, values: &[Vec<u8>], durable: bool) -> Result<Vec<u64>, Error> {
         let how = if durable { Commit::Sync } else { Commit::NoSync };
-        let ids = self.write_as(how, |t| {
+        let ids = self.write(how, |t| {
             let first = t.last()?.map_or(1, |(k, _)| u64_key(k.value()) + 1);
             let ids: Vec<u64> = (first..).take(values.len()).collect();
             for (id, v) in ids.iter().zip(values) {
@@ -277,7 +260,7 @@ impl Tree {
 
     /// Removes every record.
     pub fn clear(&self) -> Result<(), Error> {
-        let tx = begin(&self.db, false)?;
+        let tx = begin(&self.db, Commit::NoSync)?;
         tx.delete_table(self.def)?;
         tx.open_table(self.def)?;
         tx.commit()?;

@@ -100,6 +100,13 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+impl StoreError {
+    /// An error of the engine file, naming the store.
+    fn engine(path: &Path, source: kv::Error) -> StoreError {
+        StoreError::Engine { path: path.to_owned(), source: Box::new(source) }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Objects with their scores, most anomalous first, owning the cursor.
@@ -164,11 +171,10 @@ impl Store {
             fs::create_dir_all(path).map_err(io)?;
         }
         let lock = take_lock(path)?;
-        if path.join(SLED_DIR).join("conf").exists() && !path.join(DB_FILE).exists() {
+        if written_by_sled(path) {
             return Err(StoreError::OldEngine { path: path.to_owned() });
         }
-        let db = kv::Engine::open(&path.join(DB_FILE), &TABLES)
-            .map_err(|source| StoreError::Engine { path: path.to_owned(), source: Box::new(source) })?;
+        let db = kv::Engine::open(&path.join(DB_FILE), &TABLES).map_err(|source| StoreError::engine(path, source))?;
         let store = Store {
             path: path.to_owned(),
             meta: db.tree("meta"),
@@ -241,7 +247,7 @@ impl Store {
     }
 
     pub(crate) fn kv_err(&self, source: kv::Error) -> StoreError {
-        StoreError::Engine { path: self.path.clone(), source: Box::new(source) }
+        StoreError::engine(&self.path, source)
     }
 
     pub(crate) fn decode<T: DeserializeOwned>(&self, tree: &'static str, bytes: &[u8]) -> Result<T> {
@@ -802,7 +808,7 @@ impl Store {
         let Some(v) = self.current_scores()? else { return Ok(Box::new(std::iter::empty())) };
         let path = self.path.clone();
         Ok(Box::new(self.score_index.scan_prefix(v.version.to_be_bytes()).map(move |kv| {
-            let (k, _) = kv.map_err(|source| StoreError::Engine { path: path.clone(), source: Box::new(source) })?;
+            let (k, _) = kv.map_err(|source| StoreError::engine(&path, source))?;
             parse_rank_key(&k).ok_or_else(|| bad_key(&path, "score_index"))
         })))
     }
@@ -826,7 +832,7 @@ impl Store {
     pub fn image_keys_owned(&self) -> Box<dyn Iterator<Item = Result<ObjectKey>> + Send> {
         let path = self.path.clone();
         Box::new(self.images.iter().keys().map(move |k| {
-            let k = k.map_err(|source| StoreError::Engine { path: path.clone(), source: Box::new(source) })?;
+            let k = k.map_err(|source| StoreError::engine(&path, source))?;
             ObjectKey::from_bytes(&k).ok_or_else(|| bad_key(&path, "images"))
         }))
     }
@@ -932,6 +938,11 @@ impl Store {
 
 /// Writes who holds the lock (command, pid, user, host) into the lock file,
 /// for the message another process gets.
+/// A store from before the engine change: a sled database and no engine file.
+fn written_by_sled(path: &Path) -> bool {
+    path.join(SLED_DIR).join("conf").exists() && !path.join(DB_FILE).exists()
+}
+
 /// Takes the store's exclusive lock (released when the file closes, even if
 /// the process is killed) and writes who holds it into the lock file.
 fn take_lock(path: &Path) -> Result<File> {

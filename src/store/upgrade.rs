@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::{DB_FILE, Result, SLED_DIR, StoreError, TABLES, kv, take_lock};
+use super::{DB_FILE, Result, SLED_DIR, StoreError, TABLES, kv, take_lock, written_by_sled};
 
 /// Records per transaction while copying: bounded memory at any size.
 const COPY_BATCH: usize = 10_000;
@@ -26,7 +26,7 @@ pub fn upgrade_sled_store(path: &Path, progress: &dyn Fn(&str, u64)) -> Result<U
             why: format!("it already has {DB_FILE}: nothing to upgrade"),
         });
     }
-    if !sled_dir.join("conf").exists() {
+    if !written_by_sled(path) {
         return Err(StoreError::Missing(path.to_owned()));
     }
     let _lock = take_lock(path)?;
@@ -38,7 +38,7 @@ pub fn upgrade_sled_store(path: &Path, progress: &dyn Fn(&str, u64)) -> Result<U
     if partial.exists() {
         fs::remove_file(&partial).map_err(io)?;
     }
-    let engine_err = |source| StoreError::Engine { path: path.to_owned(), source: Box::new(source) };
+    let engine_err = |source| StoreError::engine(path, source);
     let engine = kv::Engine::open(&partial, &TABLES).map_err(engine_err)?;
     let mut report = Vec::new();
     let present = sled.tree_names();
@@ -89,7 +89,7 @@ pub fn upgrade_sled_store(path: &Path, progress: &dyn Fn(&str, u64)) -> Result<U
 pub fn compact_store(path: &Path) -> Result<(u64, u64)> {
     let file = path.join(DB_FILE);
     if !file.exists() {
-        return Err(if path.join(SLED_DIR).join("conf").exists() {
+        return Err(if written_by_sled(path) {
             StoreError::OldEngine { path: path.to_owned() }
         } else {
             StoreError::Missing(path.to_owned())
@@ -98,7 +98,7 @@ pub fn compact_store(path: &Path) -> Result<(u64, u64)> {
     let _lock = take_lock(path)?;
     let io = |source| StoreError::Io { path: path.to_owned(), source };
     let before = fs::metadata(&file).map_err(io)?.len();
-    kv::compact(&file).map_err(|source| StoreError::Engine { path: path.to_owned(), source: Box::new(source) })?;
+    kv::compact(&file).map_err(|source| StoreError::engine(path, source))?;
     Ok((before, fs::metadata(&file).map_err(io)?.len()))
 }
 
