@@ -50,8 +50,13 @@ fn labels_undo_tags_and_navigation_reach_the_store() {
     assert_eq!(first, store.ranked().unwrap().next().unwrap().unwrap().0, "starts at the most anomalous");
 
     app.on_key(key('a')).unwrap();
-    assert_eq!(app.pos, 1, "labelling moves on");
+    assert_eq!(app.pos, 1, "labelling moves on at once");
+    // The label is written off the keypress path: "saved" only once on disk.
+    let msg = app.message.clone().unwrap();
+    assert!(msg.starts_with("saving ⋯ anomaly"), "{msg}");
+    app.wait_saved().unwrap();
     assert!(app.message.as_deref().unwrap().starts_with("saved ✓ anomaly"));
+    assert_eq!(store.label_events().unwrap().len(), 1, "on disk when it says saved");
     app.on_key(key('4')).unwrap();
     let second = app.queue.items[1];
     app.on_key(code(KeyCode::Left)).unwrap();
@@ -76,12 +81,14 @@ fn labels_undo_tags_and_navigation_reach_the_store() {
         app.on_key(key(c)).unwrap();
     }
     app.on_key(code(KeyCode::Enter)).unwrap();
+    app.wait_saved().unwrap();
     let tags = &app.book.get(second).unwrap().tags;
     assert!(tags.contains("ring") && tags.contains("jellyfish"), "{tags:?}");
 
     // Favourite and unsure are labels like the others.
     app.on_key(key('*')).unwrap();
     app.on_key(key('x')).unwrap();
+    app.wait_saved().unwrap();
 
     let events = store.label_events().unwrap();
     let values: Vec<&LabelValue> = events.iter().map(|(_, e)| &e.value).collect();
@@ -221,6 +228,7 @@ fn gallery_labels_the_cursor_and_whole_pages() {
     // N: everything unlabelled on the page becomes normal, then the next page.
     app.on_key(KeyEvent::new(KeyCode::Char('N'), KeyModifiers::SHIFT)).unwrap();
     assert_eq!(app.pos, 8, "on to the next page");
+    app.wait_saved().unwrap();
     assert!(app.message.as_deref().unwrap().contains("7 normal on this page"), "{:?}", app.message);
     let page: Vec<_> = app.queue.items[..8].to_vec();
     for k in &page {
@@ -258,6 +266,7 @@ fn histogram_panel_marks_labels() {
     app.no_color = true;
     app.on_key(key('a')).unwrap();
     app.on_key(key('n')).unwrap();
+    app.wait_saved().unwrap();
     app.on_key(key('H')).unwrap();
     let s = screen(&mut app, &mut loader, 120, 40);
     assert!(
@@ -278,6 +287,7 @@ fn rank_after_a_jump_and_the_saved_message_name_the_right_object() {
     // Labelling before anything is loaded still names the object.
     let first_id = store.object(ranked[0]).unwrap().unwrap().id;
     app.on_key(key('a')).unwrap();
+    app.wait_saved().unwrap();
     let msg = app.message.clone().unwrap();
     assert!(msg.starts_with("saved ✓ anomaly") && msg.ends_with(&first_id), "{msg}");
     // Jump to the 40th most anomalous object: its rank, not its queue slot.
@@ -306,6 +316,7 @@ fn undo_after_page_normal_brings_the_whole_page_back() {
     screen_gallery(&mut app, &mut loader, 80, 24);
     app.on_key(key('a')).unwrap();
     app.on_key(KeyEvent::new(KeyCode::Char('N'), KeyModifiers::SHIFT)).unwrap();
+    app.wait_saved().unwrap();
     assert_eq!(app.book.iter().filter(|(_, l)| l.is_labelled()).count(), 8);
     app.on_key(key('u')).unwrap();
     assert!(app.message.as_deref().unwrap().contains("undone ✓ 7 labels"), "{:?}", app.message);
@@ -337,6 +348,7 @@ fn help_fits_wide_screens_and_scrolls_on_small_ones_and_labels_stay_visible() {
     // 40x12: the label line is not pushed off the screen.
     app.on_key(key('a')).unwrap();
     app.on_key(key('h')).unwrap();
+    app.wait_saved().unwrap();
     let tiny = screen(&mut app, &mut loader, 40, 12);
     assert!(tiny.contains("labels anomaly"), "{tiny}");
 }
@@ -393,6 +405,8 @@ fn a_team_gets_disjoint_candidates_with_a_shared_overlap_sample() {
     assert!(ann.queue.items.iter().all(|k| !bob.queue.items.contains(k)), "disjoint by default");
     ann.on_key(key('a')).unwrap();
     bob.on_key(key('n')).unwrap();
+    ann.wait_saved().unwrap();
+    bob.wait_saved().unwrap();
     bob.sync().unwrap();
     let team = bob.team.clone().unwrap();
     assert_eq!((team.experts, team.labels), (2, 2), "{team:?}");
@@ -410,6 +424,7 @@ fn a_team_gets_disjoint_candidates_with_a_shared_overlap_sample() {
     let at = ann.queue.items.iter().position(|k| *k == shared).unwrap();
     ann.pos = at;
     ann.on_key(key('a')).unwrap();
+    ann.wait_saved().unwrap();
     let fresh = expert(&hub, "bob");
     let mut fresh = fresh;
     fresh.queue.fill(40, &*fresh.store, &fresh.book).unwrap();
@@ -438,4 +453,128 @@ fn kitty_cutouts_go_compressed_when_the_terminal_inflates() {
     let (plain, deflated) = (sent(false), sent(true));
     assert!(deflated.contains("o=z") && !plain.contains("o=z"));
     assert!(deflated.len() * 10 < plain.len(), "{} vs {} bytes", deflated.len(), plain.len());
+}
+
+/// A store whose disk can stall (the test holds `stall`) or fail.
+struct SlowDisk {
+    inner: Arc<Store>,
+    stall: std::sync::atomic::AtomicBool,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+mod slow_disk {
+    use super::SlowDisk;
+    use oddity::features::spectral::BptClass;
+    use oddity::serve::{CandidateMeta, Catalog, Cursor, Histogram, Overview, Page};
+    use oddity::store::{LabelEvent, LineSummary, ObjectKey, StoreError};
+    use oddity::tui::Ordering;
+    use std::path::PathBuf;
+
+    impl Catalog for SlowDisk {
+        fn store_path(&self) -> PathBuf {
+            Catalog::store_path(&*self.inner)
+        }
+        fn label_events_after(&self, after: Option<u64>) -> Result<Vec<(u64, LabelEvent)>, StoreError> {
+            Catalog::label_events_after(&*self.inner, after)
+        }
+        fn append_labels(&self, events: Vec<LabelEvent>) -> Result<Vec<u64>, StoreError> {
+            while self.stall.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                let source = std::io::Error::other("No space left on device");
+                return Err(StoreError::Io { path: Catalog::store_path(self), source });
+            }
+            Catalog::append_labels(&*self.inner, events)
+        }
+        fn overview(&self) -> Result<Overview, StoreError> {
+            self.inner.overview()
+        }
+        fn page(&self, ordering: Ordering, cursor: Cursor, n: usize) -> Result<Page, StoreError> {
+            self.inner.page(ordering, cursor, n)
+        }
+        fn meta(&self, key: ObjectKey) -> Result<Option<CandidateMeta>, StoreError> {
+            self.inner.meta(key)
+        }
+        fn object_id(&self, key: ObjectKey) -> Result<Option<String>, StoreError> {
+            Catalog::object_id(&*self.inner, key)
+        }
+        fn find_object(&self, id: &str) -> Result<Option<ObjectKey>, StoreError> {
+            Catalog::find_object(&*self.inner, id)
+        }
+        fn bpt(&self, key: ObjectKey) -> Result<Option<BptClass>, StoreError> {
+            Catalog::bpt(&*self.inner, key)
+        }
+        fn line_summary(&self) -> Result<Option<LineSummary>, StoreError> {
+            Catalog::line_summary(&*self.inner)
+        }
+        fn histogram(&self, bins: usize, marks: Vec<(ObjectKey, bool)>) -> Result<Histogram, StoreError> {
+            self.inner.histogram(bins, marks)
+        }
+        fn rank(&self, key: ObjectKey) -> Result<Option<u64>, StoreError> {
+            Catalog::rank(&*self.inner, key)
+        }
+    }
+}
+
+#[test]
+fn labelling_moves_on_while_the_disk_stalls_and_a_failed_write_says_not_saved() {
+    use oddity::tui::app::UndoStep;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::pipeline::scored_store(dir.path(), 60)).unwrap());
+    let disk = Arc::new(SlowDisk { inner: store.clone(), stall: Default::default(), fail: Default::default() });
+    let mut app =
+        App::new(disk.clone(), Keymap::default_keys(), "tester".into(), Ordering::Score, Filter::Unlabelled).unwrap();
+    let shown: Vec<_> = app.queue.items[..4].to_vec();
+
+    // The disk stalls: three labels, and the screen is on the fourth object.
+    let stall = |on: bool| disk.stall.store(on, std::sync::atomic::Ordering::SeqCst);
+    stall(true);
+    for c in ['a', 'n', '3'] {
+        app.on_key(key(c)).unwrap();
+    }
+    assert_eq!(app.current(), Some(shown[3]), "labelling does not wait for the disk");
+    assert_eq!(app.unsaved(), 3);
+    assert!(app.message.as_deref().unwrap().starts_with("saving ⋯ relevance 3"), "{:?}", app.message);
+    assert!(store.label_events().unwrap().is_empty());
+    app.collect_saved();
+    assert_eq!(app.unsaved(), 3, "nothing is called saved before its commit");
+    stall(false);
+    app.wait_saved().unwrap();
+    let events = store.label_events().unwrap();
+    let objects: Vec<_> = events.iter().map(|(_, e)| e.object).collect();
+    assert_eq!(objects, shown[..3], "written in the order given");
+    assert!(app.message.as_deref().unwrap().starts_with("saved ✓ relevance 3"), "{:?}", app.message);
+    assert!(app.undo_stack.iter().all(|s| matches!(s, UndoStep::Saved(_))));
+
+    // Undo of a label still on its way waits for its id, then retracts it.
+    stall(true);
+    app.on_key(key('a')).unwrap();
+    let later = disk.clone();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        later.stall.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+    app.on_key(key('u')).unwrap();
+    release.join().unwrap();
+    assert_eq!(app.current(), Some(shown[3]));
+    assert!(!app.book.is_labelled(shown[3]));
+    assert_eq!(store.label_events().unwrap().len(), 5, "the label and its retraction");
+
+    // A full disk: the screen says NOT saved and brings the object back.
+    disk.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    app.on_key(key('n')).unwrap();
+    assert_ne!(app.current(), Some(shown[3]), "on to the next object before the write fails");
+    app.wait_saved().unwrap();
+    let msg = app.message.clone().unwrap();
+    assert!(msg.starts_with("NOT saved: normal") && msg.contains("No space left on device"), "{msg}");
+    assert_eq!(app.current(), Some(shown[3]), "back to the object whose label was lost");
+    assert!(!app.book.is_labelled(shown[3]));
+    assert_eq!(store.label_events().unwrap().len(), 5, "nothing stored is lost");
+    assert_eq!(app.undo_stack.len(), 3, "a lost label is not an undo step");
+    // The disk has room again: the same key saves it.
+    disk.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    app.on_key(key('n')).unwrap();
+    app.wait_saved().unwrap();
+    assert!(app.book.is_labelled(shown[3]));
 }

@@ -146,6 +146,7 @@ fn spectrum_only_candidates_show_full_height_and_are_reached_by_id() {
     assert!(!s.contains("asinh"), "no cutout panel: {s}");
     // Labelling works on it like on any candidate.
     app.on_key(key('a')).unwrap();
+    app.wait_saved().unwrap();
     assert!(app.book.get(lonely[0].0).is_some());
 
     // `/` reaches an unranked spectrum-only object by its id…

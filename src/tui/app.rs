@@ -1,8 +1,9 @@
 //! The TUI's state and the only place it changes (`App::update`). Keys
-//! become actions through the keymap; labels are appended to the store and
-//! flushed before the screen says "saved".
+//! become actions through the keymap; a label goes to the [`Saver`]'s thread
+//! and the screen moves on at once: it says "saving ⋯" until the label is on
+//! disk and "saved ✓" only then.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use ratatui::layout::Size;
 
 use super::keymap::{Action, Keymap};
 use super::queue::{Filter, Ordering, Queue};
+use super::saver::{Saved, Saver};
 use super::worker::{Candidate, Picture, Reply, Request};
 use crate::features::spectral::BptClass;
 use crate::render::ViewParams;
@@ -81,6 +83,25 @@ pub struct Shown {
     pub protocol: Box<Picture>,
 }
 
+/// One labelling action of this session, as undo sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UndoStep {
+    /// On disk: its event ids.
+    Saved(Vec<u64>),
+    /// Handed to the saver, not yet answered.
+    Saving(u64),
+}
+
+/// An action on its way to disk, and what the screen says of it.
+struct Saving {
+    seq: u64,
+    events: Vec<LabelEvent>,
+    /// e.g. "normal J123456.7+123456" or "12 normal on this page".
+    what: String,
+    /// The object to bring back if it cannot be saved (single labels).
+    object: Option<ObjectKey>,
+}
+
 pub struct App {
     pub store: Arc<dyn Catalog>,
     pub keymap: Keymap,
@@ -117,9 +138,14 @@ pub struct App {
     pub histogram: Option<Histogram>,
     /// Score-order ranks of objects reached by `/` (counted by the worker).
     pub jump_ranks: HashMap<ObjectKey, Option<u64>>,
-    /// Event ids of each labelling action of this session, for undo (a
-    /// page marked normal is one action).
-    pub undo_stack: Vec<Vec<u64>>,
+    /// Each labelling action of this session, for undo (a page marked
+    /// normal is one action).
+    pub undo_stack: Vec<UndoStep>,
+    /// Writes labels off the keypress path.
+    saver: Saver,
+    /// Actions handed to the saver and not yet answered, oldest first.
+    saving: VecDeque<Saving>,
+    next_seq: u64,
     /// Counts for the position line.
     pub overview: Overview,
     /// The team's progress (several experts on the store).
@@ -148,6 +174,7 @@ impl App {
         let overview = store.overview()?;
         let ordering = if ordering == Ordering::Score && overview.scored.is_none() { Ordering::Id } else { ordering };
         let queue = Queue::new(&*store, &book, ordering, filter, &user)?;
+        let saver = Saver::start(store.clone());
         let mut app = App {
             store,
             keymap,
@@ -175,6 +202,9 @@ impl App {
             histogram: None,
             jump_ranks: HashMap::new(),
             undo_stack: Vec::new(),
+            saver,
+            saving: VecDeque::new(),
+            next_seq: 0,
             overview,
             team: None,
             synced,
@@ -281,6 +311,8 @@ impl App {
             Action::Normal => self.label(LabelValue::Normal, vec![], true)?,
             Action::Unsure => self.label(LabelValue::Unsure, vec![], true)?,
             Action::Favourite => {
+                // A toggle: it reads the star given a moment ago.
+                self.wait_saved()?;
                 if let Some(key) = self.current() {
                     let on = !self.book.get(key).is_some_and(|l| l.favourite);
                     self.label(LabelValue::Favourite(on), vec![], false)?;
@@ -423,11 +455,16 @@ impl App {
     /// Labels every unlabelled object on the page normal: the expert has seen
     /// them all and flagged the interesting ones already.
     fn label_page_normal(&mut self) -> Result<(), StoreError> {
+        // Labels given on this page a moment ago count as given.
+        self.wait_saved()?;
         let keys: Vec<ObjectKey> = self.page_keys()?.into_iter().filter(|k| !self.book.is_labelled(*k)).collect();
         let n = keys.len();
-        // One action, one flush, one undo.
-        self.append(keys.into_iter().map(|k| (k, LabelValue::Normal, vec![])).collect())?;
-        self.message = Some(format!("saved ✓ {n} normal on this page"));
+        // One action, one commit, one undo.
+        self.append(
+            keys.into_iter().map(|k| (k, LabelValue::Normal, vec![])).collect(),
+            format!("{n} normal on this page"),
+            None,
+        );
         let next = self.page_start() + self.page_size();
         self.queue.fill(next + 1, &*self.store, &self.book)?;
         if next < self.queue.items.len() {
@@ -438,12 +475,11 @@ impl App {
 
     fn label_key(&mut self, key: ObjectKey, value: LabelValue, tags: Vec<String>) -> Result<(), StoreError> {
         let what = describe_value(&value, &tags);
-        self.append(vec![(key, value, tags)])?;
         let name = match self.loaded.get(&key) {
             Some(c) => c.object.id.clone(),
             None => self.store.object_id(key)?.unwrap_or_else(|| format!("{}:{}", key.file, key.row)),
         };
-        self.message = Some(format!("saved ✓ {what} {name}"));
+        self.append(vec![(key, value, tags)], format!("{what} {name}"), Some(key));
         Ok(())
     }
 
@@ -458,26 +494,104 @@ impl App {
         }
     }
 
-    /// Appends one action's label events (durable on return) as one undo step.
-    fn append(&mut self, labels: Vec<(ObjectKey, LabelValue, Vec<String>)>) -> Result<(), StoreError> {
+    /// Hands one action's label events to the saver as one undo step; the
+    /// screen says "saving ⋯ {what}" until they are on disk.
+    fn append(&mut self, labels: Vec<(ObjectKey, LabelValue, Vec<String>)>, what: String, object: Option<ObjectKey>) {
         if labels.is_empty() {
-            return Ok(());
+            return;
         }
         let events: Vec<LabelEvent> = labels.into_iter().map(|(k, v, t)| self.event(k, v, t)).collect();
-        let ids = self.store.append_labels(events.clone())?;
-        for (id, e) in ids.iter().zip(events) {
-            self.own_ids.insert(*id);
-            self.book.push(*id, e);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.message = Some(format!("saving ⋯ {what}"));
+        self.undo_stack.push(UndoStep::Saving(seq));
+        self.saving.push_back(Saving { seq, events: events.clone(), what, object });
+        if !self.saver.submit(seq, events) {
+            self.on_saved(Saved { seq, result: Err("the label writer stopped".into()) });
         }
-        self.undo_stack.push(ids);
-        self.recount();
+    }
+
+    /// What to call when the saver commits (the event loop's wake-up).
+    pub fn on_saved_wake(&self, wake: Box<dyn Fn() + Send>) {
+        self.saver.on_saved(wake);
+    }
+
+    /// Labelling actions not yet on disk.
+    pub fn unsaved(&self) -> usize {
+        self.saving.len()
+    }
+
+    /// What the saver has answered so far (the event loop calls this when
+    /// woken by a commit).
+    pub fn collect_saved(&mut self) {
+        for saved in self.saver.ready() {
+            self.on_saved(saved);
+        }
+    }
+
+    /// Waits until every labelling action given so far is on disk (or has
+    /// failed, which the message says). Undo, quitting and whole-page
+    /// labels wait; labelling does not.
+    pub fn wait_saved(&mut self) -> Result<(), StoreError> {
+        while !self.saving.is_empty() {
+            match self.saver.next() {
+                Some(saved) => self.on_saved(saved),
+                None => {
+                    let seqs: Vec<u64> = self.saving.iter().map(|s| s.seq).collect();
+                    for seq in seqs {
+                        self.on_saved(Saved { seq, result: Err("the label writer stopped".into()) });
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
+    /// An action's answer: its events join the book and the screen says
+    /// "saved ✓"; or it says NOT saved, and the object comes back.
+    fn on_saved(&mut self, saved: Saved) {
+        let Some(at) = self.saving.iter().position(|s| s.seq == saved.seq) else { return };
+        let Some(action) = self.saving.remove(at) else { return };
+        let step = self.undo_stack.iter().rposition(|s| *s == UndoStep::Saving(saved.seq));
+        self.dirty = true;
+        match saved.result {
+            Ok(ids) => {
+                for (id, e) in ids.iter().zip(action.events) {
+                    self.own_ids.insert(*id);
+                    self.book.push(*id, e);
+                }
+                if let Some(i) = step {
+                    self.undo_stack[i] = UndoStep::Saved(ids);
+                }
+                self.recount();
+                self.message = Some(format!("saved ✓ {}", action.what));
+            }
+            Err(why) => {
+                if let Some(i) = step {
+                    self.undo_stack.remove(i);
+                }
+                tracing::error!(what = %action.what, %why, "label not saved");
+                self.message = Some(format!("NOT saved: {} ({why})", action.what));
+                // Back to the object, to label it again.
+                if let Some(key) = action.object {
+                    match self.queue.items.iter().position(|k| *k == key) {
+                        Some(i) => self.pos = i,
+                        None => self.queue.insert(self.pos, key),
+                    }
+                    if let Err(e) = self.settle() {
+                        tracing::error!(%e, "settle after a failed label");
+                    }
+                }
+            }
+        }
+    }
+
     /// Undoes the last labelling action of this session: every event it
-    /// made is retracted (a page marked normal comes back whole).
+    /// made is retracted (a page marked normal comes back whole). It waits
+    /// for the action's ids, and writes the retraction before saying so.
     fn undo(&mut self) -> Result<(), StoreError> {
-        let Some(ids) = self.undo_stack.pop() else {
+        self.wait_saved()?;
+        let Some(UndoStep::Saved(ids)) = self.undo_stack.pop() else {
             self.message = Some("nothing to undo in this session".into());
             return Ok(());
         };
@@ -510,6 +624,11 @@ impl App {
     /// Picks up labels other experts gave since the last look, and the
     /// team's progress (a few events and one small record: cheap).
     pub fn sync(&mut self) -> Result<(), StoreError> {
+        // Own labels join the book when their commit is answered; reading the
+        // log before that would take them for another expert's.
+        if !self.saving.is_empty() {
+            return Ok(());
+        }
         let events = self.store.label_events_after(self.synced)?;
         let mut changed = false;
         for (id, e) in events {
@@ -709,6 +828,8 @@ impl App {
     }
 
     fn requeue(&mut self, ordering: Ordering, filter: Filter) -> Result<(), StoreError> {
+        // The new queue skips what was just labelled.
+        self.wait_saved()?;
         self.overview = self.store.overview()?;
         self.queue = Queue::new(&*self.store, &self.book, ordering, filter, &self.session.user)?;
         self.pos = 0;

@@ -11,6 +11,7 @@ pub mod app;
 pub mod keymap;
 pub mod probe;
 pub mod queue;
+pub mod saver;
 pub mod ui;
 pub mod worker;
 
@@ -88,6 +89,8 @@ enum Event {
     Key(crossterm::event::KeyEvent),
     Redraw,
     Reply(worker::Reply),
+    /// The label writer committed something.
+    Saved,
 }
 
 /// Loads the keymap: built-in defaults, overridden by the user's file.
@@ -183,6 +186,10 @@ fn event_loop(
     let (tx, rx) = mpsc::channel::<Event>();
     let (req_tx, req_rx) = mpsc::channel();
     let reply_tx = tx.clone();
+    let saved_tx = tx.clone();
+    app.on_saved_wake(Box::new(move || {
+        let _ = saved_tx.send(Event::Saved);
+    }));
     std::thread::Builder::new()
         .name("oddity-worker".into())
         .spawn(move || worker::run(loader, req_rx, move |r| reply_tx.send(Event::Reply(r)).is_ok()))?;
@@ -224,7 +231,7 @@ fn event_loop(
             }
         }
         if app.quit {
-            return Ok(());
+            return quit(terminal, app);
         }
         // Wait for something, then take everything queued before drawing.
         let first = rx.recv_timeout(SYNC_EVERY);
@@ -240,6 +247,7 @@ fn event_loop(
                 Event::Key(k) => app.on_key(k)?,
                 Event::Redraw => app.dirty = true,
                 Event::Reply(r) => app.on_reply(r),
+                Event::Saved => app.collect_saved(),
             }
             if app.quit {
                 break;
@@ -256,6 +264,17 @@ fn event_loop(
             app.dirty = true;
         }
     }
+}
+
+/// Quitting waits until every label is on disk, and says so while it waits.
+fn quit(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> Result<(), TuiError> {
+    app.collect_saved();
+    if app.unsaved() > 0 {
+        app.message = Some(format!("saving {} labels before quitting ⋯", app.unsaved()));
+        terminal.draw(|f| ui::draw(f, app))?;
+        app.wait_saved()?;
+    }
+    Ok(())
 }
 
 /// Serves the app's pending requests on this thread, as the worker thread

@@ -818,7 +818,13 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
     // terminal it must not be the part that is cut off.
     let mut spans = vec![Span::styled(position, pal.title)];
     if let Some(m) = &app.message {
-        let style = if m.starts_with("saved") || m.starts_with("undone") { pal.good } else { pal.warn };
+        let style = if m.starts_with("saved") || m.starts_with("undone") {
+            pal.good
+        } else if m.starts_with("saving") {
+            Style::default()
+        } else {
+            pal.warn
+        };
         spans.push(Span::raw(" · "));
         spans.push(Span::styled(m.clone(), style));
     }
