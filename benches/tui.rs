@@ -19,7 +19,7 @@
 //! ODDITY_BENCH_REFERENCE=BIN also times another `oddity` binary (an older
 //! build) on the same store, taking turns with this one, for a ratio.
 //! ODDITY_BENCH_BUSY_DISK=1 times the presses while another process's
-//! writes keep the disk busy (8 MiB written and fsynced, over and over, in
+//! writes keep the disk busy (64 MiB written and fsynced, over and over, in
 //! the store's file system), as on a machine shared with other work.
 
 use std::io::{Read, Write};
@@ -283,7 +283,7 @@ impl BusyDisk {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (flag, path) = (stop.clone(), dir.join("busy.bin"));
         let thread = std::thread::spawn(move || {
-            let block = vec![0x5au8; 8 << 20];
+            let block = vec![0x5au8; 64 << 20];
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let mut f = std::fs::File::create(&path).unwrap();
                 f.write_all(&block).unwrap();
@@ -429,7 +429,7 @@ fn main() {
     println!("{:<40} {:>6} {:>8} {:>8} {:>8}", "encoding: clock stops at", "n", "p50 ms", "p99 ms", "max ms");
     let mut p99 = Vec::new();
     let _busy = std::env::var_os("ODDITY_BENCH_BUSY_DISK").map(|_| {
-        println!("with the disk kept busy: 8 MiB written and fsynced in a loop beside the store");
+        println!("with the disk kept busy: 64 MiB written and fsynced in a loop beside the store");
         BusyDisk::start(dir.path())
     });
     for graphics in ["halfblocks", "kitty"] {

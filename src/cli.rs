@@ -137,6 +137,10 @@ pub struct MergeArgs {
     /// Seconds to wait for the project store while another process holds it.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
+    /// Leave the store file as it is after merging (by default the pages a
+    /// merge freed are handed back to the disk, as `oddity compact` does).
+    #[arg(long)]
+    pub no_compact: bool,
 }
 
 #[derive(Debug, clap::Args)]

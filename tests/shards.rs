@@ -53,6 +53,8 @@ fn the_merged_ranking_is_the_single_machine_ranking_and_a_second_merge_changes_n
     let merge_log = std::fs::read_to_string(shards.join("logs/merge-scores.log")).unwrap();
     assert!(merge_log.contains("ranked 1500 objects from the shards' scores"), "{merge_log}");
     assert!(!merge_log.contains("computed here"), "every forest score came from a shard: {merge_log}");
+    // The pages the merge freed went back to the disk.
+    assert!(merge_log.contains("compacted the store file"), "{merge_log}");
     // Every shard numbered its files from 1: the merge kept all objects apart.
     let ranking = top(p);
     assert_eq!(ranking.lines().count(), 1 + 1500);
@@ -65,6 +67,7 @@ fn the_merged_ranking_is_the_single_machine_ranking_and_a_second_merge_changes_n
     let again = ok(&args);
     assert!(again.contains("merged 0 shards") && again.contains("3 already merged"), "{again}");
     assert!(!again.contains("score version"), "{again}");
+    assert!(!again.contains("compacted"), "nothing merged, nothing to give back: {again}");
     assert_eq!(top(p), ranking);
     let status = ok(&["--store", p, "status"]);
     assert!(status.contains("shards    3 merged"), "{status}");

@@ -4,7 +4,7 @@ use color_eyre::Result;
 
 use crate::cli::MergeArgs;
 use crate::shard::{ShardOutcome, merge};
-use crate::store::Store;
+use crate::store::{Store, StoreError, compact_store};
 
 /// Folds shards into the project store; exit 1 when a shard could not be merged.
 pub fn run(store_path: &Path, args: &MergeArgs) -> Result<i32> {
@@ -69,5 +69,34 @@ pub fn run(store_path: &Path, args: &MergeArgs) -> Result<i32> {
         }
     }
     super::print(&head)?;
+    drop(store);
+    if merged > 0 && !args.no_compact {
+        compact_after_merge(store_path)?;
+    }
     Ok(if report.failed() == 0 { 0 } else { 1 })
+}
+
+/// A merge rewrites scores and cross-matches, and the engine reuses the
+/// pages that frees but never returns them: without this a project store
+/// grew to twice a one-machine store. Another process may take the store
+/// between the merge and this; then the file stays as it is, and says so.
+fn compact_after_merge(store_path: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    match compact_store(store_path) {
+        Ok((before, after)) => {
+            super::print(&format!(
+                "  compacted the store file: {:.1} MiB -> {:.1} MiB in {:.1}s\n",
+                mib(before),
+                mib(after),
+                started.elapsed().as_secs_f64()
+            ))?;
+            Ok(())
+        }
+        Err(e @ StoreError::Locked { .. }) => {
+            eprintln!("note: the store file was not compacted ({e}); `oddity compact` does it later");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -302,29 +302,102 @@ impl App {
         Ok(())
     }
 
-    /// The only place browsing state changes.
+    /// The only place browsing state changes: labelling, moving through
+    /// the queue, and how the candidate is shown.
     pub fn update(&mut self, action: Action) -> Result<(), StoreError> {
         self.dirty = true;
         match action {
-            Action::Relevance(r) => self.label(LabelValue::Relevance(r), vec![], true)?,
-            Action::Anomaly => self.label(LabelValue::Anomaly, vec![], true)?,
-            Action::Normal => self.label(LabelValue::Normal, vec![], true)?,
-            Action::Unsure => self.label(LabelValue::Unsure, vec![], true)?,
-            Action::Favourite => {
-                // A toggle: it reads the star given a moment ago.
-                self.wait_saved()?;
-                if let Some(key) = self.current() {
-                    let on = !self.book.get(key).is_some_and(|l| l.favourite);
-                    self.label(LabelValue::Favourite(on), vec![], false)?;
-                }
+            Action::Relevance(r) => self.label(LabelValue::Relevance(r), vec![], true),
+            Action::Anomaly => self.label(LabelValue::Anomaly, vec![], true),
+            Action::Normal => self.label(LabelValue::Normal, vec![], true),
+            Action::Unsure => self.label(LabelValue::Unsure, vec![], true),
+            Action::Favourite => self.toggle_favourite(),
+            Action::Undo => self.undo(),
+            Action::PageNormal if self.gallery => self.label_page_normal(),
+            Action::PageNormal => {
+                self.message = Some("page normal works in the gallery (g)".into());
+                Ok(())
             }
-            Action::Undo => self.undo()?,
-            Action::Next => self.go(self.pos + 1)?,
-            Action::Previous => self.go(self.pos.saturating_sub(1))?,
-            Action::Tag => self.mode = Mode::Menu { kind: MenuKind::Tag, selected: 0 },
-            Action::Filter => self.mode = Mode::Menu { kind: MenuKind::Filter, selected: 0 },
-            Action::Ordering => self.mode = Mode::Menu { kind: MenuKind::Ordering, selected: 0 },
-            Action::Jump => self.mode = Mode::Prompt { kind: PromptKind::Jump, text: String::new() },
+            Action::Next
+            | Action::Previous
+            | Action::Up
+            | Action::Down
+            | Action::PageDown
+            | Action::PageUp
+            | Action::Gallery => self.navigate(action),
+            Action::Tag => self.open(Mode::Menu { kind: MenuKind::Tag, selected: 0 }),
+            Action::Filter => self.open(Mode::Menu { kind: MenuKind::Filter, selected: 0 }),
+            Action::Ordering => self.open(Mode::Menu { kind: MenuKind::Ordering, selected: 0 }),
+            Action::Jump => self.open(Mode::Prompt { kind: PromptKind::Jump, text: String::new() }),
+            Action::Help => {
+                self.help_scroll = 0;
+                self.open(Mode::Help)
+            }
+            Action::Quit => {
+                self.quit = true;
+                Ok(())
+            }
+            Action::Band
+            | Action::Stretch
+            | Action::Zoom
+            | Action::CopyLink
+            | Action::RestFrame
+            | Action::Histogram
+            | Action::Bpt => self.show(action),
+        }
+    }
+
+    fn open(&mut self, mode: Mode) -> Result<(), StoreError> {
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// Stars or unstars the current object: a toggle, so it reads the star
+    /// given a moment ago.
+    fn toggle_favourite(&mut self) -> Result<(), StoreError> {
+        self.wait_saved()?;
+        match self.current() {
+            Some(key) => {
+                let on = !self.book.get(key).is_some_and(|l| l.favourite);
+                self.label(LabelValue::Favourite(on), vec![], false)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Moves through the queue (and in and out of the gallery).
+    fn navigate(&mut self, action: Action) -> Result<(), StoreError> {
+        let (step, start) = match self.gallery {
+            true => (self.page_size(), self.page_start()),
+            false => (10, self.pos),
+        };
+        match action {
+            Action::Next => self.go(self.pos + 1),
+            Action::Previous => self.go(self.pos.saturating_sub(1)),
+            Action::Gallery => {
+                self.gallery = !self.gallery;
+                self.settle()
+            }
+            Action::Up if self.gallery => self.go(self.pos.saturating_sub(self.grid.0)),
+            Action::Down if self.gallery => {
+                let target = self.pos + self.grid.0;
+                self.queue.fill(target + 1, &*self.store, &self.book)?;
+                if target < self.queue.items.len() { self.go(target) } else { Ok(()) }
+            }
+            Action::PageDown => {
+                self.queue.fill(start + step + 1, &*self.store, &self.book)?;
+                let target = (start + step).min(self.queue.items.len().saturating_sub(1));
+                self.go(target)
+            }
+            Action::PageUp => self.go(start.saturating_sub(step)),
+            _ => Ok(()),
+        }
+    }
+
+    /// How the candidate is shown: bands, stretch, zoom, rest frame, the
+    /// histogram and BPT panels, its link.
+    fn show(&mut self, action: Action) -> Result<(), StoreError> {
+        match action {
             Action::Band => {
                 let n = self.current_candidate().map(|c| c.bands.len()).unwrap_or(0);
                 self.view.band = match self.view.band {
@@ -354,56 +427,7 @@ impl App {
                 }
             }
             Action::RestFrame => self.rest_frame = !self.rest_frame,
-            Action::Gallery => {
-                self.gallery = !self.gallery;
-                self.settle()?;
-            }
-            Action::Up => {
-                if self.gallery {
-                    self.go(self.pos.saturating_sub(self.grid.0))?;
-                }
-            }
-            Action::Down => {
-                if self.gallery {
-                    let target = self.pos + self.grid.0;
-                    self.queue.fill(target + 1, &*self.store, &self.book)?;
-                    if target < self.queue.items.len() {
-                        self.go(target)?;
-                    }
-                }
-            }
-            Action::PageDown => {
-                let step = if self.gallery { self.page_size() } else { 10 };
-                let start = if self.gallery { self.page_start() } else { self.pos };
-                self.queue.fill(start + step + 1, &*self.store, &self.book)?;
-                let target = (start + step).min(self.queue.items.len().saturating_sub(1));
-                self.go(target)?;
-            }
-            Action::PageUp => {
-                let step = if self.gallery { self.page_size() } else { 10 };
-                let start = if self.gallery { self.page_start() } else { self.pos };
-                self.go(start.saturating_sub(step))?;
-            }
-            Action::PageNormal => {
-                if self.gallery {
-                    self.label_page_normal()?;
-                } else {
-                    self.message = Some("page normal works in the gallery (g)".into());
-                }
-            }
-            Action::Histogram => {
-                if self.histogram_on {
-                    self.histogram_on = false;
-                    self.histogram = None;
-                } else if self.overview.scored.is_none() {
-                    self.message = Some("no scores yet: run `oddity score`".into());
-                } else {
-                    // Built by the worker: a scan of every score.
-                    self.histogram_on = true;
-                    let marks = self.book.targets().map(|(k, t)| (k, t.interesting)).collect();
-                    self.requests.push((true, Request::Histogram { bins: HISTOGRAM_BINS, marks }));
-                }
-            }
+            Action::Histogram => self.toggle_histogram(),
             Action::Bpt => {
                 self.bpt = match self.bpt {
                     Some(_) => None,
@@ -413,13 +437,23 @@ impl App {
                     self.message = Some("no line measurements yet: run `oddity features`".into());
                 }
             }
-            Action::Help => {
-                self.help_scroll = 0;
-                self.mode = Mode::Help;
-            }
-            Action::Quit => self.quit = true,
+            _ => {}
         }
         Ok(())
+    }
+
+    fn toggle_histogram(&mut self) {
+        if self.histogram_on {
+            self.histogram_on = false;
+            self.histogram = None;
+        } else if self.overview.scored.is_none() {
+            self.message = Some("no scores yet: run `oddity score`".into());
+        } else {
+            // Built by the worker: a scan of every score.
+            self.histogram_on = true;
+            let marks = self.book.targets().map(|(k, t)| (k, t.interesting)).collect();
+            self.requests.push((true, Request::Histogram { bins: HISTOGRAM_BINS, marks }));
+        }
     }
 
     /// Appends a label event for the current object; returns after it is on

@@ -71,7 +71,7 @@ pub const ACTIONS: &[(&str, Action, &str)] = &[
     ("histogram", Action::Histogram, "score histogram with labels marked"),
     ("bpt", Action::Bpt, "BPT diagram: the survey's spectra, this object marked"),
     ("help", Action::Help, "this help"),
-    ("quit", Action::Quit, "quit (labels are already saved)"),
+    ("quit", Action::Quit, "quit (once every label is saved)"),
 ];
 
 const DEFAULT_KEYMAP: &str = include_str!("../../assets/keymap.toml");
