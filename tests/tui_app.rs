@@ -572,6 +572,7 @@ fn labelling_moves_on_while_the_disk_stalls_and_a_failed_write_says_not_saved() 
     assert!(!app.book.is_labelled(shown[3]));
     assert_eq!(store.label_events().unwrap().len(), 5, "nothing stored is lost");
     assert_eq!(app.undo_stack.len(), 3, "a lost label is not an undo step");
+    assert!(matches!(&app.not_saved[..], [lost] if lost.contains("No space left")), "{:?}", app.not_saved);
     // The disk has room again: the same key saves it.
     disk.fail.store(false, std::sync::atomic::Ordering::SeqCst);
     app.on_key(key('n')).unwrap();

@@ -44,16 +44,35 @@ pub fn run(store_path: &Path, args: &TriageArgs) -> Result<i32> {
     let values: Vec<String> = summary.by_value.iter().map(|(k, v)| format!("{v} {k}")).collect();
     super::print(
         &(format!(
-            "session: {} labels in {:.1} min ({:.1}/min){}\n{} objects labelled in this store; every label is saved.\nthe next retrain will learn from {} interesting and {} boring objects (holding some of each back to check itself).\n",
+            "session: {} labels in {:.1} min ({:.1}/min){}\n{} objects labelled in this store; {}\nthe next retrain will learn from {} interesting and {} boring objects (holding some of each back to check itself).\n",
             summary.labels,
             summary.minutes,
             summary.per_minute,
             if values.is_empty() { String::new() } else { format!(": {}", values.join(", ")) },
             summary.labelled_total,
+            saved_note(&summary.not_saved),
             summary.training.0,
             summary.training.1
         ) + &retrain_note),
     )
+}
+
+/// Whether every label of the session reached the disk; if not, which did
+/// not (the screen said so at the time, and went back to the object).
+fn saved_note(not_saved: &[String]) -> String {
+    match not_saved {
+        [] => "every label is saved.".into(),
+        _ => {
+            let shown: Vec<&str> = not_saved.iter().take(5).map(String::as_str).collect();
+            let more = not_saved.len().saturating_sub(shown.len());
+            format!(
+                "{} labels were NOT saved ({}{}): label those objects again.",
+                not_saved.len(),
+                shown.join("; "),
+                if more > 0 { format!("; {more} more") } else { String::new() }
+            )
+        }
+    }
 }
 
 /// What quitting the labelling screen does about a retrain.
@@ -135,7 +154,16 @@ fn after_session(
 
 #[cfg(test)]
 mod tests {
-    use super::{OnQuit, on_quit_plan};
+    use super::{OnQuit, on_quit_plan, saved_note};
+
+    #[test]
+    fn the_summary_names_labels_that_were_not_saved() {
+        assert_eq!(saved_note(&[]), "every label is saved.");
+        let lost: Vec<String> = (0..7).map(|i| format!("normal G{i}: No space left on device")).collect();
+        let note = saved_note(&lost);
+        assert!(note.starts_with("7 labels were NOT saved (normal G0: No space left on device; "), "{note}");
+        assert!(note.contains("G4") && !note.contains("G5") && note.contains("; 2 more)"), "{note}");
+    }
 
     #[test]
     fn on_quit_retrains_only_with_labels_to_hold_back_and_no_retrain_running() {

@@ -146,6 +146,8 @@ pub struct App {
     /// Actions handed to the saver and not yet answered, oldest first.
     saving: VecDeque<Saving>,
     next_seq: u64,
+    /// Labels the store refused in this session: what, and why.
+    pub not_saved: Vec<String>,
     /// Counts for the position line.
     pub overview: Overview,
     /// The team's progress (several experts on the store).
@@ -205,6 +207,7 @@ impl App {
             saver,
             saving: VecDeque::new(),
             next_seq: 0,
+            not_saved: Vec::new(),
             overview,
             team: None,
             synced,
@@ -606,6 +609,7 @@ impl App {
                 }
                 tracing::error!(what = %action.what, %why, "label not saved");
                 self.message = Some(format!("NOT saved: {} ({why})", action.what));
+                self.not_saved.push(format!("{}: {why}", action.what));
                 // Back to the object, to label it again.
                 if let Some(key) = action.object {
                     match self.queue.items.iter().position(|k| *k == key) {

@@ -63,6 +63,8 @@ pub struct SessionSummary {
     pub labelled_total: usize,
     /// What a retrain would learn from: (interesting, normal) objects.
     pub training: (usize, usize),
+    /// Labels the store refused (what, and why), each said on the screen.
+    pub not_saved: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +173,7 @@ pub fn run(
             per_minute: app.session.per_minute(),
             labelled_total: app.book.iter().filter(|(_, l)| l.is_labelled()).count(),
             training: app.book.training_counts(),
+            not_saved: app.not_saved.clone(),
         })
     })();
     ratatui::restore();
