@@ -270,7 +270,9 @@ mod tests {
             32,
             32,
         ]);
-        let want = predict_logit(&net, &whole, 64, Device::Cpu);
+        // The same batches as the feed's: libtorch may pick another kernel for another batch size,
+        // and the rows must then agree to the last bit only batch for batch.
+        let want = predict_logit(&net, &whole, 7, Device::Cpu);
         for readers in [0, 1, 3] {
             let opts = FeedOptions { batch: 7, readers, depth: 1, device: Device::Cpu };
             let (mut got, mut starts) = (Vec::new(), Vec::new());

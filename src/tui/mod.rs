@@ -187,33 +187,16 @@ fn event_loop(
     typed: Vec<crossterm::event::KeyEvent>,
 ) -> Result<(), TuiError> {
     let (tx, rx) = mpsc::channel::<Event>();
-    let (req_tx, req_rx) = mpsc::channel();
-    let reply_tx = tx.clone();
     let saved_tx = tx.clone();
     app.on_saved_wake(Box::new(move || {
         let _ = saved_tx.send(Event::Saved);
     }));
-    std::thread::Builder::new()
-        .name("oddity-worker".into())
-        .spawn(move || worker::run(loader, req_rx, move |r| reply_tx.send(Event::Reply(r)).is_ok()))?;
+    let req_tx = spawn_worker(loader, tx.clone())?;
     // Keys typed during the probe come first, in order.
     for k in typed {
         let _ = tx.send(Event::Key(k));
     }
-    let input_tx = tx.clone();
-    std::thread::Builder::new().name("oddity-input".into()).spawn(move || {
-        loop {
-            let event = match crossterm::event::read() {
-                Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => Event::Key(k),
-                Ok(TermEvent::Resize(..)) => Event::Redraw,
-                Ok(_) => continue,
-                Err(_) => return,
-            };
-            if input_tx.send(event).is_err() {
-                return;
-            }
-        }
-    })?;
+    spawn_input(tx)?;
     let mut last_tick = Instant::now();
     let mut last_sync = Instant::now();
     loop {
@@ -267,6 +250,37 @@ fn event_loop(
             app.dirty = true;
         }
     }
+}
+
+/// The background worker (pixels, encoding, histograms, ranks): returns
+/// where to send it requests; its replies come as events.
+fn spawn_worker(
+    loader: worker::Loader,
+    events: mpsc::Sender<Event>,
+) -> std::io::Result<mpsc::Sender<(bool, worker::Request)>> {
+    let (req_tx, req_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("oddity-worker".into())
+        .spawn(move || worker::run(loader, req_rx, move |r| events.send(Event::Reply(r)).is_ok()))?;
+    Ok(req_tx)
+}
+
+/// The thread that reads the terminal: keys and resizes become events.
+fn spawn_input(events: mpsc::Sender<Event>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("oddity-input".into()).spawn(move || {
+        loop {
+            let event = match crossterm::event::read() {
+                Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => Event::Key(k),
+                Ok(TermEvent::Resize(..)) => Event::Redraw,
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(())
 }
 
 /// Quitting waits until every label is on disk, and says so while it waits.
