@@ -193,106 +193,104 @@ pub fn split_replies(bytes: &[u8]) -> (Replies, Vec<u8>) {
 /// terminals and tmux send.
 pub fn decode_keys(bytes: &[u8]) -> Vec<KeyEvent> {
     let mut out = Vec::new();
-    let key = |code: KeyCode| KeyEvent::new(code, KeyModifiers::NONE);
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        match b {
-            0x1b => {
-                let next = bytes.get(i + 1).copied();
-                match next {
-                    Some(b'[') | Some(b'O') => {
-                        let mut j = i + 2;
-                        while j < bytes.len() && (0x20..0x40).contains(&bytes[j]) {
-                            j += 1;
-                        }
-                        let Some(&fin) = bytes.get(j) else { break };
-                        let params = String::from_utf8_lossy(&bytes[i + 2..j]).into_owned();
-                        let mut parts = params.split(';');
-                        let first: u8 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(1);
-                        let mods = parts
-                            .next()
-                            .and_then(|m| m.parse::<u8>().ok())
-                            .map(modifiers)
-                            .unwrap_or(KeyModifiers::NONE);
-                        let code = match fin {
-                            b'A' => Some(KeyCode::Up),
-                            b'B' => Some(KeyCode::Down),
-                            b'C' => Some(KeyCode::Right),
-                            b'D' => Some(KeyCode::Left),
-                            b'H' => Some(KeyCode::Home),
-                            b'F' => Some(KeyCode::End),
-                            b'Z' => Some(KeyCode::BackTab),
-                            b'P' => Some(KeyCode::F(1)),
-                            b'Q' => Some(KeyCode::F(2)),
-                            b'R' => Some(KeyCode::F(3)),
-                            b'S' => Some(KeyCode::F(4)),
-                            b'~' => match first {
-                                1 | 7 => Some(KeyCode::Home),
-                                2 => Some(KeyCode::Insert),
-                                3 => Some(KeyCode::Delete),
-                                4 | 8 => Some(KeyCode::End),
-                                5 => Some(KeyCode::PageUp),
-                                6 => Some(KeyCode::PageDown),
-                                11..=15 => Some(KeyCode::F(first - 10)),
-                                17..=21 => Some(KeyCode::F(first - 11)),
-                                23 | 24 => Some(KeyCode::F(first - 12)),
-                                _ => None,
-                            },
-                            _ => None,
-                        };
-                        if let Some(code) = code {
-                            out.push(KeyEvent::new(code, mods));
-                        }
-                        i = j + 1;
-                    }
-                    Some(c) if c != 0x1b => {
-                        // alt-<key>
-                        let mut inner = decode_keys(&bytes[i + 1..i + 1 + utf8_len(c).min(bytes.len() - i - 1)]);
-                        if let Some(mut k) = inner.pop() {
-                            k.modifiers |= KeyModifiers::ALT;
-                            out.push(k);
-                        }
-                        i += 1 + utf8_len(c);
-                    }
-                    _ => {
-                        out.push(key(KeyCode::Esc));
-                        i += 1;
-                    }
-                }
-            }
-            b'\r' | b'\n' => {
-                out.push(key(KeyCode::Enter));
-                i += 1;
-            }
-            b'\t' => {
-                out.push(key(KeyCode::Tab));
-                i += 1;
-            }
-            0x7f | 0x08 => {
-                out.push(key(KeyCode::Backspace));
-                i += 1;
-            }
-            0x00 => {
-                out.push(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::CONTROL));
-                i += 1;
-            }
-            0x01..=0x1a => {
-                out.push(KeyEvent::new(KeyCode::Char((b - 1 + b'a') as char), KeyModifiers::CONTROL));
-                i += 1;
-            }
-            0x1c..=0x1f => i += 1,
-            _ => {
-                let n = utf8_len(b).min(bytes.len() - i);
-                if let Some(c) = std::str::from_utf8(&bytes[i..i + n]).ok().and_then(|s| s.chars().next()) {
-                    let mods = if c.is_uppercase() { KeyModifiers::SHIFT } else { KeyModifiers::NONE };
-                    out.push(KeyEvent::new(KeyCode::Char(c), mods));
-                }
-                i += n;
-            }
-        }
+        let (key, used) = match bytes[i] {
+            0x1b => match decode_escape(&bytes[i..]) {
+                Some(decoded) => decoded,
+                // A sequence cut off at the end of what was read: dropped, as before.
+                None => break,
+            },
+            _ => decode_plain(&bytes[i..]),
+        };
+        out.extend(key);
+        i += used;
     }
     out
+}
+
+/// One key from bytes starting with ESC: a CSI/SS3 sequence (arrows, F-keys,
+/// home/end, page keys, with xterm modifiers), alt-<key>, or a lone escape.
+/// Returns the key (if the sequence names one) and the bytes it used, or
+/// None when a CSI/SS3 sequence has no final byte yet.
+fn decode_escape(bytes: &[u8]) -> Option<(Option<KeyEvent>, usize)> {
+    match bytes.get(1).copied() {
+        Some(b'[') | Some(b'O') => {
+            let mut j = 2;
+            while j < bytes.len() && (0x20..0x40).contains(&bytes[j]) {
+                j += 1;
+            }
+            let fin = *bytes.get(j)?;
+            let params = String::from_utf8_lossy(&bytes[2..j]).into_owned();
+            let mut parts = params.split(';');
+            let first: u8 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(1);
+            let mods = parts.next().and_then(|m| m.parse::<u8>().ok()).map(modifiers).unwrap_or(KeyModifiers::NONE);
+            Some((csi_key(fin, first).map(|code| KeyEvent::new(code, mods)), j + 1))
+        }
+        Some(c) if c != 0x1b => {
+            // alt-<key>
+            let n = utf8_len(c);
+            let mut inner = decode_keys(&bytes[1..1 + n.min(bytes.len() - 1)]);
+            let key = inner.pop().map(|mut k| {
+                k.modifiers |= KeyModifiers::ALT;
+                k
+            });
+            Some((key, 1 + n))
+        }
+        _ => Some((Some(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)), 1)),
+    }
+}
+
+/// The key a CSI/SS3 sequence's final byte (and, for `~`, its first
+/// parameter) names.
+fn csi_key(fin: u8, first: u8) -> Option<KeyCode> {
+    match fin {
+        b'A' => Some(KeyCode::Up),
+        b'B' => Some(KeyCode::Down),
+        b'C' => Some(KeyCode::Right),
+        b'D' => Some(KeyCode::Left),
+        b'H' => Some(KeyCode::Home),
+        b'F' => Some(KeyCode::End),
+        b'Z' => Some(KeyCode::BackTab),
+        b'P' => Some(KeyCode::F(1)),
+        b'Q' => Some(KeyCode::F(2)),
+        b'R' => Some(KeyCode::F(3)),
+        b'S' => Some(KeyCode::F(4)),
+        b'~' => match first {
+            1 | 7 => Some(KeyCode::Home),
+            2 => Some(KeyCode::Insert),
+            3 => Some(KeyCode::Delete),
+            4 | 8 => Some(KeyCode::End),
+            5 => Some(KeyCode::PageUp),
+            6 => Some(KeyCode::PageDown),
+            11..=15 => Some(KeyCode::F(first - 10)),
+            17..=21 => Some(KeyCode::F(first - 11)),
+            23 | 24 => Some(KeyCode::F(first - 12)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// One key from bytes not starting with ESC: enter, tab, backspace,
+/// ctrl-letters, or a printable UTF-8 character; and the bytes it used.
+fn decode_plain(bytes: &[u8]) -> (Option<KeyEvent>, usize) {
+    let key = |code: KeyCode| Some(KeyEvent::new(code, KeyModifiers::NONE));
+    let b = bytes[0];
+    match b {
+        b'\r' | b'\n' => (key(KeyCode::Enter), 1),
+        b'\t' => (key(KeyCode::Tab), 1),
+        0x7f | 0x08 => (key(KeyCode::Backspace), 1),
+        0x00 => (Some(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::CONTROL)), 1),
+        0x01..=0x1a => (Some(KeyEvent::new(KeyCode::Char((b - 1 + b'a') as char), KeyModifiers::CONTROL)), 1),
+        0x1c..=0x1f => (None, 1),
+        _ => {
+            let n = utf8_len(b).min(bytes.len());
+            let c = std::str::from_utf8(&bytes[..n]).ok().and_then(|s| s.chars().next());
+            let mods = |c: char| if c.is_uppercase() { KeyModifiers::SHIFT } else { KeyModifiers::NONE };
+            (c.map(|c| KeyEvent::new(KeyCode::Char(c), mods(c))), n)
+        }
+    }
 }
 
 fn utf8_len(first: u8) -> usize {

@@ -7,7 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::canvas::{Canvas, Line as CLine};
-use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Widget, Wrap};
 use ratatui_image::Image;
 
 use super::app::{App, MenuKind, Mode, PromptKind};
@@ -696,9 +696,45 @@ fn draw_bpt(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal
     if inner.width < 4 || inner.height < 3 {
         return;
     }
-    let (x0, x1, y0, y1) = (sum.density.x.0, sum.density.x.1, sum.density.y.0, sum.density.y.1);
-    // Density: bins summed into cells, shaded by log count.
-    let d = &sum.density;
+    let here = c.and_then(|c| c.spectrum.as_ref()).and_then(|s| s.lines.as_ref());
+    let colors = BptColors::new(app.no_color);
+    draw_bpt_density(frame, &sum.density, inner, pal);
+    frame.render_widget(bpt_curves(&sum.density, here.and_then(|l| l.bpt_xy), colors), inner);
+    frame.render_widget(
+        Paragraph::new(bpt_side_lines(sum, c, here, colors, pal))
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(Span::styled(" survey ", pal.title))),
+        side,
+    );
+}
+
+/// The BPT curves' colours and the object's marker's (plain under NO_COLOR).
+#[derive(Clone, Copy)]
+struct BptColors {
+    kauffmann: Color,
+    kewley: Color,
+    schawinski: Color,
+    marker: Color,
+}
+
+impl BptColors {
+    fn new(no_color: bool) -> BptColors {
+        if no_color {
+            BptColors { kauffmann: Color::Reset, kewley: Color::Reset, schawinski: Color::Reset, marker: Color::Reset }
+        } else {
+            BptColors {
+                kauffmann: Color::LightBlue,
+                kewley: Color::LightRed,
+                schawinski: Color::Yellow,
+                marker: Color::Magenta,
+            }
+        }
+    }
+}
+
+/// The survey's density: bins summed into cells, shaded by log count.
+fn draw_bpt_density(frame: &mut Frame, d: &crate::store::BptDensity, inner: Rect, pal: &Palette) {
+    let (x0, x1, y0, y1) = (d.x.0, d.x.1, d.y.0, d.y.1);
     let mut cells: std::collections::HashMap<(u16, u16), u32> = Default::default();
     let (bw, bh) = ((x1 - x0) / d.nx as f64, (y1 - y0) / d.ny as f64);
     for j in 0..d.ny {
@@ -719,14 +755,13 @@ fn draw_bpt(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal
         let glyph = ["·", "░", "▒", "▓", "█"][level.min(4)];
         frame.buffer_mut().set_string(*x, *y, glyph, pal.dim);
     }
-    let here = c.and_then(|c| c.spectrum.as_ref()).and_then(|s| s.lines.as_ref());
-    let point = here.and_then(|l| l.bpt_xy);
-    let (kc, kw, sc, mc) = if app.no_color {
-        (Color::Reset, Color::Reset, Color::Reset, Color::Reset)
-    } else {
-        (Color::LightBlue, Color::LightRed, Color::Yellow, Color::Magenta)
-    };
-    let canvas = Canvas::default().marker(Marker::Braille).x_bounds([x0, x1]).y_bounds([y0, y1]).paint(move |ctx| {
+}
+
+/// The Kauffmann 2003, Kewley 2001 and (dashed) Schawinski 2007 curves over
+/// the density's bounds, and this object's point.
+fn bpt_curves(d: &crate::store::BptDensity, point: Option<(f64, f64)>, colors: BptColors) -> impl Widget {
+    let (x0, x1, y0, y1) = (d.x.0, d.x.1, d.y.0, d.y.1);
+    Canvas::default().marker(Marker::Braille).x_bounds([x0, x1]).y_bounds([y0, y1]).paint(move |ctx| {
         let curve = |f: &dyn Fn(f64) -> f64,
                      from: f64,
                      to: f64,
@@ -746,21 +781,29 @@ fn draw_bpt(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal
                 }
             }
         };
-        curve(&kauffmann03, x0, 0.0, false, kc, ctx);
-        curve(&kewley01, x0, 0.42, false, kw, ctx);
-        curve(&schawinski07, -0.18, x1, true, sc, ctx);
+        curve(&kauffmann03, x0, 0.0, false, colors.kauffmann, ctx);
+        curve(&kewley01, x0, 0.42, false, colors.kewley, ctx);
+        curve(&schawinski07, -0.18, x1, true, colors.schawinski, ctx);
         if let Some((x, y)) = point {
             ctx.layer();
             ctx.print(
                 x.clamp(x0, x1),
                 y.clamp(y0, y1),
-                Span::styled("✚", Style::default().fg(mc).add_modifier(Modifier::BOLD)),
+                Span::styled("✚", Style::default().fg(colors.marker).add_modifier(Modifier::BOLD)),
             );
         }
-    });
-    frame.render_widget(canvas, inner);
+    })
+}
 
-    // Side panel: this object, the legend, the survey's counts.
+/// The side panel: this object, the legend, the survey's counts by class
+/// and the unclassifiable spectra by reason.
+fn bpt_side_lines<'a>(
+    sum: &'a crate::store::LineSummary,
+    c: Option<&Candidate>,
+    here: Option<&crate::store::LineRecord>,
+    colors: BptColors,
+    pal: &Palette,
+) -> Vec<Line<'a>> {
     let mut lines: Vec<Line> = Vec::new();
     match here {
         Some(l) => {
@@ -776,9 +819,9 @@ fn draw_bpt(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal
         None => {}
     }
     lines.push(Line::raw(""));
-    lines.push(Line::styled("── Kauffmann 2003 (star-forming below)", Style::default().fg(kc)));
-    lines.push(Line::styled("── Kewley 2001 (AGN above)", Style::default().fg(kw)));
-    lines.push(Line::styled("┄┄ Schawinski 2007 (Seyfert / LINER)", Style::default().fg(sc)));
+    lines.push(Line::styled("── Kauffmann 2003 (star-forming below)", Style::default().fg(colors.kauffmann)));
+    lines.push(Line::styled("── Kewley 2001 (AGN above)", Style::default().fg(colors.kewley)));
+    lines.push(Line::styled("┄┄ Schawinski 2007 (Seyfert / LINER)", Style::default().fg(colors.schawinski)));
     lines.push(Line::styled("·░▒▓█ the survey's spectra (log density)", pal.dim));
     lines.push(Line::raw(""));
     lines.push(Line::styled(format!("{} spectra", sum.n_spectra), pal.title));
@@ -791,12 +834,7 @@ fn draw_bpt(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal
             lines.push(Line::raw(format!("  {n:>7}  {why}")));
         }
     }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(Span::styled(" survey ", pal.title))),
-        side,
-    );
+    lines
 }
 
 fn draw_status(frame: &mut Frame, app: &App, area: Rect, pal: &Palette) {
