@@ -898,102 +898,135 @@ pub fn apply_forests(
     store.clear_shard_scores()?;
     // Per survey: (group byte, model, columns of the model's features in the schema).
     let mut layouts: HashMap<String, Layout> = HashMap::new();
-    const CHUNK: usize = 20_000;
     let mut pending: Pending = HashMap::new();
-    let flush = |pending: &mut Pending, layouts: &HashMap<String, Layout>, all: bool| -> Result<(), StoreError> {
-        for ((survey, g), (keys, values)) in pending.iter_mut() {
-            if keys.is_empty() || (!all && keys.len() < CHUNK) {
-                continue;
-            }
-            let model = layouts[survey].iter().find(|(b, _, _)| b == g).expect("layout").1;
-            let scores = model.forest.score(&model.scaler.transform(values));
-            let rows: Vec<(ObjectKey, u8, f32)> = keys.iter().zip(scores).map(|(&k, s)| (k, *g, s)).collect();
-            store.put_shard_scores(&rows)?;
-            keys.clear();
-            values.clear();
-        }
-        Ok(())
-    };
     for item in store.iter_features() {
         let (key, rec) = item?;
         let Some(survey) = survey_of.get(&key.file) else { continue };
         if !layouts.contains_key(survey) {
-            let Some(schema) = store.feature_schema(survey)? else { continue };
-            let models = forests.populations.iter().find(|(p, _)| p == survey).map(|(_, m)| m.as_slice());
-            let mut layout = Vec::new();
-            for m in models.unwrap_or_default() {
-                if m.group == Group::Spectrum {
-                    continue;
-                }
-                if m.group == Group::Deep {
-                    // The shard's deep features (`embed --apply`), when they are the ones fitted on.
-                    match store.embedding_schema(survey)? {
-                        Some(s) if s.names == m.features => layout.push((group_byte(m.group), m, Vec::new())),
-                        _ => report.notes.push(format!(
-                            "{survey}: no deep features here (run `oddity embed --apply`): scored at the merge"
-                        )),
-                    }
-                    continue;
-                }
-                let cols = m.features.iter().map(|f| schema.names.iter().position(|n| n == f)).collect();
-                layout.push((group_byte(m.group), m, cols));
-            }
-            if models.is_none() {
-                report.notes.push(format!("{survey}: no forests fitted for this survey: scored at the merge"));
-            }
+            let Some(layout) = survey_layout(store, forests, survey, &mut report.notes)? else { continue };
             layouts.insert(survey.clone(), layout);
         }
         for (g, m, cols) in &layouts[survey] {
-            if *g == group_byte(Group::Deep) {
+            let values = if *g == group_byte(Group::Deep) {
                 // As `score` does: an object without deep features has no deep group.
-                if let Some(e) = store.embedding_of(key)?
-                    && e.len() == m.features.len()
-                {
-                    let entry = pending.entry((survey.clone(), *g)).or_default();
-                    entry.0.push(key);
-                    entry.1.extend(e);
+                match store.embedding_of(key)? {
+                    Some(e) if e.len() == m.features.len() => e,
+                    _ => continue,
                 }
-                continue;
-            }
+            } else {
+                cols.iter().map(|c| c.and_then(|c| rec.values.get(c).copied()).unwrap_or(f32::NAN)).collect()
+            };
             let entry = pending.entry((survey.clone(), *g)).or_default();
             entry.0.push(key);
-            entry.1.extend(cols.iter().map(|c| c.and_then(|c| rec.values.get(c).copied()).unwrap_or(f32::NAN)));
+            entry.1.extend(values);
         }
         report.images += 1;
         progress.advance(1);
-        flush(&mut pending, &layouts, false)?;
+        flush_pending(store, &mut pending, &layouts, false)?;
     }
-    flush(&mut pending, &layouts, true)?;
-    // Spectra: every spectrum with lines, whether or not an image matches it.
-    if let Some(model) = forests.populations.iter().flat_map(|(_, ms)| ms.iter()).find(|m| m.group == Group::Spectrum) {
-        let mut keys = Vec::new();
-        let mut values = Vec::new();
-        let score = |keys: &mut Vec<ObjectKey>, values: &mut Vec<f32>| -> Result<(), StoreError> {
-            let scores = model.forest.score(&model.scaler.transform(values));
-            let g = group_byte(Group::Spectrum);
-            let rows: Vec<(ObjectKey, u8, f32)> = keys.iter().zip(scores).map(|(&k, s)| (k, g, s)).collect();
-            keys.clear();
-            values.clear();
-            store.put_shard_scores(&rows)
-        };
-        for item in store.iter_lines() {
-            let (key, lines) = item?;
-            if !spectrum_files.contains(&key.file) {
-                continue;
-            }
-            keys.push(key);
-            values.extend(crate::features::spectral_values(Some(&lines)));
-            report.spectra += 1;
-            if keys.len() >= CHUNK {
-                score(&mut keys, &mut values)?;
-            }
+    flush_pending(store, &mut pending, &layouts, true)?;
+    report.spectra = apply_spectrum_forest(store, forests, &spectrum_files)?;
+    store.set_shard_scores_model(&forests.hash())?;
+    Ok(report)
+}
+
+/// Rows scored and stored per batch when applying forests.
+const APPLY_CHUNK: usize = 20_000;
+
+/// Scores and stores the pending rows of each (survey, group) that has a
+/// whole chunk waiting, or every pending row when `all`.
+fn flush_pending(
+    store: &Store,
+    pending: &mut Pending,
+    layouts: &HashMap<String, Layout>,
+    all: bool,
+) -> Result<(), StoreError> {
+    for ((survey, g), (keys, values)) in pending.iter_mut() {
+        if keys.is_empty() || (!all && keys.len() < APPLY_CHUNK) {
+            continue;
         }
-        if !keys.is_empty() {
+        let model = layouts[survey].iter().find(|(b, _, _)| b == g).expect("layout").1;
+        let scores = model.forest.score(&model.scaler.transform(values));
+        let rows: Vec<(ObjectKey, u8, f32)> = keys.iter().zip(scores).map(|(&k, s)| (k, *g, s)).collect();
+        store.put_shard_scores(&rows)?;
+        keys.clear();
+        values.clear();
+    }
+    Ok(())
+}
+
+/// Which of a survey's fitted image forests this shard can apply, with the
+/// columns of their features in its schema; None while the survey has no
+/// feature schema here. Groups left to the merge are noted.
+fn survey_layout<'f>(
+    store: &Store,
+    forests: &'f FittedForests,
+    survey: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<Layout<'f>>, StoreError> {
+    let Some(schema) = store.feature_schema(survey)? else { return Ok(None) };
+    let models = forests.populations.iter().find(|(p, _)| p == survey).map(|(_, m)| m.as_slice());
+    let mut layout = Vec::new();
+    for m in models.unwrap_or_default() {
+        if m.group == Group::Spectrum {
+            continue;
+        }
+        if m.group == Group::Deep {
+            // The shard's deep features (`embed --apply`), when they are the ones fitted on.
+            match store.embedding_schema(survey)? {
+                Some(s) if s.names == m.features => layout.push((group_byte(m.group), m, Vec::new())),
+                _ => notes
+                    .push(format!("{survey}: no deep features here (run `oddity embed --apply`): scored at the merge")),
+            }
+            continue;
+        }
+        let cols = m.features.iter().map(|f| schema.names.iter().position(|n| n == f)).collect();
+        layout.push((group_byte(m.group), m, cols));
+    }
+    if models.is_none() {
+        notes.push(format!("{survey}: no forests fitted for this survey: scored at the merge"));
+    }
+    Ok(Some(layout))
+}
+
+/// Scores every spectrum with lines, whether or not an image matches it,
+/// with the fitted spectrum forest (if any); returns how many.
+fn apply_spectrum_forest(
+    store: &Store,
+    forests: &FittedForests,
+    spectrum_files: &HashSet<u32>,
+) -> Result<u64, StoreError> {
+    let Some(model) = forests.populations.iter().flat_map(|(_, ms)| ms.iter()).find(|m| m.group == Group::Spectrum)
+    else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    let mut keys = Vec::new();
+    let mut values = Vec::new();
+    let score = |keys: &mut Vec<ObjectKey>, values: &mut Vec<f32>| -> Result<(), StoreError> {
+        let scores = model.forest.score(&model.scaler.transform(values));
+        let g = group_byte(Group::Spectrum);
+        let rows: Vec<(ObjectKey, u8, f32)> = keys.iter().zip(scores).map(|(&k, s)| (k, g, s)).collect();
+        keys.clear();
+        values.clear();
+        store.put_shard_scores(&rows)
+    };
+    for item in store.iter_lines() {
+        let (key, lines) = item?;
+        if !spectrum_files.contains(&key.file) {
+            continue;
+        }
+        keys.push(key);
+        values.extend(crate::features::spectral_values(Some(&lines)));
+        n += 1;
+        if keys.len() >= APPLY_CHUNK {
             score(&mut keys, &mut values)?;
         }
     }
-    store.set_shard_scores_model(&forests.hash())?;
-    Ok(report)
+    if !keys.is_empty() {
+        score(&mut keys, &mut values)?;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
