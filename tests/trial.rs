@@ -14,7 +14,7 @@ use common::*;
 use oddity::retrain::trial::{self, TrialRules};
 use oddity::store::{ObjectKey, ScoreVersion, Store};
 use oddity::tui::app::App;
-use oddity::tui::{Filter, Keymap, Ordering};
+use oddity::tui::{Filter, Keymap, Ordering, ui};
 
 #[test]
 fn a_truly_better_challenger_wins_its_trial_through_the_triage_screen() {
@@ -58,8 +58,17 @@ fn a_truly_better_challenger_wins_its_trial_through_the_triage_screen() {
         App::new(store.clone(), Keymap::default_keys(), "tester".into(), Ordering::Score, Filter::Unlabelled).unwrap();
     let forest_top: Vec<ObjectKey> = ranked.iter().take(40).map(|r| r.0).collect();
     let mut shown = Vec::new();
-    for _ in 0..40 {
+    for i in 0..40 {
         let key = app.current().unwrap();
+        // The info panel gives the place in the blind interleaving, not a
+        // rank in the current ranking (nor which ranking picked it).
+        let (place, _) = app.current_rank().unwrap();
+        assert!(place.interleaved && place.n == i + 1, "{place:?} at {i}");
+        if i == 2 {
+            let screen = info_panel(&mut app, &store);
+            assert!(screen.contains("3rd in a trial's interleaving of two rankings"), "{screen}");
+            assert!(!screen.contains("(score order)"), "{screen}");
+        }
         shown.push(key);
         let c = if interesting(key) { 'a' } else { 'n' };
         app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)).unwrap();
@@ -82,6 +91,18 @@ fn a_truly_better_challenger_wins_its_trial_through_the_triage_screen() {
     drop(store);
     let status = text(&run(&["--store", s, "status"]));
     assert!(status.contains("last trial") && status.contains("won its trial"), "{status}");
+}
+
+/// The triage screen at 160x48, its candidate loaded.
+fn info_panel(app: &mut App, store: &Arc<Store>) -> String {
+    use ratatui::{Terminal, backend::TestBackend, layout::Rect};
+    let mut loader = oddity::tui::worker::Loader::new(store.clone(), ratatui_image::picker::Picker::halfblocks());
+    let areas = ui::layout(Rect::new(0, 0, 160, 48));
+    app.resize(ui::image_size(&areas)).unwrap();
+    oddity::tui::serve_requests(app, &mut loader, false);
+    let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    terminal.draw(|f| ui::draw(f, app)).unwrap();
+    terminal.backend().to_string()
 }
 
 /// Quitting `oddity triage` (which holds the store) decides the trial and

@@ -311,7 +311,7 @@ pub fn page(store: &Store, cursor: &Cursor, n: usize) -> Result<Option<Page>, St
     let Some(picks) = extend(store, at + n)? else { return Ok(None) };
     let keys: Vec<ObjectKey> = picks.iter().skip(at).take(n).map(|p| p.0).collect();
     let next = if keys.len() == n { Cursor::Trial((at + n) as u64) } else { Cursor::End };
-    Ok(Some(Page { keys, next }))
+    Ok(Some(Page { keys, next, interleaved: true }))
 }
 
 /// The open trial's standing, for `oddity status`.

@@ -75,7 +75,7 @@ impl Store {
             Some((_, k)) if entries.len() == n => Cursor::After(k.clone()),
             _ => Cursor::End,
         };
-        Ok(Page { keys: entries.into_iter().map(|e| e.0).collect(), next })
+        Ok(Page { keys: entries.into_iter().map(|e| e.0).collect(), next, interleaved: false })
     }
 
     /// The next `n` objects of a version's ranking after the index entry
@@ -118,7 +118,7 @@ impl Store {
             Some(k) if keys.len() == n => Cursor::After(k),
             _ => Cursor::End,
         };
-        Ok(Page { keys, next })
+        Ok(Page { keys, next, interleaved: false })
     }
 
     fn random_page(&self, cursor: Cursor, n: usize) -> Result<Page, StoreError> {
@@ -154,7 +154,7 @@ impl Store {
             }
         }
         let next = if at < total { Cursor::Random(at) } else { Cursor::End };
-        Ok(Page { keys, next })
+        Ok(Page { keys, next, interleaved: false })
     }
 
     /// Nearest the forest's boundary (0.5) first: two walks of the score
@@ -225,7 +225,7 @@ impl Store {
         } else {
             Cursor::Uncertain { low, high, low_done, high_done }
         };
-        Ok(Page { keys, next })
+        Ok(Page { keys, next, interleaved: false })
     }
 }
 
@@ -253,12 +253,12 @@ impl Catalog for Store {
 
     fn page(&self, ordering: Ordering, cursor: Cursor, n: usize) -> Result<Page, StoreError> {
         if cursor == Cursor::End {
-            return Ok(Page { keys: Vec::new(), next: Cursor::End });
+            return Ok(Page { keys: Vec::new(), next: Cursor::End, interleaved: false });
         }
         match ordering {
             Ordering::Score | Ordering::Uncertain => {
                 let Some(v) = self.current_scores()? else {
-                    return Ok(Page { keys: Vec::new(), next: Cursor::End });
+                    return Ok(Page { keys: Vec::new(), next: Cursor::End, interleaved: false });
                 };
                 if ordering == Ordering::Score {
                     // While a retrain's challenger is on trial, the default
@@ -274,7 +274,7 @@ impl Catalog for Store {
             Ordering::Id => self.id_page(cursor, n),
             Ordering::Random => self.random_page(cursor, n),
             // Built from the label book by the screen itself.
-            Ordering::Recent => Ok(Page { keys: Vec::new(), next: Cursor::End }),
+            Ordering::Recent => Ok(Page { keys: Vec::new(), next: Cursor::End, interleaved: false }),
         }
     }
 

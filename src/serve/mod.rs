@@ -111,6 +111,10 @@ pub enum Cursor {
 pub struct Page {
     pub keys: Vec<ObjectKey>,
     pub next: Cursor,
+    /// The keys come from a retrain trial's blind interleaving of two
+    /// rankings: their positions are ranks in neither.
+    #[serde(default)]
+    pub interleaved: bool,
 }
 
 /// The store's part of a candidate: records, the file rows to read, drivers.

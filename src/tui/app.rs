@@ -11,7 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Size;
 
 use super::keymap::{Action, Keymap};
-use super::queue::{Filter, Ordering, Queue};
+use super::queue::{Filter, Ordering, Queue, Rank};
 use super::saver::{Saved, Saver};
 use super::worker::{Candidate, Picture, Reply, Request};
 use crate::features::spectral::BptClass;
@@ -225,11 +225,15 @@ impl App {
     }
 
     /// The current object's rank: in the ordering when it came from the
-    /// stream, in score order when it was reached by `/`.
-    pub fn current_rank(&self) -> Option<(u64, &'static str)> {
+    /// stream (a place in the stream while a trial interleaves two
+    /// rankings), in score order when it was reached by `/`.
+    pub fn current_rank(&self) -> Option<(Rank, &'static str)> {
         match self.queue.ranks.get(self.pos).copied().flatten() {
             Some(r) => Some((r, self.queue.ordering.name())),
-            None => self.current().and_then(|k| self.jump_ranks.get(&k).copied().flatten()).map(|r| (r, "score")),
+            None => self
+                .current()
+                .and_then(|k| self.jump_ranks.get(&k).copied().flatten())
+                .map(|n| (Rank { n, interleaved: false }, "score")),
         }
     }
 

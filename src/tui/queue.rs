@@ -67,18 +67,28 @@ impl Filter {
 const PAGE: usize = 64;
 
 /// Candidates seen so far plus a cursor into the store for the rest.
+/// A candidate's place in the stream it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rank {
+    /// 1 for the first key the ordering gave.
+    pub n: u64,
+    /// The key came from a retrain trial's blind interleaving of two
+    /// rankings, so `n` is a place in that stream, not a rank in either.
+    pub interleaved: bool,
+}
+
 pub struct Queue {
     pub ordering: Ordering,
     pub filter: Filter,
     cursor: Cursor,
     /// Keys of the current page not looked at yet, with their rank in the ordering.
-    pending: VecDeque<(ObjectKey, u64)>,
+    pending: VecDeque<(ObjectKey, Rank)>,
     /// Keys taken from the ordering so far.
     pulled: u64,
     /// Candidates that passed the filter (and were granted to this expert).
     pub items: Vec<ObjectKey>,
     /// Each item's rank in the ordering (None: reached by `/`).
-    pub ranks: Vec<Option<u64>>,
+    pub ranks: Vec<Option<Rank>>,
     pub exhausted: bool,
     /// Whose "unlabelled" this is, and the team's overlap sample.
     user: String,
@@ -96,7 +106,7 @@ impl Queue {
         let mut pending = VecDeque::new();
         let cursor = if ordering == Ordering::Recent {
             // From the label book (labelled objects only).
-            pending.extend(book.recent().enumerate().map(|(i, k)| (k, i as u64 + 1)));
+            pending.extend(book.recent().enumerate().map(|(i, k)| (k, Rank { n: i as u64 + 1, interleaved: false })));
             Cursor::End
         } else {
             Cursor::Start
@@ -127,7 +137,7 @@ impl Queue {
                 self.cursor = page.next;
                 for key in page.keys {
                     self.pulled += 1;
-                    self.pending.push_back((key, self.pulled));
+                    self.pending.push_back((key, Rank { n: self.pulled, interleaved: page.interleaved }));
                 }
                 continue;
             }

@@ -389,10 +389,14 @@ fn object_lines<'a>(app: &App, c: Option<&Candidate>, pal: &Palette) -> Vec<Line
             ]));
             lines.push(Line::raw(format!("ra {:.6}  dec {:+.6}", c.object.ra, c.object.dec)));
             let rank = match app.current_rank() {
-                Some((r, order)) if r > crate::serve::rank_cap() => {
+                // Which ranking picked it stays hidden: the trial is blind.
+                Some((r, _)) if r.interleaved => {
+                    format!("{} in a trial's interleaving of two rankings", ordinal(r.n))
+                }
+                Some((r, order)) if r.n > crate::serve::rank_cap() => {
                     format!("rank > {} ({order} order)", crate::cmd::thousands(crate::serve::rank_cap()))
                 }
-                Some((r, order)) => format!("rank {} ({order} order)", crate::cmd::thousands(r)),
+                Some((r, order)) => format!("rank {} ({order} order)", crate::cmd::thousands(r.n)),
                 None => "rank …".into(),
             };
             match c.score {
@@ -414,6 +418,18 @@ fn object_lines<'a>(app: &App, c: Option<&Candidate>, pal: &Palette) -> Vec<Line
         }
     }
     lines
+}
+
+/// 1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, …, 21st, 1,002nd.
+fn ordinal(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{}{suffix}", crate::cmd::thousands(n))
 }
 
 /// Why it ranks here: each feature group's tail probability (the oddest
