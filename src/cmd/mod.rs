@@ -98,11 +98,23 @@ pub fn exit(result: Result<i32>) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(err) => {
-            let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", one_line(&err));
             std::process::exit(2);
         }
     }
+}
+
+/// An error and its causes on one line. A cause whose text its error's own
+/// message already ends with (a store error quotes its io error) is said once.
+fn one_line(err: &color_eyre::Report) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|p| p.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 /// The learning binary's name; it is installed next to `oddity`.
@@ -169,5 +181,20 @@ pub fn print(text: &str) -> Result<i32> {
         Ok(()) => Ok(0),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use crate::store::StoreError;
+
+    #[test]
+    fn an_error_is_one_line_that_says_each_cause_once() {
+        let io = std::io::Error::other("served by another build");
+        let err: color_eyre::Report = StoreError::Io { path: "/data/store".into(), source: io }.into();
+        assert_eq!(one_line(&err), "store /data/store: served by another build");
+        let wrapped = err.wrap_err("cannot open the store");
+        assert_eq!(one_line(&wrapped), "cannot open the store: store /data/store: served by another build");
     }
 }

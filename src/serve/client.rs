@@ -40,7 +40,7 @@ impl Remote {
     pub fn connect(store_path: &Path, session: &str, claimed: Vec<ObjectKey>) -> Result<Remote, ConnectError> {
         let socket = store_path.join(SOCKET);
         let (stream, welcome) = hello(&socket, session, claimed)?;
-        let Response::Welcome { user, overlap, server } = welcome else { unreachable!("hello checks") };
+        let Response::Welcome { user, overlap, server, .. } = welcome else { unreachable!("hello checks") };
         Ok(Remote {
             store_path: store_path.to_owned(),
             socket,
@@ -91,12 +91,23 @@ impl Remote {
 
 fn hello(socket: &Path, session: &str, claimed: Vec<ObjectKey>) -> Result<(UnixStream, Response), ConnectError> {
     let mut stream = UnixStream::connect(socket).map_err(ConnectError::NoServer)?;
-    wire::send(&mut stream, &Request::Hello { session: session.to_string(), claimed })
+    wire::send(&mut stream, &Request::Hello { session: session.to_string(), claimed, protocol: wire::PROTOCOL })
         .map_err(ConnectError::NoServer)?;
-    match wire::recv::<Response>(&mut stream).map_err(ConnectError::NoServer)? {
-        w @ Response::Welcome { .. } => Ok((stream, w)),
-        Response::Refused(why) => Err(ConnectError::Refused(why)),
-        r => Err(ConnectError::Refused(format!("unexpected reply {r:?}"))),
+    let other_build = |theirs: &str| {
+        ConnectError::Refused(format!(
+            "this store is served by another oddity build (wire protocol {theirs}, this one speaks {}): \
+             label with the same oddity as the serving process, or wait until it quits",
+            wire::PROTOCOL
+        ))
+    };
+    match wire::recv::<Response>(&mut stream) {
+        Ok(w @ Response::Welcome { protocol: wire::PROTOCOL, .. }) => Ok((stream, w)),
+        Ok(Response::Welcome { protocol, .. }) => Err(other_build(&protocol.to_string())),
+        Ok(Response::Refused(why)) => Err(ConnectError::Refused(why)),
+        Ok(r) => Err(ConnectError::Refused(format!("unexpected reply {r:?}"))),
+        // A build from before the protocol number: its welcome is one field short.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(other_build("older")),
+        Err(e) => Err(ConnectError::NoServer(e)),
     }
 }
 

@@ -102,11 +102,22 @@ fn handle(hub: &Arc<Hub>, mut stream: UnixStream, server: &str) -> std::io::Resu
         tracing::warn!("refused: {why}");
         return wire::send(&mut stream, &Response::Refused(why));
     }
-    let Request::Hello { session, claimed } = wire::recv(&mut stream)? else {
-        return wire::send(&mut stream, &Response::Refused("expected hello".into()));
+    let (session, claimed) = match wire::recv(&mut stream) {
+        Ok(Request::Hello { session, claimed, protocol }) if protocol == wire::PROTOCOL => (session, claimed),
+        Ok(Request::Hello { protocol, .. }) => {
+            return wire::send(&mut stream, &Response::Refused(other_build(server, &format!("protocol {protocol}"))));
+        }
+        Ok(_) => return wire::send(&mut stream, &Response::Refused("expected hello".into())),
+        // A build from before the protocol number: its hello is one field short.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return wire::send(&mut stream, &Response::Refused(other_build(server, "an older protocol")));
+        }
+        Err(e) => return Err(e),
     };
     let member = if session.starts_with(COMMAND_SESSION) { None } else { Some(hub.join(&session, &user, &claimed)) };
-    wire::send(&mut stream, &Response::Welcome { user: user.clone(), overlap: hub.overlap, server: server.into() })?;
+    let welcome =
+        Response::Welcome { user: user.clone(), overlap: hub.overlap, server: server.into(), protocol: wire::PROTOCOL };
+    wire::send(&mut stream, &welcome)?;
     if member.is_some() {
         tracing::info!(%user, %session, "an expert joined");
     }
@@ -126,6 +137,16 @@ fn handle(hub: &Arc<Hub>, mut stream: UnixStream, server: &str) -> std::io::Resu
         };
         wire::send(&mut stream, &response)?;
     }
+}
+
+/// Why a client of another build is refused: what it speaks, what this
+/// one does, and who serves.
+fn other_build(server: &str, theirs: &str) -> String {
+    format!(
+        "this store is served by another oddity build ({server}; wire protocol {}, yours speaks {theirs}): \
+         label with the same oddity as the serving process, or wait until it quits",
+        wire::PROTOCOL
+    )
 }
 
 fn dispatch(s: &HubSession, request: Request) -> Response {
@@ -159,8 +180,85 @@ fn dispatch(s: &HubSession, request: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Serialize};
 
     use super::may_write;
+    use crate::serve::client::{ConnectError, Remote};
+    use crate::serve::hub::Hub;
+    use crate::serve::server::Server;
+    use crate::serve::wire::{self, Request, Response};
+    use crate::store::{ObjectKey, Store};
+
+    /// The hello and welcome of a build from before the protocol number.
+    #[derive(Serialize, Deserialize)]
+    enum OldRequest {
+        Hello { session: String, claimed: Vec<ObjectKey> },
+    }
+    #[derive(Serialize, Deserialize)]
+    enum OldResponse {
+        Welcome { user: String, overlap: f64, server: String },
+    }
+
+    fn refusal(stream: &mut UnixStream) -> String {
+        match wire::recv::<Response>(stream).unwrap() {
+            Response::Refused(why) => why,
+            r => panic!("not refused: {r:?}"),
+        }
+    }
+
+    #[test]
+    fn another_build_is_refused_in_words_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_or_create(&dir.path().join("store")).unwrap());
+        let socket = store.path().join(crate::serve::SOCKET);
+        let server = Server::start(Hub::new(store.clone(), 0.0, None)).unwrap();
+        // A client of an older build (its hello has no protocol), and one of a newer.
+        let mut old = UnixStream::connect(&socket).unwrap();
+        wire::send(&mut old, &OldRequest::Hello { session: "old".into(), claimed: vec![] }).unwrap();
+        let why = refusal(&mut old);
+        assert!(
+            why.contains("served by another oddity build") && why.contains("yours speaks an older protocol"),
+            "{why}"
+        );
+        assert!(why.contains(&format!("wire protocol {}", wire::PROTOCOL)) && why.contains("pid "), "{why}");
+        let mut newer = UnixStream::connect(&socket).unwrap();
+        let hello = Request::Hello { session: "new".into(), claimed: vec![], protocol: wire::PROTOCOL + 1 };
+        wire::send(&mut newer, &hello).unwrap();
+        let why = refusal(&mut newer);
+        assert!(why.contains(&format!("yours speaks protocol {}", wire::PROTOCOL + 1)), "{why}");
+        // This build's client gets in.
+        let remote = Remote::connect(store.path(), "same", Vec::new()).unwrap();
+        assert!(remote.server.contains("pid "));
+        drop((remote, server));
+
+        // An older build serving the store: this client says so instead of
+        // "Hit the end of buffer".
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).unwrap();
+        let old_server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let _: Vec<u8> = {
+                let mut len = [0u8; 4];
+                std::io::Read::read_exact(&mut s, &mut len).unwrap();
+                let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+                std::io::Read::read_exact(&mut s, &mut buf).unwrap();
+                buf
+            };
+            let welcome = OldResponse::Welcome { user: "ann".into(), overlap: 0.0, server: "pid 1".into() };
+            wire::send(&mut s, &welcome).unwrap();
+        });
+        match Remote::connect(store.path(), "new", Vec::new()) {
+            Err(ConnectError::Refused(why)) => {
+                assert!(why.contains("served by another oddity build (wire protocol older"), "{why}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("connected to an older build"),
+        }
+        old_server.join().unwrap();
+    }
 
     #[test]
     fn only_users_who_may_write_the_store_get_in() {

@@ -13,6 +13,14 @@ use crate::tui::Ordering;
 /// Largest frame accepted (a page of label events can be large, not this).
 const MAX_FRAME: u32 = 256 << 20;
 
+/// The wire format's version. postcard records carry no field names, so two
+/// builds whose types differ misread each other: bump this whenever a type
+/// sent over the socket changes, and the hello refuses the other build in
+/// words instead. It goes last in the hello and the welcome, where a build
+/// from before it existed ran out of bytes (2: pages say when they are a
+/// trial's interleaving).
+pub const PROTOCOL: u32 = 2;
+
 /// A command run by the serving process for a connected `oddity` command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -28,6 +36,7 @@ pub enum Request {
     Hello {
         session: String,
         claimed: Vec<ObjectKey>,
+        protocol: u32,
     },
     Events(Option<u64>),
     Append(Vec<LabelEvent>),
@@ -52,6 +61,7 @@ pub enum Response {
         user: String,
         overlap: f64,
         server: String,
+        protocol: u32,
     },
     Refused(String),
     Events(Vec<(u64, LabelEvent)>),
