@@ -574,46 +574,13 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
     // Bottom row: wavelength ticks; the rest: the plot.
     let ticks_row = inner.height >= 4;
     let plot = Rect { height: inner.height - u16::from(ticks_row), ..inner };
-    let scale = match (app.rest_frame, z) {
-        (true, _) | (false, None) => 1.0,
-        (false, Some(z)) => 1.0 + z,
-    };
-    let mut markers: Vec<(f64, &'static str, LineKind)> = if z.is_some() || app.rest_frame {
-        LINES.iter().map(|l| (l.wavelength * scale, l.name, l.kind)).filter(|(x, _, _)| *x > xlo && *x < xhi).collect()
-    } else {
-        Vec::new()
-    };
-    markers.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (spec_col, em_col, abs_col) = (pal.spectrum, pal.emission, pal.absorption);
-    let dashes = 16;
-    let lines = markers.clone();
-    let canvas =
-        Canvas::default().marker(Marker::Braille).x_bounds([xlo, xhi]).y_bounds([ylo, yhi]).paint(move |ctx| {
-            // Emission lines solid, absorption lines dashed: told apart
-            // without colour too.
-            for (x, _, kind) in &lines {
-                if *kind == LineKind::Emission {
-                    ctx.draw(&CLine { x1: *x, y1: ylo, x2: *x, y2: yhi, color: em_col });
-                } else {
-                    let step = (yhi - ylo) / dashes as f64;
-                    for k in (0..dashes).step_by(2) {
-                        let y = ylo + k as f64 * step;
-                        ctx.draw(&CLine { x1: *x, y1: y, x2: *x, y2: y + step, color: abs_col });
-                    }
-                }
-            }
-            ctx.layer();
-            for seg in &segments {
-                for w in seg.lambda.iter().zip(&seg.flux).collect::<Vec<_>>().windows(2) {
-                    ctx.draw(&CLine { x1: *w[0].0, y1: *w[0].1, x2: *w[1].0, y2: *w[1].1, color: spec_col });
-                }
-            }
-        });
-    frame.render_widget(canvas, plot);
+    let markers = line_markers(app.rest_frame, z, xlo, xhi);
+    let bounds = ([xlo, xhi], [ylo, yhi]);
+    frame.render_widget(spectrum_canvas(segments, markers.clone(), bounds, pal), plot);
     let column = |x: f64| plot.x + (((x - xlo) / (xhi - xlo)) * (plot.width.saturating_sub(1)) as f64).round() as u16;
     let label_rows = if plot.height >= 6 { 2 } else { 1 };
     for (col, text, kind) in place_labels(&markers, column, plot, label_rows) {
-        let color = if kind == LineKind::Emission { em_col } else { abs_col };
+        let color = if kind == LineKind::Emission { pal.emission } else { pal.absorption };
         frame.buffer_mut().set_string(col.0, col.1, text, Style::default().fg(color));
     }
     if ticks_row {
@@ -629,6 +596,54 @@ fn draw_spectrum(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect
         let x = (inner.x + inner.width).saturating_sub(unit.chars().count() as u16);
         frame.buffer_mut().set_string(x, y, unit, pal.dim);
     }
+}
+
+/// The emission and absorption lines inside the plotted range, at their
+/// observed wavelengths (or rest-frame ones when `rest_frame`), sorted; none
+/// without a redshift in the observed frame.
+fn line_markers(rest_frame: bool, z: Option<f64>, xlo: f64, xhi: f64) -> Vec<(f64, &'static str, LineKind)> {
+    let scale = match (rest_frame, z) {
+        (true, _) | (false, None) => 1.0,
+        (false, Some(z)) => 1.0 + z,
+    };
+    let mut markers: Vec<(f64, &'static str, LineKind)> = if z.is_some() || rest_frame {
+        LINES.iter().map(|l| (l.wavelength * scale, l.name, l.kind)).filter(|(x, _, _)| *x > xlo && *x < xhi).collect()
+    } else {
+        Vec::new()
+    };
+    markers.sort_by(|a, b| a.0.total_cmp(&b.0));
+    markers
+}
+
+/// The spectrum's segments over the line markers: emission lines solid,
+/// absorption lines dashed, so they are told apart without colour too.
+fn spectrum_canvas(
+    segments: Vec<crate::render::SpectrumView>,
+    markers: Vec<(f64, &'static str, LineKind)>,
+    ([xlo, xhi], [ylo, yhi]): ([f64; 2], [f64; 2]),
+    pal: &Palette,
+) -> impl Widget {
+    let (spec_col, em_col, abs_col) = (pal.spectrum, pal.emission, pal.absorption);
+    let dashes = 16;
+    Canvas::default().marker(Marker::Braille).x_bounds([xlo, xhi]).y_bounds([ylo, yhi]).paint(move |ctx| {
+        for (x, _, kind) in &markers {
+            if *kind == LineKind::Emission {
+                ctx.draw(&CLine { x1: *x, y1: ylo, x2: *x, y2: yhi, color: em_col });
+            } else {
+                let step = (yhi - ylo) / dashes as f64;
+                for k in (0..dashes).step_by(2) {
+                    let y = ylo + k as f64 * step;
+                    ctx.draw(&CLine { x1: *x, y1: y, x2: *x, y2: y + step, color: abs_col });
+                }
+            }
+        }
+        ctx.layer();
+        for seg in &segments {
+            for w in seg.lambda.iter().zip(&seg.flux).collect::<Vec<_>>().windows(2) {
+                ctx.draw(&CLine { x1: *w[0].0, y1: *w[0].1, x2: *w[1].0, y2: *w[1].1, color: spec_col });
+            }
+        }
+    })
 }
 
 /// Line labels over the plot: markers closer than a label's width are
