@@ -77,6 +77,11 @@ struct Palette {
     spectrum: Color,
     emission: Color,
     absorption: Color,
+    /// The BPT diagram's curves and this object's marker on it.
+    kauffmann: Color,
+    kewley: Color,
+    schawinski: Color,
+    bpt_marker: Color,
 }
 
 impl Palette {
@@ -92,6 +97,10 @@ impl Palette {
                 spectrum: Color::Reset,
                 emission: Color::Reset,
                 absorption: Color::Reset,
+                kauffmann: Color::Reset,
+                kewley: Color::Reset,
+                schawinski: Color::Reset,
+                bpt_marker: Color::Reset,
             };
         }
         Palette {
@@ -103,6 +112,10 @@ impl Palette {
             spectrum: Color::White,
             emission: Color::LightBlue,
             absorption: Color::LightRed,
+            kauffmann: Color::LightBlue,
+            kewley: Color::LightRed,
+            schawinski: Color::Yellow,
+            bpt_marker: Color::Magenta,
         }
     }
 }
@@ -728,39 +741,14 @@ fn draw_bpt(frame: &mut Frame, app: &App, c: Option<&Candidate>, area: Rect, pal
         return;
     }
     let here = c.and_then(|c| c.spectrum.as_ref()).and_then(|s| s.lines.as_ref());
-    let colors = BptColors::new(app.no_color);
     draw_bpt_density(frame, &sum.density, inner, pal);
-    frame.render_widget(bpt_curves(&sum.density, here.and_then(|l| l.bpt_xy), colors), inner);
+    frame.render_widget(bpt_curves(&sum.density, here.and_then(|l| l.bpt_xy), pal), inner);
     frame.render_widget(
-        Paragraph::new(bpt_side_lines(sum, c, here, colors, pal))
+        Paragraph::new(bpt_side_lines(sum, c, here, pal))
             .wrap(Wrap { trim: true })
             .block(Block::bordered().title(Span::styled(" survey ", pal.title))),
         side,
     );
-}
-
-/// The BPT curves' colours and the object's marker's (plain under NO_COLOR).
-#[derive(Clone, Copy)]
-struct BptColors {
-    kauffmann: Color,
-    kewley: Color,
-    schawinski: Color,
-    marker: Color,
-}
-
-impl BptColors {
-    fn new(no_color: bool) -> BptColors {
-        if no_color {
-            BptColors { kauffmann: Color::Reset, kewley: Color::Reset, schawinski: Color::Reset, marker: Color::Reset }
-        } else {
-            BptColors {
-                kauffmann: Color::LightBlue,
-                kewley: Color::LightRed,
-                schawinski: Color::Yellow,
-                marker: Color::Magenta,
-            }
-        }
-    }
 }
 
 /// The survey's density: bins summed into cells, shaded by log count.
@@ -790,8 +778,9 @@ fn draw_bpt_density(frame: &mut Frame, d: &crate::store::BptDensity, inner: Rect
 
 /// The Kauffmann 2003, Kewley 2001 and (dashed) Schawinski 2007 curves over
 /// the density's bounds, and this object's point.
-fn bpt_curves(d: &crate::store::BptDensity, point: Option<(f64, f64)>, colors: BptColors) -> impl Widget {
+fn bpt_curves(d: &crate::store::BptDensity, point: Option<(f64, f64)>, pal: &Palette) -> impl Widget {
     let (x0, x1, y0, y1) = (d.x.0, d.x.1, d.y.0, d.y.1);
+    let (kauffmann, kewley, schawinski, marker) = (pal.kauffmann, pal.kewley, pal.schawinski, pal.bpt_marker);
     Canvas::default().marker(Marker::Braille).x_bounds([x0, x1]).y_bounds([y0, y1]).paint(move |ctx| {
         let curve = |f: &dyn Fn(f64) -> f64,
                      from: f64,
@@ -812,15 +801,15 @@ fn bpt_curves(d: &crate::store::BptDensity, point: Option<(f64, f64)>, colors: B
                 }
             }
         };
-        curve(&kauffmann03, x0, 0.0, false, colors.kauffmann, ctx);
-        curve(&kewley01, x0, 0.42, false, colors.kewley, ctx);
-        curve(&schawinski07, -0.18, x1, true, colors.schawinski, ctx);
+        curve(&kauffmann03, x0, 0.0, false, kauffmann, ctx);
+        curve(&kewley01, x0, 0.42, false, kewley, ctx);
+        curve(&schawinski07, -0.18, x1, true, schawinski, ctx);
         if let Some((x, y)) = point {
             ctx.layer();
             ctx.print(
                 x.clamp(x0, x1),
                 y.clamp(y0, y1),
-                Span::styled("✚", Style::default().fg(colors.marker).add_modifier(Modifier::BOLD)),
+                Span::styled("✚", Style::default().fg(marker).add_modifier(Modifier::BOLD)),
             );
         }
     })
@@ -832,7 +821,6 @@ fn bpt_side_lines<'a>(
     sum: &'a crate::store::LineSummary,
     c: Option<&Candidate>,
     here: Option<&crate::store::LineRecord>,
-    colors: BptColors,
     pal: &Palette,
 ) -> Vec<Line<'a>> {
     let mut lines: Vec<Line> = Vec::new();
@@ -850,9 +838,9 @@ fn bpt_side_lines<'a>(
         None => {}
     }
     lines.push(Line::raw(""));
-    lines.push(Line::styled("── Kauffmann 2003 (star-forming below)", Style::default().fg(colors.kauffmann)));
-    lines.push(Line::styled("── Kewley 2001 (AGN above)", Style::default().fg(colors.kewley)));
-    lines.push(Line::styled("┄┄ Schawinski 2007 (Seyfert / LINER)", Style::default().fg(colors.schawinski)));
+    lines.push(Line::styled("── Kauffmann 2003 (star-forming below)", Style::default().fg(pal.kauffmann)));
+    lines.push(Line::styled("── Kewley 2001 (AGN above)", Style::default().fg(pal.kewley)));
+    lines.push(Line::styled("┄┄ Schawinski 2007 (Seyfert / LINER)", Style::default().fg(pal.schawinski)));
     lines.push(Line::styled("·░▒▓█ the survey's spectra (log density)", pal.dim));
     lines.push(Line::raw(""));
     lines.push(Line::styled(format!("{} spectra", sum.n_spectra), pal.title));
