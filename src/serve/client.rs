@@ -94,11 +94,7 @@ fn hello(socket: &Path, session: &str, claimed: Vec<ObjectKey>) -> Result<(UnixS
     wire::send(&mut stream, &Request::Hello { session: session.to_string(), claimed, protocol: wire::PROTOCOL })
         .map_err(ConnectError::NoServer)?;
     let other_build = |theirs: &str| {
-        ConnectError::Refused(format!(
-            "this store is served by another oddity build (wire protocol {theirs}, this one speaks {}): \
-             label with the same oddity as the serving process, or wait until it quits",
-            wire::PROTOCOL
-        ))
+        ConnectError::Refused(wire::other_build(&format!("wire protocol {theirs}, this one speaks {}", wire::PROTOCOL)))
     };
     match wire::recv::<Response>(&mut stream) {
         Ok(w @ Response::Welcome { protocol: wire::PROTOCOL, .. }) => Ok((stream, w)),

@@ -113,7 +113,6 @@ pub struct Page {
     pub next: Cursor,
     /// The keys come from a retrain trial's blind interleaving of two
     /// rankings: their positions are ranks in neither.
-    #[serde(default)]
     pub interleaved: bool,
 }
 

@@ -139,14 +139,10 @@ fn handle(hub: &Arc<Hub>, mut stream: UnixStream, server: &str) -> std::io::Resu
     }
 }
 
-/// Why a client of another build is refused: what it speaks, what this
-/// one does, and who serves.
+/// Why a client of another build is refused: who serves, what this build
+/// speaks, and what the client does.
 fn other_build(server: &str, theirs: &str) -> String {
-    format!(
-        "this store is served by another oddity build ({server}; wire protocol {}, yours speaks {theirs}): \
-         label with the same oddity as the serving process, or wait until it quits",
-        wire::PROTOCOL
-    )
+    wire::other_build(&format!("{server}; wire protocol {}, yours speaks {theirs}", wire::PROTOCOL))
 }
 
 fn dispatch(s: &HubSession, request: Request) -> Response {

@@ -22,6 +22,15 @@ const MAX_FRAME: u32 = 256 << 20;
 /// trial's interleaving).
 pub const PROTOCOL: u32 = 2;
 
+/// Why the two ends of a connection cannot talk, for the person at the
+/// refused end: `versions` says which build speaks what.
+pub fn other_build(versions: &str) -> String {
+    format!(
+        "this store is served by another oddity build ({versions}): \
+         label with the same oddity as the serving process, or wait until it quits"
+    )
+}
+
 /// A command run by the serving process for a connected `oddity` command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
