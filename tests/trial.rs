@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use common::screen::screen;
 use common::*;
 use oddity::retrain::trial::{self, TrialRules};
 use oddity::store::{ObjectKey, ScoreVersion, Store};
 use oddity::tui::app::App;
-use oddity::tui::{Filter, Keymap, Ordering, ui};
+use oddity::tui::worker::Loader;
+use oddity::tui::{Filter, Keymap, Ordering};
 
 #[test]
 fn a_truly_better_challenger_wins_its_trial_through_the_triage_screen() {
@@ -65,7 +67,8 @@ fn a_truly_better_challenger_wins_its_trial_through_the_triage_screen() {
         let (place, _) = app.current_rank().unwrap();
         assert!(place.interleaved && place.n == i + 1, "{place:?} at {i}");
         if i == 2 {
-            let screen = info_panel(&mut app, &store);
+            let mut loader = Loader::new(store.clone(), ratatui_image::picker::Picker::halfblocks());
+            let screen = screen(&mut app, &mut loader, 160, 48);
             assert!(screen.contains("3rd in a trial's interleaving of two rankings"), "{screen}");
             assert!(!screen.contains("(score order)"), "{screen}");
         }
@@ -91,18 +94,6 @@ fn a_truly_better_challenger_wins_its_trial_through_the_triage_screen() {
     drop(store);
     let status = text(&run(&["--store", s, "status"]));
     assert!(status.contains("last trial") && status.contains("won its trial"), "{status}");
-}
-
-/// The triage screen at 160x48, its candidate loaded.
-fn info_panel(app: &mut App, store: &Arc<Store>) -> String {
-    use ratatui::{Terminal, backend::TestBackend, layout::Rect};
-    let mut loader = oddity::tui::worker::Loader::new(store.clone(), ratatui_image::picker::Picker::halfblocks());
-    let areas = ui::layout(Rect::new(0, 0, 160, 48));
-    app.resize(ui::image_size(&areas)).unwrap();
-    oddity::tui::serve_requests(app, &mut loader, false);
-    let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
-    terminal.draw(|f| ui::draw(f, app)).unwrap();
-    terminal.backend().to_string()
 }
 
 /// Quitting `oddity triage` (which holds the store) decides the trial and

@@ -3,11 +3,11 @@
 
 mod common;
 
+use common::screen::screen;
+
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use ratatui::layout::Rect;
 use ratatui_image::picker::Picker;
 
@@ -30,15 +30,6 @@ fn app(store: &Arc<Store>) -> App {
 
 fn serve(app: &mut App, loader: &mut Loader) {
     oddity::tui::serve_requests(app, loader, false);
-}
-
-fn screen(app: &mut App, loader: &mut Loader, w: u16, h: u16) -> String {
-    let areas = ui::layout(Rect::new(0, 0, w, h));
-    app.resize(ui::image_size(&areas)).unwrap();
-    serve(app, loader);
-    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-    terminal.draw(|f| ui::draw(f, app)).unwrap();
-    terminal.backend().to_string()
 }
 
 #[test]

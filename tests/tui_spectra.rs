@@ -4,31 +4,21 @@
 
 mod common;
 
+use common::screen::screen;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::layout::Rect;
 
 use oddity::features::spectral::BptClass;
 use oddity::store::{ScoreVersion, SourceKind, Store};
 use oddity::tui::app::App;
 use oddity::tui::worker::Loader;
-use oddity::tui::{Filter, Keymap, Ordering, ui};
+use oddity::tui::{Filter, Keymap, Ordering};
 
 fn key(c: char) -> KeyEvent {
     KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
-}
-
-fn screen(app: &mut App, loader: &mut Loader, w: u16, h: u16) -> String {
-    let areas = ui::layout(Rect::new(0, 0, w, h));
-    app.resize(ui::image_size(&areas)).unwrap();
-    oddity::tui::serve_requests(app, loader, false);
-    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-    terminal.draw(|f| ui::draw(f, app)).unwrap();
-    terminal.backend().to_string()
 }
 
 fn loader(store: &Arc<Store>) -> Loader {

@@ -4,6 +4,7 @@
 
 pub mod fits;
 pub mod pipeline;
+pub mod screen;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};
