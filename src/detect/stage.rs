@@ -946,13 +946,25 @@ fn flush_pending(
             continue;
         }
         let model = layouts[survey].iter().find(|(b, _, _)| b == g).expect("layout").1;
-        let scores = model.forest.score(&model.scaler.transform(values));
-        let rows: Vec<(ObjectKey, u8, f32)> = keys.iter().zip(scores).map(|(&k, s)| (k, *g, s)).collect();
-        store.put_shard_scores(&rows)?;
-        keys.clear();
-        values.clear();
+        put_group_scores(store, model, *g, keys, values)?;
     }
     Ok(())
+}
+
+/// Scores rows (`values`, row-major) with a group's forest, stores them as
+/// shard scores, and empties both buffers for the next chunk.
+fn put_group_scores(
+    store: &Store,
+    model: &GroupModel,
+    group: u8,
+    keys: &mut Vec<ObjectKey>,
+    values: &mut Vec<f32>,
+) -> Result<(), StoreError> {
+    let scores = model.forest.score(&model.scaler.transform(values));
+    let rows: Vec<(ObjectKey, u8, f32)> = keys.iter().zip(scores).map(|(&k, s)| (k, group, s)).collect();
+    keys.clear();
+    values.clear();
+    store.put_shard_scores(&rows)
 }
 
 /// Which of a survey's fitted image forests this shard can apply, with the
@@ -1003,14 +1015,7 @@ fn apply_spectrum_forest(
     let mut n = 0;
     let mut keys = Vec::new();
     let mut values = Vec::new();
-    let score = |keys: &mut Vec<ObjectKey>, values: &mut Vec<f32>| -> Result<(), StoreError> {
-        let scores = model.forest.score(&model.scaler.transform(values));
-        let g = group_byte(Group::Spectrum);
-        let rows: Vec<(ObjectKey, u8, f32)> = keys.iter().zip(scores).map(|(&k, s)| (k, g, s)).collect();
-        keys.clear();
-        values.clear();
-        store.put_shard_scores(&rows)
-    };
+    let g = group_byte(Group::Spectrum);
     for item in store.iter_lines() {
         let (key, lines) = item?;
         if !spectrum_files.contains(&key.file) {
@@ -1020,11 +1025,11 @@ fn apply_spectrum_forest(
         values.extend(crate::features::spectral_values(Some(&lines)));
         n += 1;
         if keys.len() >= APPLY_CHUNK {
-            score(&mut keys, &mut values)?;
+            put_group_scores(store, model, g, &mut keys, &mut values)?;
         }
     }
     if !keys.is_empty() {
-        score(&mut keys, &mut values)?;
+        put_group_scores(store, model, g, &mut keys, &mut values)?;
     }
     Ok(n)
 }
